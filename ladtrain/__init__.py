@@ -1,0 +1,1 @@
+"""ladtrain: LLM reasoning RL with the verified LAD loss from ``ladtheory``."""

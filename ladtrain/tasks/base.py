@@ -1,0 +1,46 @@
+"""The Task protocol: prompts, a reference answer, and a safe scorer.
+
+A task yields :class:`Problem` records (a prompt and whatever the scorer needs) and scores one
+completion at a time. Scorers never ``eval`` model text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One prompt. ``reference`` is what the scorer compares against; ``meta`` holds extra columns
+    (passed to user reward functions as keyword columns, TRL style)."""
+
+    id: str
+    prompt: str
+    reference: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Score:
+    """``reward`` in [0, 1] for verifiable tasks (None = could not score: counted and skipped);
+    ``answer`` is the normalised final answer (for diversity metrics); ``info`` a short reason."""
+
+    reward: float | None
+    answer: str | None = None
+    info: str = ""
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the trainer needs from a task."""
+
+    name: str
+
+    def problems(self, split: str) -> Sequence[Problem]:
+        """The problems of a split: ``"train"`` or ``"test"`` (held out, disjoint from train)."""
+        ...
+
+    def score(self, problem: Problem, completion: str) -> Score:
+        """Score one completion (the generated text after the prompt)."""
+        ...
