@@ -44,3 +44,13 @@ class Task(Protocol):
     def score(self, problem: Problem, completion: str) -> Score:
         """Score one completion (the generated text after the prompt)."""
         ...
+
+
+def score_all(task: Task, problems: Sequence[Problem], completions: Sequence[str]) -> list[Score]:
+    """Score a batch. Tasks that score in batches (a user reward function with the TRL signature, a
+    sandbox worker pool) define ``score_batch(problems, completions) -> list[Score]``; otherwise
+    ``score`` is called once per completion."""
+    batch = getattr(task, "score_batch", None)
+    if batch is not None:
+        return list(batch(problems, completions))
+    return [task.score(p, c) for p, c in zip(problems, completions)]
