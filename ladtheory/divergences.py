@@ -91,9 +91,10 @@ def _log(x):
 
 
 def _softplus(x):
-    """log(1 + e^x), stable for both signs."""
+    """log(1 + e^x), stable for both signs and exact to float precision (torch's own softplus switches
+    to the identity above x = 20, an absolute error of e^-20 that the spec tests would catch)."""
     if _is_torch(x):
-        return torch.nn.functional.softplus(x)
+        return torch.logaddexp(torch.zeros_like(x), x)
     return np.logaddexp(0.0, x)
 
 
@@ -419,7 +420,7 @@ def _as_expr(expr: sp.Expr | str) -> sp.Expr:
         try:
             from sympy.parsing.sympy_parser import (
                 convert_xor,
-                implicit_multiplication_application,
+                implicit_multiplication,
                 parse_expr,
                 standard_transformations,
             )
@@ -429,7 +430,7 @@ def _as_expr(expr: sp.Expr | str) -> sp.Expr:
                 local_dict={"u": U, **_FUNCTIONS},
                 global_dict={"Integer": sp.Integer, "Float": sp.Float, "Symbol": sp.Symbol,
                              "Function": sp.Function, "Rational": sp.Rational},
-                transformations=standard_transformations + (convert_xor, implicit_multiplication_application),
+                transformations=standard_transformations + (convert_xor, implicit_multiplication),
             )
         except Exception as err:  # SyntaxError, TokenError, TypeError, ...: all mean "not an expression"
             raise DivergenceError(f"cannot parse the generator {text!r}: {type(err).__name__}: {err}") from None
@@ -443,8 +444,9 @@ def _as_expr(expr: sp.Expr | str) -> sp.Expr:
     others = sorted(s.name for s in expr.free_symbols if s is not U)
     if others:
         raise DivergenceError(f"the generator must be a function of u only; unknown symbols: {', '.join(others)}")
-    if expr.has(sp.Function) and any(isinstance(f, sp.core.function.AppliedUndef) for f in expr.atoms(sp.Function)):
-        raise DivergenceError(f"the generator {expr} uses an unknown function")
+    undefined = sorted(str(f.func) for f in expr.atoms(sp.Function) if isinstance(f, sp.core.function.AppliedUndef))
+    if undefined:
+        raise DivergenceError(f"the generator {expr} uses unknown functions: {', '.join(undefined)}")
     return expr
 
 
