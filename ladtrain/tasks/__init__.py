@@ -1,13 +1,25 @@
 """Tasks: prompts + verifiers. See :mod:`ladtrain.tasks.base` for the protocol.
 
-``get_task(spec)`` resolves a task spec ``NAME`` or ``NAME:ARG`` (``countdown``, ``reasoning_gym:leg_counting``,
-``jsonl:data/gsm8k.jsonl``, ``humaneval``, ``code_jsonl:problems.jsonl``) through the registry below; each
-entry names a factory ``make(arg: str | None, **options) -> Task`` imported only when used.
+``get_task(spec)`` resolves a task spec through the registry below; each entry names a factory
+``make(arg: str | None, **options) -> Task`` imported only when used.
+
+Spec grammar: ``NAME[:ARG][,KEY=VALUE]...``
+
+- ``countdown``, ``countdown:3``
+- ``reasoning_gym:leg_counting,size=500,seed=1`` (unknown keys go to the generator's config)
+- ``jsonl:data/gsm8k.jsonl,prompt_field=question,answer_field=answer,extract=auto``
+- ``humaneval``, ``humaneval,timeout=10,test_every=0``
+- ``code_jsonl:problems.jsonl,workers=2``
+
+``ARG`` is everything between the first ``:`` and the first ``,`` (so a path may contain ``:`` but not
+``,``). Values are typed: ``true``/``false``, ``none``, integers and floats become Python values, anything
+else stays a string. Keyword ``options`` given to ``get_task`` override those in the spec string.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from ladtrain.tasks.base import Problem, Score, Task, score_all
 
@@ -25,12 +37,42 @@ class TaskError(ValueError):
     """A task spec or task data that cannot be used (a user mistake: shown as one line, no traceback)."""
 
 
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"none"`` -> None, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
+    """Split ``NAME[:ARG][,KEY=VALUE]...`` into ``(name, arg, options)``."""
+    head, *pairs = spec.split(",")
+    name, _, arg = head.partition(":")
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise TaskError(f"task spec {spec!r}: expected KEY=VALUE after a comma, got {pair!r}")
+        options[key.strip()] = parse_value(value.strip())
+    return name.strip(), (arg.strip() or None), options
+
+
 def get_task(spec: str, **options) -> Task:
-    name, _, arg = spec.partition(":")
+    """Build the task named by ``spec`` (see the module docstring for the grammar)."""
+    name, arg, spec_options = parse_spec(spec)
     if name not in TASKS:
         raise TaskError(f"unknown task {spec!r}; known: {', '.join(sorted(TASKS))}")
     module_name, factory = TASKS[name].split(":")
-    return getattr(importlib.import_module(module_name), factory)(arg or None, **options)
+    return getattr(importlib.import_module(module_name), factory)(arg, **{**spec_options, **options})
 
 
-__all__ = ["Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "score_all"]
+__all__ = ["Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "parse_spec", "parse_value",
+           "score_all"]

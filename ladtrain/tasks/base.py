@@ -54,3 +54,24 @@ def score_all(task: Task, problems: Sequence[Problem], completions: Sequence[str
     if batch is not None:
         return list(batch(problems, completions))
     return [task.score(p, c) for p, c in zip(problems, completions)]
+
+
+def options_of(cls: type, options: dict[str, Any], where: str):
+    """Build the frozen options dataclass ``cls`` from ``options``; an unknown key or a value of the
+    wrong kind is a :class:`ladtrain.tasks.TaskError` naming ``where`` (the task spec)."""
+    from dataclasses import fields
+
+    from ladtrain.tasks import TaskError
+
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TaskError(f"{where}: unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    for key, value in options.items():
+        default = known[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise TaskError(f"{where}: option {key}={value!r} must be true or false")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TaskError(f"{where}: option {key}={value!r} must be a number")
+    return cls(**options)
