@@ -157,6 +157,18 @@ class FDivergence:
         return sp.diff(self.expr, U)
 
     @property
+    def f_prime_at_1(self) -> float:
+        """``f'(1)``. Zero for every built-in except ``kl`` (1) and ``rkl`` (-1). Where it is zero, the
+        per-sample brake point of the LAD loss is exactly ``rho = e^{A/eta}``; otherwise it sits where
+        ``f'(u) = 0`` (KL: ``u = 1/e``; reverse KL: nowhere). Adding ``c (u - 1)`` to ``f`` changes no
+        divergence between normalised distributions and adds only a zero-mean term to the gradient."""
+        value = sp.simplify(sp.diff(self.expr, U).subs(U, 1))
+        try:
+            return float(value)
+        except TypeError:  # e.g. TV: sign(0) -> convention 0
+            return float(self.f_prime_log(np.zeros(1))[0])
+
+    @property
     def f2_at_1(self) -> float:
         """``f''(1)``: the curvature that sets the GRPO small-step limit (paper-notes section 6).
         For TV (not twice differentiable at 1) this is ``nan``."""

@@ -29,10 +29,13 @@ Gradient (``proofs/`` "gradient"; tested in ``tests/theory/test_objective.py``):
 
 So the descent direction is ``w(A, rho) grad log pi`` with the **effective weight**
 ``w(A, rho) = -rho f'(rho e^{-A/eta})`` (the analogue of GRPO's advantage, :func:`effective_weight`).
-Since ``f'`` is increasing and ``f'(1) = 0`` for the built-ins with that normalisation, descent raises
-``log pi(y)`` exactly while ``rho < e^{A/eta}`` and lowers it once ``rho > e^{A/eta}``: the **brake** on
-over-confident growth. (For a generator with ``f'(1) = c != 0`` the brake point is where
-``f'(u) = 0``; the built-ins all have ``f'(1) = 0``.)
+Since ``f'`` is non-decreasing, for a generator with ``f'(1) = 0`` descent raises ``log pi(y)`` exactly
+while ``rho < e^{A/eta}`` and lowers it once ``rho > e^{A/eta}``: the **brake** on over-confident growth.
+Every built-in has ``f'(1) = 0`` except the paper's ``kl = u log u`` (``f'(1) = 1``: the per-sample brake
+point moves to ``rho = e^{A/eta - 1}``) and ``rkl = -log u`` (``f'(1) = -1``: ``w = e^{A/eta} > 0``, no
+per-sample brake at all). The term ``f'(1) rho grad log pi`` that separates them from their
+``f'(1) = 0`` versions has zero mean under ``pi_old`` (``E[rho grad log pi] = grad sum_y pi = 0``), so
+the expected gradient is the same; the per-sample behaviour is not. (``FDivergence.f_prime_at_1``.)
 
 Which ratio (paper-notes.md section 4, **[open]** in the paper; our choice is the option ``level``):
 
@@ -54,7 +57,9 @@ Numerical safety (what is clamped, and why):
   *straight-through* gradient: the value and the weight ``rho f'(u)`` are evaluated at the clamped
   point, so the step keeps its sign and direction but its size is capped. With both clamps every
   built-in's loss element and gradient stays below ``2 e^80 ≈ 1.1e35`` (float32 and bfloat16 reach
-  ``3.4e38``). Inside these ranges nothing is changed.
+  ``3.4e38``); this holds for any generator growing at most like ``u^2`` and ``1/u`` (alpha family with
+  ``-1 <= a <= 2``). A faster-growing user generator (``alpha:3``) can still overflow float32 at the
+  extremes. Inside these ranges nothing is changed.
 * Masked (padding) positions are replaced by 0 before any arithmetic, so NaN/inf in padding is harmless.
 """
 
@@ -165,7 +170,8 @@ def effective_weight(A: Any, log_rho: Any, divergence: str | FDivergence = "js",
     (broadcasting); no clamping (this is the theory function).
 
     At ``rho = 1``: JS gives ``0.5 log((1 + e^{A/eta}) / 2)``, bounded below by ``-0.5 log 2``;
-    TV gives ``sign(A)``; KL gives ``A/eta``.
+    TV gives ``sign(A)``; KL (``u log u``) gives ``A/eta - 1``, and its ``f'(1) = 0`` version
+    ``u log u - u + 1`` gives ``A/eta``.
     """
     div = divergences.get(divergence)
     if not eta > 0:
