@@ -1,0 +1,199 @@
+"""The run configuration: one frozen dataclass; each field's ``help`` metadata is its CLI help text.
+
+Values come from (later wins) the defaults below, a YAML file (``--config run.yaml``, keys are the field
+names, unknown keys are an error naming the key and its line), and command-line flags
+(``--prompts-per-step 16``). :meth:`TrainConfig.validate` turns user mistakes into :class:`ConfigError`
+messages that name the flag.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A user mistake in the configuration: shown as one line, exit code 2."""
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- what to train
+    model: str = _f("builtin", "'builtin' (the tiny built-in model, warmed up on the task and cached) or a local "
+                               "Hugging Face causal-LM folder (its tokenizer and chat template are used)")
+    task: str = _f("countdown", "task spec NAME or NAME:ARG (countdown, reasoning_gym:NAME, jsonl:FILE, humaneval, "
+                                "code_jsonl:FILE)")
+    reward: str | None = _f(None, "optional user reward 'module:function' replacing the task's scorer")
+    # --- the loss
+    loss: str = _f("lad", "loss: lad (= lad:js), lad:<divergence> (kl rkl js hellinger tv jeffreys pearson neyman "
+                          "triangular alpha:<a>), grpo")
+    eta: float = _f(0.25, "LAD temperature eta > 0 (the trust-region multiplier; target ratio exp(A/eta))")
+    level: str = _f("token", "LAD ratio level", choices=("token", "sequence", "sequence_mean"))
+    clip_eps: float = _f(0.2, "GRPO clip range epsilon")
+    clip_eps_high: float | None = _f(None, "GRPO upper clip epsilon (default: = clip-eps)")
+    adv_scale: str = _f("group_std", "advantage scale: group std (GRPO), batch std, or none (centring only)",
+                        choices=("group_std", "batch_std", "none"))
+    # --- RL loop
+    steps: int = _f(200, "RL steps (one rollout each)")
+    prompts_per_step: int = _f(16, "prompts per rollout")
+    group_size: int = _f(8, "completions sampled per prompt (G >= 2)")
+    updates_per_rollout: int = _f(1, "optimizer updates on each rollout (1 = on-policy)")
+    lr: float = _f(1e-4, "AdamW learning rate for RL")
+    lr_schedule: str = _f("constant", "learning-rate schedule after the linear warm-up",
+                          choices=("constant", "cosine"))
+    lr_warmup_steps: int = _f(5, "linear learning-rate warm-up, in optimizer updates")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "gradient-norm clip (0 = off)")
+    temperature: float = _f(1.0, "sampling temperature for rollouts (log-probs use the same temperature)")
+    max_new_tokens: int = _f(16, "longest completion, in tokens")
+    # --- evaluation (held-out split)
+    eval_samples: int = _f(8, "samples per held-out prompt (k of pass@k)")
+    eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)")
+    eval_temperature: float = _f(1.0, "sampling temperature for evaluation")
+    # --- built-in model warm-up (supervised, cached)
+    warmup_steps: int = _f(1500, "supervised warm-up steps of the built-in model (cached by settings)")
+    warmup_batch: int = _f(64, "warm-up batch size")
+    warmup_lr: float = _f(3e-3, "warm-up learning rate")
+    # --- run
+    seed: int = _f(0, "random seed (python, numpy, torch)")
+    out: str | None = _f(None, "run folder (default runs/<date>-<time>-<loss>)")
+    cache_dir: str | None = _f(None, "cache for generated problems and warmed-up base models "
+                                     "(default $LADTRAIN_CACHE or ~/.cache/ladtrain)")
+    device: str = _f("auto", "torch device: auto, cpu, cuda, cuda:N, mps")
+    threads: int = _f(0, "torch CPU threads (0 = torch's default)")
+    progress: bool = _f(True, "show progress bars")
+
+    def resolved_cache(self) -> Path:
+        return Path(self.cache_dir or os.environ.get("LADTRAIN_CACHE") or Path.home() / ".cache" / "ladtrain")
+
+    def validate(self) -> TrainConfig:
+        """Check values that need no I/O beyond the model folder; return self. Raises ConfigError."""
+        ints_at_least = {"steps": 1, "prompts_per_step": 1, "updates_per_rollout": 1, "max_new_tokens": 1,
+                         "eval_samples": 1, "eval_problems": 0, "warmup_steps": 0, "warmup_batch": 1,
+                         "lr_warmup_steps": 0, "threads": 0}
+        for name, low in ints_at_least.items():
+            if getattr(self, name) < low:
+                raise ConfigError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ConfigError(f"--group-size must be >= 2 (advantages are normalised within a group), "
+                              f"got {self.group_size}")
+        for name in ("eta", "lr", "temperature", "eval_temperature", "clip_eps", "warmup_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)}")
+        if self.clip_eps_high is not None and not self.clip_eps_high > 0:
+            raise ConfigError(f"--clip-eps-high must be > 0, got {self.clip_eps_high}")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"{flag(f.name)} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+        if self.model != "builtin" and not (Path(self.model) / "config.json").is_file():
+            what = "does not exist" if not Path(self.model).exists() else "has no config.json"
+            raise ConfigError(f"--model: {self.model} {what} (expected 'builtin' or a Hugging Face model folder)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def field_types() -> dict[str, tuple[type, bool]]:
+    """``name -> (base type, optional)`` for every field (``str | None`` -> ``(str, True)``)."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for f in fields(TrainConfig):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            out[f.name] = (next(a for a in args if a is not type(None)), True)
+        else:
+            out[f.name] = (hint, False)
+    return out
+
+
+def convert(name: str, value: Any) -> Any:
+    """Coerce a YAML or CLI value to the field's type; ConfigError (naming the field) if impossible."""
+    base, optional = field_types()[name]
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        raise ConfigError(f"{name}: a value is required")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if base is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    try:
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        if isinstance(value, bool):
+            raise ValueError
+        return base(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {'an int' if base is int else 'a number'}, got {value!r}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Field values from a YAML mapping; ``file:line:`` errors for unknown keys and bad values."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"--config: cannot read {path}: {err.strerror or err}") from None
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    if node is None:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}:{node.start_mark.line + 1}: expected a mapping of option: value")
+    known = {f.name for f in fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        key = str(key_node.value).replace("-", "_")
+        if key not in known:
+            raise ConfigError(f"{path}:{line}: unknown key {key_node.value!r}")
+        value = yaml.safe_load(yaml.serialize(value_node))
+        try:
+            values[key] = convert(key, value)
+        except ConfigError as err:
+            raise ConfigError(f"{path}:{line}: {err}") from None
+    return values
+
+
+def build(overrides: dict[str, Any], config_file: str | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then ``overrides`` (already converted), validated."""
+    values = load_yaml(config_file) if config_file else {}
+    values.update(overrides)
+    return replace(TrainConfig(), **values).validate()
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+
+
+__all__ = ["ConfigError", "TrainConfig", "build", "convert", "defaults", "field_types", "flag", "load_yaml"]

@@ -1,0 +1,212 @@
+"""Models: the tiny built-in causal LM (and its warm-up), or any local Hugging Face causal LM folder.
+
+The built-in model is a Llama-architecture ``transformers`` model of about 0.8M parameters with a
+character-level tokenizer that is a real ``transformers`` tokenizer object built in code
+(:func:`build_tokenizer`): a ``tokenizers`` WordLevel model over single characters, wrapped in
+``PreTrainedTokenizerFast``. Saved with ``save_pretrained`` it reloads through ``AutoTokenizer`` and
+``AutoModelForCausalLM`` with the same ids and logits (tested). Why Llama and not Qwen2: transformers 5
+loads any ``model_type: qwen2`` folder with its own Qwen2 tokenizer, whatever ``tokenizer_config.json``
+says, and that byte-level BPE silently changes the ids of spaces and newlines.
+
+Warm-up (:func:`warm_up`): supervised training on the task's enumerated solutions, each example drawn
+uniformly among the valid solutions of a uniformly drawn training problem, so the base policy is diverse
+rather than collapsed on one canonical answer. :func:`base_policy` caches the warmed-up model under the
+cache directory, keyed by a hash of the model spec, the task and the warm-up settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import string
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ladtrain import checkpoint
+from ladtrain.tasks.base import Problem
+
+BUILTIN = "builtin"
+SPECIALS = ("<pad>", "<eos>", "<unk>")
+CHARS = tuple(c for c in string.printable if c not in "\x0b\x0c\r")  # digits, letters, punctuation, " \t\n"
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be used (a user mistake: one line, no traceback)."""
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Shape of the built-in model (Llama architecture, tied embeddings)."""
+
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 352
+    max_positions: int = 64
+
+
+def build_tokenizer():
+    """A character-level ``PreTrainedTokenizerFast``: one id per printable ASCII character (spaces and
+    newlines included), plus ``<pad>`` (0), ``<eos>`` (1), ``<unk>`` (2)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIALS + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character
+    tok.decoder = decoders.Fuse()  # concatenate, no separator
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    hf.padding_side = "left"
+    return hf
+
+
+def build_tiny_model(tokenizer, spec: TinySpec = TinySpec(), seed: int = 0):
+    """A freshly initialised built-in model for ``tokenizer``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
+        max_position_embeddings=spec.max_positions, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def load(path: str | Path):
+    """``(model, tokenizer)`` from a local Hugging Face causal-LM folder (its own tokenizer and chat
+    template). Padding is on the left for generation; a tokenizer without a pad token pads with EOS."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"--model: {path} is not a Hugging Face model folder (no config.json)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"--model: cannot load {path}: {str(err).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def format_prompt(tokenizer, prompt: str) -> str:
+    """The text the model sees: the task prompt inside the tokenizer's chat template when it has one."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+    return prompt
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """Supervised warm-up of the built-in model on enumerated solutions."""
+
+    steps: int = 1500
+    batch: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+
+
+def _demonstrations(problems: Sequence[Problem], rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """``n`` (prompt, solution) pairs: a uniform problem, then a uniform solution among its valid ones."""
+    out = []
+    for _ in range(n):
+        problem = rng.choice(problems)
+        out.append((problem.prompt, rng.choice(problem.meta["solutions"])))
+    return out
+
+
+def sft_batch(tokenizer, pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Token ids (B, L) right-padded, with labels -100 on prompt and padding (loss on answer + EOS)."""
+    rows = []
+    for prompt, answer in pairs:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((p + a, [-100] * len(p) + a))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)  # (B, L)
+    labels = torch.full((len(rows), width), -100)  # (B, L)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)  # (B, L)
+    for i, (ids, lab) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        attention[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def warm_up(model, tokenizer, problems: Sequence[Problem], spec: WarmUp, progress: bool = True) -> dict[str, Any]:
+    """Supervised training (AdamW, cosine schedule after 5% linear warm-up) on uniformly drawn solutions."""
+    from tqdm.auto import tqdm
+
+    if not problems or "solutions" not in problems[0].meta:
+        raise ModelError("--model builtin needs a task whose problems list their solutions "
+                         "(problem.meta['solutions']), e.g. countdown; pass --model PATH otherwise")
+    rng = random.Random(spec.seed)
+    torch.manual_seed(spec.seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    ramp = max(1, spec.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / ramp) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / max(1, spec.steps)))))
+    start, losses = time.time(), []
+    bar = tqdm(range(spec.steps), desc="warm-up (SFT)", disable=not progress, dynamic_ncols=True)
+    for _ in bar:
+        batch = sft_batch(tokenizer, _demonstrations(problems, rng, spec.batch))
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    model.eval()
+    return {"steps": spec.steps, "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+            "seconds": time.time() - start}
+
+
+def base_key(tiny: TinySpec, task: str, warmup: WarmUp) -> str:
+    blob = json.dumps({"tiny": asdict(tiny), "task": task, "warmup": asdict(warmup), "v": 1}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def base_policy(model: str, task_spec: str, problems: Sequence[Problem], warmup: WarmUp, cache: Path,
+                tiny: TinySpec = TinySpec(), progress: bool = True):
+    """``(model, tokenizer, info)`` for RL. ``model == "builtin"``: the warmed-up built-in model from the
+    cache, warming it up (and caching it atomically) first if needed. Otherwise a local HF folder."""
+    if model != BUILTIN:
+        m, tok = load(model)
+        return m, tok, {"model": str(model), "parameters": count_parameters(m)}
+    folder = Path(cache) / "base" / base_key(tiny, task_spec, warmup)
+    info: dict[str, Any] = {"model": BUILTIN, "base_folder": str(folder)}
+    if (folder / "config.json").is_file():
+        m, tok = load(folder)
+        info["warmup"] = json.loads((folder / "warmup.json").read_text())
+        info["warmup_cached"] = True
+    else:
+        tok = build_tokenizer()
+        m = build_tiny_model(tok, tiny, seed=warmup.seed)
+        stats = warm_up(m, tok, problems, warmup, progress=progress)
+        checkpoint.save(m, tok, folder, extra={"warmup.json": {**stats, **asdict(warmup), "task": task_spec}})
+        info["warmup"] = stats
+        info["warmup_cached"] = False
+    info["parameters"] = count_parameters(m)
+    return m, tok, info
+
+
+__all__ = ["BUILTIN", "ModelError", "TinySpec", "WarmUp", "base_policy", "build_tiny_model", "build_tokenizer",
+           "count_parameters", "format_prompt", "load", "sft_batch", "warm_up"]

@@ -1,0 +1,297 @@
+"""The training loop, readable top to bottom: rollout -> reward -> advantage -> loss -> step -> log.
+
+:func:`train` runs one whole job:
+
+1. a run folder with the resolved config, seed and package versions;
+2. the task (``get_task(cfg.task)``, optionally with a user reward) and its train / held-out splits;
+3. the base policy: a local HF model, or the built-in tiny model warmed up on the task (cached);
+4. held-out evaluation of the base;
+5. RL: for each step, sample ``prompts_per_step`` training prompts and ``G = group_size`` completions each
+   (HF ``generate``, KV cache, temperature), score them, group-normalise the rewards into advantages,
+   record the rollout policy's log-probs (``logp_old``), then take ``updates_per_rollout`` AdamW steps on
+   the loss (gradient-norm clipping, linear warm-up then constant or cosine learning rate);
+6. held-out evaluation of the trained policy, an atomic HF checkpoint, ``summary.json``, a PNG of the
+   learning curves, and a summary table on the console.
+
+Deviations from textbook GRPO, stated: no KL-to-reference and no entropy term (LAD needs neither; the
+GRPO baseline runs without them too so the comparison is like for like); several updates per rollout
+reuse the whole batch (no minibatching), as GRPO's ``mu`` iterations do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ladtrain import checkpoint, evaluation, losses, models
+from ladtrain.advantages import group_advantages
+from ladtrain.config import ConfigError, TrainConfig
+from ladtrain.losses import LossInputs
+from ladtrain.rollout import HFSampler, token_logprobs
+from ladtrain.tasks import Problem, Task, TaskError, get_task, score_all
+
+PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "reasoning_gym", "sympy")
+
+
+# --------------------------------------------------------------------------------------------------
+# Set-up helpers
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def run_folder(cfg: TrainConfig) -> Path:
+    """Create the run folder (checking that it is writable); ConfigError naming --out otherwise."""
+    if cfg.out:
+        out = Path(cfg.out)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{stamp}-{cfg.loss.replace(':', '-')}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write to {out}: {err.strerror or err}") from None
+    return out
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_task(cfg: TrainConfig) -> Task:
+    try:
+        task = get_task(cfg.task)
+    except TaskError as err:
+        raise ConfigError(f"--task: {err}") from None
+    if cfg.reward:
+        from ladtrain.rewards import with_reward  # the user-reward adapter (imported only when used)
+
+        task = with_reward(task, cfg.reward)
+    return task
+
+
+def lr_lambda(cfg: TrainConfig):
+    total = cfg.steps * cfg.updates_per_rollout
+
+    def factor(update: int) -> float:
+        ramp = min(1.0, (update + 1) / cfg.lr_warmup_steps) if cfg.lr_warmup_steps else 1.0
+        if cfg.lr_schedule == "cosine":
+            return ramp * 0.5 * (1.0 + math.cos(math.pi * min(1.0, update / max(1, total))))
+        return ramp
+
+    return factor
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation on held-out prompts
+
+
+def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, samples: int, temperature: float,
+             max_new_tokens: int, seed: int = 0, chunk: int = 32, progress: bool = True,
+             desc: str = "eval") -> dict[str, Any]:
+    """Sample ``samples`` completions per problem and summarise (accuracy = mean reward over samples,
+    pass@k, distinct correct answers per prompt, ...; see :mod:`ladtrain.evaluation`). The sampling RNG
+    is seeded with ``seed`` without disturbing the training RNG, so base and trained policies are
+    evaluated on the same random stream."""
+    from tqdm.auto import tqdm
+
+    sampler = HFSampler(model, tokenizer, temperature, max_new_tokens)
+    correct, answers, texts = [], [], []
+    start = time.time()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i in tqdm(range(0, len(problems), chunk), desc=desc, disable=not progress, dynamic_ncols=True,
+                      leave=False):
+            batch = problems[i : i + chunk]
+            rollout = sampler.sample([models.format_prompt(tokenizer, p.prompt) for p in batch], samples)
+            scores = score_all(task, [p for p in batch for _ in range(samples)], rollout.texts)
+            for j in range(len(batch)):
+                group = scores[j * samples : (j + 1) * samples]
+                correct.append([s.reward is not None and s.reward >= 1.0 for s in group])
+                answers.append([s.answer for s in group])
+                texts.append(rollout.texts[j * samples : (j + 1) * samples])
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= samples]
+    result = evaluation.summarize(evaluation.Samples(correct, answers, texts), ks=ks)
+    result["accuracy"] = result["avg@k"]
+    result["seconds"] = time.time() - start
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# The job
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    t0 = time.time()
+    out = run_folder(cfg)
+    loss_fn = losses.get(cfg.loss)
+    if loss_fn.needs_ref or loss_fn.needs_log_z:
+        raise ConfigError(f"--loss {cfg.loss}: needs a reference model or a log Z head, which this trainer "
+                          "does not provide")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    run_info = {"seed": cfg.seed, "argv": sys.argv, "started": datetime.now(timezone.utc).isoformat(),
+                "device": str(device), "versions": package_versions()}
+    (out / "run.json").write_text(json.dumps(run_info, indent=2))
+
+    # --- task and base policy
+    task = load_task(cfg)
+    train_problems, test_problems = list(task.problems("train")), list(task.problems("test"))
+    if not train_problems or not test_problems:
+        raise ConfigError(f"--task {cfg.task}: needs non-empty train and test splits")
+    t_warm = time.time()
+    warmup = models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr, seed=cfg.seed)
+    model, tokenizer, base_info = models.base_policy(cfg.model, cfg.task, train_problems, warmup,
+                                                     cfg.resolved_cache(), progress=cfg.progress)
+    warm_seconds = time.time() - t_warm
+    model.to(device)
+    eval_problems = test_problems[: cfg.eval_problems or None]
+    eval_kw = dict(samples=cfg.eval_samples, temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
+                   seed=cfg.seed + 1, progress=cfg.progress)
+    base_eval = evaluate(model, tokenizer, task, eval_problems, desc="eval base", **eval_kw)
+
+    # --- RL
+    sampler = HFSampler(model, tokenizer, cfg.temperature, cfg.max_new_tokens)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    rng = random.Random(cfg.seed)
+    G = cfg.group_size
+    rows: list[dict[str, Any]] = []
+    t_rl = time.time()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"RL {loss_fn.name}", disable=not cfg.progress, dynamic_ncols=True)
+    with open(out / "metrics.jsonl", "w") as log:
+        for step in bar:
+            # 1. rollout: G completions for each of the step's prompts (prompt-major, B = n_prompts * G)
+            batch = rng.sample(train_problems, min(cfg.prompts_per_step, len(train_problems)))
+            model.eval()
+            rollout = sampler.sample([models.format_prompt(tokenizer, p.prompt) for p in batch], G)
+            # 2. rewards; an unscorable sample (reward None) is dropped from the loss and gets A = 0
+            scores = score_all(task, [p for p in batch for _ in range(G)], rollout.texts)
+            scored = torch.tensor([s.reward is not None for s in scores], device=device)  # (B,)
+            rewards = torch.tensor([s.reward if s.reward is not None else math.nan for s in scores],
+                                   dtype=torch.float32, device=device)  # (B,)
+            group_mean = torch.nanmean(rewards.view(-1, G), dim=1).nan_to_num(0.0).repeat_interleave(G)  # (B,)
+            rewards_filled = torch.where(scored, rewards, group_mean)  # (B,)
+            # 3. group-normalised advantages
+            advantages = group_advantages(rewards_filled, G, scale=cfg.adv_scale)  # (B,)
+            mask = rollout.completion_mask * scored[:, None]  # (B, T)
+            # 4. log-probs of the rollout policy
+            model.train()
+            with torch.no_grad():
+                logp_old = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
+            # 5. updates on this rollout
+            for _ in range(cfg.updates_per_rollout):
+                logp = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
+                loss, terms = loss_fn(LossInputs(logp, logp_old, advantages, mask), cfg)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
+                optimizer.step()
+                schedule.step()
+            # 6. log
+            row = {
+                "step": step,
+                "reward_mean": float(torch.nanmean(rewards)) if bool(scored.any()) else math.nan,
+                "loss": loss.item(),
+                "reward_std": float(rewards_filled.std()),
+                "solved_groups": float((rewards_filled.view(-1, G).max(dim=1).values >= 1.0).float().mean()),
+                "completion_len": float(rollout.lengths.float().mean()),
+                "unscored": int((~scored).sum()),
+                "grad_norm": float(grad_norm),
+                "lr": schedule.get_last_lr()[0],
+                "seconds": time.time() - t_rl,
+                **{k: float(v) for k, v in terms.items()},
+            }
+            rows.append(row)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            bar.set_postfix(reward=f"{row['reward_mean']:.3f}", loss=f"{row['loss']:.4f}")
+    rl_seconds = time.time() - t_rl
+
+    # --- final evaluation, checkpoint, summary
+    model.eval()
+    trained_eval = evaluate(model, tokenizer, task, eval_problems, desc="eval trained", **eval_kw)
+    checkpoint.save(model, tokenizer, out / "checkpoint",
+                    extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": base_info}})
+    from ladtrain.plots import learning_curves
+
+    learning_curves(rows, out / "learning_curves.png", title=f"{loss_fn.name} on {cfg.task}",
+                    reference={"base": base_eval["accuracy"], "trained": trained_eval["accuracy"]})
+    summary = {
+        "loss": loss_fn.name,
+        "task": cfg.task,
+        "model": base_info,
+        "steps": cfg.steps,
+        "eval_problems": len(eval_problems),
+        "eval_samples": cfg.eval_samples,
+        "base": base_eval,
+        "trained": trained_eval,
+        "improvement": trained_eval["accuracy"] - base_eval["accuracy"],
+        "seconds": {"warmup": warm_seconds, "base_eval": base_eval["seconds"], "rl": rl_seconds,
+                    "trained_eval": trained_eval["seconds"], "total": time.time() - t0},
+        "run_folder": str(out),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if cfg.progress:
+        print(summary_table(summary))
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The console table: held-out metrics of the base and the trained policy."""
+    base, trained = summary["base"], summary["trained"]
+    k = summary["eval_samples"]
+    rows = [("accuracy (mean over samples)", "accuracy")]
+    rows += [(f"pass@{j}", f"pass@{j}") for j in sorted({2, k}) if f"pass@{j}" in base]
+    rows += [("distinct correct answers / prompt", "distinct_correct"), ("answer entropy (nats)", "answer_entropy")]
+    name = summary["loss"]
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"held-out {summary['eval_problems']} prompts x {k} samples, task {summary['task']}",
+             f"{'':<{width}}{'base':>10}{name:>12}{'change':>10}"]
+    for label, key in rows:
+        b, t = base[key], trained[key]
+        lines.append(f"{label:<{width}}{b:>10.3f}{t:>12.3f}{t - b:>+10.3f}")
+    s = summary["seconds"]
+    lines.append(f"time: warm-up {s['warmup']:.0f}s, RL {s['rl']:.0f}s ({summary['steps']} steps), "
+                 f"evaluation {s['base_eval'] + s['trained_eval']:.0f}s, total {s['total']:.0f}s")
+    lines.append(f"run folder: {summary['run_folder']}")
+    return "\n".join(lines)
+
+
+__all__ = ["evaluate", "lr_lambda", "package_versions", "run_folder", "seed_everything", "summary_table", "train"]
