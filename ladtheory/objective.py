@@ -141,17 +141,22 @@ def lad_loss(
         unit_w = unit_keep.to(work) / max(logp.shape[0], 1)  # (B,): mean over sequences
 
     z = log_rho - a_units
-    z_clamped = z.clamp(-Z_CLAMP, Z_CLAMP)
-    z_st = z + (z_clamped - z).detach()  # straight-through: value at the clamp, gradient passes
-    elements = torch.exp(a_units) * div.f_log(z_st)  # e^{A/eta} f(u)
+    z_clamped = z.clamp(-Z_CLAMP, Z_CLAMP).detach()
+    with torch.no_grad():
+        value = torch.exp(a_units) * div.f_log(z_clamped)  # e^{A/eta} f(u)
+        slope = torch.exp(a_units + z_clamped) * div.f_prime_log(z_clamped)  # d value / d z = rho f'(u)
+    # The value is e^{A/eta} f(u); its gradient with respect to z is the closed form rho f'(u), evaluated
+    # from the stable f'(e^z) rather than by differentiating f(e^z) (autograd through expm1 loses
+    # relative precision when u << 1). At the clamp the value and slope are taken at the clamped point
+    # and the gradient passes straight through (module docstring).
+    elements = value + slope * (z - z.detach())
     elements = torch.where(unit_keep, elements, torch.zeros((), dtype=work))
     loss = (elements * unit_w).sum()
 
     with torch.no_grad():
         u_units = unit_keep.to(work)
         count = u_units.sum().clamp(min=1.0)
-        w = -torch.exp(z_clamped + a_units) * div.f_prime_log(z_clamped)  # effective weight
-        w = torch.where(unit_keep, w, torch.zeros((), dtype=work))
+        w = torch.where(unit_keep, -slope, torch.zeros((), dtype=work))  # effective weight -rho f'(u)
         terms = {
             "log_ratio_mean": (log_rho * u_units).sum() / count,
             "log_ratio_abs_max": (log_rho.abs() * u_units).max() if log_rho.numel() else log_rho.sum(),
