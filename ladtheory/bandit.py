@@ -17,10 +17,13 @@ learning rate 5e-3"; every number below is **[ours]** and is a field of :class:`
   .. math::  P_A(i) = \frac{\pi_{\mathrm{old}}(i)\, e^{A(i)/\eta}}{\sum_k \pi_{\mathrm{old}}(k) e^{A(k)/\eta}}
              = \mathrm{softmax}(A/\eta)_i ,\qquad \eta = 0.25 .
 
-  With these numbers ``P_A`` puts 0.40, 0.25 and 0.29 of its mass within 4 arms of the three centres
-  (0.07 elsewhere); its largest arm has probability 0.139.
-  (``reference = "rollout"`` instead sets ``pi_old`` to the current policy at every step, as an LLM
-  trainer that refreshes its rollout policy each iteration does; the target then moves every step.)
+  With these numbers ``P_A`` puts 0.39, 0.24 and 0.28 of its mass within 3 arms of the three centres
+  (0.10 elsewhere); its largest arm (10) has probability 0.139; its entropy is 3.11 nats (uniform: 3.91).
+  (``reference = "rollout"``, sampled mode only, instead sets ``pi_old`` to the current policy at every
+  step, as an LLM trainer that refreshes its rollout policy each iteration does. Then ``rho = 1`` when the
+  gradient is taken, the LAD gradient is the policy gradient with weight ``w(A, 1) = -f'(e^{-A/eta})``,
+  increasing in ``A``, and the policy drifts to the best arm like GRPO: measured, LAD(js) ends with
+  0.94-0.97 on arm 10 after 4000 steps (seeds 0-2). The paper's claim needs the fixed reference.)
 
 Methods (all trained by the same optimiser on the same logits):
 
@@ -61,9 +64,11 @@ Definitions of the reported numbers (per method, at the last step):
   the limit of a collapse; large for it); ``kl_learned_target = KL(pi_theta || P_A)``; ``entropy`` of
   ``pi_theta`` in nats; ``max_prob`` and ``argmax``.
 * **Mode recovered**: mode ``j`` is recovered if ``pi_theta`` puts at least ``recovered_fraction``
-  (0.5) of the target's mass into the window of ``window`` (4) arms either side of its centre:
-  ``sum_{|i-c_j|<=4} pi_theta(i) >= 0.5 sum_{|i-c_j|<=4} P_A(i)``. The windows do not overlap.
-  A policy collapsed on arm 10 recovers exactly one mode.
+  (0.7) of the target's mass into the window ``S_j`` of ``window`` (3) arms either side of its centre:
+  ``pi_theta(S_j) >= 0.7 P_A(S_j)``. The windows do not overlap. Since ``|pi(S) - P_A(S)| <= TV`` for
+  any set ``S``, every policy within TV ``0.3 x 0.237 = 0.071`` of ``P_A`` recovers all three modes; the
+  uniform policy (mass 7/50 = 0.14 per window, thresholds 0.273, 0.166, 0.194) recovers none; a policy
+  collapsed onto one arm inside a window recovers exactly one.
 
 ``python -m ladtheory bandit --out DIR`` writes ``DIR/bandit.json`` and ``DIR/bandit.png``.
 """
@@ -128,8 +133,8 @@ class BanditConfig:
     reference: str = field(default="initial", metadata={
         "help": "LAD's pi_old: initial (the uniform start, fixed; target P_A) or rollout (current policy)"})
     clip_eps: float = field(default=0.2, metadata={"help": "clip range of GRPO's surrogate and FlowRL's weight"})
-    window: int = field(default=4, metadata={"help": "a mode's window: arms within this distance of its centre"})
-    recovered_fraction: float = field(default=0.5, metadata={
+    window: int = field(default=3, metadata={"help": "a mode's window: arms within this distance of its centre"})
+    recovered_fraction: float = field(default=0.7, metadata={
         "help": "a mode is recovered if the policy's window mass is at least this fraction of P_A's"})
     log_every: int = field(default=20, metadata={"help": "record distances every this many steps"})
 
