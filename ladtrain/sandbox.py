@@ -10,6 +10,9 @@ Every run is a fresh process tree built like this (Linux, util-linux ``unshare``
             env -i PATH=/usr/bin:/bin HOME=/tmp/work LANG=C.UTF-8
               python -I -c HARNESS        (program text arrives on stdin, never on disk outside the tmpfs)
 
+The launcher stays as pid 1 of the namespace (root-owned in root mode, so the code cannot signal it)
+and turns a signal death of the program into the exit status 128 + signal.
+
 What this guarantees (each one is run as an attack in ``tests/train/test_sandbox_attacks.py``):
 
 - **no network**: an empty network namespace (only a downed loopback): ``connect`` to 127.0.0.1 fails;
@@ -129,7 +132,8 @@ mount -t tmpfs -o "size=${LAD_TMPFS}m,mode=1777,nosuid,nodev" tmpfs /tmp || exit
 mkdir /tmp/work || exit 97
 [ -n "$LAD_UID" ] && { chown "$LAD_UID:$LAD_UID" /tmp/work || exit 97; }
 cd /tmp/work || exit 97
-exec "$@"
+"$@"
+exit $?
 """
 
 _SETUP_FAILED = 97
@@ -215,10 +219,10 @@ def _user_task_count() -> int:
 class _UidPool:
     """Hands out distinct unprivileged uids to concurrently running sandboxes (root mode)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: int = _UID_BASE) -> None:
         self._lock = threading.Lock()
         self._free: list[int] = []
-        self._next = _UID_BASE
+        self._next = base
 
     def acquire(self) -> int:
         with self._lock:
@@ -258,7 +262,7 @@ class Sandbox:
         cpu = lim.cpu_s if lim.cpu_s is not None else max(1, math.ceil(lim.wall_s))
         nproc = lim.nproc if self.mode == "root" else _user_task_count() + lim.nproc
         prlimit = [
-            "prlimit", f"--cpu={cpu}", f"--as={lim.memory_mb << 20}", f"--nproc={nproc}",
+            "prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={lim.memory_mb << 20}", f"--nproc={nproc}",
             f"--fsize={lim.file_mb << 20}", "--nofile=64", "--core=0", "--",
         ]
         drop = ["setpriv", "--no-new-privs"]
