@@ -98,33 +98,81 @@ def reverse_solution(pi_old: np.ndarray, A: np.ndarray, eta: float) -> ReverseSo
     return ReverseSolution(pi / pi.sum(), float(lam))
 
 
-def maximise(pi_old: np.ndarray, A: np.ndarray, eta: float, direction: str) -> np.ndarray:
-    """Numerically maximise the trust-region objective over the simplex (independent of the closed forms).
-
-    Parametrisation ``pi = softmax(theta)`` (the simplex interior), L-BFGS-B on ``-objective`` with the
-    exact gradient ``grad_theta = pi * (v - <pi, v>)``, ``v = d objective / d pi``, started at the uniform
-    distribution.
-    """
-    pi_old, A = _check(pi_old, A, eta)
+def _objective_and_slope(pi_old: np.ndarray, A: np.ndarray, eta: float, direction: str):
+    """``(F(log pi), dF/dpi)`` of the trust-region objective, in log coordinates of pi."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     log_old = np.log(pi_old)
 
-    def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        log_pi = theta - logsumexp(theta)
+    def fun(log_pi: np.ndarray) -> tuple[float, np.ndarray]:
         pi = np.exp(log_pi)
         if direction == "forward":
-            val = pi @ A - eta * pi @ (log_pi - log_old)
-            v = A - eta * (log_pi - log_old + 1.0)
-        else:
-            val = pi @ A - eta * pi_old @ (log_old - log_pi)
-            v = A + eta * pi_old / pi
-        grad = pi * (v - pi @ v)
-        return -float(val), -grad
+            return pi @ A - eta * pi @ (log_pi - log_old), A - eta * (log_pi - log_old + 1.0)
+        return pi @ A - eta * pi_old @ (log_old - log_pi), A + eta * pi_old / pi
 
-    res = minimize(fun, np.zeros_like(A), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 20000, "ftol": 0.0, "gtol": 1e-14, "maxcor": 30})
+    return fun
+
+
+def maximise(pi_old: np.ndarray, A: np.ndarray, eta: float, direction: str, *,
+             method: str = "kkt") -> np.ndarray:
+    """Numerically maximise the trust-region objective over the simplex, without the closed forms.
+
+    ``method="kkt"``: the exact convex solver :func:`argmax_separable` on the slopes
+    ``dF/dpi(y)`` (forward ``A - eta(log(pi/pi_old) + 1)``, reverse ``A + eta pi_old / pi``).
+    ``method="scipy"``: ``pi = softmax(theta)``, L-BFGS-B on ``-F`` with the exact gradient
+    ``pi * (v - <pi, v>)``, started at the uniform distribution (slow when ``pi*`` has entries far below
+    1e-6; use it for small instances).
+    """
+    pi_old, A = _check(pi_old, A, eta)
+    fun = _objective_and_slope(pi_old, A, eta, direction)
+    if method == "kkt":
+        return argmax_separable(lambda pi: fun(np.log(pi))[1], len(A))
+    if method != "scipy":
+        raise ValueError(f"method must be 'kkt' or 'scipy', got {method!r}")
+
+    def neg(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        log_pi = theta - logsumexp(theta)
+        pi = np.exp(log_pi)
+        val, v = fun(log_pi)
+        return -float(val), -pi * (v - pi @ v)
+
+    res = minimize(neg, np.zeros_like(A), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 3000, "ftol": 0.0, "gtol": 1e-12, "maxcor": 30})
     return softmax(res.x)
+
+
+def argmax_separable(slope, n: int) -> np.ndarray:
+    r"""Exact solver for ``max_pi sum_y phi_y(pi_y)`` over the simplex, each ``phi_y`` strictly concave.
+
+    ``slope(pi)`` returns the vector ``phi_y'(pi_y)`` (strictly decreasing in each ``pi_y``). KKT: at
+    the maximiser ``phi_y'(pi_y) = lambda`` for every ``y`` (interior) with ``sum_y pi_y = 1``.
+    For fixed ``lambda`` each ``pi_y(lambda)`` is found by bisection in ``log pi_y`` on
+    ``[-740, 0]`` (vectorised); ``sum_y pi_y(lambda)`` decreases in ``lambda`` and is bracketed by
+    ``lambda = min_y phi_y'(1)`` (sum >= 1) and ``lambda = max_y phi_y'(1/n)`` (sum <= 1); the outer
+    root is found by bisection too. Uses only the slopes, never a closed form.
+    """
+
+    def pi_of(lam: float) -> np.ndarray:
+        lo, hi = np.full(n, -740.0), np.zeros(n)
+        for _ in range(64):  # 740 / 2^64 < 1e-16: log pi_y to double precision
+            mid = 0.5 * (lo + hi)
+            above = slope(np.exp(mid)) > lam  # slope still above lambda: pi_y must grow
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        return np.exp(0.5 * (lo + hi))
+
+    with np.errstate(all="ignore"):  # extreme trial points may overflow; the comparisons stay valid
+        lam_lo = float(np.min(slope(np.ones(n))))
+        lam_hi = float(np.max(slope(np.full(n, 1.0 / n))))
+        for _ in range(400):
+            lam = 0.5 * (lam_lo + lam_hi)
+            if pi_of(lam).sum() > 1.0:
+                lam_lo = lam
+            else:
+                lam_hi = lam
+            if lam_hi - lam_lo <= 4 * np.finfo(float).eps * max(1.0, abs(lam)):
+                break
+        pi = pi_of(0.5 * (lam_lo + lam_hi))
+    return pi / pi.sum()
 
 
 def policy_induced(pi: np.ndarray, pi_old: np.ndarray) -> np.ndarray:
@@ -143,6 +191,7 @@ __all__ = [
     "DIRECTIONS",
     "ReverseSolution",
     "advantage_induced",
+    "argmax_separable",
     "forward_solution",
     "kl",
     "maximise",
