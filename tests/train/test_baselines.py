@@ -247,3 +247,32 @@ def test_flowrl_rejects_bad_arguments():
         flowrl_loss(logp, logp_ref, logp_old, adv, mask, log_z, beta=0.0)
     with pytest.raises(BaselineError, match="weight_min"):
         flowrl_loss(logp, logp_ref, logp_old, adv, mask, log_z, weight_min=2.0, weight_max=1.0)
+
+
+def test_gspo_and_flowrl_agree_with_plain_python_on_random_batches():
+    rng = random.Random(11)
+    for _ in range(5):
+        B, T = 4, 5
+        logp = [[rng.uniform(-3, 0) for _ in range(T)] for _ in range(B)]
+        logp_old = [[x + rng.uniform(-0.3, 0.3) for x in row] for row in logp]
+        logp_ref = [[x + rng.uniform(-1, 1) for x in row] for row in logp]
+        adv = [rng.uniform(-2, 2) for _ in range(B)]
+        lz = [rng.uniform(-1, 1) for _ in range(B)]
+        lengths = [rng.randint(1, T) for _ in range(B)]
+        mask = [[1] * n + [0] * (T - n) for n in lengths]
+        gspo_ref, flow_ref = 0.0, 0.0
+        for i in range(B):
+            n = lengths[i]
+            lr = sum(logp[i][t] - logp_old[i][t] for t in range(n))
+            s = math.exp(lr / n)
+            gspo_ref += -min(s * adv[i], min(max(s, 1 - 0.01), 1 + 0.02) * adv[i]) / B
+            delta = lz[i] + sum(logp[i][:n]) / n - 3.0 * adv[i] - sum(logp_ref[i][:n]) / n
+            flow_ref += min(math.exp(lr), 1.05) * delta**2 / B
+        t = dict(dtype=F64)
+        args = (torch.tensor(logp, **t), torch.tensor(logp_old, **t), torch.tensor(adv, **t), torch.tensor(mask, **t))
+        loss, _ = gspo_loss(*args, clip_eps=0.01, clip_eps_high=0.02)
+        _close(loss, gspo_ref)
+        loss, _ = flowrl_loss(torch.tensor(logp, **t), torch.tensor(logp_ref, **t), torch.tensor(logp_old, **t),
+                              torch.tensor(adv, **t), torch.tensor(mask, **t), torch.tensor(lz, **t),
+                              beta=3.0, weight_max=1.05)
+        _close(loss, flow_ref)
