@@ -263,3 +263,20 @@ def test_attack_huge_output_is_cut_off_quickly(task):
     """)
     assert score.reward == 0.0 and score.info.startswith("output limit")
     assert elapsed < WALL
+
+
+def test_attack_a_detached_daemon_dies_with_the_run(task):
+    # attack() itself asserts that no process of the sandbox uids is left once the run is over
+    score, elapsed = attack(task, """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                while True:
+                    time.sleep(0.1)
+            os._exit(0)
+        time.sleep(0.3)
+        raise RuntimeError("daemon started")
+    """)
+    assert score.reward == 0.0 and score.info == "RuntimeError: daemon started"
+    assert elapsed < WALL
