@@ -110,10 +110,23 @@ class Fact:
     eq: sp.Eq
     kind: str = "hypothesis"
     text: str = ""
+    forall: sp.Symbol | None = None  # with eq = Eq(x[i], rhs(i)): replaces x[j] by rhs(j) for every j
 
     def latex(self) -> str:
         body = sp.latex(self.eq)
+        if self.forall is not None:
+            body += f"\\ \\text{{for all }} {sp.latex(self.forall)}"
         return f"{body}\\quad\\text{{({self.text})}}" if self.text else body
+
+    def apply(self, e: sp.Basic) -> sp.Basic:
+        """Replace the left side by the right side everywhere in ``e``."""
+        lhs, rhs = self.eq.lhs, self.eq.rhs
+        if self.forall is None:
+            return e.subs(lhs, rhs)
+        if not isinstance(lhs, sp.Indexed) or lhs.indices != (self.forall,):
+            raise ProofError(f"fact {self.name!r}: 'forall' needs a left side x[{self.forall}]")
+        return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == lhs.base,
+                         lambda x: rhs.xreplace({self.forall: x.indices[0]}))
 
 
 @dataclass(frozen=True)
@@ -137,8 +150,23 @@ def _as_difference(a: sp.Basic) -> sp.Expr:
     return a.lhs - a.rhs if isinstance(a, sp.Equality) else a
 
 
+_CANONICAL_INDEX = sp.Symbol("i_", integer=True)
+
+
+def _canonical_sums(expr: sp.Basic) -> sp.Basic:
+    """Rename the bound index of every innermost single sum to one symbol (alpha-equivalence), so that
+    ``Sum(x[y], (y, 1, n))`` and ``Sum(x[z], (z, 1, n))`` compare equal."""
+    def rename(s: sp.Sum) -> sp.Sum:
+        (i, lo, hi), = s.limits
+        return sp.Sum(s.function.xreplace({i: _CANONICAL_INDEX}), (_CANONICAL_INDEX, lo, hi))
+
+    return expr.replace(lambda x: isinstance(x, sp.Sum) and len(x.limits) == 1
+                        and not x.function.has(sp.Sum) and not x.has(_CANONICAL_INDEX), rename)
+
+
 def _symbolic_zero(expr: sp.Expr) -> str | None:
     """Return the name of the sympy method that reduced ``expr`` to 0, or None."""
+    expr = _canonical_sums(expr)
     if expr == 0:
         return "structural"
     for name, fn in (
@@ -322,7 +350,7 @@ def _facts(params: Mapping, ctx: Context, rule: str) -> list[Fact]:
 
 def _subs_all(e: sp.Basic, facts: Sequence[Fact]) -> sp.Basic:
     for fact in facts:
-        e = e.subs(fact.eq.lhs, fact.eq.rhs)
+        e = fact.apply(e)
     return e
 
 
@@ -410,7 +438,9 @@ def _check_sum_both_sides(prev, new, params, ctx):
     lo, hi = _need(params, "limits", "sum_both_sides")
     if not isinstance(prev, sp.Equality):
         raise ProofError("rule 'sum_both_sides' needs an equation")
-    summed = sp.Eq(sp.Sum(prev.lhs, (i, lo, hi)), sp.Sum(prev.rhs, (i, lo, hi)), evaluate=False)
+    j = params.get("as_index", i)  # the summation index (renaming the free index i)
+    lhs, rhs = prev.lhs.xreplace({i: j}), prev.rhs.xreplace({i: j})
+    summed = sp.Eq(sp.Sum(lhs, (j, lo, hi)), sp.Sum(rhs, (j, lo, hi)), evaluate=False)
     v = decide_equal(summed, new, ctx, lambda e: sp.factor_terms(sp.expand(e)), "linearity")
     return Verdict(v.status, f"sum over {i}; {v.method}", v.detail)
 
@@ -443,6 +473,43 @@ def _check_limit(prev, new, params, ctx):
         return Verdict(Status.SYMBOLIC if ok else Status.FAILED, "limit", f"limit is {lim}")
     v = decide_equal(lim, new, ctx)
     return Verdict(v.status, f"limit {var}->{point}; {v.method}", f"limit is {lim}. {v.detail}")
+
+
+@_register("stationary", r"\Longrightarrow",
+           "first-order condition: at an interior extremum the partial derivative vanishes")
+def _check_stationary(prev, new, params, ctx):
+    if not isinstance(new, sp.Equality):
+        raise ProofError("rule 'stationary' needs the new line to be an equation")
+    v = decide_equal(sp.Eq(_as_difference(prev), 0, evaluate=False), new, ctx)
+    return Verdict(v.status, f"set to zero; {v.method}", v.detail)
+
+
+def _sign_rule(name: str, relation: str, attr: str, word: str):
+    def check(prev, new, params, ctx):
+        if new != 0:
+            raise ProofError(f"rule {name!r} compares the previous line with 0; write 0 as the new line")
+        value = getattr(_as_difference(prev), attr)
+        if value:
+            return Verdict(Status.SYMBOLIC, "sympy assumptions", f"previous line is {word}")
+        return Verdict(Status.FAILED, "sympy assumptions", f"sympy cannot show the previous line is {word}")
+    _register(name, relation, f"the previous line is {word} (sympy's assumption system)")(check)
+
+
+_sign_rule("positive", ">", "is_positive", "positive")
+_sign_rule("negative", "<", "is_negative", "negative")
+
+
+@_register("evaluate", r"pprox", "evaluate a constant expression at 50 digits (a numeric step)")
+def _check_evaluate(prev, new, params, ctx):
+    prev = _as_difference(prev)
+    if prev.free_symbols:
+        raise ProofError(f"rule 'evaluate' needs a constant; free symbols {sorted(map(str, prev.free_symbols))}")
+    value = sp.N(prev, 50)
+    digits = params.get("digits", 12)
+    ok = abs(value - sp.N(new, 50)) <= sp.Float(10) ** (-digits) * max(1, abs(value))
+    if ok:
+        return Verdict(Status.NUMERIC, "50-digit evaluation", f"value {sp.N(value, 20)}")
+    return Verdict(Status.FAILED, "50-digit evaluation", f"value is {sp.N(value, 20)}, not {new}")
 
 
 @_register("jensen", r"\ge", "Jensen's inequality for a convex function and weights summing to one",
