@@ -20,7 +20,8 @@ different solutions (measured over 3000 draws of the generator below; with 3 num
 
 Two expressions are *the same answer* when they are equal up to commutativity and associativity: the
 canonical form is the multiset of signed products, rendered with factors in descending order, positive
-terms first (``4*3+5-2``). Reward is 1 for a correct expression, else 0.
+terms first, terms in descending order of their factors (``5+4*3-2``). Reward is 1 for a correct
+expression, else 0.
 
 Prompt (compact: every character is a token of the built-in model): ``5 2 4 3 -> 15\n``; the built-in
 model completes it with the expression and an end-of-sequence token. For chat models the answer may also
