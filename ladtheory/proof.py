@@ -529,7 +529,8 @@ def _check_jensen(prev, new, params, ctx):
     if not (w.is_nonnegative or w.is_positive):
         return Verdict(Status.FAILED, "weights", f"cannot show the weight {w} is nonnegative")
     facts = _facts({"using": params["weights_sum"]}, ctx, "jensen")
-    one = decide_equal(_subs_all(sp.Sum(w, (i, lo, hi)), facts), sp.Integer(1), ctx)
+    total = sp.factor_terms(sp.expand(sp.Sum(w, (i, lo, hi))))  # constants leave the sum first
+    one = decide_equal(_subs_all(total, facts), sp.Integer(1), ctx)
     if one.status is Status.FAILED:
         return Verdict(Status.FAILED, "weights", "the weights do not sum to one")
     target = coeff * fn(sp.Sum(w * fx.args[0], (i, lo, hi)))
