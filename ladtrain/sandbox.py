@@ -94,6 +94,8 @@ class Result:
     stdout: str = ""
     stderr: str = ""
     wall_s: float = 0.0
+    error: bool = False
+    """True when the sandbox itself failed (could not start or set up): no verdict on the code."""
 
 
 # The harness: reads {"token", "code"} from stdin, runs the code as __main__, prints the token only if
@@ -103,6 +105,7 @@ import json, os, sys
 def _lad_main():
     d = json.loads(sys.stdin.read())
     token = d.pop("token")
+    os.write(2, ("started " + token + "\n").encode())  # the parent knows the launcher got this far
     code = compile(d.pop("code"), "solution.py", "exec")
     g = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
@@ -299,7 +302,7 @@ class Sandbox:
                 env=env, cwd="/", start_new_session=True, close_fds=True,
             )
         except OSError as e:
-            return Result(False, f"cannot start sandbox: {e}")
+            return Result(False, f"cannot start sandbox: {e}", error=True)
         payload = json.dumps({"token": token, "code": code}).encode()
 
         def feed() -> None:
@@ -334,7 +337,7 @@ class Sandbox:
                     open_streams -= 1
                     continue
                 key.data.extend(chunk)
-            if len(out) + len(err) > cap + len(token) + 2:
+            if len(out) + len(err) > cap + 128:  # 128: room for the harness's two markers
                 killed = f"output limit ({lim.output_kb} KiB)"
                 break
         if killed:
@@ -350,17 +353,21 @@ class Sandbox:
         proc.stderr.close()
         writer.join(timeout=1)
         wall = time.monotonic() - start
-        stdout = out[:cap].decode("utf-8", "replace")
-        stderr = err[:cap].decode("utf-8", "replace")
+        stdout = out.decode("utf-8", "replace")
+        stderr = err.decode("utf-8", "replace")
+        started = "started " + token + "\n"
+        setup_failed = started not in stderr  # the harness never ran: no verdict on the code
+        stderr = stderr.replace(started, "", 1)[:cap]
         marker = "\n" + token + "\n"
         finished = stdout.endswith(marker)
         if finished:
             stdout = stdout[: -len(marker)]
+        stdout = stdout[:cap]
         if killed:
-            return Result(False, killed, stdout, stderr, wall)
+            return Result(False, killed, stdout, stderr, wall, error=setup_failed and not out)
         if rc == 0 and finished:
             return Result(True, "passed", stdout, stderr, wall)
-        return Result(False, self._reason(rc, stderr), stdout, stderr, wall)
+        return Result(False, self._reason(rc, stderr), stdout, stderr, wall, error=setup_failed)
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
@@ -372,7 +379,7 @@ class Sandbox:
     def _reason(self, rc: int, stderr: str) -> str:
         last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
         if rc == _SETUP_FAILED:
-            return f"sandbox setup failed: {last[:200]}"
+            return f"sandbox setup failed: {last}"[:200]
         sig = -rc if rc < 0 else rc - 128 if rc > 128 else 0
         if sig:
             name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)

@@ -11,8 +11,8 @@ fenced block holding the whole function instead: when the completion contains a 
 first block is used, and when that block defines ``entry_point`` it is run after the prompt (so the
 prompt's imports and helpers stay available and the new definition replaces the stub).
 
-Reward: 1 if the program ran to its end (every assertion of ``check`` held), else 0; ``info`` is the
-sandbox's short reason. Batches go through the sandbox's bounded worker pool (``score_batch``).
+Reward: 1 if the program ran to its end (every assertion of ``check`` held), else 0; None (could not
+score) only when the sandbox itself failed to start; ``info`` is the sandbox's short reason. Batches go through the sandbox's bounded worker pool (``score_batch``).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class CodeTask:
     def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Score]:
         results = self.sandbox.run_many([program(p, c) for p, c in zip(problems, completions)])
         return [
-            Score(1.0 if r.passed else 0.0, " ".join(completion_code(c).split()), r.reason)
+            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(completion_code(c).split()), r.reason)
             for r, c in zip(results, completions)
         ]
 

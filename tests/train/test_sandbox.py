@@ -87,3 +87,14 @@ def test_worker_pool_keeps_order_and_runs_in_parallel():
     assert [r.stdout for r in results] == [f"{i}\n" for i in range(8)]
     assert all(r.passed for r in results)
     assert elapsed < 8 * 0.5  # serial would take at least 4 s
+
+
+def test_a_sandbox_that_cannot_start_its_interpreter_is_an_error_not_a_verdict():
+    r = Sandbox(Limits(wall_s=3.0), python="/nonexistent/python3").run("print(1)")
+    assert not r.passed and r.error
+
+
+def test_a_program_cannot_fake_a_sandbox_failure(sandbox):
+    for code in ("import os\nos._exit(97)", "import sys\nsys.stderr.write('x')\nimport os\nos._exit(97)"):
+        r = sandbox.run(code)
+        assert not r.passed and not r.error, r
