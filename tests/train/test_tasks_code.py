@@ -118,3 +118,16 @@ def test_code_jsonl_rejects_invalid_python_and_duplicates(tmp_path):
 def test_bad_code_specs_give_one_line_errors(spec, message):
     with pytest.raises(TaskError, match=message):
         get_task(spec)
+
+
+@needs_sandbox
+def test_a_failed_sandbox_scores_none_not_zero():
+    import dataclasses
+
+    from ladtrain.sandbox import Limits, Sandbox
+
+    task = get_task(f"code_jsonl:{DATA / 'code_small.jsonl'},test_every=0,timeout=3")
+    broken = dataclasses.replace(task, sandbox=Sandbox(Limits(wall_s=3.0), python="/nonexistent/python3"))
+    p = task.problems("train")[0]
+    assert task.score(p, p.reference["canonical_solution"]).reward == 1.0
+    assert broken.score(p, p.reference["canonical_solution"]).reward is None
