@@ -146,3 +146,19 @@ def test_spec_options_are_typed():
     assert parse_spec("jsonl:a/b:c.jsonl,test_every=3,timeout=2.5,x=true,y=none,z=word") == (
         "jsonl", "a/b:c.jsonl", {"test_every": 3, "timeout": 2.5, "x": True, "y": None, "z": "word"})
     assert parse_spec("humaneval,workers=2") == ("humaneval", None, {"workers": 2})
+
+
+def test_a_pathological_comparison_ends_within_its_timeout_in_main_and_worker_threads():
+    import time
+
+    gold, pred = r"2^{2^{2^{30}}}", "3"  # without a timeout sympy would grind on this for hours
+    t0 = time.monotonic()
+    assert equivalent(gold, pred, timeout=1) in (False, None)
+    assert time.monotonic() - t0 < 10
+    out = []
+    t0 = time.monotonic()
+    worker = threading.Thread(target=lambda: out.append(equivalent(gold, pred, timeout=1)))
+    worker.start()
+    worker.join(timeout=60)
+    assert out and out[0] in (False, None)
+    assert time.monotonic() - t0 < 30  # includes starting the helper process (imports sympy)
