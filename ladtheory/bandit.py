@@ -467,8 +467,8 @@ def run(config: BanditConfig = BanditConfig(), *, extra: tuple[FDivergence, ...]
             d = distances(torch.softmax(logits, -1), bandit.target)
         steps_logged.append(step)
         for row, meth in enumerate(methods):
-            curves[meth.name]["tv"].append(float(d["tv"][row]))
-            curves[meth.name]["kl_target_learned"].append(float(d["kl_target_learned"][row]))
+            curves[meth.name]["tv"].append(float(f"{float(d['tv'][row]):.5g}"))  # 5 digits: a curve
+            curves[meth.name]["kl_target_learned"].append(float(f"{float(d['kl_target_learned'][row]):.5g}"))
 
     start = time.perf_counter()
     log(0)
@@ -589,7 +589,8 @@ def table(result: BanditResult) -> str:
     rows = [f"{'method':<18} {'TV':>8} {'KL(P_A||pi)':>12} {'entropy':>8} {'max p':>7} {'modes':>6}"]
     for name in result.methods:
         s = result.summary[name]
-        rows.append(f"{name:<18} {s['tv']:>8.4f} {s['kl_target_learned']:>12.4f} {s['entropy']:>8.3f} "
+        kl = max(s["kl_target_learned"], 0.0)  # >= 0; rounding can give -1e-17 at the optimum
+        rows.append(f"{name:<18} {s['tv']:>8.4f} {kl:>12.4f} {s['entropy']:>8.3f} "
                     f"{s['max_prob']:>7.3f} {s['modes_recovered']:>4}/{len(result.bandit.windows)}")
     t = result.bandit.target
     rows.append(f"{'target P_A':<18} {0.0:>8.4f} {0.0:>12.4f} {float(-(t * t.log()).sum()):>8.3f} "
