@@ -134,7 +134,7 @@ def test_flowrl_exact_gradient_is_twice_the_kl_gradient_at_the_optimal_log_z():
 
     at_target = (b.target.log()).clone().requires_grad_(True)
     loss0, _ = bd.BASELINE_METHODS["flowrl"].loss(b, DEFAULT, at_target, log_z_opt, bd.Draw(None, None))
-    assert abs(float(loss0)) < 1e-24
+    assert abs(float(loss0.detach())) < 1e-24
 
 
 # --------------------------------------------------------------------------- the paper's claim (exact)
@@ -165,7 +165,8 @@ def test_bandit_exact_flowrl_reaches_target_and_learns_the_partition_function(ex
 def test_bandit_exact_distance_curves_are_recorded_and_lad_js_decreases(exact_run):
     tv = exact_run.history["lad:js"]["tv"]
     assert len(tv) == len(exact_run.history_steps) == DEFAULT.steps // DEFAULT.log_every + 1
-    assert tv[0] == pytest.approx(0.5 * float((exact_run.bandit.target - 1 / 50).abs().sum()), rel=1e-12)
+    # curves are stored to 5 significant digits
+    assert tv[0] == pytest.approx(0.5 * float((exact_run.bandit.target - 1 / 50).abs().sum()), rel=1e-5)
     assert tv[-1] < 1e-3 * tv[0]
 
 
