@@ -280,3 +280,18 @@ def test_attack_a_detached_daemon_dies_with_the_run(task):
     """)
     assert score.reward == 0.0 and score.info == "RuntimeError: daemon started"
     assert elapsed < WALL
+
+
+def test_attack_a_fork_bomb_in_one_worker_does_not_starve_the_others(task):
+    held, reason = process_cap_holds()
+    if not held:
+        pytest.skip(f"process cap not shown to work ({reason}); not running a real fork bomb")
+    problems = list(task.problems("train"))
+    bomb = "    return a + b\n\n\nimport os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    # the honest programs start a thread: with one uid shared by all workers the bomb would have used up
+    # the process cap and the thread could not start (checked by hand: with one shared uid, 2 of the 3 then fail "can't start new thread")
+    thread = "\n\nimport threading\nworker = threading.Thread(target=print)\nworker.start()\nworker.join()\n"
+    batch = [problems[0]] + problems
+    completions = [bomb] + [p.reference["canonical_solution"] + thread for p in problems]
+    scores = task.score_batch(batch, completions)
+    assert [s.reward for s in scores] == [0.0, 1.0, 1.0, 1.0], [s.info for s in scores]
