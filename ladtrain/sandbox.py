@@ -274,7 +274,8 @@ class Sandbox:
                      "--bounding-set=-all"]
         env = ["env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp/work", "LANG=C.UTF-8", "PYTHONIOENCODING=utf-8"]
         program = [self.python, "-I", "-c", _HARNESS]
-        return _unshare_prefix(self.mode) + ["sh", "-c", _LAUNCHER, "sh", *prlimit, *drop, "--", *env, *program]
+        launcher = ["sh", "-c", _LAUNCHER, "sh"]
+        return _unshare_prefix(self.mode) + launcher + [*prlimit, *drop, "--", *env, *program]
 
     def run(self, code: str) -> Result:
         uid = _UIDS.acquire() if self.mode == "root" else None

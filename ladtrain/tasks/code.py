@@ -12,7 +12,8 @@ first block is used, and when that block defines ``entry_point`` it is run after
 prompt's imports and helpers stay available and the new definition replaces the stub).
 
 Reward: 1 if the program ran to its end (every assertion of ``check`` held), else 0; None (could not
-score) only when the sandbox itself failed to start; ``info`` is the sandbox's short reason. Batches go through the sandbox's bounded worker pool (``score_batch``).
+score) only when the sandbox itself failed to start; ``info`` is the sandbox's short reason. Batches go
+through the sandbox's bounded worker pool (``score_batch``).
 """
 
 from __future__ import annotations
@@ -82,13 +83,15 @@ class CodeTask:
     def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Score]:
         results = self.sandbox.run_many([program(p, c) for p, c in zip(problems, completions)])
         return [
-            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(completion_code(c).split()), r.reason)
+            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(completion_code(c).split()),
+                  r.reason)
             for r, c in zip(results, completions)
         ]
 
 
 def load_code_problems(path: Path, lines: Sequence[str] | None = None) -> list[Problem]:
-    """Validate every line of a HumanEval-format JSONL file; TaskError(``file:line: ...``) on the first bad one."""
+    """Validate every line of a HumanEval-format JSONL file; TaskError(``file:line: ...``) on the first
+    bad one."""
     if lines is None:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()

@@ -221,7 +221,8 @@ def load_problems(path: Path, opts: MathOptions) -> list[Problem]:
         if bad is None:
             reference = get_reference(str(row[answer_field]))
             if reference is None:
-                bad = f"no answer found in field {answer_field!r} (reference_extract={opts.reference_extract})"
+                how = opts.reference_extract
+                bad = f"no answer found in field {answer_field!r} (reference_extract={how})"
         if bad is not None:
             errors.append(f"{where}: {bad}")
             continue

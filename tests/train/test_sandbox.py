@@ -37,7 +37,8 @@ def test_the_program_runs_unprivileged_in_a_fresh_tmpfs_with_a_scrubbed_environm
         "import os, json\n"
         "st = os.statvfs('.')\n"
         "print(json.dumps({'uid': os.getuid(), 'cwd': os.getcwd(), 'files': os.listdir('.'),\n"
-        "                  'env': sorted(os.environ), 'procs': [p for p in os.listdir('/proc') if p.isdigit()], 'size': st.f_blocks * st.f_frsize}))\n"
+        "                  'env': sorted(os.environ), 'size': st.f_blocks * st.f_frsize,\n"
+        "                  'procs': [p for p in os.listdir('/proc') if p.isdigit()]}))\n"
     )
     import json
 

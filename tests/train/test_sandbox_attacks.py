@@ -145,8 +145,8 @@ def test_attack_memory_bomb_hits_the_address_space_limit(task):
 
 def test_attack_writing_outside_the_temporary_directory_changes_nothing(task):
     token = secrets.token_hex(6)
-    new_files = [REPO / f"lad_escape_{token}", DATA / f"lad_escape_{token}", Path.home() / f"lad_escape_{token}",
-                 Path("/run/lock") / f"lad_escape_{token}"]
+    name = f"lad_escape_{token}"
+    new_files = [REPO / name, DATA / name, Path.home() / name, Path("/run/lock") / name]
     # /tmp, /var/tmp and /dev/shm inside the sandbox are its own fresh tmpfs: writing there succeeds,
     # and the host's directories of the same name must stay untouched.
     private = [Path(d) / f"lad_escape_{token}" for d in ("/tmp", "/var/tmp", "/dev/shm")]
@@ -183,7 +183,8 @@ def test_attack_reading_environment_secrets_finds_nothing(task, monkeypatch):
     score, _ = attack(task, f"""
         import glob, os
         found = [k for k in os.environ if "SECRET" in k or "TOKEN" in k or "KEY" in k]
-        for path in glob.glob("/proc/*/environ") + ["/proc/{os.getpid()}/environ", "/proc/{os.getppid()}/environ"]:
+        paths = glob.glob("/proc/*/environ") + ["/proc/{os.getpid()}/environ", "/proc/{os.getppid()}/environ"]
+        for path in paths:
             try:
                 data = open(path, "rb").read()
             except OSError:
@@ -287,9 +288,11 @@ def test_attack_a_fork_bomb_in_one_worker_does_not_starve_the_others(task):
     if not held:
         pytest.skip(f"process cap not shown to work ({reason}); not running a real fork bomb")
     problems = list(task.problems("train"))
-    bomb = "    return a + b\n\n\nimport os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    bomb = ("    return a + b\n\n\nimport os\n"
+            "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
     # the honest programs start a thread: with one uid shared by all workers the bomb would have used up
-    # the process cap and the thread could not start (checked by hand: with one shared uid, 2 of the 3 then fail "can't start new thread")
+    # the process cap and the thread could not start (checked by hand with one shared uid: 2 of the 3
+    # then fail with "can't start new thread")
     thread = "\n\nimport threading\nworker = threading.Thread(target=print)\nworker.start()\nworker.join()\n"
     batch = [problems[0]] + problems
     completions = [bomb] + [p.reference["canonical_solution"] + thread for p in problems]
