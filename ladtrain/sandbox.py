@@ -268,10 +268,11 @@ class Sandbox:
             "prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={lim.memory_mb << 20}", f"--nproc={nproc}",
             f"--fsize={lim.file_mb << 20}", "--nofile=64", "--core=0", "--",
         ]
-        drop = ["setpriv", "--no-new-privs"]
+        # no capabilities at all after exec (in userns mode the program is uid 0 of its namespace: with
+        # any capability left it could remount / read-write again)
+        drop = ["setpriv", "--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
         if uid is not None:
-            drop += [f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-                     "--bounding-set=-all"]
+            drop += [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         env = ["env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp/work", "LANG=C.UTF-8", "PYTHONIOENCODING=utf-8"]
         program = [self.python, "-I", "-c", _HARNESS]
         launcher = ["sh", "-c", _LAUNCHER, "sh"]

@@ -101,3 +101,50 @@ def test_a_program_cannot_fake_a_sandbox_failure(sandbox):
     for code in ("import os\nos._exit(97)", "import sys\nsys.stderr.write('x')\nimport os\nos._exit(97)"):
         r = sandbox.run(code)
         assert not r.passed and not r.error, r
+
+
+def _modes() -> list[str]:
+    """Every isolation mode that works here (as root both do: user namespaces are checked too)."""
+    modes = []
+    for mode in ("root", "userns"):
+        try:
+            if Sandbox(Limits(wall_s=5.0), mode=mode).run("print(1)").passed:
+                modes.append(mode)
+        except Exception:  # a mode that cannot even start is simply not available
+            continue
+    return modes
+
+
+MODES = _modes() if isolation_mode() is not None else []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_capability_survives_so_mounts_cannot_be_made_writable_again(mode):
+    code = (
+        "import subprocess\n"
+        "caps = open('/proc/self/status').read().split('CapEff:')[1].split()[0]\n"
+        "assert int(caps, 16) == 0, 'capabilities ' + caps\n"
+        "r = subprocess.run(['mount', '-o', 'remount,bind,rw', '/'], capture_output=True)\n"
+        "assert r.returncode != 0, 'remounted / read-write'\n"
+        "open('/etc/lad_probe', 'w')\n"
+    )
+    r = Sandbox(Limits(wall_s=5.0), mode=mode).run(code)
+    assert not r.passed and r.reason.startswith("OSError: [Errno 30] Read-only file system"), r.reason
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_has_no_network_and_no_inherited_environment(mode, monkeypatch):
+    monkeypatch.setenv("LAD_MODE_SECRET", "x")
+    code = (
+        "import os, socket\n"
+        "assert 'LAD_MODE_SECRET' not in os.environ\n"
+        "names = socket.if_nameindex()\n"
+        "try:\n"
+        "    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
+        "except OSError as e:\n"
+        "    print(e.errno, names)\n"
+    )
+    r = Sandbox(Limits(wall_s=5.0), mode=mode).run(code)
+    assert r.passed, r.reason
+    errno, _, names = r.stdout.strip().partition(" ")
+    assert int(errno) == 101 and names == "[(1, 'lo')]"  # ENETUNREACH: only a downed loopback exists
