@@ -448,7 +448,7 @@ def run(config: BanditConfig = BanditConfig(), *, extra: tuple[FDivergence, ...]
     All methods' logits are rows of one (M, K) parameter trained by one optimiser; each row's loss
     depends on that row only, and Adam/SGD act elementwise, so this equals M separate runs.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bandit = build(config)
     methods = methods_for(config, extra)
