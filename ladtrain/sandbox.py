@@ -6,7 +6,8 @@ Every run is a fresh process tree built like this (Linux, util-linux ``unshare``
       sh launcher:  remount every inherited mount read-only (bind, ro)
                     tmpfs (size-limited, fresh) on /tmp, /dev/shm, /var/tmp; cwd = /tmp/work
         prlimit  --cpu --as --nproc --fsize --nofile --core=0
-          setpriv --reuid UID --regid UID --clear-groups --no-new-privs (root mode only)
+          setpriv --no-new-privs, every capability set emptied; root mode also --reuid/--regid UID
+                  --clear-groups
             env -i PATH=/usr/bin:/bin HOME=/tmp/work LANG=C.UTF-8
               python -I -c HARNESS        (program text arrives on stdin, never on disk outside the tmpfs)
 
@@ -17,8 +18,9 @@ What this guarantees (each one is run as an attack in ``tests/train/test_sandbox
 
 - **no network**: an empty network namespace (only a downed loopback): ``connect`` to 127.0.0.1 fails;
 - **nothing outside the tmpfs is writable**: every mount is remounted read-only in the private mount
-  namespace, and in root mode the code also runs as an unprivileged uid (one per worker slot, no
-  passwd entry) so root-owned files are out of reach twice over;
+  namespace, the program keeps no capability (so it cannot remount anything read-write), and in root
+  mode it also runs as an unprivileged uid (one per worker slot, no passwd entry) so root-owned files
+  are out of reach twice over;
 - **fresh working directory**: a new tmpfs per run, gone when the namespace dies;
 - **scrubbed environment**: ``env -i`` plus ``python -I``; the trainer's environment never reaches it,
   and ``/proc`` is the sandbox's own (pid namespace + fresh proc mount), so other processes'
@@ -31,14 +33,19 @@ What this guarantees (each one is run as an attack in ``tests/train/test_sandbox
 - **pass means the tests ran to the end**: the harness prints a per-run random token only after the
   program returns normally; ``sys.exit(0)``, ``os._exit(0)`` or printing "passed" never pass.
 
-Limits (said plainly): a completion that deliberately introspects the harness's own frames could read
-the token and forge a pass (a reward-hacking risk, not an escape); ``RLIMIT_AS`` bounds each process, so
-the worst case is ``nproc x memory_mb`` per worker; without root and without unprivileged user
-namespaces the sandbox refuses to run (:class:`SandboxError`) rather than run code unisolated.
+Limits (said plainly): this is namespaces and rlimits, not a VM: there is no seccomp filter, so a kernel
+exploit is out of scope; world-readable files (the repository, /etc) can be *read*, though nothing can
+leave except the program's own output; a completion that deliberately introspects the harness's own
+frames could read the token and forge a pass (a reward-hacking risk, not an escape); ``RLIMIT_AS``
+bounds each process, so the worst case is ``nproc x memory_mb`` per worker; without root and without
+unprivileged user namespaces the sandbox refuses to run (:class:`SandboxError`) rather than run code
+unisolated.
 
 Modes: ``"root"`` (running as root: namespaces + unprivileged uid) and ``"userns"`` (not root: an
-unprivileged user namespace maps the caller to root inside; the same mounts, no uid change, and the
-process cap is the caller's current task count plus ``nproc``).
+unprivileged user namespace maps the caller to root inside; the same mounts, no uid change, no
+capabilities after exec, and the process cap is the caller's current task count plus ``nproc``, since
+RLIMIT_NPROC counts all the caller's tasks). RLIMIT_NPROC never binds a real root uid, which is why
+root mode switches uid.
 """
 
 from __future__ import annotations
