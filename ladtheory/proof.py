@@ -26,7 +26,11 @@ API for renderers (the book) -- stable:
 
 * ``load_results(directory=None) -> list[Result]``: one per ``proofs/*.py`` file; each file defines
   ``result() -> Result``.
-* ``Result.check() -> ResultReport``; ``ResultReport.ok``; ``Result.to_markdown(report=None)``.
+* ``Result`` fields: ``name``, ``title``, ``statement`` (LaTeX), ``assumptions`` (Markdown with ``$..$``),
+  ``parts`` (``Derivation`` and ``NumericCheck`` objects, in reading order), ``notes``, ``source`` (file
+  path), ``doc`` (the file's docstring).
+* ``Result.check() -> ResultReport``; ``ResultReport.ok``; ``ResultReport.parts`` aligned with
+  ``Result.parts``; ``Result.to_markdown(report=None)``.
 * ``Derivation.check() -> DerivationReport``; ``Derivation.rows(report=None)`` gives one dict per line
   (keys ``relation``, ``latex``, ``rule``, ``why``, ``status``, ``method``, ``detail``);
   ``Derivation.to_markdown(report=None)`` and ``_repr_markdown_`` render it.
@@ -741,7 +745,8 @@ class Result:
     assumptions: tuple[str, ...]
     parts: list
     notes: str = ""
-    source: str = ""
+    source: str = ""  # the proof file (set by load_results)
+    doc: str = ""  # the proof file's docstring: statement, assumptions, proof sketch (reST maths)
 
     def check(self) -> ResultReport:
         t = time.perf_counter()
@@ -776,6 +781,7 @@ def _load_file(path: Path) -> Result:
         raise ProofError(f"{path}:1: defines no result() function")
     res = module.result()
     res.source = str(path)
+    res.doc = module.__doc__ or ""
     return res
 
 
