@@ -274,10 +274,9 @@ def normalised(values: torch.Tensor, weights: torch.Tensor, *, unbiased: bool) -
 
 @dataclass(frozen=True)
 class Draw:
-    """What one step of one method sees: the sampled arm indices (None in exact mode) and the RNG."""
+    """What one step of one method sees: the sampled arm indices, shape (G,), or None in exact mode."""
 
     arms: torch.Tensor | None
-    generator: torch.Generator | None
 
 
 @dataclass(frozen=True)
@@ -481,10 +480,10 @@ def run(config: BanditConfig = BanditConfig(), *, extra: tuple[FDivergence, ...]
                 policy = torch.softmax(logits, -1)  # (M, K)
         for row, meth in enumerate(methods):
             if config.mode == "exact":
-                draw = Draw(None, None)
+                draw = Draw(None)
             else:
                 source = uniform if meth.samples_from == "reference" else policy[row]
-                draw = Draw(torch.multinomial(source, config.group_size, replacement=True, generator=gen), gen)
+                draw = Draw(torch.multinomial(source, config.group_size, replacement=True, generator=gen))  # (G,)
             loss, _ = meth.loss(bandit, config, logits[row], log_z[row], draw)
             total = total + loss
         total.backward()

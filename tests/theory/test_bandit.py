@@ -88,7 +88,7 @@ def test_lad_exact_loss_is_the_expectation_over_uniform_pi_old_with_the_lad_grad
     div = divergences.get(name)
     method = bd.lad_method(name)
     logits = random_logits(1).requires_grad_(True)
-    loss, _ = method.loss(b, DEFAULT, logits, torch.zeros((), dtype=torch.float64), bd.Draw(None, None))
+    loss, _ = method.loss(b, DEFAULT, logits, torch.zeros((), dtype=torch.float64), bd.Draw(None))
     (grad,) = torch.autograd.grad(loss, logits)
 
     pi = torch.softmax(logits.detach(), 0).numpy()
@@ -108,7 +108,7 @@ def test_grpo_exact_gradient_is_minus_pi_times_normalised_advantage():
     b = bd.build(DEFAULT)
     logits = random_logits(2).requires_grad_(True)
     loss, _ = bd.BASELINE_METHODS["grpo"].loss(b, DEFAULT, logits, torch.zeros((), dtype=torch.float64),
-                                               bd.Draw(None, None))
+                                               bd.Draw(None))
     (grad,) = torch.autograd.grad(loss, logits)
     pi = torch.softmax(logits.detach(), 0).numpy()
     a = b.advantage.numpy()
@@ -123,7 +123,7 @@ def test_flowrl_exact_gradient_is_twice_the_kl_gradient_at_the_optimal_log_z():
     b = bd.build(DEFAULT)
     log_z_opt = torch.logsumexp(b.log_ref + b.advantage / DEFAULT.eta, 0)
     logits = random_logits(3).requires_grad_(True)
-    loss, _ = bd.BASELINE_METHODS["flowrl"].loss(b, DEFAULT, logits, log_z_opt, bd.Draw(None, None))
+    loss, _ = bd.BASELINE_METHODS["flowrl"].loss(b, DEFAULT, logits, log_z_opt, bd.Draw(None))
     (grad,) = torch.autograd.grad(loss, logits)
 
     logits2 = logits.detach().clone().requires_grad_(True)
@@ -133,7 +133,7 @@ def test_flowrl_exact_gradient_is_twice_the_kl_gradient_at_the_optimal_log_z():
     np.testing.assert_allclose(grad.numpy(), 2 * kl_grad.numpy(), rtol=1e-10, atol=1e-14)
 
     at_target = (b.target.log()).clone().requires_grad_(True)
-    loss0, _ = bd.BASELINE_METHODS["flowrl"].loss(b, DEFAULT, at_target, log_z_opt, bd.Draw(None, None))
+    loss0, _ = bd.BASELINE_METHODS["flowrl"].loss(b, DEFAULT, at_target, log_z_opt, bd.Draw(None))
     assert abs(float(loss0.detach())) < 1e-24
 
 
