@@ -22,6 +22,9 @@ PAGES = sorted(p.stem for p in BOOK.glob("*.md") if p.name != "README.md")
 NOTEBOOK_PAGES = [p for p in PAGES if (BOOK / f"{p}.md").read_text(encoding="utf-8").startswith("---\njupytext:")]
 # Pages that are pure text (the root, the bibliography) have no code to execute.
 TEXT_PAGES = sorted(set(PAGES) - set(NOTEBOOK_PAGES))
+# Pages that run an experiment (the 4000-step bandit, 10-30 s here each time) execute only with -m slow; the
+# strict book build (tests/test_book_build.py, CI) runs them all.
+SLOW_PAGES = {"bandit", "prototype"}
 
 
 def _code_cells(page: str) -> list[str]:
@@ -50,7 +53,9 @@ def test_book_text_page_has_no_unexecuted_code(page):
     assert "{code-cell}" not in text, f"{page}.md has code cells but no jupytext header, so it would not run"
 
 
-@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+@pytest.mark.parametrize(
+    "page", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PAGES else p for p in NOTEBOOK_PAGES]
+)
 def test_book_page_executes(page, monkeypatch):
     """Run the page in a kernel, as the build does; any failing cell (an assert) fails the test."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
