@@ -107,7 +107,8 @@ class Verdict:
 class Fact:
     """A stated assumption: ``eq`` is a sympy ``Eq`` (a definition or a hypothesis).
 
-    ``kind`` is ``"definition"`` or ``"hypothesis"``; ``text`` is an optional LaTeX gloss.
+    ``kind`` is ``"definition"``, ``"hypothesis"`` or ``"derived"`` (proved in another derivation);
+    ``text`` is an optional Markdown gloss (maths in ``$..$``).
     """
 
     name: str
@@ -117,10 +118,11 @@ class Fact:
     forall: sp.Symbol | None = None  # with eq = Eq(x[i], rhs(i)): replaces x[j] by rhs(j) for every j
 
     def latex(self) -> str:
+        """The equation in LaTeX (the gloss ``text`` is Markdown, rendered next to it)."""
         body = sp.latex(self.eq)
         if self.forall is not None:
             body += f"\\ \\text{{for all }} {sp.latex(self.forall)}"
-        return f"{body}\\quad\\text{{({self.text})}}" if self.text else body
+        return body
 
     def apply(self, e: sp.Basic) -> sp.Basic:
         """Replace the left side by the right side everywhere in ``e``."""
@@ -644,7 +646,8 @@ class Derivation:
         if self.facts or self.assumptions:
             out.append("Assumptions:")
             out += [f"- {a}" for a in self.assumptions]
-            out += [f"- ({f.name}, {f.kind}) ${f.latex()}$" for f in self.facts.values()]
+            out += [f"- ({f.name}, {f.kind}) ${f.latex()}$" + (f": {f.text}" if f.text else "")
+                    for f in self.facts.values()]
             out.append("")
         rows = self.rows(report)
         body = [f"&{rows[0]['latex']}"] + [f"&{r['relation']} {r['latex']}" for r in rows[1:]]

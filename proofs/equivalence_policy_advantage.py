@@ -30,7 +30,7 @@ n = sp.Symbol("n", integer=True, positive=True)
 y, z = sp.symbols("y z", integer=True)
 A = sp.IndexedBase("A", real=True)
 pi = sp.IndexedBase("pi", positive=True)
-q = sp.IndexedBase(r"pi_{old}", positive=True)
+q = sp.IndexedBase("pi_old", positive=True)
 eta, Z, S_pi, S_A = sp.symbols(r"eta Z S_pi S_A", positive=True)
 
 Z_DEF = Fact("Z", sp.Eq(Z, sp.Sum(q[z] * sp.exp(A[z] / eta), (z, 1, n))), "definition")

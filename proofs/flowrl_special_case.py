@@ -42,8 +42,8 @@ A = sp.IndexedBase("A", real=True)
 r = sp.IndexedBase(r"\hat{r}", real=True)
 b = sp.IndexedBase("b", real=True)
 pi = sp.IndexedBase("pi", positive=True)
-q = sp.IndexedBase(r"pi_{old}", positive=True)
-ref = sp.IndexedBase(r"pi_{ref}", positive=True)
+q = sp.IndexedBase("pi_old", positive=True)
+ref = sp.IndexedBase("pi_ref", positive=True)
 eta, beta, Z = sp.symbols("eta beta Z", positive=True)
 c = sp.Symbol("c", real=True)
 theta = sp.Symbol("theta", real=True)
@@ -56,12 +56,12 @@ def kl_generator(arg: sp.Expr) -> sp.Expr:
     return KL_F.subs(divergences.U, arg)
 
 
-NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis", r"\pi_\theta is a distribution")
-BETA = Fact("beta", sp.Eq(beta, 1 / eta), "hypothesis", r"FlowRL's \beta = 1/\eta")
-R_HAT = Fact("r_hat", sp.Eq(r[y], A[y]), "hypothesis", r"FlowRL's \hat r = A", forall=y)
-REF = Fact("pi_ref", sp.Eq(ref[y], q[y]), "hypothesis", r"\pi_{ref} = \pi_{old}", forall=y)
+NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis", r"$\pi_\theta$ is a distribution")
+BETA = Fact("beta", sp.Eq(beta, 1 / eta), "hypothesis", r"FlowRL's $\beta = 1/\eta$")
+R_HAT = Fact("r_hat", sp.Eq(r[y], A[y]), "hypothesis", r"FlowRL's $\hat r = A$", forall=y)
+REF = Fact("pi_ref", sp.Eq(ref[y], q[y]), "hypothesis", r"$\pi_{ref} = \pi_{old}$", forall=y)
 THETA_NORMALISED = Fact("normalised(theta)", sp.Eq(sp.Sum(P(theta, y), (y, 1, n)), 1), "hypothesis",
-                        r"\sum_y\pi_\theta(y) = 1 for every \theta")
+                        r"$\sum_y\pi_\theta(y) = 1$ for every $\theta$")
 SCORE_MEAN_ZERO = Fact("score has mean 0", sp.Eq(sp.Sum(sp.Derivative(P(theta, y), theta), (y, 1, n)), 0), "derived",
                        "derivation 'score has mean zero'")
 

@@ -32,7 +32,7 @@ from ladtheory.proof import Derivation, NumericCheck, Result
 n = sp.Symbol("n", integer=True, positive=True)
 y = sp.Symbol("y", integer=True)
 A = sp.IndexedBase("A", real=True)
-q = sp.IndexedBase(r"pi_{old}", positive=True)
+q = sp.IndexedBase("pi_old", positive=True)
 eta = sp.Symbol("eta", positive=True)
 theta = sp.Symbol("theta", real=True)
 P = sp.Function(r"pi_theta", positive=True)

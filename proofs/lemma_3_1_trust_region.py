@@ -41,14 +41,14 @@ n = sp.Symbol("n", integer=True, positive=True)
 y, k = sp.symbols("y k", integer=True)
 A = sp.IndexedBase("A", real=True)
 pi = sp.IndexedBase("pi", positive=True)
-q = sp.IndexedBase(r"pi_{old}", positive=True)
+q = sp.IndexedBase("pi_old", positive=True)
 eta, Z = sp.symbols("eta Z", positive=True)
 lam = sp.Symbol("lambda", real=True)
 
 Z_DEF = Fact("Z", sp.Eq(Z, sp.Sum(q[y] * sp.exp(A[y] / eta), (y, 1, n))), "definition", "partition function")
-NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis", r"\pi is a distribution")
+NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis", r"$\pi$ is a distribution")
 OLD_NORMALISED = Fact("old normalised", sp.Eq(sp.Sum(q[y], (y, 1, n)), 1), "hypothesis",
-                      r"\pi_{old} is a distribution")
+                      r"$\pi_{old}$ is a distribution")
 
 
 def forward_stationarity() -> Derivation:
