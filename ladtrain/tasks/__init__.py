@@ -71,7 +71,14 @@ def get_task(spec: str, **options) -> Task:
     if name not in TASKS:
         raise TaskError(f"unknown task {spec!r}; known: {', '.join(sorted(TASKS))}")
     module_name, factory = TASKS[name].split(":")
-    return getattr(importlib.import_module(module_name), factory)(arg, **{**spec_options, **options})
+    make = getattr(importlib.import_module(module_name), factory)
+    try:
+        return make(arg, **{**spec_options, **options})
+    except TypeError as err:  # an unknown keyword option is a user mistake, whichever factory
+        if "unexpected keyword argument" not in str(err):
+            raise
+        bad = str(err).rsplit("argument", 1)[1].strip()
+        raise TaskError(f"task spec {spec!r}: unknown option {bad}") from None
 
 
 __all__ = ["Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "parse_spec", "parse_value",

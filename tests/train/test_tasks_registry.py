@@ -40,3 +40,8 @@ def test_spec_grammar_name_arg_and_options():
 def test_keyword_options_override_the_spec_string():
     task = get_task("reasoning_gym:leg_counting,size=9,test_size=2", size=4)
     assert len(task.problems("train")) == 4
+
+
+def test_an_unknown_keyword_option_of_any_factory_is_a_task_error():
+    with pytest.raises(TaskError, match=r"^task spec 'countdown,foo=1': unknown option 'foo'$"):
+        get_task("countdown,foo=1")
