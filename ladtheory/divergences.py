@@ -482,7 +482,9 @@ _DUAL_NAMESPACE = {
 def _compile_log_space(expr_u: sp.Expr) -> Callable[[Array], Array]:
     """``z -> expr(e^z)``: rewrite in z (log(e^z) -> z, sqrt(e^z) -> e^{z/2}) and compile."""
     in_z = sp.expand_log(sp.powsimp(expr_u.subs(U, sp.exp(Z)), force=True), force=True)
-    fn = sp.lambdify(Z, in_z, modules=[_DUAL_NAMESPACE])
+    # NumPy's printer (bare names, resolved in our dual namespace first) handles sign, Piecewise-free
+    # expressions and constants; the dual namespace makes the same code run on torch tensors.
+    fn = sp.lambdify(Z, in_z, modules=[_DUAL_NAMESPACE, "numpy"])
 
     def evaluate(z):
         out = fn(z)

@@ -206,3 +206,12 @@ def test_names_lists_builtins_from_a_fresh_interpreter():
     ).stdout
     for name in ["kl", "rkl", "js", "hellinger", "tv", "jeffreys", "pearson", "neyman"]:
         assert f"'{name}'" in out
+
+
+def test_user_generator_with_a_kink_compiles_for_numpy_and_torch():
+    """|u - 1| typed by a user: its derivative contains sign(.), which must run on arrays and tensors."""
+    div = D.from_expression("abs(u - 1)")
+    z = np.array([-2.0, 0.0, 3.0])
+    np.testing.assert_allclose(div.f_prime_log(z), [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(div.f_prime_log(torch.tensor(z)).numpy(), [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(div.f_log(z), D.get("tv").f_log(z), rtol=1e-12)
