@@ -99,9 +99,11 @@ def grpo_limit_weight(A, eta: float, divergence: str | FDivergence = "js"):
     return divergences.get(divergence).f2_at_1 * A / eta
 
 
-def f_prime_at_1(divergence: str | FDivergence) -> float:
-    """``f'(1)``: the constant part of the weight at ``rho = 1``, which vanishes in expectation."""
-    return float(sp.N(divergences.get(divergence).f_prime_expr.subs(divergences.U, 1)))
+def first_order_weight(A, eta: float, divergence: str | FDivergence = "js"):
+    """``-f'(1) + f''(1) A / eta``: the effective weight at ``rho = 1`` to first order in ``1/eta``
+    (``FDivergence.f_prime_at_1`` and ``f2_at_1`` from the registry)."""
+    div = divergences.get(divergence)
+    return -div.f_prime_at_1 + div.f2_at_1 * A / eta
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,7 +165,7 @@ def weight_range(divergence: str | FDivergence) -> WeightRange:
 __all__ = [
     "S",
     "WeightRange",
-    "f_prime_at_1",
+    "first_order_weight",
     "flowrl_objective",
     "grpo_limit_weight",
     "kl_gradient",

@@ -97,10 +97,11 @@ def builtin_weight(name: str) -> Derivation:
 def _check_f2_at_1() -> tuple[float, str]:
     worst, rows = 0.0, []
     for name in STRICT:
-        _, k2 = _coefficients(name)
-        worst = max(worst, abs(float(k2) - divergences.get(name).f2_at_1))
-        rows.append(f"{name} {sp.nsimplify(k2)}")
-    return worst, "f''(1): " + ", ".join(rows)
+        k1, k2 = _coefficients(name)
+        div = divergences.get(name)
+        worst = max(worst, abs(float(k2) - div.f2_at_1), abs(float(k1) - div.f_prime_at_1))
+        rows.append(f"{name} ({sp.nsimplify(k1)}, {sp.nsimplify(k2)})")
+    return worst, "(f'(1), f''(1)): " + ", ".join(rows)
 
 
 def _check_runtime_limit() -> tuple[float, str]:
@@ -141,8 +142,9 @@ def result() -> Result:
                      "finite response set"),
         parts=[
             generic_weight(), expected_direction(), *[builtin_weight(name) for name in STRICT],
-            NumericCheck("f''(1) vs registry", "the registry's f2_at_1 equals the series coefficient",
-                         r"|f''(1)_{\mathrm{series}} - \mathtt{f2\_at\_1}| \le 10^{-12}", _check_f2_at_1, 1e-12),
+            NumericCheck("f'(1), f''(1) vs registry", "the registry's f_prime_at_1 and f2_at_1 equal the "
+                         "series coefficients", r"|f^{(k)}(1)_{\mathrm{series}} - \mathrm{registry}| \le 10^{-12}",
+                         _check_f2_at_1, 1e-12),
             NumericCheck("runtime weight, second order", "effective_weight follows the expansion",
                          r"\eta^2|w - (-f'(1) + f''(1)A/\eta) - k_2A^2/\eta^2| \to 0", _check_runtime_limit, 1e-2),
             NumericCheck("TV is sign-GRPO", "TV has no small-step regime", r"w_{TV}(A,1) = \mathrm{sign}(A)",

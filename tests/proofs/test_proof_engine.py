@@ -171,3 +171,29 @@ def test_rendering_has_latex_rule_and_status():
     assert "\\begin{aligned}" in md and "x^{2} + 2 x y + y^{2}" in md and "symbolic (expand)" in md
     res = Result("r", "R", "s", ("a",), [d])
     assert "### R" in res.to_markdown(res.check())
+
+
+def test_engine_equation_rules_multiply_and_log():
+    eq = sp.Eq(x / 2, y)
+    assert statuses(Derivation("t", "t", eq).step(sp.Eq(x, 2 * y), "multiply", factor=2)) == [Status.SYMBOLIC]
+    assert statuses(Derivation("t", "t", eq).step(sp.Eq(x, y), "multiply", factor=2)) == [Status.FAILED]
+    assert statuses(Derivation("t", "t", eq).step(sp.Eq(0, 0), "multiply", factor=0)) == [Status.FAILED]
+    prod = sp.Eq(x * y, sp.exp(a))
+    assert statuses(Derivation("t", "t", prod).step(sp.Eq(sp.log(x) + sp.log(y), a), "apply_log")) == [
+        Status.SYMBOLIC]
+    assert statuses(Derivation("t", "t", prod).step(sp.Eq(sp.log(x) - sp.log(y), a), "apply_log")) == [
+        Status.FAILED]
+    signed = sp.Eq(a, sp.Integer(1))  # a may be negative: log is not defined on both sides
+    assert statuses(Derivation("t", "t", signed).step(sp.Eq(sp.log(a), 0), "apply_log")) == [Status.FAILED]
+
+
+def test_engine_sum_both_sides_and_stationary():
+    eq = sp.Eq(p[k], 2 * w[k])
+    summed = sp.Eq(sp.Sum(p[i], (i, 1, n)), 2 * sp.Sum(w[i], (i, 1, n)))
+    assert statuses(Derivation("t", "t", eq).step(summed, "sum_both_sides", index=k, as_index=i,
+                                                  limits=(1, n))) == [Status.SYMBOLIC]
+    wrong = sp.Eq(sp.Sum(p[i], (i, 1, n)), sp.Sum(w[i], (i, 1, n)))
+    assert statuses(Derivation("t", "t", eq).step(wrong, "sum_both_sides", index=k, as_index=i,
+                                                  limits=(1, n))) == [Status.FAILED]
+    assert statuses(Derivation("t", "t", a - 1).step(sp.Eq(a - 1, 0), "stationary")) == [Status.SYMBOLIC]
+    assert statuses(Derivation("t", "t", a - 1).step(sp.Eq(a + 1, 0), "stationary")) == [Status.FAILED]

@@ -66,10 +66,11 @@ def test_flowrl_prop_1_needs_the_expectation_a_single_sample_differs_with_wrong_
 @pytest.mark.parametrize("name", ["kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "triangular"])
 def test_grpo_limit_weight_at_rho_1_is_f2_times_a_over_eta(name):
     A = np.array([-1.5, -0.3, 0.4, 2.0])
-    c1 = reductions.f_prime_at_1(name)
+    c1 = divergences.get(name).f_prime_at_1
     for eta in (1e2, 1e3, 1e4):
         w = objective.effective_weight(A, np.zeros_like(A), name, eta)
-        first = -c1 + reductions.grpo_limit_weight(A, eta, name)
+        first = reductions.first_order_weight(A, eta, name)
+        np.testing.assert_allclose(first, -c1 + reductions.grpo_limit_weight(A, eta, name), rtol=1e-15)
         # the remainder is O(1/eta^2): scaled by eta^2 it stays bounded (<= 10 here)
         assert np.abs(w - first).max() * eta**2 <= 10.0
         # and a factor-2 error in f''(1) would leave an O(1/eta) remainder
