@@ -26,7 +26,8 @@ Proof sketch. Both objectives are sums of strictly concave functions of the coor
 (second derivatives :math:`-\eta/\pi(y)` and :math:`-\eta\pi_{\mathrm{old}}(y)/\pi(y)^2`), so a stationary point
 of the Lagrangian :math:`\mathcal L = \sum_y \phi_y(\pi(y)) - \lambda(\sum_y \pi(y) - 1)` on the simplex is the
 unique maximiser. The derivations below compute the stationary points; the normalisation fixes
-:math:`\lambda`. Runtime twin: ``ladtheory/trust_region.py``.
+:math:`\lambda` (in (b) each term :math:`\eta\pi_{\mathrm{old}}(y)/(\lambda - A(y))` falls strictly from
+:math:`+\infty` to 0 on :math:`(\max A, \infty)`, so exactly one :math:`\lambda` there gives total 1). Runtime twin: ``ladtheory/trust_region.py``.
 """
 
 from __future__ import annotations
@@ -123,6 +124,24 @@ def reverse_stationarity() -> Derivation:
     return d
 
 
+def reverse_multiplier_unique() -> list[Derivation]:
+    """Each term eta c / t of the normalisation, t = lambda - A_y > 0, falls strictly from +inf (t -> 0)
+    to 0 (t -> inf); so the sum falls strictly from +inf (lambda -> max A) to 0 and equals 1 exactly once."""
+    t, cc = sp.symbols("t c", positive=True)
+    term = eta * cc / t
+    common = dict(assumptions=[r"$t = \lambda - A_y > 0$ (i.e. $\lambda > \max_y A_y$), $c = \pi_{old,y} > 0$"])
+    slope = Derivation("reverse: multiplier, monotone", r"(b) each normalisation term decreases in $\lambda$",
+                       term, statement=r"\partial_\lambda \frac{\eta c}{\lambda - A_y} < 0", **common)
+    slope.step(-eta * cc / t**2, "diff", r"$\partial_\lambda = \partial_t$ since $t = \lambda - A_y$", var=t).step(sp.Integer(0), "negative", r"$\eta, c, t > 0$")
+    near = Derivation("reverse: multiplier, near max A", r"(b) the term blows up as $\lambda \downarrow A_y$",
+                      term, statement=r"\lim_{t\to 0^+} \eta c/t = +\infty", **common)
+    near.step(sp.oo, "limit", var=t, point=0, dir="+")
+    far = Derivation("reverse: multiplier, far", r"(b) the term vanishes as $\lambda \to \infty$",
+                     term, statement=r"\lim_{t\to\infty} \eta c/t = 0", **common)
+    far.step(sp.Integer(0), "limit", var=t, point=sp.oo)
+    return [slope, near, far]
+
+
 def reverse_concavity() -> Derivation:
     x, c = sp.symbols("x c", positive=True)
     a = sp.Symbol("a", real=True)
@@ -207,7 +226,7 @@ def result() -> Result:
                      "the maximum over the simplex is attained in its interior"),
         parts=[
             forward_stationarity(), forward_solution(), forward_concavity(),
-            reverse_stationarity(), reverse_concavity(), counterexample(),
+            reverse_stationarity(), *reverse_multiplier_unique(), reverse_concavity(), counterexample(),
             NumericCheck("counterexample: cubic root", "(c) the multiplier solves the normalisation",
                          r"\tfrac13\sum_y 1/(\lambda - A_y) = 1,\ \lambda > 1", _check_cubic, 1e-40),
             NumericCheck("counterexample: scipy", "(c) scipy optimisation agrees with both closed forms",
