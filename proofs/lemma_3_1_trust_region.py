@@ -132,7 +132,8 @@ def reverse_multiplier_unique() -> list[Derivation]:
     common = dict(assumptions=[r"$t = \lambda - A_y > 0$ (i.e. $\lambda > \max_y A_y$), $c = \pi_{old,y} > 0$"])
     slope = Derivation("reverse: multiplier, monotone", r"(b) each normalisation term decreases in $\lambda$",
                        term, statement=r"\partial_\lambda \frac{\eta c}{\lambda - A_y} < 0", **common)
-    slope.step(-eta * cc / t**2, "diff", r"$\partial_\lambda = \partial_t$ since $t = \lambda - A_y$", var=t).step(sp.Integer(0), "negative", r"$\eta, c, t > 0$")
+    slope.step(-eta * cc / t**2, "diff", r"$\partial_\lambda = \partial_t$ since $t = \lambda - A_y$", var=t)
+    slope.step(sp.Integer(0), "negative", r"$\eta, c, t > 0$")
     near = Derivation("reverse: multiplier, near max A", r"(b) the term blows up as $\lambda \downarrow A_y$",
                       term, statement=r"\lim_{t\to 0^+} \eta c/t = +\infty", **common)
     near.step(sp.oo, "limit", var=t, point=0, dir="+")
