@@ -27,7 +27,8 @@ Proof sketch. Both objectives are sums of strictly concave functions of the coor
 of the Lagrangian :math:`\mathcal L = \sum_y \phi_y(\pi(y)) - \lambda(\sum_y \pi(y) - 1)` on the simplex is the
 unique maximiser. The derivations below compute the stationary points; the normalisation fixes
 :math:`\lambda` (in (b) each term :math:`\eta\pi_{\mathrm{old}}(y)/(\lambda - A(y))` falls strictly from
-:math:`+\infty` to 0 on :math:`(\max A, \infty)`, so exactly one :math:`\lambda` there gives total 1). Runtime twin: ``ladtheory/trust_region.py``.
+:math:`+\infty` to 0 on :math:`(\max A, \infty)`, so exactly one :math:`\lambda` there gives total 1).
+Runtime twin: ``ladtheory/trust_region.py``.
 """
 
 from __future__ import annotations
