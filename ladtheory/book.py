@@ -37,6 +37,10 @@ class BookError(RuntimeError):
     """The book could not be built or the built site is not readable offline."""
 
 
+class MissingExtra(BookError):
+    """The ``book`` extra is not installed (a set-up mistake: exit code 2)."""
+
+
 @dataclass(frozen=True)
 class BookOptions:
     """Options of ``python -m ladtheory book``; the field docs are the CLI help."""
@@ -44,7 +48,7 @@ class BookOptions:
     out: Path = BOOK
     """Output folder: jupyter-book writes OUT/_build/html (the site) and OUT/_build/jupyter_execute."""
     strict: bool = True
-    """Warnings are errors and any cell error fails the build (CI mode); --no-strict only reports."""
+    """Warnings are errors and any cell error fails the build (what CI runs)."""
     clean: bool = False
     """Remove OUT/_build before building (a clean build, as CI does)."""
 
@@ -119,7 +123,7 @@ def build(options: BookOptions) -> float:
     try:
         import jupyter_book  # noqa: F401
     except ImportError as err:
-        raise BookError("jupyter-book is not installed: pip install -e '.[book]'") from err
+        raise MissingExtra("jupyter-book is not installed: pip install -e '.[book]'") from err
     if options.clean and (options.out / "_build").exists():
         shutil.rmtree(options.out / "_build")
     env = dict(os.environ)
@@ -142,9 +146,12 @@ def build(options: BookOptions) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     defaults = BookOptions()
-    parser = argparse.ArgumentParser(prog="python -m ladtheory book", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ladtheory book",
+        description="Build the book of derivations (book/) strictly, then check that the site reads offline.")
     parser.add_argument("--out", type=Path, default=defaults.out, help=f"{_doc('out')} (default: %(default)s)")
-    parser.add_argument("--no-strict", dest="strict", action="store_false", help=_doc("strict"))
+    parser.add_argument("--no-strict", dest="strict", action="store_false",
+                        help=f"report warnings instead of failing (default, strict: {_doc('strict')})")
     parser.add_argument("--clean", action="store_true", help=_doc("clean"))
     return parser
 
@@ -170,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = build(options)
     except BookError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, MissingExtra) else 1
     index = site_folder(options) / "index.html"
     print(f"book built in {seconds:.0f} s ({'strict' if options.strict else 'not strict'}); open {index}")
     return 0

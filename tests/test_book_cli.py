@@ -84,3 +84,10 @@ def test_book_offline_mathjax_source_exists():
     assert (source / "tex-chtml.js").stat().st_size > 500_000
     for part in offline_mathjax.MATHJAX_PARTS:
         assert (source / part).is_dir(), part
+
+
+def test_book_cli_without_the_book_extra_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "jupyter_book", None)  # import jupyter_book now raises ImportError
+    assert book.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install -e '.[book]'" in err
