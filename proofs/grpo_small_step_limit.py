@@ -44,7 +44,9 @@ C2_DEF = Fact("f''(1)", sp.Eq(c2, sp.diff(fp(x), x).subs(x, 1)), "definition")
 SCORE_MEAN_ZERO = Fact("score has mean 0", sp.Eq(sp.Sum(sp.Derivative(P(theta, y), theta), (y, 1, n)), 0),
                        "derived", "proofs/flowrl_special_case.py, 'score has mean zero'")
 
-STRICT = ("kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "triangular")
+STRICT = ("kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "triangular",
+          "alpha:-1", "alpha:0.5", "alpha:2")
+"""Every built-in twice differentiable at 1 (all but TV), and three members of the alpha family."""
 
 
 def generic_weight() -> Derivation:
@@ -151,5 +153,6 @@ def result() -> Result:
                          _check_tv, 0.0),
         ],
         notes="f''(1) per built-in: kl 1, rkl 1, js 1/4, hellinger 1/2, jeffreys 2, pearson 2, neyman 2, "
-              "triangular 1. At equal eta, JS takes a 4x smaller GRPO-like step than KL.",
+              "triangular 1; 1 for every alpha-family member. At equal eta, JS takes a 4x smaller "
+              "GRPO-like step than KL.",
     )
