@@ -15,8 +15,12 @@ Every link :math:`e_{i-1} R_i e_i` is a :class:`Step` that names a *rule* from t
   evidence, not a proof, and it is always reported as such;
 * ``FAILED``: the link is false, or neither check could decide it.
 
-Relations other than equality (``\ge`` for Jensen, ``\Longrightarrow`` for solving an equation,
-``\to`` for a limit, ``\partial`` for differentiation) are never decided numerically.
+For the other relations (``\ge`` for Jensen, ``\Longleftrightarrow`` for solving an equation,
+``\to`` for a limit, ``\partial`` for differentiation, ``= ... + O(x^k)`` for a series, ``< 0`` for a
+sign) sympy always does the mathematical work (the derivative, the unique solution, the limit, the
+series remainder, Jensen's pattern, the sign); only the final comparison of two expressions for equality
+may fall back to the numeric check, and then the step is reported NUMERIC. Series and sign steps never
+fall back.
 
 A :class:`Result` groups the derivations of one theorem (one file in ``proofs/``) with
 :class:`NumericCheck` parts (optimisation experiments, runtime-versus-sympy comparisons), each of which
