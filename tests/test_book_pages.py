@@ -53,13 +53,8 @@ def test_book_text_page_has_no_unexecuted_code(page):
     assert "{code-cell}" not in text, f"{page}.md has code cells but no jupytext header, so it would not run"
 
 
-@pytest.mark.parametrize(
-    "page", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PAGES else p for p in NOTEBOOK_PAGES]
-)
-def test_book_page_executes(page, monkeypatch):
-    """Run the page in a kernel, as the build does; any failing cell (an assert) fails the test."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
-    monkeypatch.delenv("MPLBACKEND", raising=False)
+def _execute(page: str):
+    """The page's notebook after running it in a kernel (cwd = book/), or a test failure naming it."""
     notebook = jupytext.read(BOOK / f"{page}.md")
     client = nbclient.NotebookClient(
         notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(BOOK)}}
@@ -69,7 +64,45 @@ def test_book_page_executes(page, monkeypatch):
     except nbclient.exceptions.CellExecutionError as err:
         message = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
         pytest.fail(f"{page}.md: a cell failed:\n{message[-3000:]}", pytrace=False)
+    return notebook
+
+
+@pytest.mark.parametrize(
+    "page", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PAGES else p for p in NOTEBOOK_PAGES]
+)
+def test_book_page_executes(page, monkeypatch):
+    """Run the page in a kernel, as the build does; any failing cell (an assert) fails the test."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    monkeypatch.delenv("LAD_BOOK_RESULTS", raising=False)
+    notebook = _execute(page)
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors, f"{page}.md: error outputs {errors}"
 
+
+def test_book_training_study_renders_a_committed_study(tmp_path, monkeypatch):
+    """The training-study page with one study present (no study is committed yet, so the page's
+    rendering path is exercised on a small study in the layout `python -m ladtrain compare` writes)."""
+    import base64
+    import json
+
+    study = tmp_path / "results" / "countdown-small"
+    study.mkdir(parents=True)
+    (study / "results.json").write_text(json.dumps({"arms": [{"label": "lad:js"}, {"label": "grpo"}],
+                                                    "same_prompts": True}))
+    (study / "report.md").write_text("# LAD vs baselines\n\n## Setup\n- arms: `lad:js`, `grpo`\n\n"
+                                     "| arm | pass@1 |\n|---|---|\n| lad:js | 0.5 |\n| grpo | 0.4 |\n\n"
+                                     "![reward curves](reward_curves.png)\n")
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    (study / "reward_curves.png").write_bytes(png)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
+    monkeypatch.setenv("LAD_BOOK_RESULTS", str(tmp_path / "results"))
+    notebook = _execute("training-study")
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    markdown = "\n".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+    assert "**Study `results/countdown-small`**" in markdown
+    assert "**LAD vs baselines**" in markdown and "\n#" not in "\n" + markdown  # headings became bold lines
+    assert "![reward curves]" not in markdown and "| lad:js | 0.5 |" in markdown
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
+    assert "No training results are committed yet" not in markdown
