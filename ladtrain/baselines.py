@@ -124,7 +124,7 @@ def grpo_loss(
     flows. No KL-to-reference and no entropy terms (the comparison runs all methods without them).
 
     ``terms``: ``clip_frac`` (masked share of tokens whose gradient the clip cuts), ``clip_frac_low`` /
-    ``clip_frac_high`` (the A<0 / A>0 parts), ``ratio_mean``, ``approx_kl`` (masked mean of the k3
+    ``clip_frac_high`` (the A<0 / A>0 parts), ``ratio_mean``, ``log_ratio_mean``, ``approx_kl`` (masked mean of the k3
     estimator ``r - 1 - log r`` of KL(pi_old || pi_theta)), ``weight_mean`` (mean |A|, the sample weight
     at ratio 1), ``tokens``.
     """
@@ -157,6 +157,7 @@ def grpo_loss(
             clip_frac_high=high.sum() / n_tok,
             clip_frac_low=low.sum() / n_tok,
             ratio_mean=(ratio * mask).sum() / n_tok,
+            log_ratio_mean=(log_ratio * mask).sum() / n_tok,
             approx_kl=((ratio - 1.0 - log_ratio) * mask).sum() / n_tok,
             weight_mean=advantages.detach().abs().mean(),
             tokens=mask.sum(),
