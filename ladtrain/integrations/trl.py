@@ -1,0 +1,125 @@
+r"""LAD as the loss of TRL's ``GRPOTrainer`` (extra ``lad[trl]``; written against ``trl==1.16.0``).
+
+The smallest hook TRL offers is the private method ``GRPOTrainer._compute_loss(model, inputs)`` (its
+``compute_loss`` calls nothing else; TRL's own ``GMPOTrainer`` changes only this method, the precedent
+followed here). :class:`LADGRPOTrainer` overrides it and nothing else: TRL still samples the ``G =
+num_generations`` completions per prompt, scores them and group-normalises the rewards into the
+advantages ``A`` (B,); this class turns TRL's tensors into the arguments of
+:func:`ladtheory.objective.lad_loss` and returns its value:
+
+.. math::  \mathcal L = \mathbb E_{y\sim\pi_{\mathrm{old}}}\big[e^{A/\eta} f(\rho\, e^{-A/\eta})\big]
+           \;/\; \text{gradient\_accumulation\_steps},
+
+with ``logp`` = TRL's per-token log-probs of the completion tokens under the current model (temperature
+scaled, as TRL samples), ``logp_old`` = ``inputs["old_per_token_logps"]`` when TRL computed them
+(``num_iterations > 1`` or generation reused across accumulation steps) and otherwise
+``logp.detach()`` (then ``rho = 1`` at the step, as in TRL's own losses), ``mask`` = the completion mask
+(times TRL's tool mask when present). The loss is a mean over the micro-batch (a token mean for
+``level="token"``), divided by the accumulation steps like TRL's ``bnpo`` loss, so a window of ``k``
+micro-batches gives the mean of their means (equal to the window's token mean when micro-batches hold the
+same number of tokens).
+
+Configuration: :class:`LADGRPOConfig` is ``GRPOConfig`` plus ``lad_divergence``, ``lad_eta`` and
+``lad_level`` (the keyword arguments of ``lad_loss``). ``loss_type``, ``epsilon`` and ``delta`` are not
+read. TRL features that would change the loss beyond LAD are refused at construction with one line
+(``beta != 0``, the entropy bonus, ``top_entropy_quantile < 1``, the off-policy mask, vLLM importance
+correction, Liger): LAD needs no reference model and its brake replaces clipping.
+
+Logged metrics: every diagnostic of ``lad_loss`` as ``lad/<name>`` (mean over processes).
+
+Usage::
+
+    from ladtrain.integrations.trl import LADGRPOConfig, LADGRPOTrainer
+    args = LADGRPOConfig(output_dir="out", lad_divergence="js", lad_eta=0.25, num_generations=8)
+    LADGRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset).train()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from ladtheory import divergences
+from ladtheory.objective import LEVELS, lad_loss
+
+TESTED_TRL = "1.16.0"
+_EXTRA_MODEL_INPUTS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
+                       "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
+
+
+@dataclass
+class LADGRPOConfig(GRPOConfig):
+    """``GRPOConfig`` plus the LAD hyper-parameters (the keyword arguments of ``lad_loss``)."""
+
+    lad_divergence: str = field(default="js", metadata={"help": "f-divergence: a name of "
+                                "ladtheory.divergences.names() or alpha:<a>."})
+    lad_eta: float = field(default=0.25, metadata={"help": "LAD temperature eta > 0 (target ratio e^{A/eta})."})
+    lad_level: str = field(default="token", metadata={"help": "Ratio level: token, sequence or sequence_mean."})
+
+
+def _refusals(args: Any) -> list[str]:
+    """TRL options that would add terms to the loss that LAD does not have (names as in GRPOConfig)."""
+    out = []
+    if args.beta != 0.0:
+        out.append(f"beta={args.beta} (set beta=0: LAD needs no reference KL)")
+    if args.entropy_coef != 0.0 or args.use_adaptive_entropy:
+        out.append("the entropy bonus (entropy_coef / use_adaptive_entropy)")
+    if args.top_entropy_quantile < 1.0:
+        out.append(f"top_entropy_quantile={args.top_entropy_quantile}")
+    if args.off_policy_mask_threshold is not None:
+        out.append("off_policy_mask_threshold")
+    if args.use_vllm and args.vllm_importance_sampling_correction:
+        out.append("vllm_importance_sampling_correction (set it to False with use_vllm)")
+    if args.use_liger_kernel:
+        out.append("use_liger_kernel")
+    return out
+
+
+class LADGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` whose loss is :func:`ladtheory.objective.lad_loss` (see the module docstring)."""
+
+    def __init__(self, *a: Any, args: LADGRPOConfig | None = None, **kw: Any) -> None:
+        if args is not None and not isinstance(args, LADGRPOConfig):
+            raise TypeError(f"args must be a LADGRPOConfig, got {type(args).__name__}")
+        if args is not None:
+            divergences.get(args.lad_divergence)  # DivergenceError (one line) for an unknown name
+            if not args.lad_eta > 0:
+                raise ValueError(f"lad_eta must be > 0, got {args.lad_eta}")
+            if args.lad_level not in LEVELS:
+                raise ValueError(f"lad_level must be one of {LEVELS}, got {args.lad_level!r}")
+            refused = _refusals(args)
+            if refused:
+                raise ValueError("LADGRPOTrainer does not support: " + "; ".join(refused))
+        super().__init__(*a, args=args, **kw)
+        if not isinstance(self.args, LADGRPOConfig):  # args=None: TRL built a plain GRPOConfig
+            raise TypeError("LADGRPOTrainer needs args=LADGRPOConfig(...)")
+
+    def _compute_loss(self, model, inputs):
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (B, P + T)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)  # (B, P + T)
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]  # (B, T)
+        extra = {k: inputs[k] for k in _EXTRA_MODEL_INPUTS if inputs.get(k) is not None}
+        logp, _, _ = self._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
+                                                             completion_ids.size(1), **extra)  # (B, T)
+        logp_old = inputs.get("old_per_token_logps")
+        logp_old = logp.detach() if logp_old is None else logp_old  # (B, T)
+        advantages = inputs["advantages"]
+        if advantages.dim() != 1:
+            raise ValueError(f"LAD takes one advantage per completion, shape (B,); got {tuple(advantages.shape)}")
+        loss, terms = lad_loss(logp, logp_old, advantages, mask, divergence=self.args.lad_divergence,
+                               eta=self.args.lad_eta, level=self.args.lad_level)
+        mode = "train" if self.model.training else "eval"
+        if mode == "train":
+            loss = loss / self.current_gradient_accumulation_steps
+        for name, value in terms.items():
+            gathered = self.accelerator.gather(value.detach().float().reshape(1))
+            self._metrics[mode][f"lad/{name}"].append(gathered.nanmean().item())
+        return loss
+
+
+__all__ = ["LADGRPOConfig", "LADGRPOTrainer", "TESTED_TRL"]
