@@ -68,7 +68,8 @@ class TrainConfig:
     cache_dir: str | None = _f(None, "cache for generated problems and warmed-up base models "
                                      "(default $LADTRAIN_CACHE or ~/.cache/ladtrain)")
     device: str = _f("auto", "torch device: auto, cpu, cuda, cuda:N, mps")
-    threads: int = _f(0, "torch CPU threads (0 = torch's default)")
+    threads: int = _f(0, "torch CPU threads (0 = half the CPU cores, at least 1: on a busy 2-core machine two "
+                         "threads ran 5-30x slower than one)")
     progress: bool = _f(True, "show progress bars")
 
     def resolved_cache(self) -> Path:

@@ -84,7 +84,9 @@ def load(path: str | Path):
     """``(model, tokenizer)`` from a local Hugging Face causal-LM folder (its own tokenizer and chat
     template). Padding is on the left for generation; a tokenizer without a pad token pads with EOS."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar would interleave with ours
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ModelError(f"--model: {path} is not a Hugging Face model folder (no config.json)")

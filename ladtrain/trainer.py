@@ -159,8 +159,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if loss_fn.needs_ref or loss_fn.needs_log_z:
         raise ConfigError(f"--loss {cfg.loss}: needs a reference model or a log Z head, which this trainer "
                           "does not provide")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -268,8 +267,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "run_folder": str(out),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    if cfg.progress:
-        print(summary_table(summary))
+    print(summary_table(summary), flush=True)
     return summary
 
 
