@@ -116,3 +116,10 @@ def test_trl_trainer_refuses_options_that_add_terms_lad_does_not_have(tmp_path):
     with pytest.raises(ValueError, match="lad_level"):
         LADGRPOTrainer(model=model, reward_funcs=_reward, args=_config(tmp_path, lad_level="tokens"),
                        train_dataset=[], processing_class=tokenizer)
+
+
+def test_trl_plugin_uses_the_theory_lad_loss_itself():
+    import ladtheory.objective
+    from ladtrain.integrations import trl as lad_trl
+
+    assert lad_trl.lad_loss is ladtheory.objective.lad_loss
