@@ -114,6 +114,19 @@ def train_config(setup: Setup, loss: str):
                        lr_warmup_steps=0, progress=False)
 
 
+SHAPING = 0.1
+
+
+def shaped_reward(reward: float | None, text: str) -> float | None:
+    """The benchmark's reward: the task's (countdown correctness) plus ``SHAPING`` times the share of
+    characters that could belong to an answer (digits, ``+ - *``), so that an untrained model gets
+    non-zero advantages and both losses do real work. ``None`` (unscorable) stays ``None``."""
+    if reward is None:
+        return None
+    useful = sum(c.isdigit() or c in "+-*" for c in text)
+    return reward + SHAPING * useful / max(1, len(text))
+
+
 def training_problems():
     from ladtrain.tasks import get_task
 
@@ -240,8 +253,9 @@ def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
         rollout = st.sampler.sample([models.format_prompt(st.tokenizer, p.prompt) for p in batch], G)
     with clock.phase("reward"):
         scores = score_all(st.task, [p for p in batch for _ in range(G)], rollout.texts)
-        scored = torch.tensor([s.reward is not None for s in scores], device=device)  # (B,)
-        rewards = torch.tensor([s.reward if s.reward is not None else math.nan for s in scores],
+        values = [shaped_reward(s.reward, text) for s, text in zip(scores, rollout.texts)]
+        scored = torch.tensor([v is not None for v in values], device=device)  # (B,)
+        rewards = torch.tensor([v if v is not None else math.nan for v in values],
                                dtype=torch.float32, device=device)  # (B,)
         group_mean = torch.nanmean(rewards.view(-1, G), dim=1).nan_to_num(0.0).repeat_interleave(G)  # (B,)
         rewards_filled = torch.where(scored, rewards, group_mean)  # (B,)
@@ -360,7 +374,7 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
     rows = [{"prompt": models.format_prompt(tok, p.prompt), "index": i} for i, p in enumerate(problems)]
 
     def countdown_reward(prompts, completions, index, **_):
-        return [float(task.score(problems[i], c).reward or 0.0) for i, c in zip(index, completions)]
+        return [shaped_reward(task.score(problems[i], c).reward, c) for i, c in zip(index, completions)]
 
     class StepTimes(TrainerCallback):
         def __init__(self):
@@ -399,7 +413,11 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
 # Orchestration
 
 
-def run_worker(kind: str, setup: Setup, count: int) -> dict[str, Any]:
+def run_worker(kind: str, setup: Setup, count: int, in_process: bool = False) -> dict[str, Any]:
+    """Run a worker in a fresh subprocess (its own peak RSS, no shared caches) or, for ``--quick``,
+    in this process (no second start-up of torch and transformers; memory then is this process's)."""
+    if in_process:
+        return (ladtrain_worker if kind == "ladtrain" else trl_worker)(setup, count)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--setup", json.dumps(asdict(setup)),
            "--count", str(count)]
     env = {**os.environ, "OMP_NUM_THREADS": str(setup.threads), "TOKENIZERS_PARALLELISM": "false",
@@ -530,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=Setup.max_new_tokens)
     ap.add_argument("--threads", type=int, default=Setup.threads)
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
-    ap.add_argument("--quick", action="store_true", help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round")
+    ap.add_argument("--quick", action="store_true",
+                    help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round, workers in this process")
     ap.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}/results.json and .md")
     ap.add_argument("--json", help="write the results as JSON to this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -545,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.quick:
-        args.models, args.reps, args.rounds, args.trl_steps = "tiny", 2, 1, 1
+        args.models, args.reps, args.rounds, args.trl_steps = "tiny", 1, 1, 1
         args.prompts, args.group, args.max_new_tokens = 4, 4, 8
     with_trl = not args.no_trl and trl_available() is not None
     started = time.time()
@@ -559,9 +578,9 @@ def main(argv: list[str] | None = None) -> int:
                         max_new_tokens=args.max_new_tokens, threads=args.threads)
         lad_runs, trl_runs = [], []
         for _ in range(args.rounds):
-            lad_runs.append(run_worker("ladtrain", setup, args.reps))
+            lad_runs.append(run_worker("ladtrain", setup, args.reps, in_process=args.quick))
             if with_trl:
-                trl_runs.append(run_worker("trl", setup, args.trl_steps))
+                trl_runs.append(run_worker("trl", setup, args.trl_steps, in_process=args.quick))
         result = summarise(setup, lad_runs, trl_runs)
         results.append(result)
         print(report(result), flush=True)
