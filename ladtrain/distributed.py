@@ -154,11 +154,12 @@ def micro_batches(rows: int, accumulation: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def rows(rollout: Rollout, s: slice) -> Rollout:
-    """The rows ``s`` of a rollout (texts included)."""
+def rows(rollout: Rollout, s: slice | Tensor) -> Rollout:
+    """The rows ``s`` (a slice or a 1-D index tensor) of a rollout, texts included."""
+    texts = rollout.texts[s] if isinstance(s, slice) else [rollout.texts[i] for i in s.tolist()]
     return replace(rollout, prompt_ids=rollout.prompt_ids[s], prompt_mask=rollout.prompt_mask[s],
                    completion_ids=rollout.completion_ids[s], completion_mask=rollout.completion_mask[s],
-                   texts=list(rollout.texts[s]))
+                   texts=list(texts))
 
 
 def autocast(device: torch.device, bf16: bool):

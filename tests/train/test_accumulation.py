@@ -30,7 +30,8 @@ def fixed_batch(seed: int = 0):
     B = PROMPTS * G
     prompt_ids = torch.randint(3, len(tok), (PROMPTS, P), generator=g).repeat_interleave(G, 0)  # (B, P)
     completion_ids = torch.randint(3, len(tok), (B, T), generator=g)  # (B, T)
-    lengths = torch.tensor([7, 7, 6, 6, 7, 5, 1, 2, 1, 3, 1, 2])  # (B,): the first half much longer
+    # (B,): unequal token counts both between halves (24 vs 18) and between prompts 0,2 and 1,3 (32 vs 10)
+    lengths = torch.tensor([7, 6, 7, 1, 2, 1, 4, 5, 3, 2, 1, 3])
     mask = (torch.arange(T)[None] < lengths[:, None]).long()  # (B, T)
     rollout = Rollout(prompt_ids, torch.ones_like(prompt_ids), completion_ids * mask, mask, [""] * B, G)
     with torch.no_grad():
