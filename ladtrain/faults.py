@@ -152,11 +152,11 @@ class Faults:
         return Score(None, s.answer, f"reward_invalid: {s.reward!r}")
 
     # --- rollouts
-    def rollout(self, completion_mask: Tensor, eos_id: int | None, completion_ids: Tensor,
-                rewards: Tensor, group_size: int) -> None:
-        """Count empty and truncated completions and groups of equal rewards. ``completion_mask`` (B, T),
-        ``completion_ids`` (B, T), ``rewards`` (B,) with unscored samples already filled."""
-        lengths = completion_mask.sum(-1)  # (B,)
+    def rollout(self, rollout, eos_id: int | None, rewards: Tensor) -> None:
+        """Count empty and truncated completions of a :class:`~ladtrain.rollout.Rollout` and its groups of
+        equal rewards; ``rewards`` (B,) with unscored samples already filled."""
+        completion_ids, group_size = rollout.completion_ids, rollout.group_size  # (B, T)
+        lengths = rollout.completion_mask.sum(-1)  # (B,)
         last = completion_ids.gather(1, (lengths - 1).clamp(min=0).long().unsqueeze(1)).squeeze(1)  # (B,)
         ends_with_eos = (last == eos_id) & (lengths > 0)  # (B,)
         self.count("empty_completions", int(((lengths == 1) & ends_with_eos).sum()),
