@@ -62,6 +62,8 @@ class TrainConfig:
     warmup_steps: int = _f(1500, "supervised warm-up steps of the built-in model (cached by settings)")
     warmup_batch: int = _f(64, "warm-up batch size")
     warmup_lr: float = _f(3e-3, "warm-up learning rate")
+    warmup_share: float = _f(0.5, "share of the training problems whose solutions the warm-up sees; RL prompts "
+                                  "come from the rest (1 = warm up and do RL on all of them)")
     # --- run
     seed: int = _f(0, "random seed (python, numpy, torch)")
     out: str | None = _f(None, "run folder (default runs/<date>-<time>-<loss>)")
@@ -89,6 +91,8 @@ class TrainConfig:
         for name in ("eta", "lr", "temperature", "eval_temperature", "clip_eps", "warmup_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.warmup_share <= 1:
+            raise ConfigError(f"--warmup-share must be in (0, 1], got {self.warmup_share}")
         if self.clip_eps_high is not None and not self.clip_eps_high > 0:
             raise ConfigError(f"--clip-eps-high must be > 0, got {self.clip_eps_high}")
         for f in fields(self):

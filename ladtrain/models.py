@@ -117,10 +117,11 @@ def count_parameters(model) -> int:
 class WarmUp:
     """Supervised warm-up of the built-in model on enumerated solutions."""
 
-    steps: int = 1500
+    steps: int = 600
     batch: int = 64
     lr: float = 3e-3
     seed: int = 0
+    share: float = 1.0  # share of the training problems used (recorded so that it is part of the cache key)
 
 
 def _demonstrations(problems: Sequence[Problem], rng: random.Random, n: int) -> list[tuple[str, str]]:

@@ -172,9 +172,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_problems, test_problems = list(task.problems("train")), list(task.problems("test"))
     if not train_problems or not test_problems:
         raise ConfigError(f"--task {cfg.task}: needs non-empty train and test splits")
+    # the built-in model is warmed up on a share of the training problems and RL draws its prompts from
+    # the others, so RL starts on prompts whose solutions the base has not memorised (as on held-out ones)
+    n_warm = max(1, round(cfg.warmup_share * len(train_problems)))
+    warm_problems = train_problems[:n_warm]
+    if cfg.model == models.BUILTIN and n_warm < len(train_problems):
+        train_problems = train_problems[n_warm:]
     t_warm = time.time()
-    warmup = models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr, seed=cfg.seed)
-    model, tokenizer, base_info = models.base_policy(cfg.model, cfg.task, train_problems, warmup,
+    warmup = models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr, seed=cfg.seed,
+                           share=cfg.warmup_share)
+    model, tokenizer, base_info = models.base_policy(cfg.model, cfg.task, warm_problems, warmup,
                                                      cfg.resolved_cache(), progress=cfg.progress)
     warm_seconds = time.time() - t_warm
     model.to(device)

@@ -144,3 +144,29 @@ def test_sampler_rows_are_prompt_major_groups():
     assert r.completion_ids.shape[0] == 6 and len(r.texts) == 6
     decoded = tok.batch_decode(r.prompt_ids, skip_special_tokens=True)
     assert decoded == [p for p in prompts for _ in range(2)]
+
+
+def test_rl_prompts_come_from_training_problems_the_warm_up_did_not_see(cache, tmp_path, tiny, monkeypatch):
+    from ladtrain import rollout
+
+    warm_ids, rl_prompts = [], []
+    real_base, real_sample = models.base_policy, rollout.HFSampler.sample
+
+    def base_spy(model, task_spec, problems, *args, **kwargs):
+        warm_ids.extend(p.prompt for p in problems)
+        return real_base(model, task_spec, problems, *args, **kwargs)
+
+    def sample_spy(self, prompts, group_size):
+        rl_prompts.extend(prompts)
+        return real_sample(self, prompts, group_size)
+
+    monkeypatch.setattr(models, "base_policy", base_spy)
+    monkeypatch.setattr(rollout.HFSampler, "sample", sample_spy)
+    trainer.train(replace(TrainConfig(), out=str(tmp_path / "run"), warmup_share=0.5, **tiny).validate())
+    from ladtrain.tasks import get_task
+
+    task = get_task("countdown")
+    train, test = [p.prompt for p in task.problems("train")], {p.prompt for p in task.problems("test")}
+    assert warm_ids == train[: round(0.5 * len(train))]
+    training_rl = [p for p in rl_prompts if p not in test]  # the evaluation also samples (held-out prompts)
+    assert training_rl and not set(training_rl) & set(warm_ids)
