@@ -10,7 +10,7 @@ import copy
 
 import pytest
 import torch
-from test_accumulation import fixed_batch, loss_of  # noqa: I001  (sibling test module)
+from test_accumulation import fixed_batch, loss_of  # sibling test module
 
 from ladtrain import distributed
 from ladtrain.rollout import token_logprobs
