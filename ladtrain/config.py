@@ -46,7 +46,7 @@ class TrainConfig:
     prompts_per_step: int = _f(16, "prompts per rollout")
     group_size: int = _f(8, "completions sampled per prompt (G >= 2)")
     updates_per_rollout: int = _f(1, "optimizer updates on each rollout (1 = on-policy)")
-    lr: float = _f(1e-4, "AdamW learning rate for RL")
+    lr: float = _f(1e-4, "AdamW learning rate for RL (on the built-in model 5e-4 and 1e-3 collapsed)")
     lr_schedule: str = _f("constant", "learning-rate schedule after the linear warm-up",
                           choices=("constant", "cosine"))
     lr_warmup_steps: int = _f(5, "linear learning-rate warm-up, in optimizer updates")
@@ -55,14 +55,14 @@ class TrainConfig:
     temperature: float = _f(1.0, "sampling temperature for rollouts (log-probs use the same temperature)")
     max_new_tokens: int = _f(16, "longest completion, in tokens")
     # --- evaluation (held-out split)
-    eval_samples: int = _f(8, "samples per held-out prompt (k of pass@k)")
+    eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)")
     eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)")
     eval_temperature: float = _f(1.0, "sampling temperature for evaluation")
     # --- built-in model warm-up (supervised, cached)
-    warmup_steps: int = _f(1500, "supervised warm-up steps of the built-in model (cached by settings)")
+    warmup_steps: int = _f(600, "supervised warm-up steps of the built-in model (cached by settings)")
     warmup_batch: int = _f(64, "warm-up batch size")
     warmup_lr: float = _f(3e-3, "warm-up learning rate")
-    warmup_share: float = _f(0.5, "share of the training problems whose solutions the warm-up sees; RL prompts "
+    warmup_share: float = _f(1.0, "share of the training problems whose solutions the warm-up sees; RL prompts "
                                   "come from the rest (1 = warm up and do RL on all of them)")
     # --- run
     seed: int = _f(0, "random seed (python, numpy, torch)")
