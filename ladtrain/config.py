@@ -64,6 +64,15 @@ class TrainConfig:
     warmup_lr: float = _f(3e-3, "warm-up learning rate")
     warmup_share: float = _f(1.0, "share of the training problems whose solutions the warm-up sees; RL prompts "
                                   "come from the rest (1 = warm up and do RL on all of them)")
+    # --- scale (ladtrain.distributed): torchrun --nproc-per-node N -m ladtrain train ...
+    parallel: str = _f("ddp", "data parallelism when launched by torchrun: ddp (a replica per process) or fsdp2 "
+                              "(parameters sharded, fully_shard); one process: ignored",
+                       choices=("none", "ddp", "fsdp2"))
+    grad_accumulation: int = _f(1, "micro-batches per update (the same update as the whole batch, less memory)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (less memory)")
+    bf16: bool = _f(False, "bf16 autocast of forward passes on CUDA (ignored on CPU)")
+    lora_r: int = _f(0, "LoRA rank through peft (0 = train all weights; needs the lora extra)")
+    lora_alpha: float = _f(32.0, "LoRA alpha (adapter scale alpha / r)")
     # --- run
     seed: int = _f(0, "random seed (python, numpy, torch)")
     out: str | None = _f(None, "run folder (default runs/<date>-<time>-<loss>)")
@@ -81,7 +90,7 @@ class TrainConfig:
         """Check values that need no I/O beyond the model folder; return self. Raises ConfigError."""
         ints_at_least = {"steps": 1, "prompts_per_step": 1, "updates_per_rollout": 1, "max_new_tokens": 1,
                          "eval_samples": 1, "eval_problems": 0, "warmup_steps": 0, "warmup_batch": 1,
-                         "lr_warmup_steps": 0, "threads": 0}
+                         "lr_warmup_steps": 0, "threads": 0, "grad_accumulation": 1, "lora_r": 0}
         for name, low in ints_at_least.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")

@@ -40,11 +40,12 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from ladtrain.config import ConfigError
 from ladtrain.rollout import Rollout, token_logprobs
 
 
-class DistributedError(ValueError):
-    """A launch or option that cannot work (a user mistake: one line)."""
+class DistributedError(ConfigError):
+    """A launch or option that cannot work (a user mistake: one line, exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,12 @@ def setup(device: str = "auto") -> tuple[World, torch.device]:
     rank's device (``cuda:LOCAL_RANK`` when CUDA is used)."""
     world = world_from_env()
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    dev = torch.device(f"cuda:{world.local_rank}") if use_cuda else torch.device("cpu" if device == "auto" else device)
+    if use_cuda and world.is_distributed:
+        dev = torch.device(f"cuda:{world.local_rank}")
+    elif device == "auto":
+        dev = torch.device("cuda" if use_cuda else "cpu")
+    else:
+        dev = torch.device(device)
     if use_cuda:
         torch.cuda.set_device(dev)
     if world.is_distributed and not torch.distributed.is_initialized():
@@ -111,6 +117,31 @@ def all_sum(value: Tensor | float, world: World) -> Tensor:
 def barrier(world: World) -> None:
     if world.is_distributed:
         torch.distributed.barrier()
+
+
+@contextlib.contextmanager
+def main_first(world: World) -> Iterator[None]:
+    """Rank 0 runs the block first (filling caches: generated problems, the warmed-up base model), the
+    other ranks after it, so no two processes write the same cache file."""
+    if not world.is_main:
+        barrier(world)
+    yield
+    if world.is_main:
+        barrier(world)
+
+
+def mean_over_ranks(row: dict[str, Any], world: World) -> dict[str, Any]:
+    """Every float/int value of a metrics row averaged over ranks (exact for means over equal shards)."""
+    if not world.is_distributed:
+        return row
+    keys = [k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    values = torch.tensor([float(row[k]) for k in keys], dtype=torch.float64)
+    backend = torch.distributed.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+    values = values.to(device)
+    torch.distributed.all_reduce(values)
+    mean = (values / world.size).cpu().tolist()
+    return {**row, **{k: (type(row[k])(m) if isinstance(row[k], int) else m) for k, m in zip(keys, mean)}}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,6 +308,26 @@ def full_state_dict(model: torch.nn.Module, world: World) -> dict[str, Tensor] |
     return module.state_dict() if world.is_main else None
 
 
+def plain_model(model: torch.nn.Module, world: World) -> torch.nn.Module | None:
+    """On rank 0, an ordinary Hugging Face model holding the trained weights, to ``save_pretrained``
+    (``None`` elsewhere; a collective call under FSDP2): DDP's module, LoRA merged into the base weights,
+    or FSDP2's gathered state loaded into a fresh CPU copy built from the model's config."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):
+        state = full_state_dict(model, world)
+        if not world.is_main:
+            return None
+        from transformers import AutoModelForCausalLM
+
+        fresh = AutoModelForCausalLM.from_config(model.config)
+        fresh.load_state_dict(state)
+        return fresh
+    if not world.is_main:
+        return None
+    return merged(getattr(model, "module", model))
+
+
 # --------------------------------------------------------------------------------------------------
 # Memory options
 
@@ -326,5 +377,5 @@ def trainable_parameters(model: torch.nn.Module) -> Iterator[torch.nn.Parameter]
 
 __all__ = ["STRATEGIES", "UNITS", "DistributedError", "Lora", "Strategy", "World", "all_sum", "apply_lora",
            "autocast", "backward", "barrier", "count_units", "enable_gradient_checkpointing", "full_state_dict",
-           "loss_unit", "merged", "micro_batches", "piece_scale", "prepare", "rows", "setup", "shard", "teardown",
-           "trainable_parameters", "world_from_env"]
+           "loss_unit", "main_first", "mean_over_ranks", "merged", "micro_batches", "piece_scale", "plain_model",
+           "prepare", "rows", "setup", "shard", "teardown", "trainable_parameters", "world_from_env"]

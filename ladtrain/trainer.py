@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ladtrain import checkpoint, evaluation, losses, models
+from ladtrain import checkpoint, distributed, evaluation, losses, models
 from ladtrain.advantages import group_advantages
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.losses import LossInputs
@@ -161,11 +161,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                           "does not provide")
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    world, device = distributed.setup(cfg.device)  # torchrun: join the group; rank 0 alone writes files
     run_info = {"seed": cfg.seed, "argv": sys.argv, "started": datetime.now(timezone.utc).isoformat(),
-                "device": str(device), "versions": package_versions()}
-    (out / "run.json").write_text(json.dumps(run_info, indent=2))
+                "device": str(device), "processes": world.size, "versions": package_versions()}
+    if world.is_main:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        (out / "run.json").write_text(json.dumps(run_info, indent=2))
 
     # --- task and base policy
     task = load_task(cfg)
@@ -181,10 +182,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t_warm = time.time()
     warmup = models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr, seed=cfg.seed,
                            share=cfg.warmup_share)
-    model, tokenizer, base_info = models.base_policy(cfg.model, cfg.task, warm_problems, warmup,
-                                                     cfg.resolved_cache(), progress=cfg.progress)
+    with distributed.main_first(world):  # rank 0 fills the cache, the others read it
+        model, tokenizer, base_info = models.base_policy(cfg.model, cfg.task, warm_problems, warmup,
+                                                         cfg.resolved_cache(), progress=cfg.progress)
     warm_seconds = time.time() - t_warm
     model.to(device)
+    if cfg.gradient_checkpointing:
+        distributed.enable_gradient_checkpointing(model)
+    if cfg.lora_r:
+        model = distributed.apply_lora(model, distributed.Lora(r=cfg.lora_r, alpha=cfg.lora_alpha))
+    train_model = distributed.prepare(model, cfg.parallel, world, device)[0]  # DDP/FSDP2 wrapper for updates
     eval_problems = test_problems[: cfg.eval_problems or None]
     eval_kw = dict(samples=cfg.eval_samples, temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
                    seed=cfg.seed + 1, progress=cfg.progress)
@@ -192,7 +199,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     # --- RL
     sampler = HFSampler(model, tokenizer, cfg.temperature, cfg.max_new_tokens)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(distributed.trainable_parameters(train_model), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     rng = random.Random(cfg.seed)
     G = cfg.group_size
@@ -200,11 +208,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t_rl = time.time()
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"RL {loss_fn.name}", disable=not cfg.progress, dynamic_ncols=True)
-    with open(out / "metrics.jsonl", "w") as log:
+    unit = distributed.loss_unit(loss_fn.name, cfg)  # what the loss averages over (tokens or sequences)
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"RL {loss_fn.name}", disable=not cfg.progress or not world.is_main,
+               dynamic_ncols=True)
+    with open(out / "metrics.jsonl" if world.is_main else os.devnull, "w") as log:
         for step in bar:
             # 1. rollout: G completions for each of the step's prompts (prompt-major, B = n_prompts * G)
             batch = rng.sample(train_problems, min(cfg.prompts_per_step, len(train_problems)))
+            batch = distributed.shard(batch, world)  # this rank's prompts: disjoint, together the whole batch
             model.eval()
             rollout = sampler.sample([models.format_prompt(tokenizer, p.prompt) for p in batch], G)
             # 2. rewards; an unscorable sample (reward None) is dropped from the loss and gets A = 0
@@ -219,15 +230,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             mask = rollout.completion_mask * scored[:, None]  # (B, T)
             # 4. log-probs of the rollout policy
             model.train()
-            with torch.no_grad():
+            with torch.no_grad(), distributed.autocast(device, cfg.bf16):
                 logp_old = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
-            # 5. updates on this rollout
+            # 5. updates on this rollout: the gradient of the loss of all ranks' rows together, accumulated
+            #    over --grad-accumulation micro-batches (ladtrain.distributed.backward)
             for _ in range(cfg.updates_per_rollout):
-                logp = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
-                loss, terms = loss_fn(LossInputs(logp, logp_old, advantages, mask), cfg)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
+                loss, terms = distributed.backward(
+                    train_model, rollout, logp_old, advantages, mask,
+                    lambda logp, old, adv, m: loss_fn(LossInputs(logp, old, adv, m), cfg), unit=unit, world=world,
+                    accumulation=cfg.grad_accumulation, temperature=cfg.temperature, bf16=cfg.bf16)
+                grad_norm = torch.nn.utils.clip_grad_norm_(train_model.parameters(), cfg.max_grad_norm or math.inf)
                 optimizer.step()
                 schedule.step()
             # 6. log
@@ -244,6 +257,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "seconds": time.time() - t_rl,
                 **{k: float(v) for k, v in terms.items()},
             }
+            row = distributed.mean_over_ranks(row, world)
             rows.append(row)
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -253,7 +267,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     # --- final evaluation, checkpoint, summary
     model.eval()
     trained_eval = evaluate(model, tokenizer, task, eval_problems, desc="eval trained", **eval_kw)
-    checkpoint.save(model, tokenizer, out / "checkpoint",
+    plain = distributed.plain_model(model, world)  # None off rank 0; gathers FSDP2 shards, merges LoRA
+    if not world.is_main:
+        return {}
+    checkpoint.save(plain, tokenizer, out / "checkpoint",
                     extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": base_info}})
     from ladtrain.plots import learning_curves
 
