@@ -1,35 +1,270 @@
-"""Checkpoints: ordinary Hugging Face folders (``save_pretrained``, safetensors), written atomically.
+"""Checkpoints: ordinary Hugging Face folders (``save_pretrained``, safetensors), written atomically,
+and the resumable training state.
 
-:func:`save` writes everything into a temporary sibling folder and renames it into place, so a reader
-(or a crashed run) never sees a half-written checkpoint: the folder either holds the previous complete
-checkpoint or the new complete one. Reload with ``AutoModelForCausalLM.from_pretrained(path)`` and
-``AutoTokenizer.from_pretrained(path)``.
+Atomic: every checkpoint folder is written into a hidden temporary sibling (``.NAME.tmp-*``) and renamed
+into place only when complete, so a reader, or a run killed at any instant, sees either the previous
+complete folder or the new complete one, never a half-written one. Reload a model with
+``AutoModelForCausalLM.from_pretrained(path)`` and ``AutoTokenizer.from_pretrained(path)``.
+
+Resumable state (``RUN/checkpoints/step-NNNNNN/``, every ``--checkpoint-every`` steps, the newest
+``--keep-checkpoints`` kept): the model and tokenizer (a Hugging Face folder), ``trainer_state.pt``
+(optimizer, scheduler, torch RNG states), ``state.json`` (step, the prompt sampler's RNG state = the data
+position, python and numpy RNG states, fault counters, the base evaluation) and, written last, the
+completion marker ``manifest.json`` with the size and sha256 of every file. ``--resume RUN`` removes what
+a killed writer left (hidden folders, step folders without a manifest), verifies the newest checkpoint
+against its manifest, puts every state back and drops metrics rows logged after it; on CPU the resumed
+run then reproduces the uninterrupted one exactly (tested with a real SIGKILL).
+
+Failures are one-line :class:`CheckpointError` messages: a full or unwritable disk (the temporary folder
+is removed, earlier checkpoints stay), a corrupt or unreadable checkpoint (nothing is changed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
+import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
 def save(model, tokenizer, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Save ``model`` and ``tokenizer`` to ``path`` atomically; ``extra`` maps file names to JSON values
-    written next to them (e.g. training state or provenance)."""
+    written next to them (e.g. training state or provenance). An ``OSError`` (disk full, not writable)
+    becomes a one-line :class:`CheckpointError` and leaves ``path`` as it was."""
+    path = Path(path)
+
+    def write(tmp: Path) -> None:
+        _save_model(model, tokenizer, tmp)
+        for name, value in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(value, indent=2, default=str))
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _replace_atomically(path, write)
+    except _write_errors() as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: {_reason(err)}") from None
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Resumable training state
+
+CHECKPOINTS = "checkpoints"  # RUN/checkpoints/step-000012/ ...
+MANIFEST = "manifest.json"  # written last: the completion marker (size and sha256 of every other file)
+TENSORS = "trainer_state.pt"  # optimizer, scheduler and torch RNG states (torch.save; loads weights_only)
+STATE = "state.json"  # step, data position, python/numpy RNG states, fault counters, base evaluation
+_STEP = re.compile(r"step-(\d+)")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be written (disk full, not writable) or read back (corrupt): one line."""
+
+
+def step_folder(run: str | Path, step: int) -> Path:
+    return Path(run) / CHECKPOINTS / f"step-{step:06d}"
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states of python, numpy and torch (CPU and every CUDA device), JSON/tensor parts
+    split: ``{"json": ..., "tensors": ...}``."""
+    import numpy as np
+    import torch
+
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["cuda"] = torch.cuda.get_rng_state_all()
+    return {"json": {"python": _jsonable(random.getstate()),
+                     "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]},
+            "tensors": tensors}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(_tupled(state["json"]["python"]))
+    name, keys, pos, has_gauss, gauss = state["json"]["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["tensors"]["torch"])
+    if "cuda" in state["tensors"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["tensors"]["cuda"])
+
+
+def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[str, Any], info: dict[str, Any],
+               keep: int = 2) -> Path:
+    """Write ``RUN/checkpoints/step-NNNNNN`` atomically: the model and tokenizer (a Hugging Face folder,
+    loadable with ``from_pretrained``), ``tensors`` (``torch.save``: optimizer, scheduler, torch RNG),
+    ``info`` (JSON: step, data position, ...) and, last, the manifest. Everything is written into a
+    hidden temporary sibling which is renamed into place only when complete, so a kill at any moment
+    leaves either no ``step-NNNNNN`` folder or a complete one. Then all but the newest ``keep``
+    complete checkpoints are removed (renamed away first, so no half-deleted folder is ever visible
+    under a checkpoint name). An ``OSError`` (disk full, not writable) becomes a one-line
+    :class:`CheckpointError`; the temporary folder is removed and earlier checkpoints stay intact."""
+    import torch
+
+    final = step_folder(run, step)
+
+    def write(tmp: Path) -> None:
+        _save_model(model, tokenizer, tmp)
+        torch.save(tensors, tmp / TENSORS)
+        (tmp / STATE).write_text(json.dumps(info, indent=1))
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        manifest = {"step": step, "files": {name: _digest(tmp / name) for name in files}}
+        _durable_write(tmp / MANIFEST, json.dumps(manifest, indent=1))
+
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _replace_atomically(final, write)
+        for old in complete_checkpoints(run)[:-keep] if keep > 0 else []:
+            _remove(old)
+    except _write_errors() as err:
+        raise CheckpointError(f"cannot write checkpoint {final}: {_reason(err)}") from None
+    return final
+
+
+def complete_checkpoints(run: str | Path) -> list[Path]:
+    """Checkpoint folders that carry a manifest, oldest first (hidden temporary folders are ignored)."""
+    folder = Path(run) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if (m := _STEP.fullmatch(p.name)) and (p / MANIFEST).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def clean_leftovers(run: str | Path) -> list[str]:
+    """Remove what a killed writer left behind (hidden temporary or half-deleted folders, step folders
+    without a manifest); return their names."""
+    folder = Path(run) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    gone = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or (_STEP.fullmatch(p.name) and not (p / MANIFEST).is_file()):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            gone.append(p.name)
+    return gone
+
+
+def verify(folder: str | Path) -> dict[str, Any]:
+    """Check every file of a checkpoint against its manifest; return the manifest or raise a one-line
+    :class:`CheckpointError` naming the file."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {folder}: unreadable {MANIFEST} ({type(err).__name__})") from None
+    for name, want in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {folder} is corrupt: {name} is missing")
+        size = path.stat().st_size
+        if size != want["bytes"]:
+            raise CheckpointError(f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}")
+        if _digest(path)["sha256"] != want["sha256"]:
+            raise CheckpointError(f"checkpoint {folder} is corrupt: {name} does not match its sha256")
+    return manifest
+
+
+def load_state(folder: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """``(model, tokenizer, tensors, info)`` from a verified checkpoint folder; CheckpointError if corrupt."""
+    import torch
+
+    from ladtrain.models import ModelError, load
+
+    folder = Path(folder)
+    verify(folder)
+    try:
+        model, tokenizer = load(folder)
+        tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
+        info = json.loads((folder / STATE).read_text())
+    except (ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}") from None
+    return model, tokenizer, tensors, info
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Replace a small text file atomically (temporary sibling, then ``os.replace``); OSError ->
+    CheckpointError."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        _durable_write(tmp, text)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON row per line, flushed after each; a failed write (disk full, not
+    writable) is a one-line :class:`CheckpointError` (the rows and checkpoints already written stay)."""
+
+    def __init__(self, path: str | Path, append: bool = False):
+        self.path, self.mode, self.file = Path(path), "a" if append else "w", None
+
+    def __enter__(self) -> MetricsLog:
+        try:
+            self.file = open(self.path, self.mode)
+        except OSError as err:
+            raise CheckpointError(f"cannot write {self.path}: {err.strerror or err}") from None
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        try:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        except OSError as err:
+            raise CheckpointError(f"cannot write {self.path}: {err.strerror or err}") from None
+
+    def __exit__(self, kind, value, tb) -> None:
+        try:
+            self.file.close()
+        except OSError as err:
+            if kind is None:
+                raise CheckpointError(f"cannot write {self.path}: {err.strerror or err}") from None
+
+
+def _write_errors() -> tuple[type[BaseException], ...]:
+    """What a full or unwritable disk raises: OSError, and safetensors' own error (it does not subclass
+    OSError: on a full tmpfs it raised ``SafetensorError: ... No space left on device (os error 28)``)."""
+    from safetensors import SafetensorError
+
+    return (OSError, SafetensorError)
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return "No space left on device" if "os error 28" in text else text
+
+
+def _save_model(model, tokenizer, folder: Path) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Writing model shards" bars would interleave with ours
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """Run ``write(tmp)`` on a hidden temporary sibling folder, then put it at ``path`` by renames only."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        for name, value in (extra or {}).items():
-            (tmp / name).write_text(json.dumps(value, indent=2, default=str))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the final folder gets the usual permissions
+        write(tmp)
+        _fsync_dir(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, old / "ckpt")
@@ -37,10 +272,126 @@ def save(model, tokenizer, path: str | Path, extra: dict[str, Any] | None = None
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return path
 
 
-__all__ = ["save"]
+def _remove(folder: Path) -> None:
+    hidden = folder.with_name(f".{folder.name}.del-{os.getpid()}")
+    os.replace(folder, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _durable_write(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _jsonable(x: Any) -> Any:
+    return [_jsonable(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _tupled(x: Any) -> Any:
+    return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
+
+
+def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler, data_rng: random.Random,
+                  faults, extra: dict[str, Any], keep: int = 2) -> Path:
+    """The whole training state after RL step ``step``: model, tokenizer, optimizer, scheduler, the global
+    RNG states (python, numpy, torch), the prompt sampler's RNG state (the data position), the fault
+    counters and ``extra`` (JSON: base evaluation, timings). See :func:`save_state`."""
+    rng = rng_state()
+    tensors = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng["tensors"]}
+    info = {"step": step, "data_position": _jsonable(data_rng.getstate()), "rng": rng["json"],
+            "faults": faults.state_dict(), **extra}
+    return save_state(run, step, model, tokenizer, tensors=tensors, info=info, keep=keep)
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """A loaded checkpoint: the model and tokenizer, ``tensors`` (optimizer, scheduler, torch RNG) and
+    ``info`` (JSON: step, data position, python/numpy RNG, fault counters, base evaluation)."""
+
+    model: Any
+    tokenizer: Any
+    tensors: dict[str, Any]
+    info: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.info["step"])
+
+
+def latest_training(run: str | Path) -> TrainingState:
+    """The :class:`TrainingState` of the newest complete checkpoint of ``run``, after removing
+    what a killed writer left behind. One-line :class:`CheckpointError` when there is none or it is
+    corrupt (nothing is deleted or overwritten then)."""
+    clean_leftovers(run)
+    found = complete_checkpoints(run)
+    if not found:
+        raise CheckpointError(f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
+                              "(was the run started with --checkpoint-every 0, or killed before its first one?)")
+    try:
+        return TrainingState(*load_state(found[-1]))
+    except CheckpointError as err:
+        hint = f"; the older {found[-2].name} may be intact: move {found[-1].name} away to resume from it" \
+            if len(found) > 1 else ""
+        raise CheckpointError(f"--resume: {err}{hint}") from None
+
+
+def restore_training(run: str | Path, state: TrainingState, *, optimizer, scheduler, data_rng: random.Random,
+                     faults) -> tuple[int, list[dict[str, Any]]]:
+    """Put a loaded training state back; drop metrics rows written after the checkpoint (a killed run may
+    have logged a step it did not checkpoint). Returns ``(next step, metrics rows so far)``."""
+    tensors, info = state.tensors, state.info
+    optimizer.load_state_dict(tensors["optimizer"])
+    scheduler.load_state_dict(tensors["scheduler"])
+    set_rng_state({"json": info["rng"], "tensors": tensors["rng"]})
+    data_rng.setstate(_tupled(info["data_position"]))
+    faults.load_state_dict(info["faults"])
+    step = int(info["step"])
+    path = Path(run) / "metrics.jsonl"
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines() if path.is_file() else [], 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if rows and rows[-1]["step"] >= step:  # a torn last line after the checkpoint: dropped
+                break
+            raise CheckpointError(f"--resume: {path}:{n}: not a JSON metrics row") from None
+        if row["step"] <= step:
+            rows.append(row)
+    if [r["step"] for r in rows] != list(range(1, step + 1)):
+        raise CheckpointError(f"--resume: {path} does not hold the rows of steps 1..{step}")
+    write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return step + 1, rows
+
+
+__all__ = ["CHECKPOINTS", "CheckpointError", "MANIFEST", "MetricsLog", "TrainingState", "clean_leftovers", "complete_checkpoints", "latest_training",
+           "load_state", "restore_training", "rng_state", "save", "save_state", "save_training", "set_rng_state",
+           "step_folder", "verify", "write_atomically"]
