@@ -9,10 +9,22 @@ Shapes: ``B = n_prompts * G`` sequences, ordered prompt-major (rows ``i*G .. i*G
 ``i``); ``P`` prompt tokens (left-padded), ``T`` completion tokens (right-padded). A completion ends at
 its first EOS, which is part of the completion (its probability is trained too); a completion without
 EOS was cut at ``max_new_tokens``.
+
+**Shared prompts.** The ``G`` rows of a group have the same prompt, and under causal attention the prompt
+positions never see the completion, so their activations (and their keys and values) are the same in
+every row. Both the sampler and :func:`token_logprobs` therefore run the prompt once per group and copy
+its KV cache ``G`` times (``Cache.batch_repeat_interleave``); gradients flow back through the copy.
+This removes ``(G-1)/G`` of the prompt's compute (measured: a 6.4M model, 16 prompts x 8, 14 prompt and
+16 completion tokens: forward+backward about 2x faster; ``benchmarks/step_profile.py``). The results are
+those of the full batch up to floating-point summation order (tested in float64 to 1e-12 and with
+identical samples; ``tests/train/test_benchmarks_exactness.py``). It is used only where it is exact: the
+rows of each group share their prompt, the model is a Hugging Face causal LM taking a cache, and no
+dropout is active; otherwise the full batch runs as before.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -47,9 +59,56 @@ def completion_mask(completion_ids: Tensor, eos_id: int) -> Tensor:
     return (~after_eos).long()
 
 
+def positions(attention: Tensor) -> Tensor:
+    """(B, L) position ids for left-padded rows: 0 at each row's first real token."""
+    return (attention.cumsum(-1) - 1).clamp(min=0)
+
+
+def cache_keyword(model: torch.nn.Module) -> str | None:
+    """The keyword under which ``model.forward`` takes a KV cache (``cache`` in recent ``transformers``,
+    ``past_key_values`` before), or None for a model (or a wrapper: DDP, PEFT) that does not name one."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+def dropout_active(model: torch.nn.Module) -> bool:
+    """Whether a forward pass of ``model`` draws dropout masks (sharing a prompt would share them)."""
+    if not model.training:
+        return False
+    config = getattr(model, "config", None)
+    if any(getattr(config, name, 0) or 0 for name in ("attention_dropout", "hidden_dropout", "dropout")):
+        return True
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
+def groups_share_prompts(prompt_ids: Tensor, prompt_mask: Tensor, group_size: int) -> bool:
+    """True when the ``G`` rows of every group carry the same (padded) prompt."""
+    B, P = prompt_ids.shape
+    if group_size < 2 or B % group_size or P == 0:
+        return False
+    ids = prompt_ids.view(-1, group_size, P)  # (n, G, P)
+    mask = prompt_mask.view(-1, group_size, P)  # (n, G, P)
+    return bool((ids == ids[:, :1]).all()) and bool((mask == mask[:, :1]).all())
+
+
+def can_share_prompts(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int) -> bool:
+    """Whether :func:`token_logprobs` may run each group's prompt once: a cache-taking HF model, no
+    dropout, no gradient checkpointing (which turns the cache off), and the groups share their prompts."""
+    checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5
+    if checkpointing is None:
+        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    return (cache_keyword(model) is not None and not dropout_active(model)
+            and not (model.training and checkpointing)
+            and groups_share_prompts(prompt_ids, prompt_mask, group_size))
+
+
 @dataclass
 class HFSampler:
-    """Group sampling with ``transformers`` ``generate`` (KV cache on)."""
+    """Group sampling with ``transformers`` ``generate`` (KV cache on; each prompt's cache is computed
+    once and copied to its ``G`` rows, see the module docstring)."""
 
     model: torch.nn.Module
     tokenizer: object
@@ -61,14 +120,25 @@ class HFSampler:
         tok = self.tokenizer
         enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         device = next(self.model.parameters()).device
-        prompt_ids = enc["input_ids"].to(device).repeat_interleave(group_size, 0)  # (B, P)
-        prompt_mask = enc["attention_mask"].to(device).repeat_interleave(group_size, 0)  # (B, P)
+        unique_ids = enc["input_ids"].to(device)  # (n, P)
+        unique_mask = enc["attention_mask"].to(device)  # (n, P)
+        prompt_ids = unique_ids.repeat_interleave(group_size, 0)  # (B, P)
+        prompt_mask = unique_mask.repeat_interleave(group_size, 0)  # (B, P)
         was_training = self.model.training
         self.model.eval()
+        shared = {}
+        keyword = cache_keyword(self.model)
+        if keyword is not None and group_size >= 2 and unique_ids.shape[1] >= 2 and len(prompts) > 0:
+            # the prompt once per group (all but its last token: generate runs that one and samples)
+            prefill = self.model(input_ids=unique_ids[:, :-1], attention_mask=unique_mask[:, :-1],
+                                 position_ids=positions(unique_mask[:, :-1]), use_cache=True)
+            cache = prefill[keyword]
+            cache.batch_repeat_interleave(group_size)  # (n, ...) -> (B, ...), prompt-major
+            shared = {keyword: cache}
         out = self.model.generate(
             input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=self.temperature,
             top_k=0, top_p=1.0, max_new_tokens=self.max_new_tokens, use_cache=True,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **shared,
         )  # (B, P + T)
         self.model.train(was_training)
         completion_ids = out[:, prompt_ids.shape[1]:]  # (B, T)
@@ -78,19 +148,51 @@ class HFSampler:
         return Rollout(prompt_ids, prompt_mask, completion_ids, mask, texts, group_size)
 
 
-def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float = 1.0) -> Tensor:
+def _logprobs_of(logits: Tensor, ids: Tensor, temperature: float) -> Tensor:
+    """(B, T) log-softmax of ``logits / temperature`` (B, T, V) at ``ids`` (B, T), in at least float32."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # (B, T, V)
+    return torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+
+
+def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float = 1.0,
+                   share_prompts: bool | None = None) -> Tensor:
     """(B, T) log-probabilities of the completion tokens under ``model`` (with grad if enabled).
 
     Logits are divided by the sampling temperature (as TRL and verl do), so at ``temperature != 1`` the
-    policy being trained is the tempered one that actually produced the samples."""
+    policy being trained is the tempered one that actually produced the samples. ``share_prompts``
+    (default: when exact, see the module docstring) runs each group's prompt once."""
+    if share_prompts is None:
+        share_prompts = can_share_prompts(model, rollout.prompt_ids, rollout.prompt_mask, rollout.group_size)
+    if share_prompts:
+        return _shared_prompt_logprobs(model, rollout, temperature)
     input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # (B, P + T)
     attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
-    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: positions start at 0
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention)).logits
     P = rollout.prompt_ids.shape[1]
-    logits = logits[:, P - 1 : -1].float() / temperature  # (B, T, V): logits that predict each completion token
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
+    logp = _logprobs_of(logits[:, P - 1 : -1], rollout.completion_ids, temperature)  # logits predicting each token
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
-__all__ = ["HFSampler", "Rollout", "Sampler", "completion_mask", "token_logprobs"]
+def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float) -> Tensor:
+    """:func:`token_logprobs` running each group's prompt once: the prompt's cache (with its autograd
+    graph) is copied to the ``G`` rows, then the completions run on top of it."""
+    G, keyword = rollout.group_size, cache_keyword(model)
+    P = rollout.prompt_ids.shape[1]
+    attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
+    position = positions(attention)  # (B, P + T)
+    prompt = model(input_ids=rollout.prompt_ids[::G], attention_mask=rollout.prompt_mask[::G],
+                   position_ids=position[::G, :P], use_cache=True)  # rows (n,) = one per group
+    first = prompt.logits[:, -1:].repeat_interleave(G, 0)  # (B, 1, V): predicts completion token 0
+    logits = [first]
+    if rollout.completion_ids.shape[1] > 1:
+        cache = prompt[keyword]
+        cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...)
+        rest = model(input_ids=rollout.completion_ids[:, :-1], attention_mask=attention[:, :-1],
+                     position_ids=position[:, P:-1], use_cache=True, **{keyword: cache})
+        logits.append(rest.logits)  # (B, T - 1, V): predict completion tokens 1..T-1
+    logp = _logprobs_of(torch.cat(logits, dim=1), rollout.completion_ids, temperature)  # (B, T)
+    return logp * rollout.completion_mask  # (B, T), 0 on padding
+
+
+__all__ = ["HFSampler", "Rollout", "Sampler", "can_share_prompts", "cache_keyword", "completion_mask",
+           "dropout_active", "groups_share_prompts", "positions", "token_logprobs"]
