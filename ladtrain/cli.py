@@ -86,11 +86,12 @@ def train_main(argv: Sequence[str]) -> int:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean a user mistake (one line, exit 2)."""
     from ladtheory.divergences import DivergenceError
+    from ladtrain.checkpoint import CheckpointError
     from ladtrain.losses import LossError
     from ladtrain.models import ModelError
     from ladtrain.tasks import TaskError
 
-    return (ConfigError, DivergenceError, LossError, ModelError, TaskError)
+    return (ConfigError, CheckpointError, DivergenceError, LossError, ModelError, TaskError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,11 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown command {name!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module_name, function = COMMANDS[name][0].split(":")
+    from ladtrain.faults import TrainingFault
+
     try:
         return int(getattr(importlib.import_module(module_name), function)(rest) or 0)
     except user_errors() as err:
         print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
         return 2
+    except TrainingFault as err:  # a fault the run could not skip; a checkpoint was saved first
+        print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
