@@ -76,6 +76,11 @@ class TrainConfig:
     # --- run
     seed: int = _f(0, "random seed (python, numpy, torch)")
     out: str | None = _f(None, "run folder (default runs/<date>-<time>-<loss>)")
+    checkpoint_every: int = _f(10, "save a resumable checkpoint (model, optimizer, scheduler, RNG states, data "
+                                   "position) in RUN/checkpoints/ every N RL steps and at the last one (0 = never)")
+    keep_checkpoints: int = _f(2, "resumable checkpoints kept (the newest ones)")
+    resume: str | None = _f(None, "continue the run in this folder from its newest complete checkpoint; its "
+                                  "config.json fixes every option except --progress, --threads and --device")
     cache_dir: str | None = _f(None, "cache for generated problems and warmed-up base models "
                                      "(default $LADTRAIN_CACHE or ~/.cache/ladtrain)")
     device: str = _f("auto", "torch device: auto, cpu, cuda, cuda:N, mps")
@@ -90,7 +95,8 @@ class TrainConfig:
         """Check values that need no I/O beyond the model folder; return self. Raises ConfigError."""
         ints_at_least = {"steps": 1, "prompts_per_step": 1, "updates_per_rollout": 1, "max_new_tokens": 1,
                          "eval_samples": 1, "eval_problems": 0, "warmup_steps": 0, "warmup_batch": 1,
-                         "lr_warmup_steps": 0, "threads": 0, "grad_accumulation": 1, "lora_r": 0}
+                         "lr_warmup_steps": 0, "threads": 0, "grad_accumulation": 1, "lora_r": 0,
+                         "checkpoint_every": 0, "keep_checkpoints": 1}
         for name, low in ints_at_least.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")
@@ -199,10 +205,34 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
+RESUME_MAY_CHANGE = ("resume", "progress", "threads", "device")
+
+
 def build(overrides: dict[str, Any], config_file: str | None = None) -> TrainConfig:
-    """Defaults, then the YAML file, then ``overrides`` (already converted), validated."""
+    """Defaults, then the YAML file, then ``overrides`` (already converted), validated. With ``resume``:
+    the run folder's ``config.json``, then the few overrides that may change (:data:`RESUME_MAY_CHANGE`)."""
+    if overrides.get("resume"):
+        return resumed(overrides, config_file)
     values = load_yaml(config_file) if config_file else {}
     values.update(overrides)
+    return replace(TrainConfig(), **values).validate()
+
+
+def resumed(overrides: dict[str, Any], config_file: str | None = None) -> TrainConfig:
+    """The configuration of the run in ``overrides["resume"]`` (its ``config.json``; an unknown key is a
+    ``config.json:LINE:`` error), with ``out`` set to that folder."""
+    run = Path(overrides["resume"])
+    if config_file:
+        raise ConfigError("--resume: cannot be combined with --config (the run's config.json is used)")
+    changed = sorted(set(overrides) - set(RESUME_MAY_CHANGE))
+    if changed:
+        raise ConfigError(f"--resume: {flag(changed[0])} cannot change when resuming (the run's config.json fixes "
+                          f"it; only {', '.join(flag(n) for n in RESUME_MAY_CHANGE[1:])} may)")
+    if not (run / "config.json").is_file():
+        raise ConfigError(f"--resume: {run} is not a run folder (no config.json)")
+    values = load_yaml(run / "config.json")
+    values.update(overrides)
+    values["out"] = str(run)
     return replace(TrainConfig(), **values).validate()
 
 
@@ -210,4 +240,5 @@ def defaults() -> dict[str, Any]:
     return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
-__all__ = ["ConfigError", "TrainConfig", "build", "convert", "defaults", "field_types", "flag", "load_yaml"]
+__all__ = ["RESUME_MAY_CHANGE", "ConfigError", "TrainConfig", "build", "convert", "defaults", "field_types", "flag",
+           "load_yaml", "resumed"]
