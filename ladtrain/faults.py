@@ -168,10 +168,11 @@ class Faults:
         self.count("zero_adv_groups", int(equal.sum()), "a group whose rewards are all equal (A = 0)")
 
     # --- updates
-    def update_ok(self, loss: Tensor, grad_norm: Tensor, mask: Tensor) -> bool:
-        """Whether to take the optimizer step: the loss and gradient norm are finite and some token is
-        trained. A skipped step is counted; ``limit`` non-finite ones in a row set :attr:`fatal`."""
-        if not bool(mask.any()):
+    def update_ok(self, loss: Tensor, grad_norm: Tensor, tokens: Tensor | float) -> bool:
+        """Whether to take the optimizer step: some token is trained (``tokens``: the step's unmasked
+        tokens, summed over all processes so that every rank decides alike) and the loss and gradient norm
+        are finite. A skipped step is counted; ``limit`` non-finite ones in a row set :attr:`fatal`."""
+        if not float(tokens) > 0:
             self.count("skipped_updates", detail="no sample of the step could be scored")
             return False
         loss, grad_norm = float(loss.detach()), float(grad_norm)
