@@ -27,6 +27,7 @@ import platform
 import random
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,9 +38,10 @@ import torch
 from ladtrain import checkpoint, distributed, evaluation, losses, models
 from ladtrain.advantages import group_advantages
 from ladtrain.config import ConfigError, TrainConfig
+from ladtrain.faults import Faults, TrainingFault
 from ladtrain.losses import LossInputs
 from ladtrain.rollout import HFSampler, token_logprobs
-from ladtrain.tasks import Problem, Task, TaskError, get_task, score_all
+from ladtrain.tasks import Problem, Task, TaskError, get_task
 
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "reasoning_gym", "sympy")
 
@@ -80,7 +82,19 @@ def run_folder(cfg: TrainConfig) -> Path:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"--out: cannot write to {out}: {err.strerror or err}") from None
+    if not cfg.resume and checkpoint.complete_checkpoints(out):
+        raise ConfigError(f"--out: {out} holds a resumable run; continue it with --resume {out} or choose another "
+                          "--out (nothing was overwritten)")
     return out
+
+
+def checkpoint_every(cfg: TrainConfig, world: distributed.World) -> int:
+    """``--checkpoint-every``, or 0 (with a warning) where resumable checkpoints are not supported yet:
+    LoRA (the trained state is an adapter) and FSDP2 across processes (the parameters are sharded)."""
+    if cfg.checkpoint_every and (cfg.lora_r or (world.is_distributed and cfg.parallel == "fsdp2")):
+        warnings.warn("resumable checkpoints are off with --lora-r or --parallel fsdp2 (not supported yet)")
+        return 0
+    return cfg.checkpoint_every
 
 
 def pick_device(name: str) -> torch.device:
@@ -135,7 +149,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
                       leave=False):
             batch = problems[i : i + chunk]
             rollout = sampler.sample([models.format_prompt(tokenizer, p.prompt) for p in batch], samples)
-            scores = score_all(task, [p for p in batch for _ in range(samples)], rollout.texts)
+            scores = Faults().score(task, [p for p in batch for _ in range(samples)], rollout.texts)  # faults: unsolved
             for j in range(len(batch)):
                 group = scores[j * samples : (j + 1) * samples]
                 correct.append([s.reward is not None and s.reward >= 1.0 for s in group])
@@ -162,11 +176,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     seed_everything(cfg.seed)
     world, device = distributed.setup(cfg.device)  # torchrun: join the group; rank 0 alone writes files
+    distributed.check_batch(cfg.prompts_per_step, world)
+    resumed = checkpoint.latest_training(out) if cfg.resume else None  # --resume: the newest complete checkpoint
     run_info = {"seed": cfg.seed, "argv": sys.argv, "started": datetime.now(timezone.utc).isoformat(),
                 "device": str(device), "processes": world.size, "versions": package_versions()}
+    if resumed:  # config.json stays as it was; run.json gains a record of this resume
+        first_run = json.loads((out / "run.json").read_text())
+        run_info = {**first_run, "resumed": [*first_run.get("resumed", []), {**run_info, "from_step": resumed.step}]}
     if world.is_main:
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        (out / "run.json").write_text(json.dumps(run_info, indent=2))
+        if not resumed:
+            checkpoint.write_atomically(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        checkpoint.write_atomically(out / "run.json", json.dumps(run_info, indent=2))
 
     # --- task and base policy
     task = load_task(cfg)
@@ -182,9 +202,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t_warm = time.time()
     warmup = models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr, seed=cfg.seed,
                            share=cfg.warmup_share)
-    with distributed.main_first(world):  # rank 0 fills the cache, the others read it
-        model, tokenizer, base_info = models.base_policy(cfg.model, cfg.task, warm_problems, warmup,
-                                                         cfg.resolved_cache(), progress=cfg.progress)
+    if resumed:
+        model, tokenizer, base_info = resumed.model, resumed.tokenizer, resumed.info["base_info"]
+    else:
+        with distributed.main_first(world):  # rank 0 fills the cache, the others read it
+            model, tokenizer, base_info = models.base_policy(cfg.model, cfg.task, warm_problems, warmup,
+                                                             cfg.resolved_cache(), progress=cfg.progress)
     warm_seconds = time.time() - t_warm
     model.to(device)
     if cfg.gradient_checkpointing:
@@ -192,10 +215,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.lora_r:
         model = distributed.apply_lora(model, distributed.Lora(r=cfg.lora_r, alpha=cfg.lora_alpha))
     train_model = distributed.prepare(model, cfg.parallel, world, device)[0]  # DDP/FSDP2 wrapper for updates
+    faults = Faults()  # skipped and counted faults (ladtrain.faults documents each behaviour)
+    train_problems, test_problems = faults.fit_context(train_problems, test_problems, model, tokenizer, cfg)
     eval_problems = test_problems[: cfg.eval_problems or None]
     eval_kw = dict(samples=cfg.eval_samples, temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
                    seed=cfg.seed + 1, progress=cfg.progress)
-    base_eval = evaluate(model, tokenizer, task, eval_problems, desc="eval base", **eval_kw)
+    if resumed:
+        base_eval = resumed.info["base_eval"]
+    else:
+        base_eval = evaluate(model, tokenizer, task, eval_problems, desc="eval base", **eval_kw)
 
     # --- RL
     sampler = HFSampler(model, tokenizer, cfg.temperature, cfg.max_new_tokens)
@@ -205,21 +233,26 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     G = cfg.group_size
     rows: list[dict[str, Any]] = []
-    t_rl = time.time()
+    first, every = 1, checkpoint_every(cfg, world)
+    if resumed:  # optimizer, scheduler, RNG states, data position, fault counters; metrics up to the checkpoint
+        first, rows = checkpoint.restore_training(out, resumed, optimizer=optimizer, scheduler=schedule, data_rng=rng,
+                                                  faults=faults, write=world.is_main)
+    t_rl = time.time() - (rows[-1]["seconds"] if rows else 0.0)
     from tqdm.auto import tqdm
 
     unit = distributed.loss_unit(loss_fn.name, cfg)  # what the loss averages over (tokens or sequences)
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"RL {loss_fn.name}", disable=not cfg.progress or not world.is_main,
+    bar = tqdm(range(first, cfg.steps + 1), desc=f"RL {loss_fn.name}", disable=not cfg.progress or not world.is_main,
                dynamic_ncols=True)
-    with open(out / "metrics.jsonl" if world.is_main else os.devnull, "w") as log:
+    with checkpoint.MetricsLog(out / "metrics.jsonl" if world.is_main else os.devnull, append=bool(resumed)) as log:
         for step in bar:
+            faults.begin_step()
             # 1. rollout: G completions for each of the step's prompts (prompt-major, B = n_prompts * G)
             batch = rng.sample(train_problems, min(cfg.prompts_per_step, len(train_problems)))
             batch = distributed.shard(batch, world)  # this rank's prompts: disjoint, together the whole batch
             model.eval()
             rollout = sampler.sample([models.format_prompt(tokenizer, p.prompt) for p in batch], G)
             # 2. rewards; an unscorable sample (reward None) is dropped from the loss and gets A = 0
-            scores = score_all(task, [p for p in batch for _ in range(G)], rollout.texts)
+            scores = faults.score(task, [p for p in batch for _ in range(G)], rollout.texts)  # raising, NaN: None
             scored = torch.tensor([s.reward is not None for s in scores], device=device)  # (B,)
             rewards = torch.tensor([s.reward if s.reward is not None else math.nan for s in scores],
                                    dtype=torch.float32, device=device)  # (B,)
@@ -227,22 +260,33 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             rewards_filled = torch.where(scored, rewards, group_mean)  # (B,)
             # 3. group-normalised advantages
             advantages = group_advantages(rewards_filled, G, scale=cfg.adv_scale)  # (B,)
+            faults.rollout(rollout, tokenizer.eos_token_id, rewards_filled)  # empty, truncated, equal-reward groups
             mask = rollout.completion_mask * scored[:, None]  # (B, T)
-            # 4. log-probs of the rollout policy
+            # 4. log-probs of the rollout policy. With one update per rollout the policy has not moved when
+            #    the loss is formed, so logp_old is the update's own logp, detached: the same numbers
+            #    bit for bit (tested), and one forward pass fewer (as TRL does). Otherwise a no-grad pass.
             model.train()
-            with torch.no_grad(), distributed.autocast(device, cfg.bf16):
-                logp_old = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
+            on_policy = cfg.updates_per_rollout == 1
+            if on_policy:
+                logp_old = torch.zeros(mask.shape, device=device)  # (B, T) placeholder, never read
+            else:
+                with torch.no_grad(), distributed.autocast(device, cfg.bf16):
+                    logp_old = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
+
+            def step_loss(logp, old, adv, m):
+                return loss_fn(LossInputs(logp, logp.detach() if on_policy else old, adv, m), cfg)
+
             # 5. updates on this rollout: the gradient of the loss of all ranks' rows together, accumulated
             #    over --grad-accumulation micro-batches (ladtrain.distributed.backward)
             for _ in range(cfg.updates_per_rollout):
                 optimizer.zero_grad(set_to_none=True)
                 loss, terms = distributed.backward(
-                    train_model, rollout, logp_old, advantages, mask,
-                    lambda logp, old, adv, m: loss_fn(LossInputs(logp, old, adv, m), cfg), unit=unit, world=world,
+                    train_model, rollout, logp_old, advantages, mask, step_loss, unit=unit, world=world,
                     accumulation=cfg.grad_accumulation, temperature=cfg.temperature, bf16=cfg.bf16)
                 grad_norm = torch.nn.utils.clip_grad_norm_(train_model.parameters(), cfg.max_grad_norm or math.inf)
-                optimizer.step()
-                schedule.step()
+                if faults.update_ok(loss, grad_norm, distributed.all_sum(mask.sum(), world)):  # else skipped, counted
+                    optimizer.step()
+                    schedule.step()
             # 6. log
             row = {
                 "step": step,
@@ -255,13 +299,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "grad_norm": float(grad_norm),
                 "lr": schedule.get_last_lr()[0],
                 "seconds": time.time() - t_rl,
+                **faults.row(),
                 **{k: float(v) for k, v in terms.items()},
             }
             row = distributed.mean_over_ranks(row, world)
             rows.append(row)
-            log.write(json.dumps(row) + "\n")
-            log.flush()
+            log.write(row)
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", loss=f"{row['loss']:.4f}")
+            # 7. resumable checkpoint (atomic); a fault that cannot be skipped stops the run after saving one
+            if world.is_main and (every and (step % every == 0 or step == cfg.steps) or faults.fatal):
+                checkpoint.save_training(out, step, model, tokenizer, optimizer=optimizer, scheduler=schedule,
+                                         data_rng=rng, faults=faults, keep=cfg.keep_checkpoints,
+                                         extra={"base_info": base_info, "base_eval": base_eval})
+            if faults.fatal:
+                raise TrainingFault(f"step {step}: {faults.fatal}; checkpoint saved in {out}")
     rl_seconds = time.time() - t_rl
 
     # --- final evaluation, checkpoint, summary
@@ -286,11 +337,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "base": base_eval,
         "trained": trained_eval,
         "improvement": trained_eval["accuracy"] - base_eval["accuracy"],
+        "faults": dict(faults.totals),
         "seconds": {"warmup": warm_seconds, "base_eval": base_eval["seconds"], "rl": rl_seconds,
                     "trained_eval": trained_eval["seconds"], "total": time.time() - t0},
         "run_folder": str(out),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    checkpoint.write_atomically(out / "summary.json", json.dumps(summary, indent=2))
     print(summary_table(summary), flush=True)
     return summary
 
