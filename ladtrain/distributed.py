@@ -102,6 +102,11 @@ def shard(items: Sequence[Any], world: World) -> list[Any]:
     return list(items[world.rank :: world.size])
 
 
+def check_batch(prompts_per_step: int, world: World) -> None:
+    """Fail at start-up (not after the warm-up) when the step's prompts cannot be split evenly."""
+    shard(range(prompts_per_step), world)
+
+
 def all_sum(value: Tensor | float, world: World) -> Tensor:
     """Sum of ``value`` over ranks (a float64 0-dim tensor; no communication on one process)."""
     t = torch.as_tensor(value, dtype=torch.float64).detach().clone().reshape(())
@@ -376,6 +381,6 @@ def trainable_parameters(model: torch.nn.Module) -> Iterator[torch.nn.Parameter]
 
 
 __all__ = ["STRATEGIES", "UNITS", "DistributedError", "Lora", "Strategy", "World", "all_sum", "apply_lora",
-           "autocast", "backward", "barrier", "count_units", "enable_gradient_checkpointing", "full_state_dict",
-           "loss_unit", "main_first", "mean_over_ranks", "merged", "micro_batches", "piece_scale", "plain_model",
-           "prepare", "rows", "setup", "shard", "teardown", "trainable_parameters", "world_from_env"]
+           "autocast", "backward", "barrier", "check_batch", "count_units", "enable_gradient_checkpointing",
+           "full_state_dict", "loss_unit", "main_first", "mean_over_ranks", "merged", "micro_batches", "piece_scale",
+           "plain_model", "prepare", "rows", "setup", "shard", "teardown", "trainable_parameters", "world_from_env"]
