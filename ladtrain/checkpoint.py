@@ -365,9 +365,10 @@ def latest_training(run: str | Path) -> TrainingState:
 
 
 def restore_training(run: str | Path, state: TrainingState, *, optimizer, scheduler, data_rng: random.Random,
-                     faults) -> tuple[int, list[dict[str, Any]]]:
+                     faults, write: bool = True) -> tuple[int, list[dict[str, Any]]]:
     """Put a loaded training state back; drop metrics rows written after the checkpoint (a killed run may
-    have logged a step it did not checkpoint). Returns ``(next step, metrics rows so far)``."""
+    have logged a step it did not checkpoint; ``write=False``: only read them, as ranks other than 0 do).
+    Returns ``(next step, metrics rows so far)``."""
     tensors, info = state.tensors, state.info
     optimizer.load_state_dict(tensors["optimizer"])
     scheduler.load_state_dict(tensors["scheduler"])
@@ -388,7 +389,8 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
             rows.append(row)
     if [r["step"] for r in rows] != list(range(1, step + 1)):
         raise CheckpointError(f"--resume: {path} does not hold the rows of steps 1..{step}")
-    write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
+    if write:
+        write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
     return step + 1, rows
 
 
