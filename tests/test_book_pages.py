@@ -79,6 +79,10 @@ def test_book_page_executes(page, monkeypatch):
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors, f"{page}.md: error outputs {errors}"
+    # A warning printed by a cell would be shown to every reader: pages must run clean.
+    stderr = [o["text"] for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, f"{page}.md: cells wrote to stderr: {stderr}"
 
 
 def test_book_training_study_renders_a_committed_study(tmp_path, monkeypatch):
