@@ -27,7 +27,8 @@ correction, Liger): LAD needs no reference model and its brake replaces clipping
 
 Logged metrics: every diagnostic of ``lad_loss`` as ``lad/<name>`` (mean over processes).
 
-Usage::
+The classes are built on first access, so this module imports without TRL (the error then names the
+extra). Usage::
 
     from ladtrain.integrations.trl import LADGRPOConfig, LADGRPOTrainer
     args = LADGRPOConfig(output_dir="out", lad_divergence="js", lad_eta=0.25, num_generations=8)
@@ -36,11 +37,11 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from trl import GRPOConfig, GRPOTrainer
 
 from ladtheory import divergences
 from ladtheory.objective import LEVELS, lad_loss
@@ -48,16 +49,6 @@ from ladtheory.objective import LEVELS, lad_loss
 TESTED_TRL = "1.16.0"
 _EXTRA_MODEL_INPUTS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
                        "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
-
-
-@dataclass
-class LADGRPOConfig(GRPOConfig):
-    """``GRPOConfig`` plus the LAD hyper-parameters (the keyword arguments of ``lad_loss``)."""
-
-    lad_divergence: str = field(default="js", metadata={"help": "f-divergence: a name of "
-                                "ladtheory.divergences.names() or alpha:<a>."})
-    lad_eta: float = field(default=0.25, metadata={"help": "LAD temperature eta > 0 (target ratio e^{A/eta})."})
-    lad_level: str = field(default="token", metadata={"help": "Ratio level: token, sequence or sequence_mean."})
 
 
 def _refusals(args: Any) -> list[str]:
@@ -78,48 +69,81 @@ def _refusals(args: Any) -> list[str]:
     return out
 
 
-class LADGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` whose loss is :func:`ladtheory.objective.lad_loss` (see the module docstring)."""
+@functools.cache
+def _classes() -> dict[str, type]:
+    """Build the two classes on first use, so that importing this module does not need TRL."""
+    try:
+        from trl import GRPOConfig, GRPOTrainer
+    except ImportError:
+        raise ImportError("ladtrain.integrations.trl needs TRL: pip install 'lad[trl]'") from None
 
-    def __init__(self, *a: Any, args: LADGRPOConfig | None = None, **kw: Any) -> None:
-        if args is not None and not isinstance(args, LADGRPOConfig):
-            raise TypeError(f"args must be a LADGRPOConfig, got {type(args).__name__}")
-        if args is not None:
-            divergences.get(args.lad_divergence)  # DivergenceError (one line) for an unknown name
-            if not args.lad_eta > 0:
-                raise ValueError(f"lad_eta must be > 0, got {args.lad_eta}")
-            if args.lad_level not in LEVELS:
-                raise ValueError(f"lad_level must be one of {LEVELS}, got {args.lad_level!r}")
-            refused = _refusals(args)
-            if refused:
-                raise ValueError("LADGRPOTrainer does not support: " + "; ".join(refused))
-        super().__init__(*a, args=args, **kw)
-        if not isinstance(self.args, LADGRPOConfig):  # args=None: TRL built a plain GRPOConfig
-            raise TypeError("LADGRPOTrainer needs args=LADGRPOConfig(...)")
+    @dataclass
+    class LADGRPOConfig(GRPOConfig):
+        """``GRPOConfig`` plus the LAD hyper-parameters (the keyword arguments of ``lad_loss``)."""
 
-    def _compute_loss(self, model, inputs):
-        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
-        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (B, P + T)
-        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)  # (B, P + T)
-        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]  # (B, T)
-        extra = {k: inputs[k] for k in _EXTRA_MODEL_INPUTS if inputs.get(k) is not None}
-        logp, _, _ = self._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
-                                                             completion_ids.size(1), **extra)  # (B, T)
-        logp_old = inputs.get("old_per_token_logps")
-        logp_old = logp.detach() if logp_old is None else logp_old  # (B, T)
-        advantages = inputs["advantages"]
-        if advantages.dim() != 1:
-            raise ValueError(f"LAD takes one advantage per completion, shape (B,); got {tuple(advantages.shape)}")
-        loss, terms = lad_loss(logp, logp_old, advantages, mask, divergence=self.args.lad_divergence,
-                               eta=self.args.lad_eta, level=self.args.lad_level)
-        mode = "train" if self.model.training else "eval"
-        if mode == "train":
-            loss = loss / self.current_gradient_accumulation_steps
-        for name, value in terms.items():
-            gathered = self.accelerator.gather(value.detach().float().reshape(1))
-            self._metrics[mode][f"lad/{name}"].append(gathered.nanmean().item())
-        return loss
+        lad_divergence: str = field(default="js", metadata={"help": "f-divergence: a name of "
+                                    "ladtheory.divergences.names() or alpha:<a>."})
+        lad_eta: float = field(default=0.25, metadata={"help": "LAD temperature eta > 0 (target ratio e^{A/eta})."})
+        lad_level: str = field(default="token", metadata={"help": "Ratio level: token, sequence or sequence_mean."})
+
+    class LADGRPOTrainer(GRPOTrainer):
+        """``GRPOTrainer`` whose loss is :func:`ladtheory.objective.lad_loss` (see the module docstring)."""
+
+        def __init__(self, *a: Any, args: Any = None, **kw: Any) -> None:
+            if args is not None and not isinstance(args, LADGRPOConfig):
+                raise TypeError(f"args must be a LADGRPOConfig, got {type(args).__name__}")
+            if args is not None:
+                divergences.get(args.lad_divergence)  # DivergenceError (one line) for an unknown name
+                if not args.lad_eta > 0:
+                    raise ValueError(f"lad_eta must be > 0, got {args.lad_eta}")
+                if args.lad_level not in LEVELS:
+                    raise ValueError(f"lad_level must be one of {LEVELS}, got {args.lad_level!r}")
+                refused = _refusals(args)
+                if refused:
+                    raise ValueError("LADGRPOTrainer does not support: " + "; ".join(refused))
+            super().__init__(*a, args=args, **kw)
+            if not isinstance(self.args, LADGRPOConfig):  # args=None: TRL built a plain GRPOConfig
+                raise TypeError("LADGRPOTrainer needs args=LADGRPOConfig(...)")
+
+        def _compute_loss(self, model, inputs):
+            return _lad_compute_loss(self, model, inputs)
+
+    for cls in (LADGRPOConfig, LADGRPOTrainer):  # picklable by name (TRL saves its args with torch.save)
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    return {"LADGRPOConfig": LADGRPOConfig, "LADGRPOTrainer": LADGRPOTrainer}
 
 
-__all__ = ["LADGRPOConfig", "LADGRPOTrainer", "TESTED_TRL"]
+def _lad_compute_loss(trainer: Any, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+    """``GRPOTrainer._compute_loss`` with the LAD loss (module docstring)."""
+    prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+    completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (B, P + T)
+    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)  # (B, P + T)
+    mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]  # (B, T)
+    extra = {k: inputs[k] for k in _EXTRA_MODEL_INPUTS if inputs.get(k) is not None}
+    logp, _, _ = trainer._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
+                                                            completion_ids.size(1), **extra)  # (B, T)
+    logp_old = inputs.get("old_per_token_logps")
+    logp_old = logp.detach() if logp_old is None else logp_old  # (B, T)
+    advantages = inputs["advantages"]
+    if advantages.dim() != 1:
+        raise ValueError(f"LAD takes one advantage per completion, shape (B,); got {tuple(advantages.shape)}")
+    args = trainer.args
+    loss, terms = lad_loss(logp, logp_old, advantages, mask, divergence=args.lad_divergence, eta=args.lad_eta,
+                           level=args.lad_level)
+    mode = "train" if trainer.model.training else "eval"
+    if mode == "train":
+        loss = loss / trainer.current_gradient_accumulation_steps
+    for name, value in terms.items():
+        gathered = trainer.accelerator.gather(value.detach().float().reshape(1))
+        trainer._metrics[mode][f"lad/{name}"].append(gathered.nanmean().item())
+    return loss
+
+
+def __getattr__(name: str) -> type:
+    if name in ("LADGRPOConfig", "LADGRPOTrainer"):
+        return _classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["LADGRPOConfig", "LADGRPOTrainer", "TESTED_TRL"]  # noqa: F822 (built by __getattr__)
