@@ -16,10 +16,12 @@ import sys
 from dataclasses import fields
 from typing import Sequence
 
-from ladtrain.config import ConfigError, TrainConfig, build, convert, field_types, flag
+from ladtrain.config import ConfigError, EvalConfig, TrainConfig, build, convert, field_types, flag
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ladtrain.cli:train_main", "warm up (built-in model), train with RL, evaluate against the base"),
+    "eval": ("ladtrain.cli:eval_main", "pass@k, avg@k, maj@k, diversity of a model on a task's held-out problems"),
+    "compare": ("ladtrain.compare:main", "LAD vs GRPO vs FlowRL (and ablations) under one budget, several seeds"),
 }
 
 DESCRIPTION = """\
@@ -36,10 +38,10 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _converter(name: str):
+def _converter(name: str, cls: type = TrainConfig):
     def conv(text: str):
         try:
-            return convert(name, text)
+            return convert(name, text, cls)
         except ConfigError as err:
             raise argparse.ArgumentTypeError(str(err).split(": ", 1)[-1]) from None
 
@@ -47,22 +49,24 @@ def _converter(name: str):
     return conv
 
 
-def build_parser(prog: str = "python -m ladtrain train") -> argparse.ArgumentParser:
-    """One flag per :class:`TrainConfig` field; its help is the field's ``help`` metadata."""
+def build_parser(prog: str = "python -m ladtrain train", cls: type = TrainConfig,
+                 description: str = DESCRIPTION) -> argparse.ArgumentParser:
+    """One flag per field of the config dataclass ``cls``; its help is the field's ``help`` metadata."""
     commands = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items())
-    parser = _Parser(prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog=f"commands (python -m ladtrain COMMAND --help):\n{commands}")
-    parser.add_argument("--config", metavar="FILE.yaml", default=None,
-                        help="YAML mapping of option: value (field names as below, with _); flags override it")
-    types = field_types()
-    for f in fields(TrainConfig):
+    parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog=f"commands (python -m ladtrain COMMAND --help):\n{commands}" if cls is TrainConfig else None)
+    if cls is TrainConfig:
+        parser.add_argument("--config", metavar="FILE.yaml", default=None,
+                            help="YAML mapping of option: value (field names as below, with _); flags override it")
+    types = field_types(cls)
+    for f in fields(cls):
         base, _ = types[f.name]
         help_ = f"{f.metadata['help']} (default: {f.default})"
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
         if base is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = _converter(f.name)
+            kw["type"] = _converter(f.name, cls)
             kw["metavar"] = "|".join(f.metadata["choices"]) if "choices" in f.metadata else base.__name__.upper()
         parser.add_argument(flag(f.name), **kw)
     return parser
@@ -80,6 +84,46 @@ def train_main(argv: Sequence[str]) -> int:
     cfg = parse_config(argv)
     losses.get(cfg.loss)  # an unknown loss or divergence fails before any work
     trainer.train(cfg)
+    return 0
+
+
+def eval_main(argv: Sequence[str]) -> int:
+    """``python -m ladtrain eval``: k samples per problem of a split, every metric, optional JSON."""
+    import json
+    import os
+
+    import torch
+
+    from ladtrain import models, trainer
+
+    parser = build_parser("python -m ladtrain eval", EvalConfig, (EvalConfig.__doc__ or "").strip())
+    cfg = EvalConfig(**vars(parser.parse_args(list(argv)))).validate()
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
+    task = trainer.load_task(cfg)
+    problems = list(task.problems(cfg.split))[: cfg.problems or None]
+    if not problems:
+        raise ConfigError(f"--task {cfg.task}: the {cfg.split} split is empty")
+    if cfg.model == models.BUILTIN:
+        d = TrainConfig()
+        warm = models.WarmUp(steps=d.warmup_steps, batch=d.warmup_batch, lr=d.warmup_lr, seed=d.seed)
+        model, tokenizer, _ = models.base_policy(cfg.model, cfg.task, list(task.problems("train")), warm,
+                                                 cfg.resolved_cache(), progress=cfg.progress)
+    else:
+        model, tokenizer = models.load(cfg.model)
+    model.to(trainer.pick_device(cfg.device)).eval()
+    result = trainer.evaluate(model, tokenizer, task, problems, samples=cfg.k, temperature=cfg.temperature,
+                              max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=cfg.progress)
+    print(f"{cfg.model} on {cfg.task} ({cfg.split}): {len(problems)} problems x {cfg.k} samples, "
+          f"temperature {cfg.temperature}")
+    for key, value in result.items():
+        if isinstance(value, float) and key not in ("seconds", "accuracy"):
+            print(f"  {key:<18} {value:.4f}")
+    if cfg.out:
+        try:
+            with open(cfg.out, "w") as fh:
+                json.dump({"config": cfg.to_dict(), **result}, fh, indent=2)
+        except OSError as err:
+            raise ConfigError(f"--out: cannot write {cfg.out}: {err.strerror or err}") from None
     return 0
 
 
@@ -119,4 +163,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMANDS", "build_parser", "main", "parse_config", "train_main"]
+__all__ = ["COMMANDS", "build_parser", "eval_main", "main", "parse_config", "train_main"]

@@ -34,11 +34,12 @@ class TrainConfig:
     reward: str | None = _f(None, "optional user reward 'module:function' replacing the task's scorer")
     # --- the loss
     loss: str = _f("lad", "loss: lad (= lad:js), lad:<divergence> (kl rkl js hellinger tv jeffreys pearson neyman "
-                          "triangular alpha:<a>), grpo")
+                          "triangular alpha:<a>), grpo, dr_grpo, dapo, gspo, flowrl, ladw:<divergence> (ablation)")
     eta: float = _f(0.25, "LAD temperature eta > 0 (the trust-region multiplier; target ratio exp(A/eta))")
     level: str = _f("token", "LAD ratio level", choices=("token", "sequence", "sequence_mean"))
     clip_eps: float = _f(0.2, "GRPO clip range epsilon")
-    clip_eps_high: float | None = _f(None, "GRPO upper clip epsilon (default: = clip-eps)")
+    clip_eps_high: float | None = _f(None, "GRPO upper clip epsilon (default: = clip-eps; dapo: 0.28)")
+    flowrl_beta: float = _f(15.0, "FlowRL reward scale beta in its trajectory balance (the paper's 15)")
     adv_scale: str = _f("group_std", "advantage scale: group std (GRPO), batch std, or none (centring only)",
                         choices=("group_std", "batch_std", "none"))
     # --- RL loop
@@ -64,6 +65,8 @@ class TrainConfig:
     warmup_lr: float = _f(3e-3, "warm-up learning rate")
     warmup_share: float = _f(1.0, "share of the training problems whose solutions the warm-up sees; RL prompts "
                                   "come from the rest (1 = warm up and do RL on all of them)")
+    warmup_seed: int | None = _f(None, "seed of the warm-up (default: --seed); a study fixes it so that every "
+                                       "run starts from one base model")
     # --- scale (ladtrain.distributed): torchrun --nproc-per-node N -m ladtrain train ...
     parallel: str = _f("ddp", "data parallelism when launched by torchrun: ddp (a replica per process) or fsdp2 "
                               "(parameters sharded, fully_shard); one process: ignored",
@@ -103,11 +106,13 @@ class TrainConfig:
         if self.group_size < 2:
             raise ConfigError(f"--group-size must be >= 2 (advantages are normalised within a group), "
                               f"got {self.group_size}")
-        for name in ("eta", "lr", "temperature", "eval_temperature", "clip_eps", "warmup_lr"):
+        for name in ("eta", "lr", "temperature", "eval_temperature", "clip_eps", "warmup_lr", "flowrl_beta"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)}")
         if not 0 < self.warmup_share <= 1:
             raise ConfigError(f"--warmup-share must be in (0, 1], got {self.warmup_share}")
+        if not self.clip_eps < 1:
+            raise ConfigError(f"--clip-eps must be < 1 (the ratio is clipped to [1 - eps, 1 + eps]), got {self.clip_eps}")
         if self.clip_eps_high is not None and not self.clip_eps_high > 0:
             raise ConfigError(f"--clip-eps-high must be > 0, got {self.clip_eps_high}")
         for f in fields(self):
@@ -123,15 +128,59 @@ class TrainConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    """``python -m ladtrain eval``: sample k completions per held-out problem and report every metric of
+    :mod:`ladtrain.evaluation`."""
+
+    model: str = _f("builtin", "a local Hugging Face causal-LM folder (e.g. a run's checkpoint/), or 'builtin' for "
+                               "the cached warmed-up built-in model (warmed up first if not cached)")
+    task: str = _f("countdown", "task spec NAME or NAME:ARG (as for train)")
+    reward: str | None = _f(None, "optional user reward 'module:function' replacing the task's scorer")
+    k: int = _f(16, "samples per problem (pass@k up to k)")
+    split: str = _f("test", "which problems", choices=("test", "train"))
+    problems: int = _f(0, "number of problems, from the start of the split (0 = all)")
+    temperature: float = _f(1.0, "sampling temperature")
+    max_new_tokens: int = _f(16, "longest completion, in tokens")
+    seed: int = _f(0, "sampling seed")
+    out: str | None = _f(None, "write the results (config, metrics, per-problem values) to this JSON file")
+    cache_dir: str | None = _f(None, "cache of generated problems and base models (default $LADTRAIN_CACHE or "
+                                     "~/.cache/ladtrain)")
+    device: str = _f("auto", "torch device: auto, cpu, cuda, cuda:N, mps")
+    threads: int = _f(0, "torch CPU threads (0 = half the CPU cores, at least 1)")
+    progress: bool = _f(True, "show a progress bar")
+
+    def resolved_cache(self) -> Path:
+        return Path(self.cache_dir or os.environ.get("LADTRAIN_CACHE") or Path.home() / ".cache" / "ladtrain")
+
+    def validate(self) -> EvalConfig:
+        for name, low in {"k": 1, "problems": 0, "max_new_tokens": 1, "threads": 0}.items():
+            if getattr(self, name) < low:
+                raise ConfigError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        if self.split not in ("test", "train"):
+            raise ConfigError(f"--split must be test or train, got {self.split!r}")
+        if self.model != "builtin" and not (Path(self.model) / "config.json").is_file():
+            what = "does not exist" if not Path(self.model).exists() else "has no config.json"
+            raise ConfigError(f"--model: {self.model} {what} (expected 'builtin' or a Hugging Face model folder)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def field_types() -> dict[str, tuple[type, bool]]:
-    """``name -> (base type, optional)`` for every field (``str | None`` -> ``(str, True)``)."""
-    hints = typing.get_type_hints(TrainConfig)
+def field_types(cls: type | None = None) -> dict[str, tuple[type, bool]]:
+    """``name -> (base type, optional)`` for every field of ``cls`` (default :class:`TrainConfig`;
+    ``str | None`` -> ``(str, True)``)."""
+    cls = cls or TrainConfig
+    hints = typing.get_type_hints(cls)
     out = {}
-    for f in fields(TrainConfig):
+    for f in fields(cls):
         hint = hints[f.name]
         args = typing.get_args(hint)
         if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -141,9 +190,10 @@ def field_types() -> dict[str, tuple[type, bool]]:
     return out
 
 
-def convert(name: str, value: Any) -> Any:
-    """Coerce a YAML or CLI value to the field's type; ConfigError (naming the field) if impossible."""
-    base, optional = field_types()[name]
+def convert(name: str, value: Any, cls: type | None = None) -> Any:
+    """Coerce a YAML or CLI value to the type of field ``name`` of ``cls`` (default :class:`TrainConfig`);
+    ConfigError (naming the field) if impossible."""
+    base, optional = field_types(cls)[name]
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         if optional:
             return None
@@ -240,5 +290,5 @@ def defaults() -> dict[str, Any]:
     return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
-__all__ = ["RESUME_MAY_CHANGE", "ConfigError", "TrainConfig", "build", "convert", "defaults", "field_types", "flag",
+__all__ = ["RESUME_MAY_CHANGE", "ConfigError", "EvalConfig", "TrainConfig", "build", "convert", "defaults", "field_types", "flag",
            "load_yaml", "resumed"]

@@ -1,13 +1,22 @@
 """Losses the trainer can use: adapters only, no maths here.
 
 LAD is :func:`ladtheory.objective.lad_loss` itself (``ladtrain.losses.lad_loss is
-ladtheory.objective.lad_loss``; tested); the GRPO family comes from :mod:`ladtrain.baselines`.
+ladtheory.objective.lad_loss``; tested); the baselines come from :mod:`ladtrain.baselines`.
 
 A loss is picked by a spec string (``--loss``):
 
 * ``lad`` (= ``lad:js``), ``lad:<divergence>`` (any name of ``ladtheory.divergences.names()``, or
   ``alpha:<a>``): the LAD loss with ``eta`` and ``level`` from the config;
-* ``grpo``: GRPO's clipped surrogate (``clip_eps``, ``clip_eps_high`` from the config).
+* ``grpo``: GRPO's clipped surrogate, per-sequence token mean (``clip_eps``, ``clip_eps_high``);
+* ``dr_grpo``: the same surrogate summed over tokens and divided by ``B * max_new_tokens`` (Dr. GRPO);
+* ``dapo``: the same surrogate, global token mean, clip-higher (``clip_eps_high`` defaults to 0.28);
+* ``gspo``: sequence-level length-normalised ratio with GSPO's clip range (3e-4, 4e-4);
+* ``flowrl``: FlowRL's trajectory balance (``flowrl_beta``) with a learned log Z head and a frozen
+  reference model (the trainer supplies both: ``needs_ref``, ``needs_log_z``);
+* ``ladw:<divergence>`` (ablation): GRPO's clipped surrogate, global token mean, with the advantages
+  replaced by LAD's effective weights at ratio 1, ``w(A, 1) = -f'(e^{-A/eta})``. At ratio 1 its gradient
+  equals LAD's (tested), so ``lad`` vs ``ladw`` isolates LAD's brake (against GRPO's clip) and ``ladw``
+  vs ``grpo`` LAD's reweighting of the advantages.
 
 Each spec resolves to a small frozen :class:`Loss` whose call takes a frozen :class:`LossInputs` and the
 hyperparameter source (the run config: anything with the attributes the entry reads) and returns
@@ -17,14 +26,15 @@ To add a loss, add one entry to :data:`FAMILIES`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
 from ladtheory import divergences
-from ladtheory.objective import lad_loss
-from ladtrain.baselines import grpo_loss
+from ladtheory.objective import effective_weight, lad_loss
+from ladtrain.baselines import flowrl_loss, grpo_loss, gspo_loss
 
 
 class LossError(ValueError):
@@ -51,6 +61,10 @@ class Loss:
     fn: Callable[[LossInputs, Any], tuple[Tensor, dict[str, Tensor]]]
     needs_ref: bool = False
     needs_log_z: bool = False
+    uses_eta: bool = False  # reads the config's eta (an eta sweep varies it)
+    # what the loss averages over, "token" or "sequence" (for exact accumulation / data parallelism);
+    # None: ladtrain.distributed's own table (lad, grpo)
+    unit: Callable[[Any], str] | None = None
 
     def __call__(self, inputs: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
         return self.fn(inputs, hp)
@@ -73,7 +87,23 @@ def _lad(arg: str | None) -> Loss:
     def fn(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
         return lad_loss(x.logp, x.logp_old, x.advantages, x.mask, divergence=divergence, eta=hp.eta, level=hp.level)
 
-    return Loss(f"lad:{divergence}", fn)
+    return Loss(f"lad:{divergence}", fn, uses_eta=True)
+
+
+def _ladw(arg: str | None) -> Loss:
+    try:
+        divergence = divergences.get(arg or "js").name
+    except divergences.DivergenceError as err:
+        raise LossError(f"--loss ladw:{arg}: {err}") from None
+
+    def fn(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        A = x.advantages.detach()
+        w = effective_weight(A.double(), torch.zeros_like(A, dtype=torch.float64), divergence, hp.eta).to(x.logp.dtype)
+        loss, terms = grpo_loss(x.logp, x.logp_old, w, x.mask, clip_eps=hp.clip_eps, clip_eps_high=hp.clip_eps_high,
+                                norm="dapo")
+        return loss, terms
+
+    return Loss(f"ladw:{divergence}", fn, uses_eta=True, unit=_unit("token"))
 
 
 def _no_arg(name: str, fn: Callable[[LossInputs, Any], tuple[Tensor, dict[str, Tensor]]]) -> Callable[[str | None], Loss]:
@@ -85,13 +115,52 @@ def _no_arg(name: str, fn: Callable[[LossInputs, Any], tuple[Tensor, dict[str, T
     return make
 
 
-def _grpo(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
-    return grpo_loss(x.logp, x.logp_old, x.advantages, x.mask, clip_eps=hp.clip_eps, clip_eps_high=hp.clip_eps_high)
+def _grpo_family(norm: str, default_high: float | None = None):
+    def fn(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        high = hp.clip_eps_high if hp.clip_eps_high is not None else default_high
+        max_len = hp.max_new_tokens if norm == "dr_grpo" else None  # Dr. GRPO's constant: the generation budget
+        return grpo_loss(x.logp, x.logp_old, x.advantages, x.mask, clip_eps=hp.clip_eps, clip_eps_high=high,
+                         norm=norm, max_len=max_len)
+
+    return fn
+
+
+def _unit(name: str) -> Callable[[Any], str]:
+    return lambda hp: name
+
+
+def _no_arg_unit(name: str, fn, unit: str) -> Callable[[str | None], Loss]:
+    make = _no_arg(name, fn)
+    return lambda arg: replace(make(arg), unit=_unit(unit))
+
+
+def _gspo(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
+    return gspo_loss(x.logp, x.logp_old, x.advantages, x.mask)
+
+
+def _flowrl(arg: str | None) -> Loss:
+    if arg:
+        raise LossError(f"--loss flowrl:{arg}: flowrl takes no argument")
+
+    def fn(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        if x.logp_ref is None or x.log_z is None:
+            raise LossError("--loss flowrl: needs logp_ref and log_z from the trainer")
+        return flowrl_loss(x.logp, x.logp_ref, x.logp_old, x.advantages, x.mask, x.log_z, beta=hp.flowrl_beta)
+
+    return Loss("flowrl", fn, needs_ref=True, needs_log_z=True, unit=_unit("sequence"))
 
 
 FAMILIES: dict[str, Family] = {
     "lad": Family(_lad, "LAD, lad:<divergence> (default js): ladtheory.objective.lad_loss with --eta, --level"),
-    "grpo": Family(_no_arg("grpo", _grpo), "GRPO clipped surrogate with --clip-eps (--clip-eps-high)"),
+    "grpo": Family(_no_arg("grpo", _grpo_family("grpo")),
+                   "GRPO clipped surrogate, per-sequence token mean, --clip-eps (--clip-eps-high)"),
+    "dr_grpo": Family(_no_arg_unit("dr_grpo", _grpo_family("dr_grpo"), "sequence"),
+                      "Dr. GRPO: clipped surrogate, token sum / (B * --max-new-tokens)"),
+    "dapo": Family(_no_arg_unit("dapo", _grpo_family("dapo", default_high=0.28), "token"),
+                   "DAPO: clipped surrogate, global token mean, clip-higher (--clip-eps-high, default 0.28)"),
+    "gspo": Family(_no_arg_unit("gspo", _gspo, "sequence"), "GSPO: clip (3e-4, 4e-4) on the length-normalised sequence ratio"),
+    "flowrl": Family(_flowrl, "FlowRL trajectory balance (--flowrl-beta), learned log Z head, frozen reference"),
+    "ladw": Family(_ladw, "ablation ladw:<divergence>: GRPO clip with LAD's effective weights at ratio 1"),
 }
 
 

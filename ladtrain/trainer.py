@@ -15,11 +15,16 @@
 
 Deviations from textbook GRPO, stated: no KL-to-reference and no entropy term (LAD needs neither; the
 GRPO baseline runs without them too so the comparison is like for like); several updates per rollout
-reuse the whole batch (no minibatching), as GRPO's ``mu`` iterations do.
+reuse the whole batch (no minibatching), as GRPO's ``mu`` iterations do. FlowRL (``--loss flowrl``) also
+gets a frozen copy of the base as its reference model and a learned log Z head
+(:mod:`ladtrain.partition`) trained by the same optimizer; the head is not saved in the checkpoint.
+Each metrics row records the step's prompt ids and its wall time (``step_seconds``, and
+``update_seconds`` for the log-prob, loss, backward and optimizer part) so studies can check and cost it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -35,7 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ladtrain import checkpoint, distributed, evaluation, losses, models
+from ladtrain import checkpoint, distributed, evaluation, losses, models, partition
 from ladtrain.advantages import group_advantages
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults, TrainingFault
@@ -135,13 +140,14 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
              max_new_tokens: int, seed: int = 0, chunk: int = 32, progress: bool = True,
              desc: str = "eval") -> dict[str, Any]:
     """Sample ``samples`` completions per problem and summarise (accuracy = mean reward over samples,
-    pass@k, distinct correct answers per prompt, ...; see :mod:`ladtrain.evaluation`). The sampling RNG
+    pass@k, distinct correct answers per prompt, ...; see :mod:`ladtrain.evaluation`; dist-n counts n-grams
+    of the model's tokens), plus ``per_problem`` (every metric per problem) and ``problem_ids``. The sampling RNG
     is seeded with ``seed`` without disturbing the training RNG, so base and trained policies are
     evaluated on the same random stream."""
     from tqdm.auto import tqdm
 
     sampler = HFSampler(model, tokenizer, temperature, max_new_tokens)
-    correct, answers, texts = [], [], []
+    correct, answers, tokens = [], [], []
     start = time.time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -150,15 +156,19 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
             batch = problems[i : i + chunk]
             rollout = sampler.sample([models.format_prompt(tokenizer, p.prompt) for p in batch], samples)
             scores = Faults().score(task, [p for p in batch for _ in range(samples)], rollout.texts)  # faults: unsolved
+            ids = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
             for j in range(len(batch)):
                 group = scores[j * samples : (j + 1) * samples]
                 correct.append([s.reward is not None and s.reward >= 1.0 for s in group])
                 answers.append([s.answer for s in group])
-                texts.append(rollout.texts[j * samples : (j + 1) * samples])
+                tokens.append(ids[j * samples : (j + 1) * samples])  # dist-n over the model's own tokens
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= samples]
-    result = evaluation.summarize(evaluation.Samples(correct, answers, texts), ks=ks)
+    samples_ = evaluation.Samples(correct, answers, tokens)
+    result = evaluation.summarize(samples_, ks=ks)
     result["accuracy"] = result["avg@k"]
     result["seconds"] = time.time() - start
+    result["problem_ids"] = [p.id for p in problems]
+    result["per_problem"] = evaluation.per_problem(samples_, ks=ks)  # for paired comparisons across runs
     return result
 
 
@@ -170,9 +180,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t0 = time.time()
     out = run_folder(cfg)
     loss_fn = losses.get(cfg.loss)
-    if loss_fn.needs_ref or loss_fn.needs_log_z:
-        raise ConfigError(f"--loss {cfg.loss}: needs a reference model or a log Z head, which this trainer "
-                          "does not provide")
+    if (loss_fn.needs_ref or loss_fn.needs_log_z) and cfg.resume:
+        raise ConfigError(f"--resume: --loss {loss_fn.name} keeps a reference model and a log Z head that "
+                          "checkpoints do not hold; start the run again")
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     seed_everything(cfg.seed)
     world, device = distributed.setup(cfg.device)  # torchrun: join the group; rank 0 alone writes files
@@ -200,8 +210,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.model == models.BUILTIN and n_warm < len(train_problems):
         train_problems = train_problems[n_warm:]
     t_warm = time.time()
-    warmup = models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr, seed=cfg.seed,
-                           share=cfg.warmup_share)
+    warmup = models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr,
+                           seed=cfg.seed if cfg.warmup_seed is None else cfg.warmup_seed, share=cfg.warmup_share)
     if resumed:
         model, tokenizer, base_info = resumed.model, resumed.tokenizer, resumed.info["base_info"]
     else:
@@ -225,9 +235,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     else:
         base_eval = evaluate(model, tokenizer, task, eval_problems, desc="eval base", **eval_kw)
 
-    # --- RL
+    # --- RL (FlowRL also needs a frozen copy of the base as reference and a learned log Z head)
     sampler = HFSampler(model, tokenizer, cfg.temperature, cfg.max_new_tokens)
-    optimizer = torch.optim.AdamW(distributed.trainable_parameters(train_model), lr=cfg.lr,
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if loss_fn.needs_ref else None
+    z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss_fn.needs_log_z else None
+    head_params = list(z_head.parameters()) if z_head is not None else []
+    optimizer = torch.optim.AdamW(list(distributed.trainable_parameters(train_model)) + head_params, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     rng = random.Random(cfg.seed)
@@ -240,13 +253,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t_rl = time.time() - (rows[-1]["seconds"] if rows else 0.0)
     from tqdm.auto import tqdm
 
-    unit = distributed.loss_unit(loss_fn.name, cfg)  # what the loss averages over (tokens or sequences)
+    # what the loss averages over (tokens or sequences): the loss's own entry, else distributed's table
+    unit = loss_fn.unit(cfg) if loss_fn.unit is not None else distributed.loss_unit(loss_fn.name, cfg)
     bar = tqdm(range(first, cfg.steps + 1), desc=f"RL {loss_fn.name}", disable=not cfg.progress or not world.is_main,
                dynamic_ncols=True)
     with checkpoint.MetricsLog(out / "metrics.jsonl" if world.is_main else os.devnull, append=bool(resumed)) as log:
         for step in bar:
             faults.begin_step()
             # 1. rollout: G completions for each of the step's prompts (prompt-major, B = n_prompts * G)
+            t_step = time.time()
             batch = rng.sample(train_problems, min(cfg.prompts_per_step, len(train_problems)))
             batch = distributed.shard(batch, world)  # this rank's prompts: disjoint, together the whole batch
             model.eval()
@@ -265,6 +280,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             # 4. log-probs of the rollout policy. With one update per rollout the policy has not moved when
             #    the loss is formed, so logp_old is the update's own logp, detached: the same numbers
             #    bit for bit (tested), and one forward pass fewer (as TRL does). Otherwise a no-grad pass.
+            t_update = time.time()
             model.train()
             on_policy = cfg.updates_per_rollout == 1
             if on_policy:
@@ -272,9 +288,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             else:
                 with torch.no_grad(), distributed.autocast(device, cfg.bf16):
                     logp_old = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
+            with torch.no_grad(), distributed.autocast(device, cfg.bf16):  # FlowRL's frozen reference
+                logp_ref = token_logprobs(ref_model, rollout, cfg.temperature) if ref_model else None  # (B, T)
 
             def step_loss(logp, old, adv, m):
-                return loss_fn(LossInputs(logp, logp.detach() if on_policy else old, adv, m), cfg)
+                """The loss of one micro-batch; FlowRL's extra inputs exist for the whole batch only."""
+                ref = log_z = None
+                if loss_fn.needs_ref or loss_fn.needs_log_z:
+                    if logp.shape[0] != mask.shape[0]:
+                        raise ConfigError(f"--loss {loss_fn.name}: needs one process and --grad-accumulation 1")
+                    ref = logp_ref
+                    log_z = (partition.log_z(model, z_head, rollout.prompt_ids, rollout.prompt_mask, G)
+                             if z_head is not None else None)  # (B,)
+                return loss_fn(LossInputs(logp, logp.detach() if on_policy else old, adv, m, ref, log_z), cfg)
 
             # 5. updates on this rollout: the gradient of the loss of all ranks' rows together, accumulated
             #    over --grad-accumulation micro-batches (ladtrain.distributed.backward)
@@ -283,10 +309,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 loss, terms = distributed.backward(
                     train_model, rollout, logp_old, advantages, mask, step_loss, unit=unit, world=world,
                     accumulation=cfg.grad_accumulation, temperature=cfg.temperature, bf16=cfg.bf16)
-                grad_norm = torch.nn.utils.clip_grad_norm_(train_model.parameters(), cfg.max_grad_norm or math.inf)
+                grad_norm = torch.nn.utils.clip_grad_norm_(list(train_model.parameters()) + head_params,
+                                                           cfg.max_grad_norm or math.inf)
                 if faults.update_ok(loss, grad_norm, distributed.all_sum(mask.sum(), world)):  # else skipped, counted
                     optimizer.step()
                     schedule.step()
+            update_seconds = time.time() - t_update
             # 6. log
             row = {
                 "step": step,
@@ -299,6 +327,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "grad_norm": float(grad_norm),
                 "lr": schedule.get_last_lr()[0],
                 "seconds": time.time() - t_rl,
+                "step_seconds": time.time() - t_step,
+                "update_seconds": update_seconds,
+                "prompt_ids": [p.id for p in batch],
                 **faults.row(),
                 **{k: float(v) for k, v in terms.items()},
             }
