@@ -146,7 +146,7 @@ def mean_over_ranks(row: dict[str, Any], world: World) -> dict[str, Any]:
     values = values.to(device)
     torch.distributed.all_reduce(values)
     mean = (values / world.size).cpu().tolist()
-    return {**row, **{k: (type(row[k])(m) if isinstance(row[k], int) else m) for k, m in zip(keys, mean)}}
+    return {**row, **{k: (round(m) if isinstance(row[k], int) else m) for k, m in zip(keys, mean)}}
 
 
 # --------------------------------------------------------------------------------------------------
