@@ -50,8 +50,10 @@ def quiet() -> faults.Faults:
 
 def test_reward_that_raises_nan_inf_or_none_on_a_sample_leaves_only_that_sample_unscored():
     f = faults.Faults()
-    with pytest.warns(faults.FaultWarning, match="reward_errors: ZeroDivisionError: scorer bug"):
+    with pytest.warns(faults.FaultWarning) as record:
         scores = f.score(ScriptedTask(), PROBLEMS * 2, ["ab", "raise", "nan", "inf", "none", "abc", "", "x"])
+    assert [str(w.message).split(" (")[0] for w in record] == ["reward_errors: ZeroDivisionError: scorer bug",
+                                                               "reward_invalid: reward nan"]  # once per kind
     assert [s.reward for s in scores] == [2.0, None, None, None, None, 3.0, 0.0, 1.0]
     assert f.row() == {**dict.fromkeys(faults.COUNTERS, 0), "reward_errors": 1, "reward_invalid": 2}
     assert f.fatal is None
@@ -180,7 +182,8 @@ def test_one_non_finite_loss_skips_that_update_only(cache, tmp_path, tiny, monke
     monkeypatch.setattr(losses, "get", lambda spec: losses.Loss(real.name, nan_on_second))
     varied = lambda prompts, completions, **kw: [len(set(c)) / 8 for c in completions]  # noqa: E731
     monkeypatch.setattr(trainer, "load_task", lambda cfg: with_reward(trainer.get_task(cfg.task), varied))
-    summary = trainer.train(run_config(tmp_path, tiny, steps=3, lr=1e-2))
+    with pytest.warns(faults.FaultWarning, match="skipped_updates: non-finite loss nan"):
+        summary = trainer.train(run_config(tmp_path, tiny, steps=3, lr=1e-2))
     rows = rows_of(tmp_path / "run")
     assert [r["skipped_updates"] for r in rows] == [0, 1, 0] and summary["faults"]["skipped_updates"] == 1
     from safetensors.torch import load_file
@@ -197,7 +200,8 @@ def test_a_loss_that_stays_non_finite_stops_with_one_line_exit_1_and_a_checkpoin
         real.name, lambda x, hp: (real(x, hp)[0] * math.inf, real(x, hp)[1])))
     argv = ["train", *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"], "--no-progress",
             "--out", str(tmp_path / "run"), "--steps", "10", "--checkpoint-every", "100", "--threads", "1"]
-    assert cli.main(argv) == 1
+    with pytest.warns(faults.FaultWarning, match="skipped_updates"):
+        assert cli.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: step 3: the loss or gradient was non-finite on 3 consecutive")
     assert "Traceback" not in err[0]
