@@ -44,6 +44,19 @@ def test_lad_entry_passes_eta_level_and_divergence_to_lad_loss():
     assert not torch.isclose(got, other)
 
 
+def test_grpo_entry_is_the_baselines_grpo_loss_with_the_config_clip():
+    from ladtrain.baselines import grpo_loss
+
+    torch.manual_seed(1)
+    B, T = 4, 3
+    x = losses.LossInputs(logp=torch.randn(B, T) * 0.3, logp_old=torch.randn(B, T) * 0.3,
+                          advantages=torch.randn(B), mask=torch.ones(B, T))
+    got, _ = losses.get("grpo")(x, TrainConfig(clip_eps=0.1))
+    want, _ = grpo_loss(x.logp, x.logp_old, x.advantages, x.mask, clip_eps=0.1)
+    assert torch.equal(got, want)
+    assert not torch.equal(got, losses.get("grpo")(x, TrainConfig(clip_eps=0.3))[0])
+
+
 def test_group_advantages_are_centred_and_scaled_within_each_group():
     rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # two groups of G = 4
     a = group_advantages(rewards, 4)
