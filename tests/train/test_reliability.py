@@ -39,9 +39,9 @@ def tiny_argv(tiny, out) -> list[str]:
 
 
 def rows_text(run: Path) -> list[str]:
-    """metrics rows without wall-clock seconds, as JSON text (NaN compares equal to NaN)."""
+    """metrics rows without the wall-clock columns (*seconds), as JSON text (NaN compares equal to NaN)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in rows]
+    return [json.dumps({k: v for k, v in r.items() if not k.endswith("seconds")}, sort_keys=True) for r in rows]
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -37,9 +37,9 @@ def flags(out: Path, steps: int = 6) -> list[str]:
 
 
 def metric_rows(run: Path) -> list[dict]:
-    """metrics.jsonl rows without the wall-clock column (compared as JSON text so that NaN == NaN)."""
+    """metrics.jsonl rows without the wall-clock columns (compared as JSON text so that NaN == NaN)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in rows]
+    return [json.dumps({k: v for k, v in r.items() if not k.endswith("seconds")}, sort_keys=True) for r in rows]
 
 
 def watch_checkpoints(run: Path, stop: threading.Event, seen: dict[str, str]) -> None:
