@@ -10,6 +10,10 @@
    (HF ``generate``, KV cache, temperature), score them, group-normalise the rewards into advantages,
    record the rollout policy's log-probs (``logp_old``), then take ``updates_per_rollout`` AdamW steps on
    the loss (gradient-norm clipping, linear warm-up then constant or cosine learning rate);
+   every ``--checkpoint-every`` steps, an atomic resumable checkpoint (``RUN/checkpoints/``; ``--resume RUN``
+   continues from the newest one, exactly on CPU: :mod:`ladtrain.checkpoint`); faults (a reward that
+   raises or is NaN, a non-finite loss, ...) are skipped and counted, or stop the run after a checkpoint
+   (:mod:`ladtrain.faults` documents each);
 6. held-out evaluation of the trained policy, an atomic HF checkpoint, ``summary.json``, a PNG of the
    learning curves, and a summary table on the console.
 
