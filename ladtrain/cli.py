@@ -61,7 +61,9 @@ def build_parser(prog: str = "python -m ladtrain train", cls: type = TrainConfig
     types = field_types(cls)
     for f in fields(cls):
         base, _ = types[f.name]
-        help_ = f"{f.metadata['help']} (default: {f.default})"
+        help_ = f.metadata["help"]
+        if "default" not in help_:  # a help text that explains its default says it better than "None"
+            help_ += f" (default: {f.default})"
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
         if base is bool:
             kw["action"] = argparse.BooleanOptionalAction
