@@ -91,8 +91,8 @@ def run_folder(cfg: TrainConfig) -> Path:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"--out: cannot write to {out}: {err.strerror or err}") from None
-    if not cfg.resume and checkpoint.complete_checkpoints(out):
-        raise ConfigError(f"--out: {out} holds a resumable run; continue it with --resume {out} or choose another "
+    if not cfg.resume and checkpoint.complete_checkpoints(out) and not (out / "summary.json").is_file():
+        raise ConfigError(f"--out: {out} holds an unfinished run; continue it with --resume {out} or choose another "
                           "--out (nothing was overwritten)")
     return out
 

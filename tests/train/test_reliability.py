@@ -123,8 +123,9 @@ def test_old_checkpoints_are_pruned_to_keep_and_never_through_a_visible_partial_
     assert not [p for p in (run / checkpoint.CHECKPOINTS).iterdir() if p.name.startswith(".")]
 
 
-def test_a_fresh_run_refuses_a_folder_that_holds_a_resumable_run(cache, tmp_path, tiny, capsys):
+def test_a_fresh_run_refuses_a_folder_that_holds_an_unfinished_run(cache, tmp_path, tiny, capsys):
     trainer.train(config(tmp_path, tiny, steps=1))
+    (tmp_path / "run" / "summary.json").unlink()  # as if killed before the end (a finished run may be redone)
     before = snapshot(tmp_path / "run")
     assert cli.main(tiny_argv(tiny, tmp_path / "run")) == 2
     line = one_line_error(capsys)
