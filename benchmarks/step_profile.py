@@ -38,6 +38,7 @@ Threads: one torch thread per worker (the machine is shared; ``--threads`` to ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import io
 import json
@@ -79,6 +80,8 @@ class Setup:
     max_grad_norm: float = 1.0
     seed: int = 0
     threads: int = 1
+    share_prompts: bool = True  # ablation: False = the full batch runs every prompt G times (as before)
+    old_pass: bool = False  # ablation: True = a separate no-grad old-log-prob pass at 1 update (as before)
 
     @property
     def batch(self) -> int:
@@ -186,6 +189,24 @@ class Clock:
         return sum(self.wall.values())
 
 
+@contextmanager
+def _timed_backward(clock: Clock):
+    """Count the time of every ``Tensor.backward`` call made inside as the kernel time ``backward``."""
+    import torch
+
+    original = torch.Tensor.backward
+
+    def backward(self, *args, **kwargs):
+        with clock.kernel_time("backward"):
+            return original(self, *args, **kwargs)
+
+    torch.Tensor.backward = backward
+    try:
+        yield
+    finally:
+        torch.Tensor.backward = original
+
+
 def sampling_kernel_seconds(batch: int, vocab: int, calls: int, temperature: float, repeats: int = 3) -> float:
     """Seconds of the sampling kernels of ``calls`` generation steps: temperature, softmax, multinomial
     on a (B, V) logits tensor (what ``generate`` does per token besides the forward)."""
@@ -216,14 +237,18 @@ class LadState:
     optimizer: Any
     schedule: Any
     rng: random.Random
+    share_prompts: bool | None = None  # None: token_logprobs decides (shares where exact)
+    old_pass: bool = False
 
 
 def lad_state(setup: Setup) -> LadState:
     import torch
 
-    from ladtrain import trainer
+    from ladtrain import rollout, trainer
     from ladtrain.rollout import HFSampler
 
+    if not setup.share_prompts:  # the sampler then prefills the full batch, as before the change
+        rollout.cache_keyword = lambda model: None
     trainer.seed_everything(setup.seed)
     model, tok = build_model(setup)
     task, problems = training_problems()
@@ -231,14 +256,15 @@ def lad_state(setup: Setup) -> LadState:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, trainer.lr_lambda(cfg))
     sampler = HFSampler(model, tok, cfg.temperature, cfg.max_new_tokens)
-    return LadState(setup, model, tok, task, problems, sampler, optimizer, schedule, random.Random(setup.seed))
+    return LadState(setup, model, tok, task, problems, sampler, optimizer, schedule, random.Random(setup.seed),
+                    share_prompts=None if setup.share_prompts else False, old_pass=setup.old_pass)
 
 
 def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
     """One RL step of the trainer, timed phase by phase. Returns the metrics row."""
     import torch
 
-    from ladtrain import losses, models
+    from ladtrain import distributed, losses, models
     from ladtrain.advantages import group_advantages
     from ladtrain.losses import LossInputs
     from ladtrain.rollout import token_logprobs
@@ -263,14 +289,23 @@ def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
         mask = rollout.completion_mask * scored[:, None]  # (B, T)
     with clock.phase("old_logprobs"):
         model.train()
-        with torch.no_grad():
-            logp_old = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
+        on_policy = cfg.updates_per_rollout == 1  # the trainer: logp_old = logp.detach(), no extra pass
+        if on_policy and not st.old_pass:
+            logp_old = torch.zeros(mask.shape, device=device)  # (B, T) placeholder, never read
+        else:
+            with torch.no_grad():
+                logp_old = token_logprobs(model, rollout, cfg.temperature, share_prompts=st.share_prompts)
+            on_policy = False
+
+    def step_loss(logp, old, adv, m):
+        return loss_fn(LossInputs(logp, logp.detach() if on_policy else old, adv, m), cfg)
+
     with clock.phase("forward_backward"):
-        logp = token_logprobs(model, rollout, cfg.temperature)  # (B, T)
-        loss, terms = loss_fn(LossInputs(logp, logp_old, advantages, mask), cfg)
         st.optimizer.zero_grad(set_to_none=True)
-        with clock.kernel_time("backward"):
-            loss.backward()
+        with _timed_backward(clock):
+            loss, terms = distributed.backward(model, rollout, logp_old, advantages, mask, step_loss,
+                                               unit=distributed.loss_unit(loss_fn.name, cfg), world=distributed.World(),
+                                               accumulation=1, temperature=cfg.temperature)
     with clock.phase("optimizer"):
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
         st.optimizer.step()
@@ -323,6 +358,30 @@ def step_record(clock: Clock, row: dict[str, Any], setup: Setup) -> dict[str, An
             "completion_tokens": row["completion_tokens"], "generate_calls": calls}
 
 
+def loss_only_seconds(setup: Setup, spec: str, repeats: int = 25) -> float:
+    """Median seconds of the loss alone (forward and backward to a (B, T) log-prob leaf) at the step's
+    shapes: the part of the step that the choice LAD / GRPO changes, free of the model's noise."""
+    import torch
+
+    from ladtrain import losses
+    from ladtrain.losses import LossInputs
+
+    gen = torch.Generator().manual_seed(0)
+    B, T = setup.batch, setup.max_new_tokens
+    logp_old = -torch.rand(B, T, generator=gen) * 5  # (B, T)
+    advantages = torch.randn(B, generator=gen)  # (B,)
+    mask = torch.ones(B, T)  # (B, T)
+    cfg, loss_fn = train_config(setup, spec), losses.get(spec)
+    times = []
+    for _ in range(repeats):
+        logp = (logp_old + 0.1 * torch.randn(B, T, generator=gen)).requires_grad_()  # (B, T)
+        t = time.process_time()
+        loss, _ = loss_fn(LossInputs(logp, logp_old, advantages, mask), cfg)
+        loss.backward()
+        times.append(time.process_time() - t)
+    return statistics.median(times)
+
+
 def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
     """Interleaved LAD / GRPO steps from one restored state (ABBA order); the per-step records."""
     import torch
@@ -347,7 +406,9 @@ def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
             records[spec].append(step_record(clock, row, setup))
     from ladtrain.models import count_parameters
 
+    loss_only = {spec: loss_only_seconds(setup, spec) for spec in ("lad", "grpo")}
     return {"implementation": "ladtrain", "parameters": count_parameters(st.model), "records": records,
+            "loss_only": loss_only,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "import_rss_mb": rss_before / 1024}
 
@@ -401,7 +462,8 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
         grpo = GRPOTrainer(model=model, reward_funcs=countdown_reward, args=args,
                            train_dataset=Dataset.from_list(rows), processing_class=tok, callbacks=[timer])
         torch.set_num_threads(setup.threads)
-        grpo.train()
+        with contextlib.redirect_stdout(io.StringIO()):  # the worker's stdout carries its JSON
+            grpo.train()
         lengths = [h.get("completions/mean_length") for h in grpo.state.log_history if "completions/mean_length" in h]
     return {"implementation": "trl", "trl_version": trl.__version__,
             "records": [{"wall": w, "cpu": c} for w, c in zip(timer.wall[1:], timer.cpu[1:])],
@@ -450,6 +512,7 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict]) -> dict[
         "setup": asdict(setup), "batch": setup.batch, "parameters": lad_runs[0]["parameters"],
         "ladtrain": {
             "lad_step_wall": spread([r["wall"] for r in lad]), "grpo_step_wall": spread([r["wall"] for r in grpo]),
+            "grpo_step_cpu": statistics.median(r["cpu"] for r in grpo),
             "phases_wall": {p: statistics.median(r["phases"].get(p, 0.0) for r in lad) for p in PHASES},
             "kernel": {k: statistics.median(r["kernel"].get(k, 0.0) for r in lad) for k in lad[0]["kernel"]},
             "completion_tokens": statistics.median(r["completion_tokens"] for r in lad),
@@ -458,6 +521,7 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict]) -> dict[
             "import_rss_mb": max(run["import_rss_mb"] for run in lad_runs),
         },
         "ratio_lad_over_grpo": {"wall": spread(pairs_wall), "cpu": spread(pairs_cpu)},
+        "loss_only_cpu": {spec: statistics.median(run["loss_only"][spec] for run in lad_runs) for spec in ("lad", "grpo")},
         "overhead_fraction": spread([r["overhead_fraction"] for r in lad + grpo]),
         "optimizer_fraction": spread([r["optimizer_fraction"] for r in lad + grpo]),
     }
@@ -501,9 +565,15 @@ def report(result: dict[str, Any]) -> str:
     lines.append("  kernels: " + ", ".join(f"{name} {v:.3f}s" for name, v in k.items())
                  + f"; {lt['generate_calls']:.0f} generate forward calls")
     r1 = result["ratio_lad_over_grpo"]
-    lines.append(f"(1) LAD / GRPO step time: {r1['wall']['median']:.4f} wall (min {r1['wall']['min']:.4f}, max "
-                 f"{r1['wall']['max']:.4f}, {r1['wall']['n']} interleaved pairs); {r1['cpu']['median']:.4f} CPU "
-                 f"(min {r1['cpu']['min']:.4f}, max {r1['cpu']['max']:.4f})")
+    lines.append(f"(1) LAD / GRPO step time, median of {r1['cpu']['n']} interleaved pairs on identical rollouts: "
+                 f"{r1['cpu']['median']:.4f} in process CPU time (min {r1['cpu']['min']:.4f}, max "
+                 f"{r1['cpu']['max']:.4f}); {r1['wall']['median']:.4f} in wall time (min {r1['wall']['min']:.4f}, "
+                 f"max {r1['wall']['max']:.4f}; wall time carries the other jobs' load)")
+    lo = result["loss_only_cpu"]
+    cpu_step = lt["grpo_step_cpu"]
+    lines.append(f"    the loss alone (forward + backward at (B, T)): LAD {1e3 * lo['lad']:.2f} ms, GRPO "
+                 f"{1e3 * lo['grpo']:.2f} ms CPU; the difference is {100 * (lo['lad'] - lo['grpo']) / cpu_step:+.3f}% "
+                 f"of a step")
     if "trl" in result:
         t, r2 = result["trl"], result["ratio_trl_over_ladtrain_grpo"]
         lines.append(f"(2) TRL {t['version']} GRPOTrainer step {t['step_wall']['median']:.3f}s (n {t['step_wall']['n']}, "
@@ -512,7 +582,7 @@ def report(result: dict[str, Any]) -> str:
                      f"{lt['grpo_step_wall']['median']:.3f}s: ladtrain is {r2['wall']:.2f}x faster "
                      f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x)")
     else:
-        lines.append("(2) TRL not installed: ratio against TRL not measured")
+        lines.append("(2) TRL comparison not run (trl not installed, or --no-trl)")
     o, opt = result["overhead_fraction"], result["optimizer_fraction"]
     lines.append(f"(3) share of the step outside model forward/backward and sampling kernels: "
                  f"{100 * o['median']:.1f}% (min {100 * o['min']:.1f}%, max {100 * o['max']:.1f}%), of which "
@@ -548,6 +618,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=Setup.max_new_tokens)
     ap.add_argument("--threads", type=int, default=Setup.threads)
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
+    ap.add_argument("--no-share-prompts", action="store_true",
+                    help="ablation: run every prompt G times (ladtrain before the shared-prompt change)")
+    ap.add_argument("--old-pass", action="store_true",
+                    help="ablation: a separate old-log-prob pass at one update per rollout (before the change)")
     ap.add_argument("--quick", action="store_true",
                     help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round, workers in this process")
     ap.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}/results.json and .md")
@@ -575,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.models.split(","):
         setup = replace(Setup(), model=name, prompts=args.prompts, group=args.group,
-                        max_new_tokens=args.max_new_tokens, threads=args.threads)
+                        max_new_tokens=args.max_new_tokens, threads=args.threads,
+                        share_prompts=not args.no_share_prompts, old_pass=args.old_pass)
         lad_runs, trl_runs = [], []
         for _ in range(args.rounds):
             lad_runs.append(run_worker("ladtrain", setup, args.reps, in_process=args.quick))
