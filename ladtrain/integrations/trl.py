@@ -8,16 +8,17 @@ advantages ``A`` (B,); this class turns TRL's tensors into the arguments of
 :func:`ladtheory.objective.lad_loss` and returns its value:
 
 .. math::  \mathcal L = \mathbb E_{y\sim\pi_{\mathrm{old}}}\big[e^{A/\eta} f(\rho\, e^{-A/\eta})\big]
-           \;/\; \text{gradient\_accumulation\_steps},
+           \quad\text{over the optimiser window (all micro-batches of all processes)},
 
 with ``logp`` = TRL's per-token log-probs of the completion tokens under the current model (temperature
 scaled, as TRL samples), ``logp_old`` = ``inputs["old_per_token_logps"]`` when TRL computed them
 (``num_iterations > 1`` or generation reused across accumulation steps) and otherwise
 ``logp.detach()`` (then ``rho = 1`` at the step, as in TRL's own losses), ``mask`` = the completion mask
-(times TRL's tool mask when present). The loss is a mean over the micro-batch (a token mean for
-``level="token"``), divided by the accumulation steps like TRL's ``bnpo`` loss, so a window of ``k``
-micro-batches gives the mean of their means (equal to the window's token mean when micro-batches hold the
-same number of tokens).
+(times TRL's tool mask when present). Normalisation, so that gradient accumulation and several
+processes give the loss of the whole optimiser window: at ``level="token"`` the micro-batch's token mean
+is rescaled by ``n_local / (num_items_in_batch / processes * accumulation / steps_per_generation)`` (the
+normaliser of TRL's ``dapo`` loss), giving the window's global token mean; at the sequence levels
+(micro-batches of equal size) it is divided by the accumulation steps.
 
 Configuration: :class:`LADGRPOConfig` is ``GRPOConfig`` plus ``lad_divergence``, ``lad_eta`` and
 ``lad_level`` (the keyword arguments of ``lad_loss``). ``loss_type``, ``epsilon`` and ``delta`` are not
@@ -132,7 +133,14 @@ def _lad_compute_loss(trainer: Any, model: Any, inputs: dict[str, Any]) -> torch
     loss, terms = lad_loss(logp, logp_old, advantages, mask, divergence=args.lad_divergence, eta=args.lad_eta,
                            level=args.lad_level)
     mode = "train" if trainer.model.training else "eval"
-    if mode == "train":
+    if args.lad_level == "token" and inputs.get("num_items_in_batch") is not None:
+        # token mean over the optimiser window of all processes (TRL's dapo normaliser): lad_loss is the
+        # mean over the n local tokens; DDP averages processes, accumulation sums micro-batches
+        window = inputs["num_items_in_batch"].clamp(min=1.0) / trainer.accelerator.num_processes
+        if mode == "train":
+            window = window * trainer.current_gradient_accumulation_steps / args.steps_per_generation
+        loss = loss * (mask.to(torch.bool).sum() / window)
+    elif mode == "train":  # sequence levels: equal-size micro-batches, so the mean of their means
         loss = loss / trainer.current_gradient_accumulation_steps
     for name, value in terms.items():
         gathered = trainer.accelerator.gather(value.detach().float().reshape(1))

@@ -123,3 +123,44 @@ def test_trl_plugin_uses_the_theory_lad_loss_itself():
     from ladtrain.integrations import trl as lad_trl
 
     assert lad_trl.lad_loss is ladtheory.objective.lad_loss
+
+
+def test_trl_gradient_accumulation_window_loss_is_the_window_token_mean(tmp_path):
+    """gradient_accumulation_steps=2: TRL back-propagates two micro-batch losses; their sum must be
+    lad_loss over the whole window's tokens (a global token mean), whatever the micro-batches' lengths."""
+    from datasets import Dataset
+
+    model, tokenizer = _tiny()
+    with torch.no_grad():  # a large EOS embedding (tied head): EOS likely at some positions, so lengths vary
+        model.get_input_embeddings().weight[tokenizer.eos_token_id] *= 40
+    dataset = Dataset.from_dict({"prompt": ["12+3=", "7*8=", "5-2=", "9+9="]})
+    calls: list[dict] = []
+
+    class Recording(LADGRPOTrainer):
+        def _compute_loss(self, model, inputs):
+            loss = super()._compute_loss(model, inputs)
+            calls.append({"inputs": {k: v.detach().clone() for k, v in inputs.items() if torch.is_tensor(v)},
+                          "logp": _independent_logp(model, inputs), "loss": loss.detach().clone()})
+            return loss
+
+    args = _config(tmp_path, max_steps=1, num_iterations=1, gradient_accumulation_steps=2, max_completion_length=8)
+    trainer = Recording(model=model, reward_funcs=_reward, args=args, train_dataset=dataset,
+                        processing_class=tokenizer)
+    trainer.train()
+    assert len(calls) == 2
+    T = max(c["inputs"]["completion_mask"].shape[1] for c in calls)
+
+    def pad(x):  # (b, t) -> (b, T) with zeros
+        return torch.nn.functional.pad(x, (0, T - x.shape[1]))
+
+    logp = torch.cat([pad(c["logp"]) for c in calls]).double()  # (2b, T)
+    mask = torch.cat([pad(c["inputs"]["completion_mask"]) for c in calls])  # (2b, T)
+    adv = torch.cat([c["inputs"]["advantages"] for c in calls]).double()  # (2b,)
+    counts = [int(c["inputs"]["completion_mask"].sum()) for c in calls]
+    want, _ = lad_loss(logp, logp.detach(), adv, mask, divergence="js", eta=0.5)  # on-policy: rho = 1
+    got = calls[0]["loss"].double() + calls[1]["loss"].double()
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert counts[0] != counts[1], counts  # so that the naive mean of micro-batch means differs
+    naive = sum(lad_loss(pad(c["logp"]).double(), pad(c["logp"]).double(), c["inputs"]["advantages"].double(),
+                         pad(c["inputs"]["completion_mask"]), divergence="js", eta=0.5)[0] for c in calls) / 2
+    assert not torch.allclose(naive, want, rtol=1e-3)
