@@ -240,7 +240,8 @@ def backward(model: torch.nn.Module, rollout: Rollout, logp_old: Tensor, advanta
 
 def _decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The repeated blocks of a Hugging Face causal LM (``model.model.layers`` for Llama/Qwen/Mistral)."""
-    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers",
+                 "base_model.model.model.layers"):  # the last: a peft (LoRA) model around a Llama-style one
         obj: Any = model
         for name in path.split("."):
             obj = getattr(obj, name, None)
