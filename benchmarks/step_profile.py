@@ -244,11 +244,9 @@ class LadState:
 def lad_state(setup: Setup) -> LadState:
     import torch
 
-    from ladtrain import rollout, trainer
+    from ladtrain import trainer
     from ladtrain.rollout import HFSampler
 
-    if not setup.share_prompts:  # the sampler then prefills the full batch, as before the change
-        rollout.cache_keyword = lambda model: None
     trainer.seed_everything(setup.seed)
     model, tok = build_model(setup)
     task, problems = training_problems()
@@ -384,6 +382,18 @@ def loss_only_seconds(setup: Setup, spec: str, repeats: int = 25) -> float:
 
 def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
     """Interleaved LAD / GRPO steps from one restored state (ABBA order); the per-step records."""
+    from ladtrain import rollout
+
+    keyword = rollout.cache_keyword
+    if not setup.share_prompts:  # the sampler then prefills the full batch, as before the change
+        rollout.cache_keyword = lambda model: None
+    try:
+        return _ladtrain_worker(setup, reps)
+    finally:
+        rollout.cache_keyword = keyword
+
+
+def _ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(setup.threads)
@@ -394,7 +404,6 @@ def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
     snap = snapshot(st)
     for spec in ("lad", "grpo"):  # warm-up: allocates AdamW state, first-call costs of each loss
         lad_step(st, spec, Clock())
-    lad_step(st, "lad", Clock())
     snap = snapshot(st)
     records: dict[str, list] = {"lad": [], "grpo": []}
     for i in range(reps):
@@ -503,7 +512,7 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict]) -> dict[str, Any]:
+def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: dict | None = None) -> dict[str, Any]:
     lad = [r for run in lad_runs for r in run["records"]["lad"]]
     grpo = [r for run in lad_runs for r in run["records"]["grpo"]]
     pairs_wall = [a["wall"] / b["wall"] for a, b in zip(lad, grpo)]
@@ -512,7 +521,7 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict]) -> dict[
         "setup": asdict(setup), "batch": setup.batch, "parameters": lad_runs[0]["parameters"],
         "ladtrain": {
             "lad_step_wall": spread([r["wall"] for r in lad]), "grpo_step_wall": spread([r["wall"] for r in grpo]),
-            "grpo_step_cpu": statistics.median(r["cpu"] for r in grpo),
+            "lad_step_cpu": spread([r["cpu"] for r in lad]), "grpo_step_cpu": statistics.median(r["cpu"] for r in grpo),
             "phases_wall": {p: statistics.median(r["phases"].get(p, 0.0) for r in lad) for p in PHASES},
             "kernel": {k: statistics.median(r["kernel"].get(k, 0.0) for r in lad) for k in lad[0]["kernel"]},
             "completion_tokens": statistics.median(r["completion_tokens"] for r in lad),
@@ -525,6 +534,11 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict]) -> dict[
         "overhead_fraction": spread([r["overhead_fraction"] for r in lad + grpo]),
         "optimizer_fraction": spread([r["optimizer_fraction"] for r in lad + grpo]),
     }
+    if before is not None:  # the same step before this issue's changes (ablation worker)
+        b = before["records"]["lad"]
+        out["before_changes"] = {"lad_step_wall": spread([r["wall"] for r in b]), "lad_step_cpu": spread([r["cpu"] for r in b]),
+                                 "phases_wall": {p: statistics.median(r["phases"].get(p, 0.0) for r in b) for p in PHASES},
+                                 "peak_rss_mb": before["peak_rss_mb"]}
     lt = out["ladtrain"]
     lt["completion_tokens_per_s"] = lt["completion_tokens"] / lt["lad_step_wall"]["median"]
     if trl_runs:
@@ -583,6 +597,12 @@ def report(result: dict[str, Any]) -> str:
                      f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x)")
     else:
         lines.append("(2) TRL comparison not run (trl not installed, or --no-trl)")
+    if "before_changes" in result:
+        b = result["before_changes"]
+        lines.append(f"before this issue's changes (every prompt run G times, a separate old-log-prob pass): LAD step "
+                     f"{b['lad_step_cpu']['median']:.3f}s CPU ({b['lad_step_wall']['median']:.3f}s wall, peak RSS "
+                     f"{b['peak_rss_mb']:.0f} MB); now {lt['lad_step_cpu']['median']:.3f}s CPU: "
+                     f"{b['lad_step_cpu']['median'] / lt['lad_step_cpu']['median']:.2f}x faster")
     o, opt = result["overhead_fraction"], result["optimizer_fraction"]
     lines.append(f"(3) share of the step outside model forward/backward and sampling kernels: "
                  f"{100 * o['median']:.1f}% (min {100 * o['min']:.1f}%, max {100 * o['max']:.1f}%), of which "
@@ -610,9 +630,9 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="tiny,6m", help="comma-separated: tiny, 6m, or local HF folders")
-    ap.add_argument("--reps", type=int, default=4, help="interleaved LAD/GRPO pairs per round")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved LAD/GRPO pairs per round")
     ap.add_argument("--rounds", type=int, default=2, help="alternating ladtrain/TRL rounds per model")
-    ap.add_argument("--trl-steps", type=int, default=3, help="timed TRL steps per round (after one untimed)")
+    ap.add_argument("--trl-steps", type=int, default=2, help="timed TRL steps per round (after one untimed)")
     ap.add_argument("--prompts", type=int, default=Setup.prompts)
     ap.add_argument("--group", type=int, default=Setup.group)
     ap.add_argument("--max-new-tokens", type=int, default=Setup.max_new_tokens)
@@ -622,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="ablation: run every prompt G times (ladtrain before the shared-prompt change)")
     ap.add_argument("--old-pass", action="store_true",
                     help="ablation: a separate old-log-prob pass at one update per rollout (before the change)")
+    ap.add_argument("--before", default="6m",
+                    help="models also measured as before this issue's changes (one pair; '' for none)")
     ap.add_argument("--quick", action="store_true",
                     help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round, workers in this process")
     ap.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}/results.json and .md")
@@ -656,7 +678,10 @@ def main(argv: list[str] | None = None) -> int:
             lad_runs.append(run_worker("ladtrain", setup, args.reps, in_process=args.quick))
             if with_trl:
                 trl_runs.append(run_worker("trl", setup, args.trl_steps, in_process=args.quick))
-        result = summarise(setup, lad_runs, trl_runs)
+        before = None
+        if name in args.before.split(",") and setup.share_prompts and not setup.old_pass:
+            before = run_worker("ladtrain", replace(setup, share_prompts=False, old_pass=True), 1, in_process=args.quick)
+        result = summarise(setup, lad_runs, trl_runs, before)
         results.append(result)
         print(report(result), flush=True)
     command = "python benchmarks/step_profile.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
