@@ -347,11 +347,12 @@ class TrainingState:
         return int(self.info["step"])
 
 
-def latest_training(run: str | Path) -> TrainingState:
+def latest_training(run: str | Path, clean: bool = True) -> TrainingState:
     """The :class:`TrainingState` of the newest complete checkpoint of ``run``, after removing
     what a killed writer left behind. One-line :class:`CheckpointError` when there is none or it is
     corrupt (nothing is deleted or overwritten then)."""
-    clean_leftovers(run)
+    if clean:  # (under torchrun only rank 0 cleans)
+        clean_leftovers(run)
     found = complete_checkpoints(run)
     if not found:
         raise CheckpointError(f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "

@@ -191,7 +191,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     world, device = distributed.setup(cfg.device)  # torchrun: join the group; rank 0 alone writes files
     distributed.check_batch(cfg.prompts_per_step, world)
-    resumed = checkpoint.latest_training(out) if cfg.resume else None  # --resume: the newest complete checkpoint
+    resumed = checkpoint.latest_training(out, clean=world.is_main) if cfg.resume else None  # the newest checkpoint
     run_info = {"seed": cfg.seed, "argv": sys.argv, "started": datetime.now(timezone.utc).isoformat(),
                 "device": str(device), "processes": world.size, "versions": package_versions()}
     if resumed:  # config.json stays as it was; run.json gains a record of this resume
