@@ -117,3 +117,34 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run_exactly(cache, tm
     assert same[:2] == same[2:]
     run_info = json.loads((killed / "run.json").read_text())
     assert run_info["seed"] == 0 and [r["from_step"] for r in run_info["resumed"]] == [k]
+
+
+KILL_MID_WRITE = """
+import os, random, signal, sys, torch
+from ladtrain import checkpoint, faults, models
+tok = models.build_tokenizer()
+model = models.build_tiny_model(tok)
+optimizer = torch.optim.AdamW(model.parameters())
+kw = dict(optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+          data_rng=random.Random(0), faults=faults.Faults(), extra={})
+checkpoint.save_training(sys.argv[1], 1, model, tok, **kw)
+real_save = torch.save
+def save_then_die(*args, **kwargs):  # step 2: model and optimizer state on disk, manifest not yet
+    real_save(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = save_then_die
+checkpoint.save_training(sys.argv[1], 2, model, tok, **kw)
+"""
+
+
+def test_sigkill_in_the_middle_of_writing_a_checkpoint_leaves_only_complete_ones(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", KILL_MID_WRITE, str(run)], env=env, capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    names = sorted(p.name for p in (run / checkpoint.CHECKPOINTS).iterdir())
+    assert names[0].startswith(".step-000002.tmp-") and names[1:] == ["step-000001"], names
+    leftover = run / checkpoint.CHECKPOINTS / names[0]
+    assert (leftover / "trainer_state.pt").is_file() and not (leftover / checkpoint.MANIFEST).exists()
+    state = checkpoint.latest_training(run)  # what --resume reads: the older, complete checkpoint
+    assert state.step == 1 and not leftover.exists()
