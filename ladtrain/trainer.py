@@ -52,7 +52,7 @@ from ladtrain.losses import LossInputs
 from ladtrain.rollout import HFSampler, token_logprobs
 from ladtrain.tasks import Problem, Task, TaskError, get_task
 
-PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "reasoning_gym", "sympy")
+PACKAGES = ("lad", "torch", "transformers", "tokenizers", "safetensors", "numpy", "reasoning_gym", "sympy")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_run_folder_records_seed_full_resolved_config_and_package_versions(cache
     info = json.loads((run / "run.json").read_text())
     assert info["seed"] == 7 and info["device"] == "cpu"
     assert info["versions"]["torch"] == torch.__version__.split("+")[0] or info["versions"]["torch"] == torch.__version__
-    assert {"python", "transformers", "numpy", "safetensors"} <= set(info["versions"])
+    assert {"python", "lad", "transformers", "numpy", "safetensors"} <= set(info["versions"])
 
 
 # --------------------------------------------------------------------------------------------------
