@@ -321,12 +321,28 @@ def run_study(study: CompareConfig, base: TrainConfig, command: str = "") -> dic
     results["seconds"] = time.time() - t0
     results["command"] = command or "python -m ladtrain compare (called from Python)"
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["code"] = code_revision()
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     plots(results, out)
     (out / "report.md").write_text(report(results))
     if base.progress:
         print(f"report: {out / 'report.md'}")
     return results
+
+
+def code_revision() -> str:
+    """``git describe``-style revision of the package source (``unknown`` outside a git checkout)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev + (" (with uncommitted changes under ladtrain/)" if dirty else "")) if rev else "unknown"
 
 
 def _json_default(x: Any) -> Any:
@@ -447,7 +463,7 @@ def report(results: dict[str, Any]) -> str:
         "# LAD vs baselines: held-out comparison",
         "",
         f"Command: `{results['command']}`  ",
-        f"Finished {results['finished']} in {results['seconds'] / 60:.1f} min.",
+        f"Finished {results['finished']} in {results['seconds'] / 60:.1f} min; code {results.get('code', 'unknown')}.",
         "",
         "## Setup",
         f"- task `{tr['task']}`, base model `{results['base_model'].get('model')}` "
