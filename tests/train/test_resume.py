@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from ladtrain import checkpoint, cli
@@ -148,3 +150,32 @@ def test_sigkill_in_the_middle_of_writing_a_checkpoint_leaves_only_complete_ones
     assert (leftover / "trainer_state.pt").is_file() and not (leftover / checkpoint.MANIFEST).exists()
     state = checkpoint.latest_training(run)  # what --resume reads: the older, complete checkpoint
     assert state.step == 1 and not leftover.exists()
+
+
+@pytest.mark.parametrize("options", [
+    {"loss": "grpo", "updates_per_rollout": 2, "lr_schedule": "cosine"},  # a no-grad logp_old pass, a decay
+    {"loss": "lad:kl", "level": "sequence", "adv_scale": "batch_std"},
+])
+def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules(cache, tmp_path, tiny, options,
+                                                                                 monkeypatch):
+    from dataclasses import replace
+
+    from ladtrain import trainer
+    from ladtrain.config import TrainConfig
+    from ladtrain.rewards import with_reward
+
+    monkeypatch.setattr(trainer, "load_task", lambda cfg: with_reward(trainer.get_task(cfg.task), varied_reward))
+    cfg = replace(TrainConfig(), **{**tiny, "steps": 4, "checkpoint_every": 1, "keep_checkpoints": 10, "lr": 3e-3,
+                                    "device": "cpu", "threads": 1, **options})
+    trainer.train(replace(cfg, out=str(tmp_path / "reference")).validate())
+    cut = tmp_path / "cut"
+    trainer.train(replace(cfg, out=str(cut)).validate())
+    for step in (3, 4):  # as if killed right after step 2's checkpoint
+        shutil.rmtree(checkpoint.step_folder(cut, step))
+    (cut / "summary.json").unlink()
+    trainer.train(replace(cfg, out=str(cut), resume=str(cut)).validate())
+    assert metric_rows(cut) == metric_rows(tmp_path / "reference")
+    from safetensors.torch import load_file
+
+    a, b = (load_file(tmp_path / n / "checkpoint" / "model.safetensors") for n in ("cut", "reference"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
