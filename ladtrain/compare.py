@@ -509,10 +509,11 @@ def report(results: dict[str, Any]) -> str:
               "includes sampling and scoring. Measured in the same study, on a shared machine.", ""]
     lines += ["## Training (mean over steps and seeds)", "",
               "final reward = mean training reward over the last 10% of steps (mean ± std over seeds); "
-              "braked = LAD's share of tokens past their target ratio (rho > e^{A/eta}, where the brake "
-              "pushes back); clipped = share of tokens whose gradient GRPO's clip cuts; mean log-ratio = "
-              "mean log(pi/pi_old) seen by the loss (0 with one update per rollout).", "",
-              "| arm | final reward | braked | clipped | mean log-ratio |", "|---|---|---|---|---|"]
+              "past target = LAD's share of tokens with rho > e^{A/eta}, where its gradient lowers log pi (at "
+              "ratio 1 these are exactly the A < 0 tokens; the brake proper is what several updates add to "
+              "that share); clipped = share of tokens whose gradient GRPO's clip cuts; mean log-ratio = mean "
+              "log(pi/pi_old) seen by the loss (0 with one update per rollout).", "",
+              "| arm | final reward | past target | clipped | mean log-ratio |", "|---|---|---|---|---|"]
     for label in labels:
         t = results["training"][label]
         cell = [f"{t[k]:.4f}" if k in t else "-" for k in ("past_target_frac", "clip_frac", "log_ratio_mean")]
