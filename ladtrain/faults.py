@@ -186,6 +186,15 @@ class Faults:
                           f"(loss {loss}, gradient norm {grad_norm}); try a lower --lr")
         return False
 
+    # --- several processes
+    def agree(self, all_sum, world) -> None:
+        """Under ``torchrun``: when any process has a fatal fault, every process stops (a rank that went
+        on alone would wait forever in the next collective). ``all_sum(value, world)`` sums over ranks."""
+        if not getattr(world, "is_distributed", False):
+            return
+        if float(all_sum(float(self.fatal is not None), world)) > 0 and self.fatal is None:
+            self.fatal = "another process stopped on a fault (its message says which)"
+
     # --- resume
     def state_dict(self) -> dict[str, Any]:
         return {"totals": dict(self.totals), "failed_reward_steps": self.failed_reward_steps,

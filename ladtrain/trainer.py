@@ -342,6 +342,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             log.write(row)
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", loss=f"{row['loss']:.4f}")
             # 7. resumable checkpoint (atomic); a fault that cannot be skipped stops the run after saving one
+            faults.agree(distributed.all_sum, world)  # torchrun: one rank's fatal fault stops them all
             if world.is_main and (every and (step % every == 0 or step == cfg.steps) or faults.fatal):
                 checkpoint.save_training(out, step, model, tokenizer, optimizer=optimizer, scheduler=schedule,
                                          data_rng=rng, faults=faults, keep=cfg.keep_checkpoints,

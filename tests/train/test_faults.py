@@ -126,6 +126,20 @@ def test_non_finite_update_is_skipped_and_fault_limit_in_a_row_stop_the_run():
     assert f.fatal and "non-finite on 3 consecutive updates" in f.fatal
 
 
+def test_a_fatal_fault_on_one_process_stops_every_process():
+    from ladtrain.distributed import World
+
+    ranks = [quiet(), quiet()]
+    ranks[1].fatal = "no sample could be scored on 3 consecutive steps"
+    flags = [float(f.fatal is not None) for f in ranks]
+    for f in ranks:
+        f.agree(lambda value, world: sum(flags), World(rank=0, size=2))
+    assert ranks[0].fatal.startswith("another process stopped") and ranks[1].fatal.startswith("no sample")
+    alone = quiet()
+    alone.agree(lambda value, world: 1 / 0, World())  # one process: no collective at all
+    assert alone.fatal is None
+
+
 def test_prompts_longer_than_the_context_are_dropped_and_counted():
     tok = models.build_tokenizer()
     short, long_ = Problem("s", "1 2 -> 3\n"), Problem("l", "1 " * 30 + "-> 3\n")  # 8 and 35 characters
