@@ -10,9 +10,11 @@ What it measures, per model (``tiny``: the built-in ~0.8M Llama; ``6m``: the sam
 hidden 256 x 8 layers, ~6.4M parameters, built from a config; or ``--model PATH``, a local HF folder):
 
 * **Phases of one step**, mirroring the loop body of :func:`ladtrain.trainer.train` with the trainer's
-  own pieces (``HFSampler``, ``score_all``, ``group_advantages``, ``token_logprobs``, ``losses.get``):
-  generation, reward (scoring + advantages), old log-probs, forward+backward (log-probs, loss,
-  backward), optimizer (clip, AdamW, schedule), bookkeeping (the metrics row and its JSON line).
+  own pieces (``HFSampler``, ``score_all``, ``group_advantages``, ``token_logprobs``,
+  ``distributed.backward``, ``losses.get``): generation, reward (scoring + advantages), old log-probs
+  (empty at one update per rollout: the trainer uses the update's own log-probs, detached),
+  forward+backward (log-probs, loss, backward), optimizer (clip, AdamW, schedule), bookkeeping (the
+  metrics row and its JSON line). Tokens per second = completion tokens / step wall time.
 * **Ratio 1, LAD / GRPO**: step time with only the loss changed. Each repetition restores the same
   model, optimizer and RNG state and runs one LAD step and one GRPO step on the identical rollout, in
   alternating order (ABBA), so machine drift cancels; the median of the per-pair ratios and its spread
@@ -32,7 +34,15 @@ Memory: peak resident set size of each worker process (``resource.getrusage(RUSA
 and the same before the model was built (imports only), so the difference is what the step used.
 ``tracemalloc`` is not used: it does not see torch's tensor allocations.
 
-Threads: one torch thread per worker (the machine is shared; ``--threads`` to change).
+Threads: one torch thread per worker (the machine is shared; ``--threads`` to change). On a loaded
+machine wall time inflates with the other jobs; process CPU time is printed beside it.
+
+**Before / after.** ``--before 6m`` (default) also runs one pair of the step as it was before the
+speed-ups of issue 11 (``--no-share-prompts --old-pass``: every prompt run ``G`` times in sampling and
+log-probs, and a separate no-grad pass for ``logp_old``), in the same run.
+
+Reward: the built-in models are untrained, so the benchmark adds a small shaping term to the countdown
+score (:func:`shaped_reward`; the same function for TRL) to give non-zero advantages.
 """
 
 from __future__ import annotations
@@ -350,7 +360,7 @@ def step_record(clock: Clock, row: dict[str, Any], setup: Setup) -> dict[str, An
     sampling = sampling_kernel_seconds(setup.batch, row["vocab"], calls, setup.temperature)
     kernel = sum(clock.kernel.values()) + sampling
     wall = clock.total()
-    return {"wall": wall, "cpu": sum(clock.cpu.values()), "phases": dict(clock.wall),
+    return {"wall": wall, "cpu": sum(clock.cpu.values()), "phases": dict(clock.wall), "phases_cpu": dict(clock.cpu),
             "kernel": {**clock.kernel, "sampling": sampling}, "overhead_fraction": 1.0 - kernel / wall,
             "optimizer_fraction": clock.wall.get("optimizer", 0.0) / wall,
             "completion_tokens": row["completion_tokens"], "generate_calls": calls}
