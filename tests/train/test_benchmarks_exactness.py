@@ -131,3 +131,15 @@ def test_old_logprobs_equal_the_first_updates_logprobs_bitwise():
     new = token_logprobs(model, rollout, 0.9)
     assert new.requires_grad
     assert torch.equal(old, new.detach())
+
+
+def test_sampler_runs_each_prompt_once_then_one_token_per_row():
+    """The saving itself: the prompt is prefilled on n = B / G rows, and generate's first forward call
+    only runs each row's last prompt token on top of the copied cache."""
+    model, tok = _model()
+    shapes = []
+    model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    rollout = HFSampler(model, tok, 1.0, 4).sample(PROMPTS, 3)
+    P = rollout.prompt_ids.shape[1]
+    assert shapes[0] == (len(PROMPTS), P - 1)
+    assert shapes[1] == (3 * len(PROMPTS), 1)
