@@ -321,12 +321,14 @@ def _tupled(x: Any) -> Any:
 
 
 def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler, data_rng: random.Random,
-                  faults, extra: dict[str, Any], keep: int = 2) -> Path:
+                  faults, extra: dict[str, Any], keep: int = 2, modules: dict[str, Any] | None = None) -> Path:
     """The whole training state after RL step ``step``: model, tokenizer, optimizer, scheduler, the global
     RNG states (python, numpy, torch), the prompt sampler's RNG state (the data position), the fault
-    counters and ``extra`` (JSON: base evaluation, timings). See :func:`save_state`."""
+    counters, the state dicts of any other trained ``modules`` (FlowRL's log Z head) and ``extra`` (JSON:
+    base evaluation, timings). See :func:`save_state`."""
     rng = rng_state()
-    tensors = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng["tensors"]}
+    tensors = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng["tensors"],
+               "modules": {name: m.state_dict() for name, m in (modules or {}).items()}}
     info = {"step": step, "data_position": _jsonable(data_rng.getstate()), "rng": rng["json"],
             "faults": faults.state_dict(), **extra}
     return save_state(run, step, model, tokenizer, tensors=tensors, info=info, keep=keep)
@@ -366,11 +368,16 @@ def latest_training(run: str | Path, clean: bool = True) -> TrainingState:
 
 
 def restore_training(run: str | Path, state: TrainingState, *, optimizer, scheduler, data_rng: random.Random,
-                     faults, write: bool = True) -> tuple[int, list[dict[str, Any]]]:
+                     faults, write: bool = True,
+                     modules: dict[str, Any] | None = None) -> tuple[int, list[dict[str, Any]]]:
     """Put a loaded training state back; drop metrics rows written after the checkpoint (a killed run may
     have logged a step it did not checkpoint; ``write=False``: only read them, as ranks other than 0 do).
     Returns ``(next step, metrics rows so far)``."""
     tensors, info = state.tensors, state.info
+    for name, module in (modules or {}).items():
+        if name not in tensors.get("modules", {}):
+            raise CheckpointError(f"--resume: checkpoint {state.step} has no state for {name}")
+        module.load_state_dict(tensors["modules"][name])
     optimizer.load_state_dict(tensors["optimizer"])
     scheduler.load_state_dict(tensors["scheduler"])
     set_rng_state({"json": info["rng"], "tensors": tensors["rng"]})

@@ -184,9 +184,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t0 = time.time()
     out = run_folder(cfg)
     loss_fn = losses.get(cfg.loss)
-    if (loss_fn.needs_ref or loss_fn.needs_log_z) and cfg.resume:
-        raise ConfigError(f"--resume: --loss {loss_fn.name} keeps a reference model and a log Z head that "
-                          "checkpoints do not hold; start the run again")
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     seed_everything(cfg.seed)
     world, device = distributed.setup(cfg.device)  # torchrun: join the group; rank 0 alone writes files
@@ -241,8 +238,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     # --- RL (FlowRL also needs a frozen copy of the base as reference and a learned log Z head)
     sampler = HFSampler(model, tokenizer, cfg.temperature, cfg.max_new_tokens)
-    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if loss_fn.needs_ref else None
+    ref_model = None
+    if loss_fn.needs_ref:  # on --resume the base policy is loaded again (the checkpoint holds the trained one)
+        with distributed.main_first(world):
+            base = models.base_policy(cfg.model, cfg.task, warm_problems, warmup, cfg.resolved_cache(),
+                                      progress=False)[0].to(device) if resumed else model
+        ref_model = copy.deepcopy(base).eval().requires_grad_(False)
     z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss_fn.needs_log_z else None
+    trained_modules = {"log_z_head": z_head} if z_head is not None else {}  # saved and restored with the model
     head_params = list(z_head.parameters()) if z_head is not None else []
     optimizer = torch.optim.AdamW(list(distributed.trainable_parameters(train_model)) + head_params, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
@@ -253,7 +256,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     first, every = 1, checkpoint_every(cfg, world)
     if resumed:  # optimizer, scheduler, RNG states, data position, fault counters; metrics up to the checkpoint
         first, rows = checkpoint.restore_training(out, resumed, optimizer=optimizer, scheduler=schedule, data_rng=rng,
-                                                  faults=faults, write=world.is_main)
+                                                  faults=faults, write=world.is_main, modules=trained_modules)
     t_rl = time.time() - (rows[-1]["seconds"] if rows else 0.0)
     from tqdm.auto import tqdm
 
@@ -346,7 +349,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if world.is_main and (every and (step % every == 0 or step == cfg.steps) or faults.fatal):
                 checkpoint.save_training(out, step, model, tokenizer, optimizer=optimizer, scheduler=schedule,
                                          data_rng=rng, faults=faults, keep=cfg.keep_checkpoints,
-                                         extra={"base_info": base_info, "base_eval": base_eval})
+                                         modules=trained_modules, extra={"base_info": base_info, "base_eval": base_eval})
             if faults.fatal:
                 raise TrainingFault(f"step {step}: {faults.fatal}; checkpoint saved in {out}")
     rl_seconds = time.time() - t_rl

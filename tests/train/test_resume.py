@@ -155,6 +155,7 @@ def test_sigkill_in_the_middle_of_writing_a_checkpoint_leaves_only_complete_ones
 @pytest.mark.parametrize("options", [
     {"loss": "grpo", "updates_per_rollout": 2, "lr_schedule": "cosine"},  # a no-grad logp_old pass, a decay
     {"loss": "lad:kl", "level": "sequence", "adv_scale": "batch_std"},
+    {"loss": "flowrl"},  # its frozen reference (the base, loaded again) and its trained log Z head
 ])
 def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules(cache, tmp_path, tiny, options,
                                                                                  monkeypatch):
