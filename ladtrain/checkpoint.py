@@ -402,6 +402,6 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
     return step + 1, rows
 
 
-__all__ = ["CHECKPOINTS", "CheckpointError", "MANIFEST", "MetricsLog", "TrainingState", "clean_leftovers", "complete_checkpoints", "latest_training",
-           "load_state", "restore_training", "rng_state", "save", "save_state", "save_training", "set_rng_state",
-           "step_folder", "verify", "write_atomically"]
+__all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "MetricsLog", "TrainingState", "clean_leftovers",
+           "complete_checkpoints", "latest_training", "load_state", "restore_training", "rng_state", "save",
+           "save_state", "save_training", "set_rng_state", "step_folder", "verify", "write_atomically"]
