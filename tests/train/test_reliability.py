@@ -179,6 +179,32 @@ def test_a_real_full_filesystem_gives_one_line_and_keeps_the_previous_checkpoint
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def test_a_read_only_output_folder_is_one_line_and_creates_nothing(cache, tmp_path, tiny, capsys):
+    """A read-only tmpfs as root (permissions do not stop root), a 0500 folder otherwise."""
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    mounted = False
+    if os.geteuid() == 0:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip("root without permission to mount a tmpfs")
+        mounted = True
+    else:
+        locked.chmod(0o500)
+    try:
+        assert cli.main(tiny_argv(tiny, locked / "run")) == 2
+        line = one_line_error(capsys)
+        assert "--out" in line and ("Read-only file system" in line or "Permission denied" in line), line
+        assert list(locked.iterdir()) == []
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(locked)], check=False)
+        else:
+            locked.chmod(0o700)
+
+
 def test_metrics_and_small_files_on_a_full_device_raise_one_line_errors():
     """/dev/full answers every write with ENOSPC: the real error path, no root needed."""
     full = Path("/dev/full")
