@@ -74,6 +74,17 @@ def cache_keyword(model: torch.nn.Module) -> str | None:
     return next((name for name in ("cache", "past_key_values") if name in params), None)
 
 
+def keep_last_logits(model: torch.nn.Module, n: int) -> dict[str, int]:
+    """``{"logits_to_keep": n}`` when ``model.forward`` can compute the output layer on the last ``n``
+    positions only (the prompt's other logits are never used; at a 150k vocabulary they are most of the
+    activation memory), else ``{}`` (the caller slices)."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"logits_to_keep": n} if "logits_to_keep" in params else {}
+
+
 def dropout_active(model: torch.nn.Module) -> bool:
     """Whether a forward pass of ``model`` draws dropout masks (sharing a prompt would share them)."""
     if not model.training:
@@ -131,7 +142,8 @@ class HFSampler:
         if keyword is not None and group_size >= 2 and unique_ids.shape[1] >= 2 and len(prompts) > 0:
             # the prompt once per group (all but its last token: generate runs that one and samples)
             prefill = self.model(input_ids=unique_ids[:, :-1], attention_mask=unique_mask[:, :-1],
-                                 position_ids=positions(unique_mask[:, :-1]), use_cache=True)
+                                 position_ids=positions(unique_mask[:, :-1]), use_cache=True,
+                                 **keep_last_logits(self.model, 1))
             cache = prefill[keyword]
             cache.batch_repeat_interleave(group_size)  # (n, ...) -> (B, ...), prompt-major
             shared = {keyword: cache}
@@ -167,9 +179,10 @@ def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float 
         return _shared_prompt_logprobs(model, rollout, temperature)
     input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # (B, P + T)
     attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention)).logits
-    P = rollout.prompt_ids.shape[1]
-    logp = _logprobs_of(logits[:, P - 1 : -1], rollout.completion_ids, temperature)  # logits predicting each token
+    T = rollout.completion_ids.shape[1]
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention),
+                   **keep_last_logits(model, T + 1)).logits  # (B, T + 1 or P + T, V)
+    logp = _logprobs_of(logits[:, -(T + 1) : -1], rollout.completion_ids, temperature)  # logits predicting each token
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
@@ -181,7 +194,7 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
     attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
     position = positions(attention)  # (B, P + T)
     prompt = model(input_ids=rollout.prompt_ids[::G], attention_mask=rollout.prompt_mask[::G],
-                   position_ids=position[::G, :P], use_cache=True)  # rows (n,) = one per group
+                   position_ids=position[::G, :P], use_cache=True, **keep_last_logits(model, 1))  # (n,) rows
     first = prompt.logits[:, -1:].repeat_interleave(G, 0)  # (B, 1, V): predicts completion token 0
     logits = [first]
     if rollout.completion_ids.shape[1] > 1:
@@ -195,4 +208,4 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
 
 
 __all__ = ["HFSampler", "Rollout", "Sampler", "can_share_prompts", "cache_keyword", "completion_mask",
-           "dropout_active", "groups_share_prompts", "positions", "token_logprobs"]
+           "dropout_active", "groups_share_prompts", "keep_last_logits", "positions", "token_logprobs"]
