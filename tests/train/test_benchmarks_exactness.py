@@ -143,3 +143,16 @@ def test_sampler_runs_each_prompt_once_then_one_token_per_row():
     P = rollout.prompt_ids.shape[1]
     assert shapes[0] == (len(PROMPTS), P - 1)
     assert shapes[1] == (3 * len(PROMPTS), 1)
+
+
+def test_output_layer_on_used_positions_only_is_bit_identical(monkeypatch):
+    """``logits_to_keep`` (the output layer only where logits are read) changes no log-prob."""
+    from ladtrain import rollout as rollout_module
+
+    model, tok = _model()
+    rollout = _rollout(model, tok)
+    model.train()
+    kept = token_logprobs(model, rollout, 0.9, share_prompts=False)
+    monkeypatch.setattr(rollout_module, "keep_last_logits", lambda m, n: {})  # every position, then slice
+    every = token_logprobs(model, rollout, 0.9, share_prompts=False)
+    assert torch.equal(kept, every)
