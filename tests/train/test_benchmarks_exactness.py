@@ -6,8 +6,10 @@
   the input dtype) log-probs and parameter gradients agree to 1e-12; on the float32 model to float32
   rounding. A missing gradient through the copied cache would change the gradient by O(1).
 * Sampling with the shared prompt cache draws the same tokens as the full prefill from the same seed.
+* The sampler prefills each prompt once (n = B / G rows) and generate starts from the copied cache.
 * Skipping the old-log-prob pass at one update per rollout: the no-grad pass and the with-grad pass give
   bit-identical log-probs, so ``logp_old = logp.detach()`` changes nothing.
+* ``logits_to_keep`` (the output layer only on positions whose logits are read): bit-identical.
 """
 
 from __future__ import annotations
