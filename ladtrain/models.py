@@ -182,8 +182,12 @@ def warm_up(model, tokenizer, problems: Sequence[Problem], spec: WarmUp, progres
             "seconds": time.time() - start}
 
 
-def base_key(tiny: TinySpec, task: str, warmup: WarmUp) -> str:
-    blob = json.dumps({"tiny": asdict(tiny), "task": task, "warmup": asdict(warmup), "v": 1}, sort_keys=True)
+def base_key(tiny: TinySpec, task: str, warmup: WarmUp, problems: Sequence[Problem] = ()) -> str:
+    """Cache key of a warmed-up base: model spec, task spec, warm-up settings and the problems themselves
+    (so a changed task definition never reuses a stale base)."""
+    data = hashlib.sha256("\n".join(f"{p.id}\t{p.prompt}" for p in problems).encode()).hexdigest()
+    blob = json.dumps({"tiny": asdict(tiny), "task": task, "warmup": asdict(warmup), "problems": data, "v": 1},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -194,7 +198,7 @@ def base_policy(model: str, task_spec: str, problems: Sequence[Problem], warmup:
     if model != BUILTIN:
         m, tok = load(model)
         return m, tok, {"model": str(model), "parameters": count_parameters(m)}
-    folder = Path(cache) / "base" / base_key(tiny, task_spec, warmup)
+    folder = Path(cache) / "base" / base_key(tiny, task_spec, warmup, problems)
     info: dict[str, Any] = {"model": BUILTIN, "base_folder": str(folder)}
     if (folder / "config.json").is_file():
         m, tok = load(folder)

@@ -86,6 +86,8 @@ def test_warm_up_is_cached_and_the_next_run_starts_from_the_same_base(cache):
     assert torch.equal(m1.lm_head.weight, m2.lm_head.weight)
     other = models.base_key(models.TinySpec(), "countdown", replace(spec, steps=4))
     assert other != models.base_key(models.TinySpec(), "countdown", spec)
+    assert models.base_key(models.TinySpec(), "countdown", spec, problems[:5]) != models.base_key(
+        models.TinySpec(), "countdown", spec, problems[:6])  # a changed task never reuses a stale base
 
 
 def test_warm_up_demonstrations_draw_uniformly_among_the_valid_solutions():
