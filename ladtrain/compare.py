@@ -60,8 +60,9 @@ MECHANISM_ABLATION = ("ladw:js",)
 METRICS_FOR_PAIRS = ("pass@1", "pass@2", "pass@4", "pass@8", "pass@16", "maj@k", "distinct_correct",
                      "answer_entropy", "dist-3", "dist-4")
 
-# The default study (3 arms x 3 seeds x 150 steps; measured about 18 minutes of RL and evaluation plus 3
-# minutes of warm-up on this shared 2-core machine, results/compare/): these replace the TrainConfig
+# The default study (3 arms x 3 seeds x 150 steps; measured 14.5 minutes of RL and evaluation, plus about 3
+# minutes of warm-up when the base is not cached, on this shared 2-core machine; results/compare/): these
+# replace the TrainConfig
 # defaults for compare only; YAML and flags override them.
 STUDY_DEFAULTS: dict[str, Any] = {
     "steps": 150,
@@ -549,6 +550,7 @@ def answer_lines(results: dict[str, Any]) -> list[str]:
         out.append("Hypothesis: LAD(js) matches GRPO on pass@1 and beats it on pass@k for k >= 4 and on distinct "
                    "correct answers. Measured: " + "; ".join(parts) + ".")
         out.append("")
+    out += mechanism_lines(results)
     for lad in lad_arms:
         for other in others:
             if other == ref:
@@ -570,6 +572,28 @@ def answer_lines(results: dict[str, Any]) -> list[str]:
                     v = verdict({"ci": [lo, hi]})
                     parts.append(f"{m} {sign * p['mean_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({v})")
             out.append(f"- `{lad}` vs `{other}`: " + "; ".join(parts) + ".")
+    return out
+
+
+def mechanism_lines(results: dict[str, Any]) -> list[str]:
+    """Brake vs reweighting: at each number of updates, ``lad:<d>`` - ``ladw:<d>`` (the brake against
+    GRPO's clip, same weights at ratio 1) and ``ladw:<d>`` - ``grpo`` (the reweighting, same clip)."""
+    arms = {(a["loss"], a["updates"], a["eta"]): a["label"] for a in results["arms"]}
+    out = []
+    for (loss, u, eta), label in arms.items():
+        if not loss.startswith("ladw:"):
+            continue
+        lad, grpo = arms.get(("lad:" + loss.split(":", 1)[1], u, eta)), arms.get(("grpo", u, results["train"]["eta"]))
+        for what, a, b in (("brake (LAD minus ladw)", lad, label), ("reweighting (ladw minus GRPO)", label, grpo)):
+            if a is None or b is None:
+                continue
+            pair = _pair_between(results, a, b)
+            parts = [f"{m} {pair[m]['mean_diff']:+.3f} [{pair[m]['ci'][0]:+.3f}, {pair[m]['ci'][1]:+.3f}] "
+                     f"({verdict(pair[m])})" for m in ("pass@1", "pass@4", "pass@16", "distinct_correct",
+                                                        "answer_entropy") if m in pair]
+            out.append(f"- {what} at {u} update(s) per rollout, `{a}` vs `{b}`: " + "; ".join(parts) + ".")
+    if out:
+        out = ["Mechanism (paired per problem, seed-averaged):"] + out + [""]
     return out
 
 

@@ -68,3 +68,20 @@ def test_seeds_count_or_list():
         seeds_of("1,1")
     with pytest.raises(ConfigError, match="--seeds"):
         seeds_of("a,b")
+
+
+def test_mechanism_lines_split_brake_and_reweighting_by_hand():
+    from ladtrain.compare import mechanism_lines
+
+    arms = [{"label": "lad:js/u4", "loss": "lad:js", "updates": 4, "eta": 0.25},
+            {"label": "ladw:js/u4", "loss": "ladw:js", "updates": 4, "eta": 0.25},
+            {"label": "grpo/u4", "loss": "grpo", "updates": 4, "eta": 0.25}]
+    # one seed, two problems: lad [0.5, 0.5], ladw [0.25, 0.25], grpo [0.25, 0.25]
+    pp = {"lad:js/u4": [[0.5, 0.5]], "ladw:js/u4": [[0.25, 0.25]], "grpo/u4": [[0.25, 0.25]]}
+    results = {"arms": arms, "train": {"eta": 0.25}, "metrics": ["pass@1"],
+               "per_problem": {k: {"pass@1": v} for k, v in pp.items()}}
+    lines = mechanism_lines(results)
+    brake = next(x for x in lines if x.startswith("- brake"))
+    reweight = next(x for x in lines if x.startswith("- reweighting"))
+    assert "pass@1 +0.250 [+0.250, +0.250] (better)" in brake
+    assert "pass@1 +0.000 [+0.000, +0.000] (no clear difference)" in reweight
