@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ladtrain.sandbox import Limits, Sandbox, SandboxError
-from ladtrain.tasks import TaskError
+from ladtrain.tasks import TaskError, jsonl
 from ladtrain.tasks.base import Problem, Score, options_of
 
 
@@ -92,25 +92,10 @@ class CodeTask:
 def load_code_problems(path: Path, lines: Sequence[str] | None = None) -> list[Problem]:
     """Validate every line of a HumanEval-format JSONL file; TaskError(``file:line: ...``) on the first
     bad one."""
-    if lines is None:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise TaskError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise TaskError(f"{path}: cannot read: {e}") from None
     problems, errors, seen = [], [], set()
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"{where}: invalid JSON: {e.msg} (column {e.colno})")
-            continue
-        if not isinstance(row, dict):
-            errors.append(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for _, where, row, error in jsonl.objects(path, lines):
+        if error:
+            errors.append(error)
             continue
         missing = [k for k in _REQUIRED if not isinstance(row.get(k), str) or not row[k].strip()]
         if missing:
@@ -134,11 +119,7 @@ def load_code_problems(path: Path, lines: Sequence[str] | None = None) -> list[P
             ref["canonical_solution"] = row.get("canonical_solution") or ""
             meta = {k: v for k, v in row.items() if k not in ("task_id", "prompt", "test")}
             problems.append(Problem(row["task_id"], row["prompt"], ref, meta))
-    if errors:
-        more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
-        raise TaskError(errors[0] + more)
-    if not problems:
-        raise TaskError(f"{path}: no problems (the file is empty)")
+    jsonl.raise_on_errors(path, problems, errors)
     return problems
 
 

@@ -21,7 +21,6 @@ Spec: ``jsonl:PATH[,KEY=VALUE]...`` with the keys of :class:`MathOptions`, for e
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ladtrain.tasks import TaskError
+from ladtrain.tasks import TaskError, jsonl
 from ladtrain.tasks.base import Problem, Score, options_of
 
 # ---------------------------------------------------------------- answer extraction
@@ -179,27 +178,13 @@ _ANSWER_FIELDS = ("answer", "solution", "reference")
 
 def load_problems(path: Path, opts: MathOptions) -> list[Problem]:
     """Parse and validate every line; raise TaskError(``file:line: what is wrong``) on the first bad one."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TaskError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise TaskError(f"{path}: cannot read: {e}") from None
     get_reference = REFERENCE_EXTRACTORS[opts.reference_extract]
     prompt_field, answer_field = opts.prompt_field, opts.answer_field
     problems: list[Problem] = []
     errors: list[str] = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"{where}: invalid JSON: {e.msg} (column {e.colno})")
-            continue
-        if not isinstance(row, dict):
-            errors.append(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for lineno, where, row, error in jsonl.objects(path):
+        if error:
+            errors.append(error)
             continue
         if not prompt_field:
             prompt_field = next((f for f in _PROMPT_FIELDS if f in row), "")
@@ -229,11 +214,7 @@ def load_problems(path: Path, opts: MathOptions) -> list[Problem]:
         pid = str(row[opts.id_field]) if opts.id_field and opts.id_field in row else f"{path.name}:{lineno}"
         meta = {k: v for k, v in row.items() if k not in (prompt_field, answer_field)}
         problems.append(Problem(pid, str(row[prompt_field]) + opts.instruction, reference, meta))
-    if errors:
-        more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
-        raise TaskError(errors[0] + more)
-    if not problems:
-        raise TaskError(f"{path}: no problems (the file is empty)")
+    jsonl.raise_on_errors(path, problems, errors)
     return problems
 
 
