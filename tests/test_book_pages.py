@@ -105,7 +105,7 @@ def test_book_training_study_renders_a_committed_study(tmp_path, monkeypatch):
     notebook = _execute("training-study")
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     markdown = "\n".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
-    assert "**Study `results/countdown-small`**" in markdown
+    assert "**Study `results/compare/countdown-small`**" in markdown
     assert "**LAD vs baselines**" in markdown and "\n#" not in "\n" + markdown  # headings became bold lines
     assert "![reward curves]" not in markdown and "| lad:js | 0.5 |" in markdown
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
