@@ -37,7 +37,8 @@ is given.
 Outputs in ``--out`` (default ``results/compare/<date>-<time>``): ``report.md``, ``results.json`` (every
 number in the report plus per-problem values), ``reward_curves.png``, ``pass_at_k.png``,
 ``diversity.png``, ``cost.png``, and ``runs/<arm>/seed<s>/`` (each run's folder; a finished run is
-reused when the study is started again with the same settings).
+reused when the study is started again with the same settings, and an unfinished one, killed with the
+study, continues from its newest checkpoint).
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ def run_study(study: CompareConfig, base: TrainConfig, command: str = "") -> dic
     """Train and evaluate every arm for every seed; write the report; return ``results.json``'s content."""
     from tqdm.auto import tqdm
 
-    from ladtrain import trainer
+    from ladtrain import checkpoint, trainer
 
     seeds = seeds_of(study.seeds)
     arms = arms_of(study, base)
@@ -311,6 +312,8 @@ def run_study(study: CompareConfig, base: TrainConfig, command: str = "") -> dic
             bar.set_postfix(arm=arm.label, seed=seed)
             if (folder / "summary.json").is_file() and _same_config(folder, cfg):
                 summary = json.loads((folder / "summary.json").read_text())
+            elif checkpoint.complete_checkpoints(folder) and _same_config(folder, cfg):
+                summary = trainer.train(replace(cfg, resume=str(folder)))  # a killed study continues this run
             else:
                 summary = trainer.train(cfg)
             rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]

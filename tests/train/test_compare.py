@@ -46,6 +46,25 @@ def test_compare_tiny_study_writes_a_consistent_report(cache, tmp_path):
     assert "| lad:js |" in text and "`lad:js` vs `grpo`" in text and "`lad:js` vs `flowrl`" in text
 
 
+def test_compare_rerun_reuses_finished_runs_and_resumes_an_unfinished_one(cache, tmp_path):
+    """A study killed mid-run is started again: finished runs are reused as they are, and a run with
+    checkpoints but no summary continues from its newest checkpoint instead of stopping at its folder."""
+    argv = ["--losses", "lad:js,grpo", "--seeds", "1", "--steps", "2", "--prompts-per-step", "2",
+            "--group-size", "2", "--eval-problems", "3", "--eval-samples", "2", "--max-new-tokens", "6",
+            "--warmup-steps", "3", "--warmup-batch", "4", "--checkpoint-every", "1", "--no-progress",
+            "--out", str(tmp_path / "study")]
+    assert cli.main(["compare", *argv]) == 0
+    runs = tmp_path / "study" / "runs"
+    finished = (runs / "lad-js" / "seed0" / "summary.json").read_text()
+    killed = runs / "grpo" / "seed0"
+    (killed / "summary.json").unlink()  # as if the study had been killed before this run ended
+    assert cli.main(["compare", *argv]) == 0
+    assert (runs / "lad-js" / "seed0" / "summary.json").read_text() == finished  # reused, not retrained
+    run_info = json.loads((killed / "run.json").read_text())
+    assert run_info.get("resumed") and run_info["resumed"][-1]["from_step"] == 2
+    assert (killed / "summary.json").is_file()
+
+
 def test_compare_arms_for_ablations():
     base = compare.parse(["--steps", "1"])[1]
     arms = compare.arms_of(compare.CompareConfig(losses="lad:js,grpo", etas="0.1,1", updates="1,4"), base)
