@@ -70,7 +70,7 @@ def build_parser(prog: str = "python -m ladtrain train", cls: type = TrainConfig
         else:
             kw["type"] = _converter(f.name, cls)
             kw["metavar"] = "|".join(f.metadata["choices"]) if "choices" in f.metadata else base.__name__.upper()
-        parser.add_argument(flag(f.name), **kw)
+        parser.add_argument(flag(f.name), *f.metadata.get("aliases", ()), **kw)
     return parser
 
 

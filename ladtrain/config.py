@@ -43,7 +43,7 @@ class TrainConfig:
     adv_scale: str = _f("group_std", "advantage scale: group std (GRPO), batch std, or none (centring only)",
                         choices=("group_std", "batch_std", "none"))
     # --- RL loop
-    steps: int = _f(200, "RL steps (one rollout each)")
+    steps: int = _f(200, "RL steps (one rollout each); also --max-steps (TRL's name)", aliases=("--max-steps",))
     prompts_per_step: int = _f(16, "prompts per rollout")
     group_size: int = _f(8, "completions sampled per prompt (G >= 2)")
     updates_per_rollout: int = _f(1, "optimizer updates on each rollout (1 = on-policy)")

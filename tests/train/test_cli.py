@@ -102,3 +102,11 @@ def test_train_accepts_any_local_hf_model_folder(capsys, cache, tmp_path, tiny):
     assert code == 0, err
     assert (tmp_path / "run" / "summary.json").is_file()
     assert not (cache / "base").exists()  # no warm-up for a user model
+
+
+def test_max_steps_is_an_alias_of_steps():
+    """TRL users type --max-steps; it sets the same field as --steps (one field, one help text)."""
+    from ladtrain.cli import parse_config
+
+    assert parse_config(["--max-steps", "1"]).steps == 1
+    assert parse_config(["--steps", "3"]).steps == 3
