@@ -78,44 +78,20 @@ def _is_torch(x: Array) -> bool:
     return isinstance(x, torch.Tensor)
 
 
-def _exp(x):
-    return torch.exp(x) if _is_torch(x) else np.exp(x)
+def _dual(numpy_fn: Callable, torch_fn: Callable) -> Callable:
+    """One elementary function for numpy arrays and torch tensors alike (dispatch on the argument)."""
+    return lambda x: torch_fn(x) if _is_torch(x) else numpy_fn(x)
 
 
-def _expm1(x):
-    return torch.expm1(x) if _is_torch(x) else np.expm1(x)
-
-
-def _log(x):
-    return torch.log(x) if _is_torch(x) else np.log(x)
-
-
-def _softplus(x):
-    """log(1 + e^x), stable for both signs and exact to float precision (torch's own softplus switches
-    to the identity above x = 20, an absolute error of e^-20 that the spec tests would catch)."""
-    if _is_torch(x):
-        return torch.logaddexp(torch.zeros_like(x), x)
-    return np.logaddexp(0.0, x)
-
-
-def _sign(x):
-    return torch.sign(x) if _is_torch(x) else np.sign(x)
-
-
-def _abs(x):
-    return torch.abs(x) if _is_torch(x) else np.abs(x)
-
-
-def _cosh(x):
-    return torch.cosh(x) if _is_torch(x) else np.cosh(x)
-
-
-def _sinh(x):
-    return torch.sinh(x) if _is_torch(x) else np.sinh(x)
-
-
-def _logaddexp(a, b):
-    return torch.logaddexp(a, b) if _is_torch(a) or _is_torch(b) else np.logaddexp(a, b)
+_exp = _dual(np.exp, torch.exp)
+_expm1 = _dual(np.expm1, torch.expm1)
+_log = _dual(np.log, torch.log)
+_sign = _dual(np.sign, torch.sign)
+_abs = _dual(np.abs, torch.abs)
+_sinh = _dual(np.sinh, torch.sinh)
+# log(1 + e^x), stable for both signs and exact to float precision (torch's own softplus switches to the
+# identity above x = 20, an absolute error of e^-20 that the spec tests would catch).
+_softplus = _dual(lambda x: np.logaddexp(0.0, x), lambda x: torch.logaddexp(torch.zeros_like(x), x))
 
 
 _LN2 = math.log(2.0)
@@ -466,14 +442,14 @@ def _as_expr(expr: sp.Expr | str) -> sp.Expr:
 _DUAL_NAMESPACE = {
     "exp": _exp,
     "log": _log,
-    "sqrt": lambda x: torch.sqrt(x) if _is_torch(x) else np.sqrt(x),
+    "sqrt": _dual(np.sqrt, torch.sqrt),
     "Abs": _abs,
     "sign": _sign,
-    "sin": lambda x: torch.sin(x) if _is_torch(x) else np.sin(x),
-    "cos": lambda x: torch.cos(x) if _is_torch(x) else np.cos(x),
-    "tanh": lambda x: torch.tanh(x) if _is_torch(x) else np.tanh(x),
+    "sin": _dual(np.sin, torch.sin),
+    "cos": _dual(np.cos, torch.cos),
+    "tanh": _dual(np.tanh, torch.tanh),
     "sinh": _sinh,
-    "cosh": _cosh,
+    "cosh": _dual(np.cosh, torch.cosh),
     "pi": math.pi,
     "E": math.e,
 }

@@ -24,6 +24,13 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
 
+def check_model(model: str) -> None:
+    """``--model`` is ``builtin`` or a folder with a Hugging Face ``config.json`` (ConfigError otherwise)."""
+    if model != "builtin" and not (Path(model) / "config.json").is_file():
+        what = "does not exist" if not Path(model).exists() else "has no config.json"
+        raise ConfigError(f"--model: {model} {what} (expected 'builtin' or a Hugging Face model folder)")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # --- what to train
@@ -119,9 +126,7 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(f"{flag(f.name)} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
-        if self.model != "builtin" and not (Path(self.model) / "config.json").is_file():
-            what = "does not exist" if not Path(self.model).exists() else "has no config.json"
-            raise ConfigError(f"--model: {self.model} {what} (expected 'builtin' or a Hugging Face model folder)")
+        check_model(self.model)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,9 +166,7 @@ class EvalConfig:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
         if self.split not in ("test", "train"):
             raise ConfigError(f"--split must be test or train, got {self.split!r}")
-        if self.model != "builtin" and not (Path(self.model) / "config.json").is_file():
-            what = "does not exist" if not Path(self.model).exists() else "has no config.json"
-            raise ConfigError(f"--model: {self.model} {what} (expected 'builtin' or a Hugging Face model folder)")
+        check_model(self.model)
         return self
 
     def to_dict(self) -> dict[str, Any]:
