@@ -136,9 +136,16 @@ def maximise(pi_old: np.ndarray, A: np.ndarray, eta: float, direction: str, *,
         val, v = fun(log_pi)
         return -float(val), -pi * (v - pi @ v)
 
-    res = minimize(neg, np.zeros_like(A), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 3000, "ftol": 0.0, "gtol": 1e-12, "maxcor": 30})
-    return softmax(res.x)
+    theta = np.zeros_like(A)  # the uniform distribution
+    for _ in range(4):
+        res = minimize(neg, theta, jac=True, method="L-BFGS-B",
+                       options={"maxiter": 3000, "ftol": 0.0, "gtol": 1e-12, "maxcor": 30})
+        pi = softmax(res.x)
+        # The softmax gradient pi (v - <pi, v>) vanishes where L-BFGS has driven an entry to ~1e-12, so it
+        # can stop there. Restart from pi mixed with 1% uniform: from an interior point the strictly concave
+        # objective is climbed again; a restart that ends where it started changes nothing.
+        theta = np.log(0.99 * pi + 0.01 / len(A))
+    return pi
 
 
 def argmax_separable(slope, n: int) -> np.ndarray:
