@@ -272,7 +272,7 @@ def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
     """One RL step of the trainer, timed phase by phase. Returns the metrics row."""
     import torch
 
-    from ladtrain import distributed, losses, models
+    from ladtrain import distributed, losses, models, trainer
     from ladtrain.advantages import group_advantages
     from ladtrain.losses import LossInputs
     from ladtrain.rollout import token_logprobs
@@ -320,14 +320,7 @@ def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
         st.schedule.step()
     with clock.phase("bookkeeping"):
         row = {
-            "reward_mean": float(torch.nanmean(rewards)) if bool(scored.any()) else math.nan,
-            "loss": loss.item(),
-            "reward_std": float(rewards_filled.std()),
-            "solved_groups": float((rewards_filled.view(-1, G).max(dim=1).values >= 1.0).float().mean()),
-            "completion_len": float(rollout.lengths.float().mean()),
-            "unscored": int((~scored).sum()),
-            "grad_norm": float(grad_norm),
-            "lr": st.schedule.get_last_lr()[0],
+            **trainer.step_stats(rewards, rewards_filled, scored, G, rollout, loss, grad_norm, st.schedule),
             **{k: float(v) for k, v in terms.items()},
         }
         io.StringIO().write(json.dumps(row) + "\n")

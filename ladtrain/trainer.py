@@ -136,6 +136,21 @@ def lr_lambda(cfg: TrainConfig):
     return factor
 
 
+def step_stats(rewards, rewards_filled, scored, G: int, rollout, loss, grad_norm, schedule) -> dict[str, Any]:
+    """The per-step numbers of ``metrics.jsonl`` that describe the rollout and the update (also used by
+    ``benchmarks/step_profile.py``, so the benchmark's bookkeeping is the trainer's own)."""
+    return {
+        "reward_mean": float(torch.nanmean(rewards)) if bool(scored.any()) else math.nan,
+        "loss": loss.item(),
+        "reward_std": float(rewards_filled.std()),
+        "solved_groups": float((rewards_filled.view(-1, G).max(dim=1).values >= 1.0).float().mean()),
+        "completion_len": float(rollout.lengths.float().mean()),
+        "unscored": int((~scored).sum()),
+        "grad_norm": float(grad_norm),
+        "lr": schedule.get_last_lr()[0],
+    }
+
+
 # --------------------------------------------------------------------------------------------------
 # Evaluation on held-out prompts
 
@@ -325,14 +340,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             # 6. log
             row = {
                 "step": step,
-                "reward_mean": float(torch.nanmean(rewards)) if bool(scored.any()) else math.nan,
-                "loss": loss.item(),
-                "reward_std": float(rewards_filled.std()),
-                "solved_groups": float((rewards_filled.view(-1, G).max(dim=1).values >= 1.0).float().mean()),
-                "completion_len": float(rollout.lengths.float().mean()),
-                "unscored": int((~scored).sum()),
-                "grad_norm": float(grad_norm),
-                "lr": schedule.get_last_lr()[0],
+                **step_stats(rewards, rewards_filled, scored, G, rollout, loss, grad_norm, schedule),
                 "seconds": time.time() - t_rl,
                 "step_seconds": time.time() - t_step,
                 "update_seconds": update_seconds,
