@@ -110,5 +110,5 @@ def get_task(spec: str, **options) -> Task:
         raise TaskError(f"task spec {spec!r}: unknown option {bad}") from None
 
 
-__all__ = ["REASONS", "Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "parse_spec", "parse_value",
-           "reason_counts", "score_all", "score_completions"]
+__all__ = ["REASONS", "Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "parse_spec",
+           "parse_value", "reason_counts", "score_all", "score_completions"]

@@ -108,10 +108,12 @@ def score_all(task: Task, problems: Sequence[Problem], completions: Sequence[str
 
 
 def score_completions(task: Task, problems: Sequence[Problem], completions: Sequence[str],
-                      truncated: Sequence[bool] | None = None, truncation: str = "zero") -> list[Score]:
+                      truncated: Sequence[bool] | None = None, truncation: str = "zero",
+                      scorer=None) -> list[Score]:
     """Score a rollout under the truncation policy: with ``truncation="zero"`` (default) every completion
     whose ``truncated`` flag is set scores 0 with reason ``truncated`` and is never shown to the scorer;
-    ``"score"`` scores it as any other. The others go through :func:`score_all` in one batch."""
+    ``"score"`` scores it as any other. The others go, in one batch, through ``scorer(problems,
+    completions)`` (default: :func:`score_all` on ``task``)."""
     if truncation not in TRUNCATION:
         raise ValueError(f"truncation must be one of {', '.join(TRUNCATION)}, got {truncation!r}")
     n = len(completions)
@@ -119,9 +121,10 @@ def score_completions(task: Task, problems: Sequence[Problem], completions: Sequ
     if len(cut) != n or len(problems) != n:
         raise ValueError(f"{len(problems)} problems, {n} completions and {len(cut)} truncation flags")
     keep = [i for i in range(n) if not cut[i]]
-    scored = iter(score_all(task, [problems[i] for i in keep], [completions[i] for i in keep]) if keep else [])
-    return [Score(0.0, None, "cut at max_new_tokens: no final answer", "truncated") if cut[i] else next(scored)
-            for i in range(n)]
+    run = scorer or (lambda ps, cs: score_all(task, ps, cs))
+    scored = iter(run([problems[i] for i in keep], [completions[i] for i in keep]) if keep else [])
+    cut_score = Score(0.0, None, "cut at max_new_tokens: no final answer", "truncated")
+    return [cut_score if cut[i] else next(scored) for i in range(n)]
 
 
 def reason_counts(scores: Sequence[Score]) -> dict[str, int]:

@@ -182,5 +182,5 @@ def make_jsonl(arg: str | None = None, **options) -> CodeTask:
     return _task(f"code_jsonl:{arg}", load_code_problems(Path(arg)), options)
 
 
-__all__ = ["CodeOptions", "CodeTask", "completion_code", "reason_of", "load_code_problems", "make_humaneval", "make_jsonl",
-           "program"]
+__all__ = ["CodeOptions", "CodeTask", "completion_code", "load_code_problems", "make_humaneval", "make_jsonl",
+           "program", "reason_of"]

@@ -268,4 +268,5 @@ def make(arg: str | None = None, **options) -> CountdownTask:
     return CountdownTask(**options)
 
 
-__all__ = ["PROMPT", "STYLES", "WORDED", "CountdownTask", "ExpressionError", "make", "parse", "render", "solutions_by_target", "terms_of"]
+__all__ = ["PROMPT", "STYLES", "WORDED", "CountdownTask", "ExpressionError", "make", "parse", "render",
+           "solutions_by_target", "terms_of"]

@@ -1,9 +1,10 @@
 """Any ``reasoning-gym`` generator as a task, scored by that generator's own ``score_answer``.
 
 Spec: ``reasoning_gym:NAME[,KEY=VALUE]...``. The keys ``size`` (train problems, default 1000),
-``test_size`` (default 200), ``seed`` (default 0), ``instruction`` and ``instruction_file`` are ours; every other key goes to
-the generator's config class (for example ``reasoning_gym:basic_arithmetic,max_terms=4``), which
-validates it; a bad key or value is a one-line :class:`~ladtrain.tasks.TaskError`.
+``test_size`` (default 200), ``seed`` (default 0), ``instruction`` and ``instruction_file`` are ours;
+every other key goes to the generator's config class (for example
+``reasoning_gym:basic_arithmetic,max_terms=4``), which validates it; a bad key or value is a one-line
+:class:`~ladtrain.tasks.TaskError`.
 
 * **Split**: train is generated with ``seed``, test with ``seed + 1_000_003``; test problems whose question
   also occurs in train are dropped, so the splits are disjoint.
@@ -204,11 +205,13 @@ def make(arg: str | None = None, size: int = 1000, test_size: int = 200, seed: i
     for key, value in (("size", size), ("test_size", test_size), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key != "seed" else 0):
             raise TaskError(f"{spec}: option {key}={value!r} must be a positive integer")
-    text = instruction_text("auto" if instruction == INSTRUCTION else str(instruction), instruction_file, spec)
+    given = "auto" if instruction == INSTRUCTION else str(instruction)
+    text = instruction_text(given, instruction_file, spec)
     text = INSTRUCTION if text is None else text
     train_ds = _dataset(arg, spec, size=size, seed=seed, **config)
     test_ds = _dataset(arg, spec, size=test_size, seed=seed + _TEST_SEED_OFFSET, **config)
-    train = tuple(Problem(f"{arg}/train/{i}", with_instruction(e["question"], text), e, {"answer": e["answer"]})
+    train = tuple(Problem(f"{arg}/train/{i}", with_instruction(e["question"], text), e,
+                          {"answer": e["answer"]})
                   for i, e in enumerate(train_ds))
     seen = {p.reference["question"] for p in train}
     test = tuple(Problem(f"{arg}/test/{i}", with_instruction(e["question"], text), e, {"answer": e["answer"]})

@@ -109,14 +109,20 @@ REFERENCE_EXTRACTORS: dict[str, Callable[[str], str | None]] = {
 
 
 def _verify(gold: str, pred: str, timeout: int | None) -> bool | str:
-    """True/False, or ``"unparsable"`` when math-verify cannot read one side and the texts differ."""
+    """True/False, or ``"unparsable"`` when math-verify cannot read the answer as maths (it parses to
+    nothing, or only to its raw text, while the reference is maths) and it is not equivalent to it."""
     from math_verify import parse, verify
 
     kw = {"parsing_timeout": timeout}
     g, p = parse(f"${gold}$", **kw), parse(f"${pred}$", **kw)
     if not g or not p:
         return True if gold.strip() == pred.strip() else "unparsable"
-    return bool(verify(g, p, timeout_seconds=timeout))
+    if verify(g, p, timeout_seconds=timeout):
+        return True
+    def text_only(parsed) -> bool:  # math-verify gives back only the raw text: not maths
+        return all(isinstance(x, str) for x in parsed)
+
+    return "unparsable" if text_only(p) and not text_only(g) else False
 
 
 _POOL: list[ProcessPoolExecutor] = []
@@ -313,5 +319,6 @@ def make(arg: str | None = None, **options) -> MathTask:
     return MathTask(f"jsonl:{arg}", tuple(train), tuple(test), opts)
 
 
-__all__ = ["EXTRACTORS", "INSTRUCTIONS", "SEPARATOR", "MathOptions", "MathTask", "equivalent", "extract_boxed",
-           "extract_hash", "extract_last_number", "instruction_text", "load_problems", "make", "with_instruction"]
+__all__ = ["EXTRACTORS", "INSTRUCTIONS", "SEPARATOR", "MathOptions", "MathTask", "equivalent",
+           "extract_boxed", "extract_hash", "extract_last_number", "instruction_text", "load_problems",
+           "make", "with_instruction"]
