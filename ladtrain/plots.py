@@ -17,12 +17,25 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
 
 
 def learning_curves(rows: Sequence[dict], path: str | Path, title: str = "", reference: dict | None = None) -> Path:
-    """PNG with training reward, loss and completion length per step (raw and a moving average).
-    ``reference`` maps a label to a held-out accuracy drawn as a horizontal line on the reward panel."""
+    """Write :func:`figure` to ``path`` (PNG)."""
+    fig = figure(rows, title, reference)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure(rows: Sequence[dict], title: str = "", reference: dict | None = None):
+    """The figure with training reward, loss and completion length per step (raw and a moving average).
+    ``reference`` maps a label to a held-out accuracy drawn as a horizontal line on the reward panel.
+    Steps are whole numbers on the axis; the legend sits below the panels, so it covers no line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     steps = [r["step"] for r in rows]
     window = max(1, len(rows) // 20)
@@ -33,17 +46,16 @@ def learning_curves(rows: Sequence[dict], path: str | Path, title: str = "", ref
         ax.plot(steps, values, color="0.75", lw=0.8, label="per step")
         ax.plot(steps, _smooth(values, window), color="C0", lw=1.8, label=f"mean of {window}")
         ax.set_xlabel("RL step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label)
         ax.grid(alpha=0.3)
     for i, (name, value) in enumerate((reference or {}).items()):
         axes[0].axhline(value, color=f"C{i + 1}", ls="--", lw=1.2, label=f"{name} (held-out)")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-__all__ = ["learning_curves"]
+__all__ = ["figure", "learning_curves"]
