@@ -26,8 +26,8 @@ CONSECUTIVE_STEPS = 10
 ZERO_ADV_SHARE = 0.95
 
 CAUSES: dict[str, str] = {
-    "no_tag": "no completion contained the answer marker the scorer reads (<answer> tags, \\boxed{} or ####): "
-              "ask for it (the task's instruction=..., instruction_file=...) or use a chat model",
+    "no_tag": "no completion contained the answer marker the scorer reads (<answer> tags, \\boxed{} or "
+    "####): ask for it (the task's instruction=..., instruction_file=...) or use a chat model",
     "no_answer": "the scorer found nothing to read as an answer in the completions",
     "unparsable": "the answers could not be parsed by the scorer",
     "truncated": "the completions were cut at --max-new-tokens before an answer: raise --max-new-tokens",
@@ -76,7 +76,7 @@ class SignalWatch:
         them), prompt-major groups of ``group_size``; ``reasons`` (B,) the verifier's."""
         self.seen += 1
         values = [float(r) for r in rewards]
-        groups = [values[i:i + group_size] for i in range(0, len(values), group_size)]
+        groups = [values[i : i + group_size] for i in range(0, len(values), group_size)]
         all_equal = len(set(values)) <= 1
         flat = sum(len(set(g)) <= 1 for g in groups) >= self.share * max(1, len(groups))
         if self.seen == self.equal_steps + 1 and all_equal:
@@ -86,25 +86,44 @@ class SignalWatch:
         if self.fired is not None:
             return None
         if self.seen == self.first_steps and self.equal_steps == self.first_steps:
-            what = (f"every reward of each of the first {self.first_steps} steps was the same ({values[0]:g}): "
-                    "every advantage is zero and the updates change nothing")
+            what = (
+                f"every reward of each of the first {self.first_steps} steps was the same ({values[0]:g}): "
+                "every advantage is zero and the updates change nothing"
+            )
         elif self.flat_steps >= self.consecutive:
-            what = (f"on {self.flat_steps} consecutive steps at least {self.share:.0%} of the groups had equal "
-                    "rewards (zero advantage): almost no learning signal")
+            what = (
+                f"on {self.flat_steps} consecutive steps at least {self.share:.0%} of the groups had equal "
+                "rewards (zero advantage): almost no learning signal"
+            )
         else:
             return None
-        self.fired = (f"no learning signal: {what}. Reasons: {breakdown(self.reasons)}. Likely cause: "
-                      f"{likely_cause(self.reasons)}; see samples.jsonl")
+        self.fired = (
+            f"no learning signal: {what}. Reasons: {breakdown(self.reasons)}. Likely cause: "
+            f"{likely_cause(self.reasons)}; see samples.jsonl"
+        )
         return self.fired
 
     def state_dict(self) -> dict:
-        return {"equal_steps": self.equal_steps, "flat_steps": self.flat_steps, "reasons": dict(self.reasons),
-                "fired": self.fired, "seen": self.seen}
+        return {
+            "equal_steps": self.equal_steps,
+            "flat_steps": self.flat_steps,
+            "reasons": dict(self.reasons),
+            "fired": self.fired,
+            "seen": self.seen,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.equal_steps, self.flat_steps = state["equal_steps"], state["flat_steps"]
         self.reasons, self.fired, self.seen = Counter(state["reasons"]), state["fired"], state["seen"]
 
 
-__all__ = ["CAUSES", "CONSECUTIVE_STEPS", "FIRST_STEPS", "NoSignalWarning", "SignalWatch", "ZERO_ADV_SHARE",
-           "breakdown", "likely_cause"]
+__all__ = [
+    "CAUSES",
+    "CONSECUTIVE_STEPS",
+    "FIRST_STEPS",
+    "NoSignalWarning",
+    "SignalWatch",
+    "ZERO_ADV_SHARE",
+    "breakdown",
+    "likely_cause",
+]

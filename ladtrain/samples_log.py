@@ -69,12 +69,25 @@ def _number(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def records(*, kind: str, step: int, problem_ids: Sequence[str], prompts: Sequence[str],
-            completions: Sequence[str], answers: Sequence[str | None], rewards: Sequence[float | None],
-            correct: Sequence[float | None], reasons: Sequence[str], truncated: Sequence[bool],
-            lengths: Sequence[int], group_size: int, advantages: Sequence[float] | None = None,
-            components: dict[str, Sequence[float | None]] | None = None, eval_name: str | None = None,
-            rows: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def records(
+    *,
+    kind: str,
+    step: int,
+    problem_ids: Sequence[str],
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    answers: Sequence[str | None],
+    rewards: Sequence[float | None],
+    correct: Sequence[float | None],
+    reasons: Sequence[str],
+    truncated: Sequence[bool],
+    lengths: Sequence[int],
+    group_size: int,
+    advantages: Sequence[float] | None = None,
+    components: dict[str, Sequence[float | None]] | None = None,
+    eval_name: str | None = None,
+    rows: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
     """The records of the given ``rows`` (default: all) of one rollout. ``prompts`` has one entry per
     row (the rendered prompt of its problem); ``group_size`` numbers each row within its problem."""
     rows = range(len(completions)) if rows is None else rows
@@ -83,11 +96,20 @@ def records(*, kind: str, step: int, problem_ids: Sequence[str], prompts: Sequen
         prompt, clipped_p = _clip(prompts[i])
         completion, clipped_c = _clip(completions[i])
         rec: dict[str, Any] = {
-            "kind": kind, "step": step, "eval": eval_name, "problem_id": problem_ids[i], "sample": i % group_size,
-            "prompt": prompt, "completion": completion, "answer": answers[i], "reward": _number(rewards[i]),
-            "correct": _number(correct[i]), "reason": reasons[i],
+            "kind": kind,
+            "step": step,
+            "eval": eval_name,
+            "problem_id": problem_ids[i],
+            "sample": i % group_size,
+            "prompt": prompt,
+            "completion": completion,
+            "answer": answers[i],
+            "reward": _number(rewards[i]),
+            "correct": _number(correct[i]),
+            "reason": reasons[i],
             "advantage": None if advantages is None else _number(advantages[i]),
-            "truncated": bool(truncated[i]), "completion_tokens": int(lengths[i]),
+            "truncated": bool(truncated[i]),
+            "completion_tokens": int(lengths[i]),
         }
         if components and len(components) > 1:
             rec["rewards"] = {name: _number(v[i]) for name, v in components.items()}
@@ -101,8 +123,12 @@ class SamplesLog:
     """Appends records to ``RUN/samples.jsonl`` (flushed after each batch); see the module docstring.
     ``path=None`` (ranks other than 0) writes nothing."""
 
-    def __init__(self, path: str | Path | None, per_step_count: int | None = DEFAULT_PER_STEP,
-                 max_train_bytes: int = MAX_TRAIN_BYTES):
+    def __init__(
+        self,
+        path: str | Path | None,
+        per_step_count: int | None = DEFAULT_PER_STEP,
+        max_train_bytes: int = MAX_TRAIN_BYTES,
+    ):
         self.path = None if path is None else Path(path)
         self.per_step = per_step_count
         self.max_train_bytes = max_train_bytes
@@ -131,11 +157,23 @@ class SamplesLog:
                     continue
                 if self.size() + sum(len(x) for x in lines) >= self.max_train_bytes:
                     self.capped = True
-                    lines.append(json.dumps({"kind": "cap", "step": rec["step"], "bytes": self.max_train_bytes,
-                                             "note": "no more RL samples are logged (size cap); evaluation "
-                                                     "samples still are"}) + "\n")
-                    warnings.warn(f"{self.path}: reached its cap of {self.max_train_bytes / 2**20:g} MiB: no more "
-                                  "RL samples are logged (evaluation samples still are)", stacklevel=2)
+                    lines.append(
+                        json.dumps(
+                            {
+                                "kind": "cap",
+                                "step": rec["step"],
+                                "bytes": self.max_train_bytes,
+                                "note": "no more RL samples are logged (size cap); evaluation "
+                                "samples still are",
+                            }
+                        )
+                        + "\n"
+                    )
+                    warnings.warn(
+                        f"{self.path}: reached its cap of {self.max_train_bytes / 2**20:g} MiB: no more "
+                        "RL samples are logged (evaluation samples still are)",
+                        stacklevel=2,
+                    )
                     continue
             lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
         from ladtrain.checkpoint import CheckpointError
@@ -173,5 +211,14 @@ def read(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-__all__ = ["DEFAULT_PER_STEP", "FILE", "MAX_TEXT_CHARS", "MAX_TRAIN_BYTES", "SamplesLog", "SamplesLogError",
-           "per_step", "read", "records"]
+__all__ = [
+    "DEFAULT_PER_STEP",
+    "FILE",
+    "MAX_TEXT_CHARS",
+    "MAX_TRAIN_BYTES",
+    "SamplesLog",
+    "SamplesLogError",
+    "per_step",
+    "read",
+    "records",
+]

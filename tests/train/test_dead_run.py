@@ -56,8 +56,10 @@ def test_the_watch_resumes_where_it_was():
     assert b.step([0.0] * 8, G, ["no_tag"] * 8) is not None
 
 
-@pytest.mark.parametrize("reason, words", [("truncated", "--max-new-tokens"), ("correct", "too easy"),
-                                           ("reward_error", "reward function")])
+@pytest.mark.parametrize(
+    "reason, words",
+    [("truncated", "--max-new-tokens"), ("correct", "too easy"), ("reward_error", "reward function")],
+)
 def test_likely_causes(reason, words):
     from collections import Counter
 

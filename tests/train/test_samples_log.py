@@ -11,10 +11,22 @@ from ladtrain.samples_log import SamplesLog, SamplesLogError, per_step, records
 
 
 def _recs(kind="train", step=1, n=4, text="x", eval_name=None):
-    return records(kind=kind, step=step, problem_ids=[f"p{i // 2}" for i in range(n)], prompts=["P"] * n,
-                   completions=[text] * n, answers=["1"] * n, rewards=[1.0] * n, correct=[1.0] * n,
-                   reasons=["correct"] * n, truncated=[False] * n, lengths=[3] * n, group_size=2,
-                   advantages=None if kind == "eval" else [0.5] * n, eval_name=eval_name)
+    return records(
+        kind=kind,
+        step=step,
+        problem_ids=[f"p{i // 2}" for i in range(n)],
+        prompts=["P"] * n,
+        completions=[text] * n,
+        answers=["1"] * n,
+        rewards=[1.0] * n,
+        correct=[1.0] * n,
+        reasons=["correct"] * n,
+        truncated=[False] * n,
+        lengths=[3] * n,
+        group_size=2,
+        advantages=None if kind == "eval" else [0.5] * n,
+        eval_name=eval_name,
+    )
 
 
 def test_per_step_values():
@@ -28,13 +40,39 @@ def test_per_step_values():
 def test_record_fields_and_clipping():
     long = "y" * (samples_log.MAX_TEXT_CHARS + 5)
     rec = _recs(text=long, n=2)[1]
-    assert set(rec) >= {"kind", "step", "eval", "problem_id", "sample", "prompt", "completion", "answer", "reward",
-                        "correct", "reason", "advantage", "truncated", "completion_tokens"}
+    assert set(rec) >= {
+        "kind",
+        "step",
+        "eval",
+        "problem_id",
+        "sample",
+        "prompt",
+        "completion",
+        "answer",
+        "reward",
+        "correct",
+        "reason",
+        "advantage",
+        "truncated",
+        "completion_tokens",
+    }
     assert rec["sample"] == 1 and rec["problem_id"] == "p0" and rec["advantage"] == 0.5
     assert len(rec["completion"]) == samples_log.MAX_TEXT_CHARS and rec["clipped"] is True
-    nan = records(kind="train", step=1, problem_ids=["a"], prompts=["p"], completions=["c"], answers=[None],
-                  rewards=[float("nan")], correct=[None], reasons=["reward_error"], truncated=[True], lengths=[9],
-                  group_size=1, advantages=[0.0])[0]
+    nan = records(
+        kind="train",
+        step=1,
+        problem_ids=["a"],
+        prompts=["p"],
+        completions=["c"],
+        answers=[None],
+        rewards=[float("nan")],
+        correct=[None],
+        reasons=["reward_error"],
+        truncated=[True],
+        lengths=[9],
+        group_size=1,
+        advantages=[0.0],
+    )[0]
     assert nan["reward"] is None and json.loads(json.dumps(nan)) == nan
 
 
@@ -66,7 +104,9 @@ def test_drop_after_keeps_base_eval_and_steps_up_to_the_checkpoint(tmp_path):
         f.write('{"kind": "train", "st')  # a torn line from a killed writer
     log.drop_after(2)
     rows = samples_log.read(path)
-    assert [(r["kind"], r["step"]) for r in rows] == [("eval", 0)] * 4 + [("train", 1)] * 4 + [("train", 2)] * 4
+    assert [(r["kind"], r["step"]) for r in rows] == [("eval", 0)] * 4 + [("train", 1)] * 4 + [
+        ("train", 2)
+    ] * 4
 
 
 def test_no_path_writes_nothing(tmp_path):
