@@ -96,7 +96,7 @@ def eval_main(argv: Sequence[str]) -> int:
 
     import torch
 
-    from ladtrain import models, trainer
+    from ladtrain import distributed, models, trainer
 
     parser = build_parser("python -m ladtrain eval", EvalConfig, (EvalConfig.__doc__ or "").strip())
     cfg = EvalConfig(**vars(parser.parse_args(list(argv)))).validate()
@@ -112,7 +112,7 @@ def eval_main(argv: Sequence[str]) -> int:
                                                  cfg.resolved_cache(), progress=cfg.progress)
     else:
         model, tokenizer = models.load(cfg.model)
-    model.to(trainer.pick_device(cfg.device)).eval()
+    model.to(distributed.pick_device(cfg.device)).eval()
     result = trainer.evaluate(model, tokenizer, task, problems, samples=cfg.k, temperature=cfg.temperature,
                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=cfg.progress)
     print(f"{cfg.model} on {cfg.task} ({cfg.split}): {len(problems)} problems x {cfg.k} samples, "
@@ -132,12 +132,13 @@ def eval_main(argv: Sequence[str]) -> int:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean a user mistake (one line, exit 2)."""
     from ladtheory.divergences import DivergenceError
+    from ladtrain.atomic import WriteError
     from ladtrain.checkpoint import CheckpointError
     from ladtrain.losses import LossError
     from ladtrain.models import ModelError
     from ladtrain.tasks import TaskError
 
-    return (ConfigError, CheckpointError, DivergenceError, LossError, ModelError, TaskError)
+    return (ConfigError, CheckpointError, DivergenceError, LossError, ModelError, TaskError, WriteError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
