@@ -115,6 +115,14 @@ def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[st
     return final
 
 
+def remove_all(run: str | Path) -> None:
+    """Remove ``RUN/checkpoints/`` (a finished run's resumable states; its final model is
+    ``RUN/checkpoint/``)."""
+    folder = Path(run) / CHECKPOINTS
+    if folder.is_dir():
+        atomic.remove_folder(folder)
+
+
 def complete_checkpoints(run: str | Path) -> list[Path]:
     """Checkpoint folders that carry a manifest, oldest first (hidden temporary folders are ignored)."""
     folder = Path(run) / CHECKPOINTS
@@ -191,17 +199,40 @@ def _tupled(x: Any) -> Any:
     return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
 
 
+def stored_optimizer_state(optimizer, how: str = "full") -> dict[str, Any] | None:
+    """The optimizer's state dict as a checkpoint stores it: ``full`` (exact), ``bf16`` (every floating
+    state tensor but ``step`` in bfloat16: about half the size of fp32 AdamW state; a resume loads it back
+    into the parameters' dtype, so the moments carry bf16 rounding and the resumed run is close to the
+    uninterrupted one, not equal) or ``none`` (None: the resumed optimizer starts from zero moments, as a
+    fresh AdamW does; not exactly resumable)."""
+    import torch
+
+    if how == "none":
+        return None
+    state = optimizer.state_dict()
+    if how == "full":
+        return state
+    if how != "bf16":
+        raise ValueError(f"optimizer state must be full, bf16 or none, got {how!r}")
+    cast = {k: {name: (v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and name != "step"
+                       else v) for name, v in per.items()} for k, per in state["state"].items()}
+    return {**state, "state": cast}
+
+
 def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler, data_rng: random.Random,
-                  faults, extra: dict[str, Any], keep: int = 2, modules: dict[str, Any] | None = None) -> Path:
-    """The whole training state after RL step ``step``: model, tokenizer, optimizer, scheduler, the global
-    RNG states (python, numpy, torch), the prompt sampler's RNG state (the data position), the fault
-    counters, the state dicts of any other trained ``modules`` (FlowRL's log Z head) and ``extra`` (JSON:
-    base evaluation, timings). See :func:`save_state`."""
+                  faults, extra: dict[str, Any], keep: int = 2, modules: dict[str, Any] | None = None,
+                  optimizer_state: str = "full") -> Path:
+    """The whole training state after RL step ``step``: model, tokenizer, optimizer (as
+    :func:`stored_optimizer_state` stores it), scheduler, the global RNG states (python, numpy, torch), the prompt
+    sampler's RNG state (the data position), the fault counters, the state dicts of any other trained
+    ``modules`` (FlowRL's log Z head) and ``extra`` (JSON: base evaluation, timings). See :func:`save_state`."""
     rng = rng_state()
-    tensors = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng["tensors"],
+    how = optimizer_state
+    tensors = {"optimizer": stored_optimizer_state(optimizer, how), "scheduler": scheduler.state_dict(),
+               "rng": rng["tensors"],
                "modules": {name: m.state_dict() for name, m in (modules or {}).items()}}
     info = {"step": step, "data_position": _jsonable(data_rng.getstate()), "rng": rng["json"],
-            "faults": faults.state_dict(), **extra}
+            "faults": faults.state_dict(), "optimizer_state": how, **extra}
     return save_state(run, step, model, tokenizer, tensors=tensors, info=info, keep=keep)
 
 
@@ -249,7 +280,13 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
         if name not in tensors.get("modules", {}):
             raise CheckpointError(f"--resume: checkpoint {state.step} has no state for {name}")
         module.load_state_dict(tensors["modules"][name])
-    optimizer.load_state_dict(tensors["optimizer"])
+    if tensors["optimizer"] is not None:  # None: saved with --optimizer-state none (AdamW restarts at zero)
+        optimizer.load_state_dict(tensors["optimizer"])
+    else:
+        import warnings
+
+        warnings.warn(f"--resume: checkpoint {state.step} holds no optimizer state (--optimizer-state none): "
+                      "AdamW restarts from zero moments, so this run is not the uninterrupted one", stacklevel=2)
     scheduler.load_state_dict(tensors["scheduler"])
     set_rng_state({"json": info["rng"], "tensors": tensors["rng"]})
     data_rng.setstate(_tupled(info["data_position"]))
@@ -274,5 +311,5 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
 
 
 __all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "TrainingState", "clean_leftovers", "complete_checkpoints",
-           "latest_training", "load_state", "restore_training", "rng_state", "save_state", "save_training",
-           "set_rng_state", "step_folder", "verify"]
+           "latest_training", "load_state", "remove_all", "restore_training", "rng_state", "save_state",
+           "save_training", "set_rng_state", "step_folder", "stored_optimizer_state", "verify"]

@@ -67,6 +67,8 @@ def build_parser(prog: str = "python -m ladtrain train", cls: type = TrainConfig
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
         if base is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif base is tuple:  # repeatable: --reward a --reward b
+            kw.update(action="append", type=str, metavar="SPEC")
         else:
             kw["type"] = _converter(f.name, cls)
             kw["metavar"] = "|".join(f.metadata["choices"]) if "choices" in f.metadata else base.__name__.upper()
@@ -77,6 +79,8 @@ def build_parser(prog: str = "python -m ladtrain train", cls: type = TrainConfig
 def parse_config(argv: Sequence[str]) -> TrainConfig:
     ns = vars(build_parser().parse_args(list(argv)))
     config_file = ns.pop("config", None)
+    types = field_types(TrainConfig)
+    ns = {k: convert(k, v) if types[k][0] is tuple else v for k, v in ns.items()}
     return build(ns, config_file)
 
 
@@ -96,14 +100,13 @@ def eval_main(argv: Sequence[str]) -> int:
 
     import torch
 
-    from ladtrain import distributed, models, trainer
+    from ladtrain import distributed, models, prompts, samples_log, trainer
 
     parser = build_parser("python -m ladtrain eval", EvalConfig, (EvalConfig.__doc__ or "").strip())
     cfg = EvalConfig(**vars(parser.parse_args(list(argv)))).validate()
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     task = trainer.load_task(cfg)
-    problems = list(task.problems(cfg.split))[: cfg.problems or None]
-    if not problems:
+    if not list(task.problems(cfg.split)):
         raise ConfigError(f"--task {cfg.task}: the {cfg.split} split is empty")
     if cfg.model == models.BUILTIN:
         d = TrainConfig()
@@ -113,13 +116,25 @@ def eval_main(argv: Sequence[str]) -> int:
     else:
         model, tokenizer = models.load(cfg.model)
     model.to(distributed.pick_device(cfg.device)).eval()
+    task = trainer.for_model(cfg, task, tokenizer)  # a chat model gets the task's chat form
+    problems = list(task.problems(cfg.split))[: cfg.problems or None]
+    records: list | None = [] if cfg.samples else None
     result = trainer.evaluate(model, tokenizer, task, problems, samples=cfg.k, temperature=cfg.temperature,
-                              max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=cfg.progress)
+                              max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=cfg.progress,
+                              system=prompts.system_of(cfg), top_p=cfg.top_p, top_k=cfg.top_k,
+                              truncation=cfg.truncation, records=records, name="eval")
     print(f"{cfg.model} on {cfg.task} ({cfg.split}): {len(problems)} problems x {cfg.k} samples, "
           f"temperature {cfg.temperature}")
     for key, value in result.items():
         if isinstance(value, float) and key not in ("seconds", "accuracy"):
             print(f"  {key:<18} {value:.4f}")
+    print("  reasons            " + ", ".join(f"{r} {n}" for r, n in result["reasons"].items()))
+    if cfg.samples:
+        try:
+            open(cfg.samples, "w").close()
+        except OSError as err:
+            raise ConfigError(f"--samples: cannot write {cfg.samples}: {err.strerror or err}") from None
+        samples_log.SamplesLog(cfg.samples, 0).write(records)
     if cfg.out:
         try:
             with open(cfg.out, "w") as fh:

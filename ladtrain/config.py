@@ -38,7 +38,17 @@ class TrainConfig:
                                "Hugging Face causal-LM folder (its tokenizer and chat template are used)")
     task: str = _f("countdown", "task spec NAME or NAME:ARG (countdown, reasoning_gym:NAME, jsonl:FILE, humaneval, "
                                 "code_jsonl:FILE)")
-    reward: str | None = _f(None, "optional user reward 'module:function' replacing the task's scorer")
+    reward: tuple | None = _f(None, "training reward component, repeatable: task (the task's verifier), overlong[:N] "
+                                    "(DAPO's overlong penalty, buffer N tokens), or a TRL-style function "
+                                    "module:function / file.py:function (default: task alone; held-out accuracy is "
+                                    "always the verifier's)", multiple=True)
+    reward_weights: str | None = _f(None, "weights of the --reward components, e.g. 1,0.1 (default: 1 each)")
+    truncation: str = _f("zero", "what a completion cut at --max-new-tokens scores: zero (reason 'truncated', "
+                                 "its text is not scored) or score (scored as any other)", choices=("zero", "score"))
+    system_prompt: str | None = _f(None, "system message for a chat model: TEXT (\\n = newline), none (an empty "
+                                         "system message), or unset (the chat template's default)")
+    instruction_file: str | None = _f(None, "a file whose text is the task's answer instruction (the task option "
+                                            "instruction_file=; jsonl: and reasoning_gym: tasks)")
     # --- the loss
     loss: str = _f("lad", "loss: lad (= lad:js), lad:<divergence> (kl rkl js hellinger tv jeffreys pearson neyman "
                           "triangular alpha:<a>), grpo, dr_grpo, dapo, gspo, flowrl, ladw:<divergence> (ablation)")
@@ -57,15 +67,28 @@ class TrainConfig:
     lr: float = _f(1e-4, "AdamW learning rate for RL (on the built-in model 5e-4 and 1e-3 collapsed)")
     lr_schedule: str = _f("constant", "learning-rate schedule after the linear warm-up",
                           choices=("constant", "cosine"))
-    lr_warmup_steps: int = _f(5, "linear learning-rate warm-up, in optimizer updates")
+    lr_warmup_steps: int | None = _f(None, "linear learning-rate warm-up, in optimizer updates (default: 5 for "
+                                           "the built-in model; with --model PATH 1/40 of the run's updates, at "
+                                           "least 1)")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient-norm clip (0 = off)")
     temperature: float = _f(1.0, "sampling temperature for rollouts (log-probs use the same temperature)")
-    max_new_tokens: int = _f(16, "longest completion, in tokens")
+    top_p: float = _f(1.0, "nucleus sampling mass for rollouts and evaluation (1 = off; the loss's log-probs are "
+                           "the full tempered policy's, as in TRL)")
+    top_k: int = _f(0, "sample among the k most likely tokens, rollouts and evaluation (0 = off; log-probs as "
+                       "for --top-p)")
+    max_new_tokens: int | None = _f(None, "longest completion, in tokens (default: 16 for the built-in model, 256 "
+                                          "with --model PATH)")
+    log_samples: str = _f("4", "RL samples per step written to RUN/samples.jsonl (0 = none, all = every one); "
+                               "evaluation samples are always written")
+    stop_on_no_signal: bool = _f(False, "stop the run (after a checkpoint, exit 1) when the rewards carry no "
+                                        "learning signal (ladtrain/dead_run.py), instead of warning once")
     # --- evaluation (held-out split)
     eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)")
     eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)")
     eval_temperature: float = _f(1.0, "sampling temperature for evaluation")
+    eval_seed: int | None = _f(None, "seed of the evaluation's sampling stream, the same for base and trained "
+                                     "(default: --seed + 1; 'eval --seed S' reproduces it)")
     # --- built-in model warm-up (supervised, cached)
     warmup_steps: int = _f(600, "supervised warm-up steps of the built-in model (cached by settings)")
     warmup_batch: int = _f(64, "warm-up batch size")
@@ -88,7 +111,13 @@ class TrainConfig:
     out: str | None = _f(None, "run folder (default runs/<date>-<time>-<loss>)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint (model, optimizer, scheduler, RNG states, data "
                                    "position) in RUN/checkpoints/ every N RL steps and at the last one (0 = never)")
-    keep_checkpoints: int = _f(2, "resumable checkpoints kept (the newest ones)")
+    keep_checkpoints: int = _f(2, "resumable checkpoints kept while the run goes on (the newest ones)")
+    keep_resumable: bool = _f(False, "keep RUN/checkpoints/ once the run has finished (default: removed after "
+                                     "checkpoint/ and summary.json are written)")
+    optimizer_state: str = _f("full", "optimizer state in resumable checkpoints: full (exact resume), bf16 (half "
+                                      "the size; the resumed run is close, not exact) or none (smallest; AdamW "
+                                      "restarts from zero moments: not exactly resumable)",
+                              choices=("full", "bf16", "none"))
     resume: str | None = _f(None, "continue the run in this folder from its newest complete checkpoint; its "
                                   "config.json fixes every option except --progress, --threads and --device")
     cache_dir: str | None = _f(None, "cache for generated problems and warmed-up base models "
@@ -101,12 +130,27 @@ class TrainConfig:
     def resolved_cache(self) -> Path:
         return Path(self.cache_dir or os.environ.get("LADTRAIN_CACHE") or Path.home() / ".cache" / "ladtrain")
 
+    def resolved(self) -> TrainConfig:
+        """This configuration with the defaults that depend on the model filled in: ``max_new_tokens``
+        (16 for the built-in model, 256 for a Hugging Face folder) and ``lr_warmup_steps`` (5; with a
+        folder 1/40 of the run's optimizer updates, at least 1)."""
+        pretrained = self.model != "builtin"
+        values: dict[str, Any] = {}
+        if self.max_new_tokens is None:
+            values["max_new_tokens"] = 256 if pretrained else 16
+        if self.lr_warmup_steps is None:
+            updates = self.steps * self.updates_per_rollout
+            values["lr_warmup_steps"] = max(1, round(updates / 40)) if pretrained else 5
+        return replace(self, **values) if values else self
+
     def validate(self) -> TrainConfig:
-        """Check values that need no I/O beyond the model folder; return self. Raises ConfigError."""
+        """Check values that need no I/O beyond the model folder; return the configuration with its
+        model-dependent defaults filled in (:meth:`resolved`). Raises ConfigError."""
+        self = self.resolved()
         ints_at_least = {"steps": 1, "prompts_per_step": 1, "updates_per_rollout": 1, "max_new_tokens": 1,
                          "eval_samples": 1, "eval_problems": 0, "warmup_steps": 0, "warmup_batch": 1,
                          "lr_warmup_steps": 0, "threads": 0, "grad_accumulation": 1, "lora_r": 0,
-                         "checkpoint_every": 0, "keep_checkpoints": 1}
+                         "checkpoint_every": 0, "keep_checkpoints": 1, "top_k": 0}
         for name, low in ints_at_least.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")
@@ -116,6 +160,16 @@ class TrainConfig:
         for name in ("eta", "lr", "temperature", "eval_temperature", "clip_eps", "warmup_lr", "flowrl_beta"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        from ladtrain.rewards import RewardError, parse_weights
+        from ladtrain.samples_log import SamplesLogError, per_step
+
+        try:
+            per_step(self.log_samples)
+            parse_weights(self.reward_weights, len(self.reward or ()) or 1)
+        except (SamplesLogError, RewardError) as err:
+            raise ConfigError(str(err)) from None
         if not 0 < self.warmup_share <= 1:
             raise ConfigError(f"--warmup-share must be in (0, 1], got {self.warmup_share}")
         if not self.clip_eps < 1:
@@ -141,13 +195,22 @@ class EvalConfig:
     model: str = _f("builtin", "a local Hugging Face causal-LM folder (e.g. a run's checkpoint/), or 'builtin' for "
                                "the cached warmed-up built-in model (warmed up first if not cached)")
     task: str = _f("countdown", "task spec NAME or NAME:ARG (as for train)")
-    reward: str | None = _f(None, "optional user reward 'module:function' replacing the task's scorer")
     k: int = _f(16, "samples per problem (pass@k up to k)")
     split: str = _f("test", "which problems", choices=("test", "train"))
     problems: int = _f(0, "number of problems, from the start of the split (0 = all)")
     temperature: float = _f(1.0, "sampling temperature")
-    max_new_tokens: int = _f(16, "longest completion, in tokens")
-    seed: int = _f(0, "sampling seed")
+    top_p: float = _f(1.0, "nucleus sampling mass (1 = off)")
+    top_k: int = _f(0, "sample among the k most likely tokens (0 = off)")
+    max_new_tokens: int | None = _f(None, "longest completion, in tokens (default: 16 for the built-in model, 256 "
+                                          "for a folder)")
+    truncation: str = _f("zero", "what a completion cut at --max-new-tokens scores: zero or score (as for train)",
+                         choices=("zero", "score"))
+    system_prompt: str | None = _f(None, "system message for a chat model: TEXT, none (empty), or unset (the "
+                                         "template's default)")
+    instruction_file: str | None = _f(None, "a file whose text is the task's answer instruction (as for train)")
+    samples: str | None = _f(None, "also write every sample (prompt as the model saw it, completion, answer, "
+                                   "reason) to this JSONL file")
+    seed: int = _f(0, "sampling seed (train's base column used --eval-seed, default train's --seed + 1)")
     out: str | None = _f(None, "write the results (config, metrics, per-problem values) to this JSON file")
     cache_dir: str | None = _f(None, "cache of generated problems and base models (default $LADTRAIN_CACHE or "
                                      "~/.cache/ladtrain)")
@@ -159,7 +222,11 @@ class EvalConfig:
         return Path(self.cache_dir or os.environ.get("LADTRAIN_CACHE") or Path.home() / ".cache" / "ladtrain")
 
     def validate(self) -> EvalConfig:
-        for name, low in {"k": 1, "problems": 0, "max_new_tokens": 1, "threads": 0}.items():
+        if self.max_new_tokens is None:
+            self = replace(self, max_new_tokens=16 if self.model == "builtin" else 256)
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        for name, low in {"k": 1, "problems": 0, "max_new_tokens": 1, "threads": 0, "top_k": 0}.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")
         if not self.temperature > 0:
@@ -210,6 +277,11 @@ def convert(name: str, value: Any, cls: type | None = None) -> Any:
         if text in ("false", "no", "0", "off"):
             return False
         raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if base is tuple:  # a repeatable option: a list (YAML, config.json, repeated flags) or one string
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not items or any(isinstance(v, (dict, list, tuple)) or v is None for v in items):
+            raise ConfigError(f"{name}: expected a string or a list of strings, got {value!r}")
+        return tuple(str(v) for v in items)
     if base is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{name}: expected a string, got {value!r}")

@@ -138,12 +138,12 @@ def save_folder(model, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def format_prompt(tokenizer, prompt: str) -> str:
-    """The text the model sees: the task prompt inside the tokenizer's chat template when it has one."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    return prompt
+def format_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
+    """The text the model sees: the task prompt inside the tokenizer's chat template when it has one, with
+    the system prompt ``system`` (None: the template's default; :func:`ladtrain.prompts.render`)."""
+    from ladtrain.prompts import render
+
+    return render(tokenizer, prompt, system)
 
 
 def count_parameters(model) -> int:

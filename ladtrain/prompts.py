@@ -34,6 +34,11 @@ def system_prompt(text: str | None) -> str | None:
     return text.replace("\\n", "\n")
 
 
+def system_of(cfg: Any) -> str | None:
+    """The system prompt of a run configuration (its ``system_prompt`` field, :func:`system_prompt`)."""
+    return system_prompt(getattr(cfg, "system_prompt", None))
+
+
 def for_model(task: Any, tokenizer: Any) -> Any:
     """``task.for_chat()`` when ``tokenizer`` has a chat template and the task has a chat form, else
     ``task``."""
@@ -54,4 +59,4 @@ def render(tokenizer: Any, prompt: str, system: str | None = None) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-__all__ = ["PromptError", "for_model", "has_chat_template", "render", "system_prompt"]
+__all__ = ["PromptError", "for_model", "has_chat_template", "render", "system_of", "system_prompt"]

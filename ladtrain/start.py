@@ -32,6 +32,7 @@ from ladtrain import atomic, checkpoint, distributed, models, partition
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults
 from ladtrain.losses import Loss
+from ladtrain.prompts import system_of
 from ladtrain.rollout import HFSampler
 from ladtrain.step import Step, check
 from ladtrain.tasks import Problem, Task
@@ -212,7 +213,9 @@ def fit_context(train: list[Problem], test: list[Problem], model, tokenizer, cfg
     context = models.context_length(model)
     kept = []
     for split, problems in (("train", train), ("test", test)):
-        fit, dropped = models.fitting_prompts(problems, tokenizer, context, cfg.max_new_tokens, models.format_prompt)
+        system = system_of(cfg)
+        fit, dropped = models.fitting_prompts(problems, tokenizer, context, cfg.max_new_tokens,
+                                              lambda tok, text: models.format_prompt(tok, text, system))
         if not fit:
             raise ConfigError(f"--max-new-tokens {cfg.max_new_tokens}: no {split} prompt of --task {cfg.task} "
                               f"fits the model's context of {context} tokens with room for the completion")
@@ -226,7 +229,8 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
             world: distributed.World, device: torch.device) -> Step:
     """The step's objects: the sampler, FlowRL's frozen reference (a copy of the base) and learned log Z
     head, and AdamW over the policy and the head with the warm-up-then-constant/cosine schedule."""
-    sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens)
+    sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens, top_p=cfg.top_p,
+                        top_k=cfg.top_k)
     ref_model = copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
     z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss.needs_log_z else None
     head = list(z_head.parameters()) if z_head is not None else []
@@ -234,7 +238,17 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     return Step(cfg, loss, task, model, begin.tokenizer, sampler, optimizer, schedule, train_model=train_model,
-                world=world, ref_model=ref_model, z_head=z_head)
+                world=world, ref_model=ref_model, z_head=z_head, rewards=reward_components(cfg))
+
+
+def reward_components(cfg: TrainConfig):
+    """The training reward's components (``--reward``, ``--reward-weights``; :mod:`ladtrain.rewards`)."""
+    from ladtrain.rewards import RewardError, components
+
+    try:
+        return components(cfg.reward, cfg.reward_weights)
+    except RewardError as err:
+        raise ConfigError(str(err) if str(err).startswith("--reward") else f"--reward: {err}") from None
 
 
 def trained_modules(step: Step) -> dict[str, torch.nn.Module]:
@@ -243,5 +257,5 @@ def trained_modules(step: Step) -> dict[str, torch.nn.Module]:
 
 
 __all__ = ["Begin", "PACKAGES", "base_policy", "checkpoint_every", "fit_context", "lr_lambda", "package_versions",
-           "prepare_model", "rl_step", "run_folder", "seed_everything", "splits", "start_up", "trained_modules",
+           "prepare_model", "reward_components", "rl_step", "run_folder", "seed_everything", "splits", "start_up", "trained_modules",
            "warmup_spec", "write_run_info"]

@@ -34,7 +34,7 @@ def varied_reward(prompts, completions, **kwargs):
 def flags(out: Path, steps: int = 6) -> list[str]:
     return ["--out", str(out), "--steps", str(steps), "--warmup-steps", "4", "--warmup-batch", "8",
             "--prompts-per-step", "3", "--group-size", "2", "--eval-problems", "3", "--eval-samples", "2",
-            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100", "--threads", "1",
+            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100", "--keep-resumable", "--threads", "1",
             "--reward", f"{HERE}:varied_reward", "--lr", "3e-3", "--device", "cpu", "--no-progress"]
 
 
@@ -166,7 +166,7 @@ def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules
     from ladtrain.rewards import with_reward
 
     monkeypatch.setattr(trainer, "load_task", lambda cfg: with_reward(trainer.get_task(cfg.task), varied_reward))
-    cfg = replace(TrainConfig(), **{**tiny, "steps": 4, "checkpoint_every": 1, "keep_checkpoints": 10, "lr": 3e-3,
+    cfg = replace(TrainConfig(), **{**tiny, "steps": 4, "checkpoint_every": 1, "keep_checkpoints": 10, "keep_resumable": True, "lr": 3e-3,
                                     "device": "cpu", "threads": 1, **options})
     trainer.train(replace(cfg, out=str(tmp_path / "reference")).validate())
     cut = tmp_path / "cut"
@@ -200,7 +200,7 @@ def test_resume_under_torchrun_ddp_continues_from_rank_0s_checkpoint(tmp_path, c
     run = tmp_path / "run"
     options = [f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"]
     first = torchrun(*options, "--no-progress", "--steps", "3", "--out", str(run), "--device", "cpu", "--threads", "1",
-                     "--parallel", "ddp", "--checkpoint-every", "1", "--keep-checkpoints", "5")
+                     "--parallel", "ddp", "--checkpoint-every", "1", "--keep-checkpoints", "5", "--keep-resumable")
     assert first.returncode == 0, first.stderr[-3000:]
     for step in (2, 3):  # as if killed right after step 1's checkpoint
         shutil.rmtree(checkpoint.step_folder(run, step))
