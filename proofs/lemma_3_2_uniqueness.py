@@ -36,7 +36,6 @@ import sympy as sp
 from scipy.optimize import minimize_scalar
 
 from ladtheory import divergences, surrogate
-
 from ladtheory.proof import Derivation, Fact, NumericCheck, Result
 
 n = sp.Symbol("n", integer=True, positive=True)
