@@ -1,4 +1,4 @@
-r"""The constrained trust region :math:`\max_\pi \mathbb E_\pi[A]` s.t. :math:`\mathrm{KL}(\pi\|\pi_{\mathrm{old}}) \le \delta`.
+r"""The constrained trust region: maximise E_pi[A] subject to KL(pi || pi_old) <= delta.
 
 With :math:`\pi_\eta = \pi_{\mathrm{old}} e^{A/\eta}/Z(\eta)` (Lemma 3.1's penalised solution,
 ``ladtheory.trust_region.forward_solution``) and :math:`K(\eta) = \mathrm{KL}(\pi_\eta\|\pi_{\mathrm{old}})
@@ -10,7 +10,8 @@ With :math:`\pi_\eta = \pi_{\mathrm{old}} e^{A/\eta}/Z(\eta)` (Lemma 3.1's penal
   :math:`0 < \delta < -\log\pi_{\mathrm{old}}(M)` there is exactly one :math:`\eta(\delta) > 0` with
   :math:`K(\eta(\delta)) = \delta` (:func:`temperature_for_radius`), and :math:`\pi_{\eta(\delta)}` is the
   unique constrained maximiser, of value :math:`\eta\log Z(\eta) + \eta\delta`. For
-  :math:`\delta \ge -\log\pi_{\mathrm{old}}(M)` the constraint does not bind: :math:`\pi_{\mathrm{old}}(\cdot\mid M)`
+  :math:`\delta \ge -\log\pi_{\mathrm{old}}(M)` the constraint does not bind:
+  :math:`\pi_{\mathrm{old}}(\cdot\mid M)`
   is a maximiser (value :math:`\max A`).
 * The penalised optimum is :math:`\max_\pi \mathbb E_\pi[A] - \eta\mathrm{KL}(\pi\|\pi_{\mathrm{old}})
   = \eta\log Z(\eta)`, and :math:`\frac{d}{d\eta}[\eta\log Z(\eta) + \eta\delta] = \delta - K(\eta)`: the

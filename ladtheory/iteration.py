@@ -1,4 +1,4 @@
-r"""Iterated LAD (pi_old refreshed each round) against the exact policy-gradient update, on a finite response set.
+r"""Iterated LAD (pi_old refreshed each round) against the exact policy-gradient step, on a finite set.
 
 **Iterated targets.** If every round moves the policy exactly to the practical loss's minimiser with the
 previous policy as reference (Lemma 3.2: the same for every strictly convex generator), then with a
@@ -17,7 +17,8 @@ advantage keep their ratio :math:`\pi_0(y)/\pi_0(y')` in every round. With :math
 **Policy gradient.** For a softmax policy :math:`\pi = \mathrm{softmax}(\theta)` and per-response weights
 :math:`c` (detached), the exact expected gradient of :math:`\sum_y\pi(y)c(y)` is
 :math:`\pi_y(c_y - \mathbb E_\pi c)` (:func:`policy_gradient`). One ascent step of size :math:`\alpha` changes
-the log-ratio of two responses with equal weight :math:`c` by :math:`\alpha(c - \mathbb E_\pi c)(\pi_y - \pi_{y'})`
+the log-ratio of two responses with equal weight :math:`c` by :math:`\alpha(c - \mathbb E_\pi c)(\pi_y -
+\pi_{y'})`
 (:func:`ratio_change`): when :math:`c > \mathbb E_\pi c` the more probable response gains. The weights are
 :math:`A` for REINFORCE, the normalised :math:`\hat A` for GRPO at ratio 1 (:func:`grpo_weights`), and
 :math:`w(A,1) = -f'(e^{-A/\eta})` for one LAD step at :math:`\rho = 1` (:func:`lad_weights`).
@@ -92,5 +93,12 @@ def lad_weights(A: np.ndarray, eta: float, divergence: str | FDivergence = "js")
     return -div.f_prime_log(-np.asarray(A, dtype=np.float64) / eta)
 
 
-__all__ = ["iterated_target", "best_set", "odds_bound", "policy_gradient", "ratio_change", "grpo_weights",
-           "lad_weights"]
+__all__ = [
+    "iterated_target",
+    "best_set",
+    "odds_bound",
+    "policy_gradient",
+    "ratio_change",
+    "grpo_weights",
+    "lad_weights",
+]

@@ -13,7 +13,8 @@ If moreover :math:`f'(1) = 0` and :math:`f` is *strictly convex at 1*, i.e.
 :math:`f(u) > f(1) + f'(1)(u - 1)` for every :math:`u \ne 1`, then
 
 .. math:: w\,(u - 1) < 0 \quad (u \ne 1): \qquad
-          w > 0 \iff \rho < e^{A/\eta},\qquad w = 0 \iff \rho = e^{A/\eta},\qquad w < 0 \iff \rho > e^{A/\eta}.
+          w > 0 \iff \rho < e^{A/\eta},\qquad w = 0 \iff \rho = e^{A/\eta},\qquad w < 0 \iff \rho >
+          e^{A/\eta}.
 
 Cases. ``kl`` (:math:`u\log u`, :math:`f'(1) = 1`): :math:`w = -\rho(\log\rho - a + 1)`, the brake point
 is :math:`\rho = e^{A/\eta - 1}`. ``rkl`` (:math:`-\log u`, :math:`f'(1) = -1`): :math:`w = e^{A/\eta} > 0`
@@ -54,31 +55,47 @@ f = sp.Function("f")
 fp = sp.Function("f'")
 log_rho = sp.Symbol("log_rho", real=True)
 
-T_DEF = Fact("strict at 1", sp.Eq(T, f(u) - f(1) - fp(1) * (u - 1)), "hypothesis",
-             r"$f(u) > f(1) + f'(1)(u-1)$ for $u \ne 1$: $T > 0$")
-B_DEF = Fact("convex", sp.Eq(B, f(1) - f(u) - fp(u) * (1 - u)), "hypothesis",
-             r"the tangent at $u$ lies below $f$: $B \ge 0$")
+T_DEF = Fact(
+    "strict at 1",
+    sp.Eq(T, f(u) - f(1) - fp(1) * (u - 1)),
+    "hypothesis",
+    r"$f(u) > f(1) + f'(1)(u-1)$ for $u \ne 1$: $T > 0$",
+)
+B_DEF = Fact(
+    "convex",
+    sp.Eq(B, f(1) - f(u) - fp(u) * (1 - u)),
+    "hypothesis",
+    r"the tangent at $u$ lies below $f$: $B \ge 0$",
+)
 SLOPE_AT_1 = Fact("f'(1) = 0", sp.Eq(fp(1), 0), "hypothesis")
 W_DEF = Fact("w", sp.Eq(sp.Symbol("w"), -rho * fp(u)), "definition", "the effective weight")
 
 
 def slope() -> Derivation:
     d = Derivation(
-        "per-sample slope", r"$\partial\ell/\partial\log\pi_\theta(y) = \rho f'(u)$",
+        "per-sample slope",
+        r"$\partial\ell/\partial\log\pi_\theta(y) = \rho f'(u)$",
         sp.exp(a) * f(sp.exp(s - s_old - a)),
-        statement=r"\partial_s\, e^{a} f(e^{s - s_{old} - a}) = \rho\, f'(\rho e^{-a}),\ \rho = e^{s - s_{old}}",
+        statement=r"\partial_s\, e^{a} f(e^{s - s_{old} - a}) = \rho\, f'(\rho e^{-a}),\ \rho = e^{s - "
+                  r"s_{old}}",
         assumptions=[r"$f$ differentiable"],
     )
-    d.step(sp.exp(s - s_old) * sp.Subs(sp.Derivative(f(x), x), x, sp.exp(s - s_old - a)), "diff",
-           r"chain rule: $\partial_s u = u$ and $e^{a}u = \rho$", var=s)
+    d.step(
+        sp.exp(s - s_old) * sp.Subs(sp.Derivative(f(x), x), x, sp.exp(s - s_old - a)),
+        "diff",
+        r"chain rule: $\partial_s u = u$ and $e^{a}u = \rho$",
+        var=s,
+    )
     return d
 
 
 def first_order_change() -> Derivation:
     d = Derivation(
-        "first-order change of log pi", r"a descent step of size lr moves $\log\pi(y)$ by lr $w\|\nabla s\|^2$",
+        "first-order change of log pi",
+        r"a descent step of size lr moves $\log\pi(y)$ by lr $w\|\nabla s\|^2$",
         -lr * rho * fp(u) * G2,
-        statement=r"\nabla_\theta s\cdot(-\mathrm{lr}\,\nabla_\theta\ell) = \mathrm{lr}\, w\, \|\nabla_\theta s\|^2",
+        statement=r"\nabla_\theta s\cdot(-\mathrm{lr}\,\nabla_\theta\ell) = \mathrm{lr}\, w\, "
+                  r"\|\nabla_\theta s\|^2",
         facts=[W_DEF],
         assumptions=[r"$\nabla_\theta\ell = \rho f'(u)\nabla_\theta s$ (previous derivation)"],
     )
@@ -88,14 +105,24 @@ def first_order_change() -> Derivation:
 
 def sign() -> Derivation:
     d = Derivation(
-        "the weight has the sign of 1 - u", r"$w\,(u-1) = -\rho\,(T + B) < 0$ for $u\ne 1$",
+        "the weight has the sign of 1 - u",
+        r"$w\,(u-1) = -\rho\,(T + B) < 0$ for $u\ne 1$",
         -rho * fp(u) * (u - 1),
         statement=r"w\,(u - 1) < 0\quad (u \ne 1)",
         facts=[T_DEF, B_DEF, SLOPE_AT_1],
-        assumptions=[r"$f$ convex, differentiable", r"$f'(1) = 0$", r"$f$ strictly convex at 1", r"$u \ne 1$"],
+        assumptions=[
+            r"$f$ convex, differentiable",
+            r"$f'(1) = 0$",
+            r"$f$ strictly convex at 1",
+            r"$u \ne 1$",
+        ],
     )
-    d.step(-rho * (T + B + fp(1) * (u - 1)), "substitute", "the two tangent gaps add up to $f'(u)(u-1)$",
-           using=["strict at 1", "convex"])
+    d.step(
+        -rho * (T + B + fp(1) * (u - 1)),
+        "substitute",
+        "the two tangent gaps add up to $f'(u)(u-1)$",
+        using=["strict at 1", "convex"],
+    )
     d.step(-rho * (T + B), "substitute", r"$f'(1) = 0$", using="f'(1) = 0")
     d.step(sp.Integer(0), "negative", r"$\rho > 0$, $T > 0$, $B \ge 0$")
     return d
@@ -104,7 +131,8 @@ def sign() -> Derivation:
 def kl_brake_point() -> Derivation:
     z = log_rho - a
     d = Derivation(
-        "kl: the brake point moves to e^{A/eta - 1}", r"`kl` ($u\log u$): $w = 0 \iff \log\rho = A/\eta - 1$",
+        "kl: the brake point moves to e^{A/eta - 1}",
+        r"`kl` ($u\log u$): $w = 0 \iff \log\rho = A/\eta - 1$",
         sp.Eq(-sp.exp(log_rho) * (divergences.get("kl").f_prime_expr.subs(divergences.U, sp.exp(z))), 0),
         statement=r"w_{kl} = -\rho(\log\rho - a + 1) = 0 \iff \log\rho = a - 1",
     )
@@ -116,7 +144,8 @@ def kl_brake_point() -> Derivation:
 def rkl_no_brake() -> Derivation:
     z = log_rho - a
     d = Derivation(
-        "rkl: no brake", r"`rkl` ($-\log u$): $w = e^{A/\eta} > 0$ for every $\rho$",
+        "rkl: no brake",
+        r"`rkl` ($-\log u$): $w = e^{A/\eta} > 0$ for every $\rho$",
         -sp.exp(log_rho) * divergences.get("rkl").f_prime_expr.subs(divergences.U, sp.exp(z)),
         statement=r"w_{rkl} = -\rho\cdot(-1/u) = e^{a} > 0",
     )
@@ -145,8 +174,15 @@ def _check_sign_runtime() -> tuple[float, str]:
     wrong = 0
     for name in BRAKING:
         logp = torch.tensor(log_rho_[:, None], dtype=torch.float64, requires_grad=True)
-        loss, _ = lad_loss(logp, torch.zeros_like(logp), torch.tensor(adv), torch.ones_like(logp, dtype=torch.bool),
-                           divergence=name, eta=eta, level="sequence")
+        loss, _ = lad_loss(
+            logp,
+            torch.zeros_like(logp),
+            torch.tensor(adv),
+            torch.ones_like(logp, dtype=torch.bool),
+            divergence=name,
+            eta=eta,
+            level="sequence",
+        )
         (grad,) = torch.autograd.grad(loss, logp)
         step = -grad.numpy()[:, 0]
         wrong += int(np.sum(np.sign(step[keep]) != np.sign(-gap[keep])))
@@ -161,8 +197,10 @@ def _check_kl_rkl() -> tuple[float, str]:
     err_kl = float(np.max(np.abs(w_kl + np.exp(log_rho_) * (log_rho_ - A_ / eta + 1.0))))
     err_rkl = float(np.max(np.abs(effective_weight(A_, log_rho_, "rkl", eta) / np.exp(A_ / eta) - 1.0)))
     at_shifted = float(abs(effective_weight(0.3, 0.3 / eta - 1.0, "kl", eta)))
-    return max(err_kl, err_rkl, at_shifted), (f"kl closed form {err_kl:.1e}, rkl w/e^(A/eta) - 1 {err_rkl:.1e}, "
-                                              f"kl weight at log rho = A/eta - 1: {at_shifted:.1e}")
+    return max(err_kl, err_rkl, at_shifted), (
+        f"kl closed form {err_kl:.1e}, rkl w/e^(A/eta) - 1 {err_rkl:.1e}, "
+        f"kl weight at log rho = A/eta - 1: {at_shifted:.1e}"
+    )
 
 
 def _check_dead_zone() -> tuple[float, str]:
@@ -174,8 +212,10 @@ def _check_dead_zone() -> tuple[float, str]:
     w_js = effective_weight(a_ * 0.25, below, "js", 0.25)
     if not np.all(w_js > 0):
         return float("inf"), "control failed: JS weight is not positive below the target"
-    return float(np.abs(w_dead).max()), (f"dead zone delta={delta}: max |w| below target {np.abs(w_dead).max():.1e}; "
-                                         f"JS control min w {w_js.min():.3f} > 0")
+    return float(np.abs(w_dead).max()), (
+        f"dead zone delta={delta}: max |w| below target {np.abs(w_dead).max():.1e}; "
+        f"JS control min w {w_js.min():.3f} > 0"
+    )
 
 
 def result() -> Result:
@@ -183,21 +223,41 @@ def result() -> Result:
         name="brake_lemma",
         title="The brake lemma: descent raises log pi exactly while rho < e^{A/eta}",
         statement=r"f'(1) = 0,\ f \text{ strictly convex at } 1:\quad "
-                  r"\operatorname{sign} w(A,\rho) = \operatorname{sign}\big(e^{A/\eta} - \rho\big),\quad "
-                  r"w = -\rho f'(\rho e^{-A/\eta})",
-        assumptions=(r"$f$ convex and differentiable on $(0,\infty)$", r"$f'(1) = 0$",
-                     r"strict convexity at 1: $f(u) > f(1) + f'(1)(u-1)$ for $u\ne 1$ (e.g. $f''(1) > 0$)"),
+        r"\operatorname{sign} w(A,\rho) = \operatorname{sign}\big(e^{A/\eta} - \rho\big),\quad "
+        r"w = -\rho f'(\rho e^{-A/\eta})",
+        assumptions=(
+            r"$f$ convex and differentiable on $(0,\infty)$",
+            r"$f'(1) = 0$",
+            r"strict convexity at 1: $f(u) > f(1) + f'(1)(u-1)$ for $u\ne 1$ (e.g. $f''(1) > 0$)",
+        ),
         parts=[
-            slope(), first_order_change(), sign(), kl_brake_point(), rkl_no_brake(),
-            NumericCheck("lad_loss descent sign", "the trained loss's descent step has the sign of e^{A/eta} - rho",
-                         r"\#\{\operatorname{sign}(-\partial_s L) \ne \operatorname{sign}(a - \log\rho)\} = 0",
-                         _check_sign_runtime, 0.0),
-            NumericCheck("kl and rkl", "kl brakes at e^{A/eta-1}, rkl never",
-                         r"w_{kl} = -\rho(\log\rho - a + 1),\ w_{rkl} = e^{a}", _check_kl_rkl, 1e-12),
-            NumericCheck("no strictness, no brake", "a generator flat around 1 gives w = 0 below the target",
-                         r"f = (u-1-\delta)_+^2 + (1-\delta-u)_+^2:\ w = 0 \text{ for } u\in[1-\delta, 1)",
-                         _check_dead_zone, 0.0),
+            slope(),
+            first_order_change(),
+            sign(),
+            kl_brake_point(),
+            rkl_no_brake(),
+            NumericCheck(
+                "lad_loss descent sign",
+                "the trained loss's descent step has the sign of e^{A/eta} - rho",
+                r"\#\{\operatorname{sign}(-\partial_s L) \ne \operatorname{sign}(a - \log\rho)\} = 0",
+                _check_sign_runtime,
+                0.0,
+            ),
+            NumericCheck(
+                "kl and rkl",
+                "kl brakes at e^{A/eta-1}, rkl never",
+                r"w_{kl} = -\rho(\log\rho - a + 1),\ w_{rkl} = e^{a}",
+                _check_kl_rkl,
+                1e-12,
+            ),
+            NumericCheck(
+                "no strictness, no brake",
+                "a generator flat around 1 gives w = 0 below the target",
+                r"f = (u-1-\delta)_+^2 + (1-\delta-u)_+^2:\ w = 0 \text{ for } u\in[1-\delta, 1)",
+                _check_dead_zone,
+                0.0,
+            ),
         ],
         notes="The equivalence is per sample and to first order in the step size; in expectation over pi_old "
-              "the f'(1) offset of kl and rkl is a zero-mean term (proofs/gradient_formula.py).",
+        "the f'(1) offset of kl and rkl is a zero-mean term (proofs/gradient_formula.py).",
     )

@@ -5,23 +5,29 @@ Statement. Let :math:`\pi_{\mathrm{old}} > 0` on responses :math:`y = 1..n`, :ma
 :math:`K(\eta) = \mathrm{KL}(\pi_\eta\|\pi_{\mathrm{old}})`, :math:`M = \arg\max A`.
 
 1. (Gibbs' variational identity) for every distribution :math:`\pi`,
-   :math:`\mathbb E_\pi[A] - \eta\,\mathrm{KL}(\pi\|\pi_{\mathrm{old}}) = \eta\log Z - \eta\,\mathrm{KL}(\pi\|\pi_\eta)`;
+   :math:`\mathbb E_\pi[A] - \eta\,\mathrm{KL}(\pi\|\pi_{\mathrm{old}}) = \eta\log Z -
+   \eta\,\mathrm{KL}(\pi\|\pi_\eta)`;
    so the penalised optimum is :math:`\eta\log Z(\eta)`, attained only at :math:`\pi_\eta`.
 2. (constrained optimum) if :math:`K(\eta) = \delta`, every :math:`\pi \ne \pi_\eta` with
-   :math:`\mathrm{KL}(\pi\|\pi_{\mathrm{old}}) \le \delta` has :math:`\mathbb E_\pi[A] < \eta\log Z + \eta\delta
-   = \mathbb E_{\pi_\eta}[A]`: :math:`\pi_\eta` is the unique maximiser of :math:`\mathbb E_\pi[A]` on the ball.
+   :math:`\mathrm{KL}(\pi\|\pi_{\mathrm{old}}) \le \delta` has :math:`\mathbb E_\pi[A] < \eta\log Z +
+   \eta\delta
+   = \mathbb E_{\pi_\eta}[A]`: :math:`\pi_\eta` is the unique maximiser of :math:`\mathbb E_\pi[A]` on the
+   ball.
 3. (monotonicity) :math:`K'(\eta) = -\mathrm{Var}_{\pi_\eta}(A)/\eta^3 < 0`; with the limits
-   :math:`K(\infty) = 0` and :math:`K(0^+) = -\log\pi_{\mathrm{old}}(M)`, :math:`\delta\leftrightarrow\eta` is a
+   :math:`K(\infty) = 0` and :math:`K(0^+) = -\log\pi_{\mathrm{old}}(M)`, :math:`\delta\leftrightarrow\eta`
+   is a
    decreasing bijection :math:`(0, -\log\pi_{\mathrm{old}}(M)) \to (0,\infty)`. Larger radius, smaller
    :math:`\eta`. For :math:`\delta \ge -\log\pi_{\mathrm{old}}(M)` the constraint does not bind.
 4. (duality) :math:`\frac{d}{d\eta}\big[\eta\log Z(\eta) + \eta\delta\big] = \delta - K(\eta)`: the dual
    function is minimised where :math:`K(\eta) = \delta`, and its minimum is the constrained value.
 
-Assumptions: :math:`\pi_{\mathrm{old}} > 0`; :math:`A` not constant (so :math:`\mathrm{Var}_{\pi_\eta}(A) > 0`);
+Assumptions: :math:`\pi_{\mathrm{old}} > 0`; :math:`A` not constant (so :math:`\mathrm{Var}_{\pi_\eta}(A) >
+0`);
 :math:`\eta > 0`; :math:`0 < \delta < -\log\pi_{\mathrm{old}}(M)` for the binding case.
 
 Proof. (1) expand :math:`\log(\pi/\pi_\eta) = \log\pi - \log\pi_{\mathrm{old}} - A/\eta + \log Z` and use
-:math:`\sum\pi = 1`. (2) by (1), :math:`\eta\log Z + \eta\delta - \mathbb E_\pi[A] = \eta\,\mathrm{KL}(\pi\|\pi_\eta)
+:math:`\sum\pi = 1`. (2) by (1), :math:`\eta\log Z + \eta\delta - \mathbb E_\pi[A] =
+\eta\,\mathrm{KL}(\pi\|\pi_\eta)
 + \eta(\delta - \mathrm{KL}(\pi\|\pi_{\mathrm{old}}))`, a positive plus a nonnegative term. (3), (4)
 differentiate the closed forms. The limits are checked numerically. Runtime twin:
 ``ladtheory/constrained.py``; tests: ``tests/theory/test_constrained_trust_region.py``.
@@ -55,40 +61,71 @@ def _s(k: int) -> sp.Expr:
 
 Z_DEF = Fact("Z", sp.Eq(Z, _s(0)), "definition")
 NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis")
-PI_ETA = Fact("pi_eta", sp.Eq(pi[y], q[y] * sp.exp(A[y] / eta) / Z), "hypothesis", r"$\pi = \pi_\eta$", forall=y)
-IDENTITY = Fact("identity", sp.Eq(sp.Sum(pi[y] * A[y], (y, 1, n)), eta * sp.log(Z) - eta * K1 + eta * Kq), "derived",
-                "part 1 (Gibbs' variational identity)")
-FEASIBLE = Fact("feasible", sp.Eq(delta, Kq + slack), "hypothesis", r"$\mathrm{KL}(\pi\|\pi_{old}) \le \delta$")
-VAR_DEF = Fact("Var", sp.Eq(Var, _s(2) / _s(0) - (_s(1) / _s(0)) ** 2), "hypothesis",
-               r"$\mathrm{Var}_{\pi_\eta}(A) > 0$ ($A$ not constant)")
+PI_ETA = Fact(
+    "pi_eta", sp.Eq(pi[y], q[y] * sp.exp(A[y] / eta) / Z), "hypothesis", r"$\pi = \pi_\eta$", forall=y
+)
+IDENTITY = Fact(
+    "identity",
+    sp.Eq(sp.Sum(pi[y] * A[y], (y, 1, n)), eta * sp.log(Z) - eta * K1 + eta * Kq),
+    "derived",
+    "part 1 (Gibbs' variational identity)",
+)
+FEASIBLE = Fact(
+    "feasible", sp.Eq(delta, Kq + slack), "hypothesis", r"$\mathrm{KL}(\pi\|\pi_{old}) \le \delta$"
+)
+VAR_DEF = Fact(
+    "Var",
+    sp.Eq(Var, _s(2) / _s(0) - (_s(1) / _s(0)) ** 2),
+    "hypothesis",
+    r"$\mathrm{Var}_{\pi_\eta}(A) > 0$ ($A$ not constant)",
+)
 
 
 def variational_identity() -> Derivation:
     d = Derivation(
-        "Gibbs' variational identity", r"$\mathbb E_\pi[A] - \eta KL(\pi\|\pi_{old}) = \eta\log Z - \eta KL(\pi\|\pi_\eta)$",
+        "Gibbs' variational identity",
+        r"$\mathbb E_\pi[A] - \eta KL(\pi\|\pi_{old}) = \eta\log Z - \eta KL(\pi\|\pi_\eta)$",
         eta * sp.log(Z) - eta * sp.Sum(pi[y] * sp.log(pi[y] * Z / (q[y] * sp.exp(A[y] / eta))), (y, 1, n)),
         statement=r"\eta\log Z - \eta\,KL(\pi\|\pi_\eta) = \mathbb E_\pi[A] - \eta\,KL(\pi\|\pi_{old})",
         facts=[NORMALISED],
     )
-    d.step(eta * sp.log(Z) - eta * sp.Sum(pi[y] * (sp.log(pi[y] / q[y]) + sp.log(Z) - A[y] / eta), (y, 1, n)),
-           "algebra", r"$\log(\pi/\pi_\eta) = \log(\pi/\pi_{old}) + \log Z - A/\eta$")
-    d.step(eta * sp.log(Z) - eta * sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n))
-           - eta * sp.log(Z) * sp.Sum(pi[y], (y, 1, n)) + sp.Sum(pi[y] * A[y], (y, 1, n)), "linearity", "split the sum")
-    d.step(sp.Sum(pi[y] * A[y], (y, 1, n)) - eta * sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n)),
-           "substitute", r"$\sum_y\pi_y = 1$: the $\log Z$ terms cancel", using="normalised")
+    d.step(
+        eta * sp.log(Z) - eta * sp.Sum(pi[y] * (sp.log(pi[y] / q[y]) + sp.log(Z) - A[y] / eta), (y, 1, n)),
+        "algebra",
+        r"$\log(\pi/\pi_\eta) = \log(\pi/\pi_{old}) + \log Z - A/\eta$",
+    )
+    d.step(
+        eta * sp.log(Z)
+        - eta * sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n))
+        - eta * sp.log(Z) * sp.Sum(pi[y], (y, 1, n))
+        + sp.Sum(pi[y] * A[y], (y, 1, n)),
+        "linearity",
+        "split the sum",
+    )
+    d.step(
+        sp.Sum(pi[y] * A[y], (y, 1, n)) - eta * sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n)),
+        "substitute",
+        r"$\sum_y\pi_y = 1$: the $\log Z$ terms cancel",
+        using="normalised",
+    )
     return d
 
 
 def penalised_value() -> Derivation:
     d = Derivation(
-        "penalised optimum eta log Z", r"at $\pi = \pi_\eta$: $\mathbb E_\pi[A] - \eta KL(\pi\|\pi_{old}) = \eta\log Z$",
+        "penalised optimum eta log Z",
+        r"at $\pi = \pi_\eta$: $\mathbb E_\pi[A] - \eta KL(\pi\|\pi_{old}) = \eta\log Z$",
         sp.Sum(pi[y] * A[y], (y, 1, n)) - eta * sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n)),
         statement=r"\mathbb E_{\pi_\eta}[A] - \eta\,KL(\pi_\eta\|\pi_{old}) = \eta\log Z(\eta)",
         facts=[PI_ETA, Z_DEF],
     )
-    d.step(sp.Sum(q[y] * sp.exp(A[y] / eta) * A[y] / Z, (y, 1, n))
-           - eta * sp.Sum(q[y] * sp.exp(A[y] / eta) / Z * (A[y] / eta - sp.log(Z)), (y, 1, n)),
-           "substitute", r"$\pi = \pi_\eta$; $\log(\pi_\eta/\pi_{old}) = A/\eta - \log Z$", using="pi_eta")
+    d.step(
+        sp.Sum(q[y] * sp.exp(A[y] / eta) * A[y] / Z, (y, 1, n))
+        - eta * sp.Sum(q[y] * sp.exp(A[y] / eta) / Z * (A[y] / eta - sp.log(Z)), (y, 1, n)),
+        "substitute",
+        r"$\pi = \pi_\eta$; $\log(\pi_\eta/\pi_{old}) = A/\eta - \log Z$",
+        using="pi_eta",
+    )
     d.step(sp.log(Z) * _s(0) * eta / Z, "linearity", r"the $A$ terms cancel")
     d.step(eta * sp.log(Z), "substitute", r"definition of $Z$", using="Z")
     return d
@@ -97,15 +134,23 @@ def penalised_value() -> Derivation:
 def constrained_optimum() -> Derivation:
     d = Derivation(
         "pi_eta is the unique constrained maximiser",
-        r"feasible $\pi \ne \pi_\eta$: $\eta\log Z + \eta\delta - \mathbb E_\pi[A] = \eta KL(\pi\|\pi_\eta) + \eta\sigma > 0$",
+        r"feasible $\pi \ne \pi_\eta$: $\eta\log Z + \eta\delta - \mathbb E_\pi[A] = \eta "
+        r"KL(\pi\|\pi_\eta) + \eta\sigma > 0$",
         eta * sp.log(Z) + eta * delta - sp.Sum(pi[y] * A[y], (y, 1, n)),
-        statement=r"KL(\pi\|\pi_{old}) \le \delta,\ \pi\ne\pi_\eta \Rightarrow \mathbb E_\pi[A] < \eta\log Z + \eta\delta",
+        statement=r"KL(\pi\|\pi_{old}) \le \delta,\ \pi\ne\pi_\eta \Rightarrow \mathbb E_\pi[A] < "
+                  r"\eta\log Z + \eta\delta",
         facts=[IDENTITY, FEASIBLE],
-        assumptions=[r"$KL(\pi\|\pi_\eta) > 0$ for $\pi \ne \pi_\eta$ (proofs/gibbs_inequality.py, KL case)",
-                     r"$\sigma = \delta - KL(\pi\|\pi_{old}) \ge 0$"],
+        assumptions=[
+            r"$KL(\pi\|\pi_\eta) > 0$ for $\pi \ne \pi_\eta$ (proofs/gibbs_inequality.py, KL case)",
+            r"$\sigma = \delta - KL(\pi\|\pi_{old}) \ge 0$",
+        ],
     )
-    d.step(eta * sp.log(Z) + eta * delta - (eta * sp.log(Z) - eta * K1 + eta * Kq), "substitute",
-           "part 1", using="identity")
+    d.step(
+        eta * sp.log(Z) + eta * delta - (eta * sp.log(Z) - eta * K1 + eta * Kq),
+        "substitute",
+        "part 1",
+        using="identity",
+    )
     d.step(eta * K1 + eta * slack, "substitute", r"$\delta = KL(\pi\|\pi_{old}) + \sigma$", using="feasible")
     d.step(sp.Integer(0), "positive", r"$\eta > 0$, $KL(\pi\|\pi_\eta) > 0$, $\sigma \ge 0$")
     return d
@@ -113,9 +158,11 @@ def constrained_optimum() -> Derivation:
 
 def radius_decreases() -> Derivation:
     d = Derivation(
-        "KL(pi_eta || pi_old) decreases in eta", r"$K'(\eta) = -\mathrm{Var}_{\pi_\eta}(A)/\eta^3 < 0$",
+        "KL(pi_eta || pi_old) decreases in eta",
+        r"$K'(\eta) = -\mathrm{Var}_{\pi_\eta}(A)/\eta^3 < 0$",
         _s(1) / _s(0) / eta - sp.log(_s(0)),
-        statement=r"\frac{d}{d\eta}\Big(\frac{\mathbb E_{\pi_\eta}[A]}{\eta} - \log Z\Big) = -\frac{\mathrm{Var}_{\pi_\eta}(A)}{\eta^3} < 0",
+        statement=r"\frac{d}{d\eta}\Big(\frac{\mathbb E_{\pi_\eta}[A]}{\eta} - \log Z\Big) = "
+                  r"-\frac{\mathrm{Var}_{\pi_\eta}(A)}{\eta^3} < 0",
         facts=[VAR_DEF],
         assumptions=[r"$K(\eta) = \mathbb E_{\pi_\eta}[A]/\eta - \log Z(\eta)$ (part 1 at $\pi = \pi_\eta$)"],
     )
@@ -127,12 +174,17 @@ def radius_decreases() -> Derivation:
 
 def dual_derivative() -> Derivation:
     d = Derivation(
-        "the dual is minimised at K(eta) = delta", r"$\frac{d}{d\eta}[\eta\log Z + \eta\delta] = \delta - K(\eta)$",
+        "the dual is minimised at K(eta) = delta",
+        r"$\frac{d}{d\eta}[\eta\log Z + \eta\delta] = \delta - K(\eta)$",
         eta * sp.log(_s(0)) + eta * delta,
         statement=r"\frac{d}{d\eta}\big[\eta\log Z(\eta) + \eta\delta\big] = \delta - K(\eta)",
     )
-    d.step(sp.log(_s(0)) - _s(1) / (eta * _s(0)) + delta, "diff", r"$\partial_\eta e^{A/\eta} = -A e^{A/\eta}/\eta^2$",
-           var=eta)
+    d.step(
+        sp.log(_s(0)) - _s(1) / (eta * _s(0)) + delta,
+        "diff",
+        r"$\partial_\eta e^{A/\eta} = -A e^{A/\eta}/\eta^2$",
+        var=eta,
+    )
     d.step(delta - (_s(1) / _s(0) / eta - sp.log(_s(0))), "algebra", r"this is $\delta - K(\eta)$")
     return d
 
@@ -152,16 +204,26 @@ def _check_constrained_vs_scipy() -> tuple[float, str]:
         for frac in (0.1, 0.5, 0.9):
             delta_ = frac * top
             star, eta_ = constrained.constrained_solution(q_, A_, delta_)
-            cons = [{"type": "ineq", "fun": lambda p, d_=delta_, q0=q_: d_ - trust_region.kl(p, q0)},
-                    {"type": "eq", "fun": lambda p: p.sum() - 1.0}]
-            res = minimize(lambda p, a_=A_: -float(p @ a_), q_, jac=lambda p, a_=A_: -a_, method="SLSQP",
-                           bounds=[(1e-12, 1.0)] * len(q_), constraints=cons,
-                           options={"ftol": 1e-15, "maxiter": 2000})
+            cons = [
+                {"type": "ineq", "fun": lambda p, d_=delta_, q0=q_: d_ - trust_region.kl(p, q0)},
+                {"type": "eq", "fun": lambda p: p.sum() - 1.0},
+            ]
+            res = minimize(
+                lambda p, a_=A_: -float(p @ a_),
+                q_,
+                jac=lambda p, a_=A_: -a_,
+                method="SLSQP",
+                bounds=[(1e-12, 1.0)] * len(q_),
+                constraints=cons,
+                options={"ftol": 1e-15, "maxiter": 2000},
+            )
             found = res.x
             worst = max(worst, float(np.abs(found - star).max()))
             worst_value = max(worst_value, abs(float(star @ A_) - constrained.dual(q_, A_, eta_, delta_)))
-    return max(worst, worst_value), (f"12 instances x 3 radii: max |pi_SLSQP - pi_eta(delta)| {worst:.1e}, "
-                                     f"|E_pi_eta[A] - (eta log Z + eta delta)| {worst_value:.1e}")
+    return max(worst, worst_value), (
+        f"12 instances x 3 radii: max |pi_SLSQP - pi_eta(delta)| {worst:.1e}, "
+        f"|E_pi_eta[A] - (eta log Z + eta delta)| {worst_value:.1e}"
+    )
 
 
 def _check_monotone_and_limits() -> tuple[float, str]:
@@ -171,8 +233,10 @@ def _check_monotone_and_limits() -> tuple[float, str]:
         ks = np.array([constrained.radius(q_, A_, e) for e in etas])
         worst_increase = max(worst_increase, float(np.max(np.diff(ks))))
         worst_limit = max(worst_limit, ks[-1], abs(ks[0] - constrained.max_radius(q_, A_)))
-    return max(worst_increase, 0.0) + worst_limit, (f"K on eta in [1e-3, 1e3]: max increase {worst_increase:.1e}; "
-                                                    f"K(1e3) and |K(1e-3) + log pi_old(M)| <= {worst_limit:.1e}")
+    return max(worst_increase, 0.0) + worst_limit, (
+        f"K on eta in [1e-3, 1e3]: max increase {worst_increase:.1e}; "
+        f"K(1e3) and |K(1e-3) + log pi_old(M)| <= {worst_limit:.1e}"
+    )
 
 
 def result() -> Result:
@@ -180,18 +244,31 @@ def result() -> Result:
         name="constrained_trust_region",
         title="The constrained trust region and the delta <-> eta correspondence",
         statement=r"\arg\max_{KL(\pi\|\pi_{old})\le\delta}\mathbb E_\pi[A] = \pi_{\eta(\delta)},\quad "
-                  r"K(\eta(\delta)) = \delta,\quad K' = -\mathrm{Var}_{\pi_\eta}(A)/\eta^3 < 0,\quad "
-                  r"\max_\pi \mathbb E_\pi[A] - \eta KL = \eta\log Z",
+        r"K(\eta(\delta)) = \delta,\quad K' = -\mathrm{Var}_{\pi_\eta}(A)/\eta^3 < 0,\quad "
+        r"\max_\pi \mathbb E_\pi[A] - \eta KL = \eta\log Z",
         assumptions=(r"$\pi_{old} > 0$", r"$A$ not constant", r"$0 < \delta < -\log\pi_{old}(\arg\max A)$"),
         parts=[
-            variational_identity(), penalised_value(), constrained_optimum(), radius_decreases(), dual_derivative(),
-            NumericCheck("constrained optimum vs SLSQP", "a constrained optimiser finds pi_eta(delta)",
-                         r"\|\pi_{\mathrm{SLSQP}} - \pi_{\eta(\delta)}\|_\infty \le 10^{-5}", _check_constrained_vs_scipy,
-                         1e-5),
-            NumericCheck("monotone radius and its limits", "K decreases from -log pi_old(M) to 0",
-                         r"K(10^3) \approx 0,\ K(10^{-3}) \approx -\log\pi_{old}(M),\ \Delta K \le 0",
-                         _check_monotone_and_limits, 2e-3),
+            variational_identity(),
+            penalised_value(),
+            constrained_optimum(),
+            radius_decreases(),
+            dual_derivative(),
+            NumericCheck(
+                "constrained optimum vs SLSQP",
+                "a constrained optimiser finds pi_eta(delta)",
+                r"\|\pi_{\mathrm{SLSQP}} - \pi_{\eta(\delta)}\|_\infty \le 10^{-5}",
+                _check_constrained_vs_scipy,
+                1e-5,
+            ),
+            NumericCheck(
+                "monotone radius and its limits",
+                "K decreases from -log pi_old(M) to 0",
+                r"K(10^3) \approx 0,\ K(10^{-3}) \approx -\log\pi_{old}(M),\ \Delta K \le 0",
+                _check_monotone_and_limits,
+                2e-3,
+            ),
         ],
-        notes="The penalty weight eta is the Lagrange multiplier of the radius delta: a larger trust region is a "
-              "smaller eta, and eta -> 0 (delta -> -log pi_old(M)) is pure advantage maximisation on argmax A.",
+        notes="The penalty weight eta is the Lagrange multiplier of the radius delta: a larger trust "
+              "region is a "
+        "smaller eta, and eta -> 0 (delta -> -log pi_old(M)) is pure advantage maximisation on argmax A.",
     )

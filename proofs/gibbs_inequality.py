@@ -51,15 +51,21 @@ D_F = sp.Sum(Q[y] * f(P[y] / Q[y]), (y, 1, n))
 
 def nonnegative() -> Derivation:
     d = Derivation(
-        "D_f >= 0 (Jensen)", r"$D_f(P_\theta\|P_A) \ge f(1) = 0$",
+        "D_f >= 0 (Jensen)",
+        r"$D_f(P_\theta\|P_A) \ge f(1) = 0$",
         D_F,
         statement=r"\sum_y P_A f(P_\theta/P_A) \ge 0",
         facts=[P_NORM, Q_NORM, F1],
         convex=[f],
         assumptions=[r"$f$ convex", r"$f(1) = 0$"],
     )
-    d.step(f(sp.Sum(Q[y] * (P[y] / Q[y]), (y, 1, n))), "jensen", r"weights $P_A(y) > 0$ sum to 1",
-           function=f, weights_sum=["P_A sums to 1"])
+    d.step(
+        f(sp.Sum(Q[y] * (P[y] / Q[y]), (y, 1, n))),
+        "jensen",
+        r"weights $P_A(y) > 0$ sum to 1",
+        function=f,
+        weights_sum=["P_A sums to 1"],
+    )
     d.step(f(sp.Sum(P[y], (y, 1, n))), "algebra", r"$P_A$ cancels")
     d.step(f(1), "substitute", r"$\sum_y P_\theta(y) = 1$", using="P_theta sums to 1")
     d.step(sp.Integer(0), "substitute", r"$f(1) = 0$", using="f(1) = 0")
@@ -69,27 +75,38 @@ def nonnegative() -> Derivation:
 def tangent_gaps() -> Derivation:
     x_ = P[y] / Q[y]
     d = Derivation(
-        "D_f is a sum of tangent gaps at 1", r"$\sum_y P_A T_1(P_\theta/P_A) = D_f(P_\theta\|P_A)$",
+        "D_f is a sum of tangent gaps at 1",
+        r"$\sum_y P_A T_1(P_\theta/P_A) = D_f(P_\theta\|P_A)$",
         sp.Sum(Q[y] * (f(x_) - f(1) - s1 * (x_ - 1)), (y, 1, n)),
         statement=r"\sum_y P_A(y)\,T_1(P_\theta(y)/P_A(y)) = D_f(P_\theta\|P_A)",
         facts=[P_NORM, Q_NORM, F1],
         assumptions=[r"$s_1$ a subgradient of $f$ at 1"],
     )
-    d.step(D_F - f(1) * sp.Sum(Q[y], (y, 1, n)) - s1 * sp.Sum(P[y], (y, 1, n)) + s1 * sp.Sum(Q[y], (y, 1, n)),
-           "linearity", "split the sum")
-    d.step(D_F - f(1) - s1 + s1, "substitute", "both distributions sum to 1",
-           using=["P_theta sums to 1", "P_A sums to 1"])
+    d.step(
+        D_F - f(1) * sp.Sum(Q[y], (y, 1, n)) - s1 * sp.Sum(P[y], (y, 1, n)) + s1 * sp.Sum(Q[y], (y, 1, n)),
+        "linearity",
+        "split the sum",
+    )
+    d.step(
+        D_F - f(1) - s1 + s1,
+        "substitute",
+        "both distributions sum to 1",
+        using=["P_theta sums to 1", "P_A sums to 1"],
+    )
     d.step(D_F, "substitute", r"$f(1) = 0$; the subgradient terms cancel", using="f(1) = 0")
     return d
 
 
 def equality_case() -> Derivation:
     d = Derivation(
-        "D_f = 0 forces P_theta = P_A", r"every tangent gap is zero: $P_\theta(y)/P_A(y) = 1$",
+        "D_f = 0 forces P_theta = P_A",
+        r"every tangent gap is zero: $P_\theta(y)/P_A(y) = 1$",
         sp.Eq(P[y] / Q[y], 1),
         statement=r"T_1(P_\theta/P_A) = 0 \Rightarrow P_\theta(y) = P_A(y)",
-        assumptions=[r"strict convexity at 1: $T_1(x) = 0 \iff x = 1$; a zero sum of nonnegative terms "
-                     r"with positive weights $P_A(y)$ has every term zero"],
+        assumptions=[
+            r"strict convexity at 1: $T_1(x) = 0 \iff x = 1$; a zero sum of nonnegative terms "
+            r"with positive weights $P_A(y)$ has every term zero"
+        ],
     )
     d.step(sp.Eq(P[y], Q[y]), "solve", r"linear in $P_\theta(y)$", var=P[y])
     return d
@@ -124,12 +141,15 @@ def _check_gibbs() -> tuple[float, str]:
             worst_zero = max(worst_zero, abs(_d_f(p_star, p_a, name)))
     if not smallest > 0:
         return float("inf"), f"a random pi gave D_f = {smallest:.3g}, not > 0"
-    return max(worst_neg, worst_zero), (f"60 instances x {len(STRICT_AT_1)} generators: min D_f at random pi "
-                                        f"{smallest:.2e} > 0, max |D_f| at pi* {worst_zero:.1e}")
+    return max(worst_neg, worst_zero), (
+        f"60 instances x {len(STRICT_AT_1)} generators: min D_f at random pi "
+        f"{smallest:.2e} > 0, max |D_f| at pi* {worst_zero:.1e}"
+    )
 
 
 def _check_flat_generator() -> tuple[float, str]:
     """A convex f(1) = 0 generator flat on [0.7, 1.3] has D_f = 0 at P_theta != P_A."""
+
     def flat(u_):
         return np.maximum(0.0, u_ - 1.3) ** 2 + np.maximum(0.0, 0.7 - u_) ** 2
 
@@ -147,15 +167,29 @@ def result() -> Result:
         name="gibbs_inequality",
         title="Gibbs' inequality for D_f(P_theta || P_A)",
         statement=r"D_f(P_\theta\|P_A) \ge 0,\quad D_f(P_\theta\|P_A) = 0 \iff P_\theta = P_A "
-                  r"\iff \pi_\theta = \pi^*",
-        assumptions=(r"$f$ convex on $(0,\infty)$, $f(1) = 0$", r"$P_A > 0$, both distributions sum to 1",
-                     r"for '$= 0 \Rightarrow P_\theta = P_A$': $f$ strictly convex at 1"),
+        r"\iff \pi_\theta = \pi^*",
+        assumptions=(
+            r"$f$ convex on $(0,\infty)$, $f(1) = 0$",
+            r"$P_A > 0$, both distributions sum to 1",
+            r"for '$= 0 \Rightarrow P_\theta = P_A$': $f$ strictly convex at 1",
+        ),
         parts=[
-            nonnegative(), tangent_gaps(), equality_case(),
-            NumericCheck("D_f on random instances", "D_f > 0 at random pi, 0 at pi*",
-                         r"\min D_f(\mathrm{random}) > 0,\ |D_f(\pi^*)| \le 10^{-12}", _check_gibbs, 1e-12),
-            NumericCheck("strictness at 1 is needed", "a generator flat around 1 does not separate",
-                         r"f = (u - 1.3)_+^2 + (0.7 - u)_+^2:\ D_f = 0,\ P_\theta \ne P_A",
-                         _check_flat_generator, 0.0),
+            nonnegative(),
+            tangent_gaps(),
+            equality_case(),
+            NumericCheck(
+                "D_f on random instances",
+                "D_f > 0 at random pi, 0 at pi*",
+                r"\min D_f(\mathrm{random}) > 0,\ |D_f(\pi^*)| \le 10^{-12}",
+                _check_gibbs,
+                1e-12,
+            ),
+            NumericCheck(
+                "strictness at 1 is needed",
+                "a generator flat around 1 does not separate",
+                r"f = (u - 1.3)_+^2 + (0.7 - u)_+^2:\ D_f = 0,\ P_\theta \ne P_A",
+                _check_flat_generator,
+                0.0,
+            ),
         ],
     )

@@ -55,30 +55,45 @@ fp = sp.Function("f'")
 c2, c3 = sp.symbols("f''(1) f'''(1)", real=True)
 W_JS = sp.log((1 + sp.exp(s)) / 2) / 2
 R_JS = W_JS - s / 4
-V_DEF = Fact("v = tanh(s/2)", sp.Eq(v, (sp.exp(s) - 1) / (sp.exp(s) + 1)), "definition", r"nonzero for $s\ne0$")
+V_DEF = Fact(
+    "v = tanh(s/2)", sp.Eq(v, (sp.exp(s) - 1) / (sp.exp(s) + 1)), "definition", r"nonzero for $s\ne0$"
+)
 C2_DEF = Fact("f''(1)", sp.Eq(c2, sp.diff(fp(x), x).subs(x, 1)), "definition")
 C3_DEF = Fact("f'''(1)", sp.Eq(c3, sp.diff(fp(x), x, 2).subs(x, 1)), "definition")
 
 
 def second_order() -> Derivation:
     d = Derivation(
-        "second-order coefficient, generic f", r"$w''(0) = -f'''(1) - f''(1)$",
+        "second-order coefficient, generic f",
+        r"$w''(0) = -f'''(1) - f''(1)$",
         -fp(sp.exp(-s)),
         statement=r"-f'(e^{-s}) = -f'(1) + f''(1)s - \tfrac12(f'''(1) + f''(1))s^2 + O(s^3)",
         facts=[C2_DEF, C3_DEF],
         assumptions=[r"$f'$ twice differentiable at 1"],
     )
-    d.step(-fp(1) + s * sp.diff(fp(x), x).subs(x, 1)
-           - s**2 / 2 * (sp.diff(fp(x), x, 2).subs(x, 1) + sp.diff(fp(x), x).subs(x, 1)),
-           "series", "second order in $s = A/\\eta$", var=s, point=0, order=3)
-    d.step(-fp(1) + c2 * s - (c3 + c2) * s**2 / 2, "substitute", r"name $f''(1)$, $f'''(1)$",
-           using=["f''(1)", "f'''(1)"])
+    d.step(
+        -fp(1)
+        + s * sp.diff(fp(x), x).subs(x, 1)
+        - s**2 / 2 * (sp.diff(fp(x), x, 2).subs(x, 1) + sp.diff(fp(x), x).subs(x, 1)),
+        "series",
+        "second order in $s = A/\\eta$",
+        var=s,
+        point=0,
+        order=3,
+    )
+    d.step(
+        -fp(1) + c2 * s - (c3 + c2) * s**2 / 2,
+        "substitute",
+        r"name $f''(1)$, $f'''(1)$",
+        using=["f''(1)", "f'''(1)"],
+    )
     return d
 
 
 def js_weight() -> Derivation:
     d = Derivation(
-        "js weight at rho = 1", r"$w_{js}(s) = -f'(e^{-s}) = \tfrac12\log\frac{1+e^s}{2}$",
+        "js weight at rho = 1",
+        r"$w_{js}(s) = -f'(e^{-s}) = \tfrac12\log\frac{1+e^s}{2}$",
         -divergences.get("js").f_prime_expr.subs(divergences.U, sp.exp(-s)),
         statement=r"w_{js}(s) = \tfrac12\log\tfrac{1+e^s}{2}",
     )
@@ -89,7 +104,8 @@ def js_weight() -> Derivation:
 def js_upper() -> Derivation:
     D = s**2 / 16 - R_JS
     d = Derivation(
-        "js: R(s) <= s^2/16", r"$D = s^2/16 - R$ has $D'' = v^2/8 > 0$ ($s\ne 0$)",
+        "js: R(s) <= s^2/16",
+        r"$D = s^2/16 - R$ has $D'' = v^2/8 > 0$ ($s\ne 0$)",
         D,
         statement=r"\frac{d^2}{ds^2}\Big(\frac{s^2}{16} - R_{js}(s)\Big) = \frac{\tanh^2(s/2)}{8} > 0",
         facts=[V_DEF],
@@ -105,7 +121,8 @@ def js_upper() -> Derivation:
 
 def js_lower() -> Derivation:
     d = Derivation(
-        "js: R(s) >= 0", r"$R'' = w'' = \frac{e^s}{2(1+e^s)^2} > 0$",
+        "js: R(s) >= 0",
+        r"$R'' = w'' = \frac{e^s}{2(1+e^s)^2} > 0$",
         R_JS,
         statement=r"R_{js}''(s) = \frac{e^s}{2(1+e^s)^2} > 0",
         assumptions=[r"$R(0) = R'(0) = 0$ and $R'' > 0$ give $R \ge 0$ (Taylor)"],
@@ -117,21 +134,28 @@ def js_lower() -> Derivation:
 
 
 def js_value_at_0() -> Derivation:
-    d = Derivation("js: R(0) = 0", r"value of $R_{js}$ at $s = 0$", R_JS.subs(s, 0), statement=r"R_{js}(0) = 0")
+    d = Derivation(
+        "js: R(0) = 0", r"value of $R_{js}$ at $s = 0$", R_JS.subs(s, 0), statement=r"R_{js}(0) = 0"
+    )
     d.step(sp.Integer(0), "algebra", r"$\log 1 = 0$")
     return d
 
 
 def js_slope_at_0() -> Derivation:
-    d = Derivation("js: R'(0) = 0", r"slope of $R_{js}$ at $s = 0$", sp.diff(R_JS, s).subs(s, 0),
-                   statement=r"R_{js}'(0) = \tfrac12\cdot\tfrac12 - \tfrac14 = 0")
+    d = Derivation(
+        "js: R'(0) = 0",
+        r"slope of $R_{js}$ at $s = 0$",
+        sp.diff(R_JS, s).subs(s, 0),
+        statement=r"R_{js}'(0) = \tfrac12\cdot\tfrac12 - \tfrac14 = 0",
+    )
     d.step(sp.Integer(0), "algebra", "")
     return d
 
 
 def kl_exact() -> Derivation:
     d = Derivation(
-        "kl: no remainder", r"$w_{kl}(s) = -(\log e^{-s} + 1) = s - 1$ exactly",
+        "kl: no remainder",
+        r"$w_{kl}(s) = -(\log e^{-s} + 1) = s - 1$ exactly",
         -divergences.get("kl").f_prime_expr.subs(divergences.U, sp.exp(-s)),
         statement=r"w_{kl}(s) = s - 1",
     )
@@ -154,14 +178,19 @@ def _check_taylor_bound() -> tuple[float, str]:
     half = np.linspace(0.0, 12.0, 2401)  # |s| grid; the max of |w''| over [-S, S] is a running max
     for name in SMOOTH:
         w2 = _w_second(name)
-        envelope = np.maximum.accumulate(np.maximum(np.abs(w2(half) * np.ones_like(half)),
-                                                    np.abs(w2(-half) * np.ones_like(half))))
+        envelope = np.maximum.accumulate(
+            np.maximum(np.abs(w2(half) * np.ones_like(half)), np.abs(w2(-half) * np.ones_like(half)))
+        )
         for sign in (1.0, -1.0):
             s_ = sign * half[1:]
             bound = 0.5 * s_**2 * envelope[1:]
-            rem = effective_weight(s_ * 0.25, 0.0, name, 0.25) - reductions.first_order_weight(s_ * 0.25, 0.25, name)
+            rem = effective_weight(s_ * 0.25, 0.0, name, 0.25) - reductions.first_order_weight(
+                s_ * 0.25, 0.25, name
+            )
             worst = max(worst, float(np.max((np.abs(rem) - bound) / np.maximum(1.0, bound))))
-    return max(worst, 0.0), f"{len(SMOOTH)} generators, s in [-12, 12]: max (|R| - bound)/max(1, bound) {worst:.1e}"
+    return max(
+        worst, 0.0
+    ), f"{len(SMOOTH)} generators, s in [-12, 12]: max (|R| - bound)/max(1, bound) {worst:.1e}"
 
 
 def _check_js_two_sided() -> tuple[float, str]:
@@ -169,8 +198,10 @@ def _check_js_two_sided() -> tuple[float, str]:
     rem = effective_weight(s_ * 0.25, 0.0, "js", 0.25) - s_ / 4
     low, high = float(np.min(rem)), float(np.max(rem - s_**2 / 16))
     tight = float(effective_weight(0.01 * 0.25, 0.0, "js", 0.25) - 0.01 / 4) / (0.01**2 / 16)
-    return max(-low, high, 0.0), (f"s in [-40, 40]: min R {low:.1e} (>= 0), max R - s^2/16 {high:.1e} (<= 0); "
-                                  f"R(0.01)/(0.01^2/16) = {tight:.6f}")
+    return max(-low, high, 0.0), (
+        f"s in [-40, 40]: min R {low:.1e} (>= 0), max R - s^2/16 {high:.1e} (<= 0); "
+        f"R(0.01)/(0.01^2/16) = {tight:.6f}"
+    )
 
 
 DEFAULT_TABLE = (0.1, 0.5, 1.0, 3.0)
@@ -184,8 +215,16 @@ def default_table(eta: float = 0.25) -> list[dict]:
         for a_ in (mag, -mag):
             exact = float(effective_weight(a_, 0.0, "js", eta))
             linear = float(reductions.grpo_limit_weight(a_, eta, "js"))
-            rows.append({"A": a_, "s": a_ / eta, "exact": exact, "linear": linear, "ratio": exact / linear,
-                         "bound": (a_ / eta) ** 2 / 16})
+            rows.append(
+                {
+                    "A": a_,
+                    "s": a_ / eta,
+                    "exact": exact,
+                    "linear": linear,
+                    "ratio": exact / linear,
+                    "bound": (a_ / eta) ** 2 / 16,
+                }
+            )
     return rows
 
 
@@ -195,8 +234,10 @@ def _check_default() -> tuple[float, str]:
     err = max(abs(rows[a_]["exact"] - val) for a_, val in expected.items())
     if not (rows[3.0]["ratio"] > 1.8 and rows[-3.0]["ratio"] < 0.2 and abs(rows[0.1]["ratio"] - 1) < 0.1):
         return float("inf"), f"the default-settings ratios are not as stated: {rows}"
-    return err, (f"eta = 0.25: w(A=3)/linear = {rows[3.0]['ratio']:.3f}, w(A=-3)/linear = {rows[-3.0]['ratio']:.3f}, "
-                 f"w(A=0.1)/linear = {rows[0.1]['ratio']:.3f}")
+    return err, (
+        f"eta = 0.25: w(A=3)/linear = {rows[3.0]['ratio']:.3f}, w(A=-3)/linear = {rows[-3.0]['ratio']:.3f}, "
+        f"w(A=0.1)/linear = {rows[0.1]['ratio']:.3f}"
+    )
 
 
 def result() -> Result:
@@ -204,15 +245,36 @@ def result() -> Result:
         name="grpo_limit_remainder",
         title="The GRPO limit with a remainder bound, and the default eta = 0.25",
         statement=r"w(s) = -f'(1) + f''(1)s + R(s),\ |R(s)| \le \tfrac{s^2}{2}\max_{|t|\le|s|}|w''(t)|;\quad "
-                  r"\text{js: } 0 \le R(s) \le s^2/16",
+        r"\text{js: } 0 \le R(s) \le s^2/16",
         assumptions=(r"$f \in C^3(0,\infty)$ (not TV)", r"$\rho = 1$", r"$s = A/\eta$"),
         parts=[
-            second_order(), js_weight(), js_upper(), js_lower(), js_value_at_0(), js_slope_at_0(), kl_exact(),
-            NumericCheck("Taylor bound, every smooth built-in", "the remainder bound holds on s in [-12, 12]",
-                         r"|R(s)| \le \tfrac{s^2}{2}\max_{|t|\le|s|}|w''(t)|", _check_taylor_bound, 1e-9),
-            NumericCheck("js two-sided bound", "0 <= R_js(s) <= s^2/16, tight at 0",
-                         r"0 \le w_{js}(s) - s/4 \le s^2/16", _check_js_two_sided, 1e-12),
-            NumericCheck("default eta = 0.25", "exact JS weight vs the linear term at |A| = 0.1 .. 3",
-                         r"w(12)/3 \approx 1.88,\ w(-12)/(-3) \approx 0.12", _check_default, 1e-12),
+            second_order(),
+            js_weight(),
+            js_upper(),
+            js_lower(),
+            js_value_at_0(),
+            js_slope_at_0(),
+            kl_exact(),
+            NumericCheck(
+                "Taylor bound, every smooth built-in",
+                "the remainder bound holds on s in [-12, 12]",
+                r"|R(s)| \le \tfrac{s^2}{2}\max_{|t|\le|s|}|w''(t)|",
+                _check_taylor_bound,
+                1e-9,
+            ),
+            NumericCheck(
+                "js two-sided bound",
+                "0 <= R_js(s) <= s^2/16, tight at 0",
+                r"0 \le w_{js}(s) - s/4 \le s^2/16",
+                _check_js_two_sided,
+                1e-12,
+            ),
+            NumericCheck(
+                "default eta = 0.25",
+                "exact JS weight vs the linear term at |A| = 0.1 .. 3",
+                r"w(12)/3 \approx 1.88,\ w(-12)/(-3) \approx 0.12",
+                _check_default,
+                1e-12,
+            ),
         ],
     )

@@ -7,7 +7,8 @@ target :math:`\pi_{k}\propto\pi_{k-1}e^{a}` for every strictly convex generator)
 (a) :math:`\log\pi_k(y) = \log\pi_0(y) + k\,a(y) - C_k`, i.e. :math:`\pi_k\propto\pi_0 e^{kA/\eta}`; hence for
     :math:`A(y) = A(y')`: :math:`\pi_k(y)/\pi_k(y') = \pi_0(y)/\pi_0(y')` **exactly, for every generator and
     every** :math:`k`. The same holds with round-dependent advantages :math:`A_k` as long as
-    :math:`A_k(y) = A_k(y')` every round (e.g. group-normalised rewards when :math:`y, y'` earn the same reward):
+    :math:`A_k(y) = A_k(y')` every round (e.g. group-normalised rewards when :math:`y, y'` earn the same
+    reward):
     then :math:`\pi_k\propto\pi_0 e^{\sum_{j<k}A_j/\eta}`.
 (b) with unequal advantages the log-odds of :math:`y` against a best response :math:`y^*` fall by exactly
     :math:`(A(y^*) - A(y))/\eta` per round; so with :math:`M = \arg\max A` and gap :math:`\Delta`,
@@ -15,9 +16,11 @@ target :math:`\pi_{k}\propto\pi_{k-1}e^{a}` for every strictly convex generator)
     :math:`\pi_k\to\pi_0(\cdot\mid M)`: mass concentrates on :math:`M` geometrically, at rate
     :math:`e^{-\Delta/\eta}` per round, and *inside* :math:`M` it keeps :math:`\pi_0`'s proportions.
 (c) in contrast, for a softmax policy :math:`\pi = \mathrm{softmax}(\theta)` and detached per-response weights
-    :math:`c` (REINFORCE: :math:`c = A`; GRPO at ratio 1: :math:`c = \hat A`; one LAD step at :math:`\rho = 1`:
+    :math:`c` (REINFORCE: :math:`c = A`; GRPO at ratio 1: :math:`c = \hat A`; one LAD step at :math:`\rho =
+    1`:
     :math:`c = w(A,1) = -f'(e^{-A/\eta})`), the exact expected gradient is
-    :math:`\partial_{\theta_y}\mathbb E_\pi[c] = \pi_y(c_y - \bar c)`, :math:`\bar c = \mathbb E_\pi c`, and one
+    :math:`\partial_{\theta_y}\mathbb E_\pi[c] = \pi_y(c_y - \bar c)`, :math:`\bar c = \mathbb E_\pi c`,
+    and one
     ascent step of size :math:`\alpha` changes the log-ratio of two responses with :math:`c_y = c_{y'} = c` by
 
     .. math:: \Delta\log\frac{\pi(y)}{\pi(y')} = \alpha\,(c - \bar c)\,(\pi_y - \pi_{y'}),
@@ -43,7 +46,8 @@ Assumptions: finite response set, :math:`\pi_0 > 0`, :math:`\eta > 0`; (a), (b) 
 Proof. (a) induction: substitute the hypothesis for round :math:`k` into the round-:math:`k+1` target;
 equal advantages cancel in the log-ratio. (b) the log-odds difference is linear in :math:`k` with slope
 :math:`-(A(y^*) - A(y))/\eta`; sum the odds of :math:`y \notin M`, each at most
-:math:`\frac{\pi_0(y)}{\pi_0(M)}e^{-k\Delta/\eta}`. (c) differentiate :math:`(e^{\theta_1}c_1 + S_c)/(e^{\theta_1} + S)`
+:math:`\frac{\pi_0(y)}{\pi_0(M)}e^{-k\Delta/\eta}`. (c) differentiate :math:`(e^{\theta_1}c_1 +
+S_c)/(e^{\theta_1} + S)`
 (:math:`S, S_c` the other responses' terms), take the step and subtract. Runtime twin:
 ``ladtheory/iteration.py``; tests: ``tests/theory/test_iterated_lad.py``.
 """
@@ -82,11 +86,14 @@ RICHER = Fact("more probable", sp.Eq(G_, pi1 - pi2), "hypothesis", r"$\pi_y > \p
 
 def induction_step() -> Derivation:
     d = Derivation(
-        "one round: pi_{k+1} from pi_k", r"the target of round $k+1$ is $\pi_0 e^{(k+1)a}$ up to normalisation",
+        "one round: pi_{k+1} from pi_k",
+        r"the target of round $k+1$ is $\pi_0 e^{(k+1)a}$ up to normalisation",
         Lk[y] + av[y] - logZk,
         statement=r"\log\pi_{k+1}(y) = \log\pi_k(y) + a_y - \log Z_k = \log\pi_0(y) + (k+1)a_y - C_{k+1}",
         facts=[HYP_K],
-        assumptions=[r"round $k+1$ reaches its target $\pi_k e^{a}/Z_k$ (Lemma 3.2, any strictly convex $f$)"],
+        assumptions=[
+            r"round $k+1$ reaches its target $\pi_k e^{a}/Z_k$ (Lemma 3.2, any strictly convex $f$)"
+        ],
     )
     d.step(lp0[y] + k * av[y] - Ck + av[y] - logZk, "substitute", "induction hypothesis", using="round k")
     d.step(lp0[y] + (k + 1) * av[y] - (Ck + logZk), "algebra", r"$C_{k+1} = C_k + \log Z_k$")
@@ -95,9 +102,11 @@ def induction_step() -> Derivation:
 
 def equal_ratio() -> Derivation:
     d = Derivation(
-        "equal advantages keep their ratio", r"$\log\pi_k(y) - \log\pi_k(y') = \log\pi_0(y) - \log\pi_0(y')$",
+        "equal advantages keep their ratio",
+        r"$\log\pi_k(y) - \log\pi_k(y') = \log\pi_0(y) - \log\pi_0(y')$",
         (p01 + k * a1 - Ck) - (p02 + k * a2 - Ck),
-        statement=r"A(y) = A(y') \Rightarrow \frac{\pi_k(y)}{\pi_k(y')} = \frac{\pi_0(y)}{\pi_0(y')}\ \forall k",
+        statement=r"A(y) = A(y') \Rightarrow \frac{\pi_k(y)}{\pi_k(y')} = \frac{\pi_0(y)}{\pi_0(y')}\ "
+                  r"\forall k",
         facts=[EQUAL],
     )
     d.step(p01 - p02 + k * (a1 - a2), "algebra", r"the normaliser $C_k$ cancels")
@@ -107,7 +116,8 @@ def equal_ratio() -> Derivation:
 
 def log_odds_fall() -> Derivation:
     d = Derivation(
-        "log-odds against a best response fall linearly", r"$\log\frac{\pi_k(y)}{\pi_k(y^*)}$ drops by $\Delta_y$ per round",
+        "log-odds against a best response fall linearly",
+        r"$\log\frac{\pi_k(y)}{\pi_k(y^*)}$ drops by $\Delta_y$ per round",
         (p01 + k * a1 - Ck) - (p0s + k * a_star - Ck),
         statement=r"\frac{d}{dk}\log\frac{\pi_k(y)}{\pi_k(y^*)} = -\frac{A(y^*) - A(y)}{\eta} < 0",
         facts=[BEST],
@@ -122,10 +132,14 @@ def softmax_gradient() -> Derivation:
     pi_1 = sp.exp(th1) / (sp.exp(th1) + S)
     mean = (sp.exp(th1) * c1 + Sc) / (sp.exp(th1) + S)
     d = Derivation(
-        "softmax policy gradient", r"$\partial_{\theta_y}\mathbb E_\pi[c] = \pi_y(c_y - \bar c)$",
+        "softmax policy gradient",
+        r"$\partial_{\theta_y}\mathbb E_\pi[c] = \pi_y(c_y - \bar c)$",
         (sp.exp(th1) * c1 + Sc) / (sp.exp(th1) + S),
         statement=r"\partial_{\theta_1}\frac{e^{\theta_1}c_1 + S_c}{e^{\theta_1} + S} = \pi_1(c_1 - \bar c)",
-        assumptions=[r"$S = \sum_{y\ne 1}e^{\theta_y}$, $S_c = \sum_{y\ne1}e^{\theta_y}c_y$ do not depend on $\theta_1$"],
+        assumptions=[
+            r"$S = \sum_{y\ne 1}e^{\theta_y}$, $S_c = \sum_{y\ne1}e^{\theta_y}c_y$ do not depend on "
+            r"$\theta_1$"
+        ],
     )
     d.step(pi_1 * (c1 - mean), "diff", "quotient rule", var=th1)
     return d
@@ -140,20 +154,30 @@ def pg_ratio_change() -> Derivation:
         facts=[EQUAL_C],
         assumptions=[r"$\log\pi_y - \log\pi_{y'} = \theta_y - \theta_{y'}$ (softmax)"],
     )
-    d.step(alpha * pi1 * (c1 - cbar) - alpha * pi2 * (c1 - cbar), "substitute", r"$c_{y'} = c_y$", using="equal weight")
+    d.step(
+        alpha * pi1 * (c1 - cbar) - alpha * pi2 * (c1 - cbar),
+        "substitute",
+        r"$c_{y'} = c_y$",
+        using="equal weight",
+    )
     d.step(alpha * (c1 - cbar) * (pi1 - pi2), "factor", "common factor")
     return d
 
 
 def rich_get_richer() -> Derivation:
     d = Derivation(
-        "the more probable response gains", r"$c > \bar c$, $\pi_y > \pi_{y'}$: the ratio grows",
+        "the more probable response gains",
+        r"$c > \bar c$, $\pi_y > \pi_{y'}$: the ratio grows",
         alpha * (c1 - cbar) * (pi1 - pi2),
         statement=r"c > \bar c,\ \pi_y > \pi_{y'} \Rightarrow \alpha(c - \bar c)(\pi_y - \pi_{y'}) > 0",
         facts=[ABOVE, RICHER],
     )
-    d.step(alpha * E_ * G_, "substitute", r"$E = c - \bar c > 0$, $G = \pi_y - \pi_{y'} > 0$",
-           using=["above average", "more probable"])
+    d.step(
+        alpha * E_ * G_,
+        "substitute",
+        r"$E = c - \bar c > 0$, $G = \pi_y - \pi_{y'} > 0$",
+        using=["above average", "more probable"],
+    )
     d.step(sp.Integer(0), "positive", r"$\alpha, E, G > 0$")
     return d
 
@@ -177,10 +201,15 @@ def _check_iterated_exact() -> tuple[float, str]:
             pi = pi0.copy()
             for k_ in range(1, 6):
                 pi = surrogate.minimise(surrogate.log_weights(pi, A, eta), name)
-                worst = max(worst, float(np.abs(np.log(pi) - np.log(iteration.iterated_target(pi0, A, eta, k_))).max()))
+                worst = max(
+                    worst,
+                    float(np.abs(np.log(pi) - np.log(iteration.iterated_target(pi0, A, eta, k_))).max()),
+                )
             worst_ratio = max(worst_ratio, abs(np.log(pi[0] / pi[1]) - np.log(pi0[0] / pi0[1])))
-    return max(worst, worst_ratio), (f"3 instances x {len(GENERATORS)} generators x 5 rounds: max |log pi_k - "
-                                     f"log(pi0 e^(kA/eta)/Z)| {worst:.1e}; equal-A log-ratio drift {worst_ratio:.1e}")
+    return max(worst, worst_ratio), (
+        f"3 instances x {len(GENERATORS)} generators x 5 rounds: max |log pi_k - "
+        f"log(pi0 e^(kA/eta)/Z)| {worst:.1e}; equal-A log-ratio drift {worst_ratio:.1e}"
+    )
 
 
 def _check_odds() -> tuple[float, str]:
@@ -196,7 +225,9 @@ def _check_odds() -> tuple[float, str]:
             pk = iteration.iterated_target(pi0, A, eta, k_)
             odds = pk[~best].sum() / pk[best].sum()
             worst = max(worst, odds / iteration.odds_bound(pi0, A, eta, k_) - 1.0)
-    return max(worst, 0.0), f"30 instances, k = 0, 1, 5, 20: max relative violation of the bound {max(worst, 0.0):.1e}"
+    return max(
+        worst, 0.0
+    ), f"30 instances, k = 0, 1, 5, 20: max relative violation of the bound {max(worst, 0.0):.1e}"
 
 
 def _check_rate() -> tuple[float, str]:
@@ -216,7 +247,10 @@ def _check_rate() -> tuple[float, str]:
         scaled = pk[~best].sum() / pk[best].sum() * np.exp(k_ * gap / eta)
         limit = pi0[A == A[~best].max()].sum() / pi0[best].sum()
         worst = max(worst, abs(scaled / limit - 1.0))
-    return worst, f"20 instances at k Delta/eta = 30: max |odds e^(k Delta/eta) / (pi0(2nd)/pi0(M)) - 1| {worst:.1e}"
+    return (
+        worst,
+        f"20 instances at k Delta/eta = 30: max |odds e^(k Delta/eta) / (pi0(2nd)/pi0(M)) - 1| {worst:.1e}",
+    )
 
 
 def _check_pg_steps() -> tuple[float, str]:
@@ -242,8 +276,12 @@ def _check_pg_steps() -> tuple[float, str]:
         lp2 = torch.log_softmax(th2, 0)
         lad = reductions.lad_exact_loss(lp2, lp2.detach(), torch.tensor(A), eta, "js")
         (g_lad,) = torch.autograd.grad(-lad, th2)
-        worst = max(worst, float(np.abs(g_lad.numpy() - iteration.policy_gradient(logits, iteration.lad_weights(A, eta)))
-                                 .max()))
+        worst = max(
+            worst,
+            float(
+                np.abs(g_lad.numpy() - iteration.policy_gradient(logits, iteration.lad_weights(A, eta))).max()
+            ),
+        )
         pi = weights.numpy()
         lr = 0.1
         for c in (c_hat, iteration.lad_weights(A, eta)):
@@ -253,33 +291,66 @@ def _check_pg_steps() -> tuple[float, str]:
             worst = max(worst, abs(measured - formula))
             gains += int(np.sign(measured) == np.sign(pi[0] - pi[1]))
     if gains != 20:
-        return float("inf"), f"the more probable of two above-average equal-A responses gained in only {gains}/20"
-    return worst, f"10 instances: GRPO and LAD(js) exact gradients and the ratio formula within {worst:.1e}; 20/20 rich get richer"
+        return float(
+            "inf"
+        ), f"the more probable of two above-average equal-A responses gained in only {gains}/20"
+    return (
+        worst,
+        f"10 instances: GRPO and LAD(js) exact gradients and the ratio formula within {worst:.1e}; 20/20 "
+        f"rich get richer",
+    )
 
 
 def result() -> Result:
     return Result(
         name="iterated_lad",
         title="Iterated LAD keeps equal-advantage ratios; the policy-gradient step does not",
-        statement=r"\pi_k \propto \pi_0 e^{kA/\eta},\quad A(y) = A(y') \Rightarrow \tfrac{\pi_k(y)}{\pi_k(y')} = "
-                  r"\tfrac{\pi_0(y)}{\pi_0(y')};\quad \text{PG: } \Delta\log\tfrac{\pi(y)}{\pi(y')} = "
-                  r"\alpha(c - \bar c)(\pi_y - \pi_{y'})",
-        assumptions=(r"finite response set, $\pi_0 > 0$", r"(a), (b): each round reaches its target exactly",
-                     r"(c): softmax policy, exact expectations, one plain gradient step"),
+        statement=r"\pi_k \propto \pi_0 e^{kA/\eta},\quad A(y) = A(y') \Rightarrow "
+                  r"\tfrac{\pi_k(y)}{\pi_k(y')} = "
+        r"\tfrac{\pi_0(y)}{\pi_0(y')};\quad \text{PG: } \Delta\log\tfrac{\pi(y)}{\pi(y')} = "
+        r"\alpha(c - \bar c)(\pi_y - \pi_{y'})",
+        assumptions=(
+            r"finite response set, $\pi_0 > 0$",
+            r"(a), (b): each round reaches its target exactly",
+            r"(c): softmax policy, exact expectations, one plain gradient step",
+        ),
         parts=[
-            induction_step(), equal_ratio(), log_odds_fall(), softmax_gradient(), pg_ratio_change(), rich_get_richer(),
-            NumericCheck("iterated exact minimisers", "5 rounds of the exact per-round minimiser, 5 generators",
-                         r"\max|\log\pi_k - \log(\pi_0e^{kA/\eta}/Z)| \le 10^{-6}", _check_iterated_exact, 1e-6),
-            NumericCheck("odds bound", "the odds against argmax A fall at least geometrically",
-                         r"\tfrac{1-\pi_k(M)}{\pi_k(M)} \le \tfrac{1-\pi_0(M)}{\pi_0(M)}e^{-k\Delta/\eta}",
-                         _check_odds, 1e-12),
-            NumericCheck("asymptotic rate", "the rate e^{-Delta/eta} per round is exact",
-                         r"\tfrac{1-\pi_k(M)}{\pi_k(M)}e^{k\Delta/\eta} \to \tfrac{\pi_0(M_2)}{\pi_0(M)}",
-                         _check_rate, 1e-3),
-            NumericCheck("policy-gradient steps", "GRPO and one-step LAD: exact gradients and the ratio change",
-                         r"\Delta\log\tfrac{\pi_y}{\pi_{y'}} = \alpha(c - \bar c)(\pi_y - \pi_{y'})", _check_pg_steps, 1e-12),
+            induction_step(),
+            equal_ratio(),
+            log_odds_fall(),
+            softmax_gradient(),
+            pg_ratio_change(),
+            rich_get_richer(),
+            NumericCheck(
+                "iterated exact minimisers",
+                "5 rounds of the exact per-round minimiser, 5 generators",
+                r"\max|\log\pi_k - \log(\pi_0e^{kA/\eta}/Z)| \le 10^{-6}",
+                _check_iterated_exact,
+                1e-6,
+            ),
+            NumericCheck(
+                "odds bound",
+                "the odds against argmax A fall at least geometrically",
+                r"\tfrac{1-\pi_k(M)}{\pi_k(M)} \le \tfrac{1-\pi_0(M)}{\pi_0(M)}e^{-k\Delta/\eta}",
+                _check_odds,
+                1e-12,
+            ),
+            NumericCheck(
+                "asymptotic rate",
+                "the rate e^{-Delta/eta} per round is exact",
+                r"\tfrac{1-\pi_k(M)}{\pi_k(M)}e^{k\Delta/\eta} \to \tfrac{\pi_0(M_2)}{\pi_0(M)}",
+                _check_rate,
+                1e-3,
+            ),
+            NumericCheck(
+                "policy-gradient steps",
+                "GRPO and one-step LAD: exact gradients and the ratio change",
+                r"\Delta\log\tfrac{\pi_y}{\pi_{y'}} = \alpha(c - \bar c)(\pi_y - \pi_{y'})",
+                _check_pg_steps,
+                1e-12,
+            ),
         ],
         notes="Iterated exact LAD is exponential weights (Hedge) with step 1/eta: after k rounds it is the "
-              "one-round target at temperature eta/k, so it does not prevent concentration on argmax A; what it "
-              "preserves is pi_0's proportions among responses of equal advantage.",
+        "one-round target at temperature eta/k, so it does not prevent concentration on argmax A; what it "
+        "preserves is pi_0's proportions among responses of equal advantage.",
     )

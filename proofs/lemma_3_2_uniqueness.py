@@ -54,28 +54,42 @@ LOSS = sp.Sum(g[y] * f(pi[y] / g[y]), (y, 1, n))
 
 def gap_identity() -> Derivation:
     d = Derivation(
-        "gap identity", r"$L(\pi) - Z_g f(1/Z_g)$ is a $g$-weighted sum of tangent gaps at $c = 1/Z_g$",
+        "gap identity",
+        r"$L(\pi) - Z_g f(1/Z_g)$ is a $g$-weighted sum of tangent gaps at $c = 1/Z_g$",
         sp.Sum(g[y] * (f(pi[y] / g[y]) - f(c) - sc * (pi[y] / g[y] - c)), (y, 1, n)),
         statement=r"\sum_y g_y T_c(\pi_y/g_y) = L(\pi) - Z_g f(1/Z_g)",
         facts=[ZG_DEF, NORMALISED, C_DEF],
         assumptions=[r"$s_c$ a subgradient of $f$ at $c$"],
     )
-    d.step(LOSS - f(c) * sp.Sum(g[y], (y, 1, n)) - sc * sp.Sum(pi[y], (y, 1, n)) + sc * c * sp.Sum(g[y], (y, 1, n)),
-           "linearity", "split the sum; $g_y$ cancels in $g_y\\,\\pi_y/g_y$")
-    d.step(LOSS - f(c) * Zg - sc + sc * c * Zg, "substitute", r"definition of $Z_g$; $\sum_y\pi_y = 1$",
-           using=["Z_g", "normalised"])
+    d.step(
+        LOSS
+        - f(c) * sp.Sum(g[y], (y, 1, n))
+        - sc * sp.Sum(pi[y], (y, 1, n))
+        + sc * c * sp.Sum(g[y], (y, 1, n)),
+        "linearity",
+        "split the sum; $g_y$ cancels in $g_y\\,\\pi_y/g_y$",
+    )
+    d.step(
+        LOSS - f(c) * Zg - sc + sc * c * Zg,
+        "substitute",
+        r"definition of $Z_g$; $\sum_y\pi_y = 1$",
+        using=["Z_g", "normalised"],
+    )
     d.step(LOSS - Zg * f(1 / Zg), "substitute", r"$c = 1/Z_g$: the subgradient terms cancel", using="c")
     return d
 
 
 def equality_forces_target() -> Derivation:
     d = Derivation(
-        "a zero gap forces pi = g/Z_g", r"strict convexity: $T_c(\pi_y/g_y) = 0 \Rightarrow \pi_y/g_y = c$",
+        "a zero gap forces pi = g/Z_g",
+        r"strict convexity: $T_c(\pi_y/g_y) = 0 \Rightarrow \pi_y/g_y = c$",
         sp.Eq(pi[y] / g[y], c),
         statement=r"\pi_y/g_y = c = 1/Z_g \iff \pi_y = g_y/Z_g",
         facts=[C_DEF],
-        assumptions=[r"$T_c(x) > 0$ for $x \ne c$ (strict convexity at $c$), and every term "
-                     r"$g_y T_c \ge 0$, so a zero sum makes every term zero"],
+        assumptions=[
+            r"$T_c(x) > 0$ for $x \ne c$ (strict convexity at $c$), and every term "
+            r"$g_y T_c \ge 0$, so a zero sum makes every term zero"
+        ],
     )
     d.step(sp.Eq(pi[y] / g[y], 1 / Zg), "substitute", r"$c = 1/Z_g$", using="c")
     d.step(sp.Eq(pi[y], g[y] / Zg), "solve", r"linear in $\pi_y$", var=pi[y])
@@ -84,7 +98,8 @@ def equality_forces_target() -> Derivation:
 
 def term_positive() -> Derivation:
     d = Derivation(
-        "every other pi costs more", r"a term with $\pi_y/g_y \ne c$ adds $g_y T > 0$",
+        "every other pi costs more",
+        r"a term with $\pi_y/g_y \ne c$ adds $g_y T > 0$",
         g[y] * Tpos,
         statement=r"g_y\,T_c(\pi_y/g_y) > 0 \text{ when } \pi_y/g_y \ne c",
         assumptions=[r"$T = T_c(\pi_y/g_y) > 0$ (strict convexity, $\pi_y/g_y\ne c$)"],
@@ -95,11 +110,15 @@ def term_positive() -> Derivation:
 
 def unnormalised() -> Derivation:
     d = Derivation(
-        "unnormalised case", r"without $\sum\pi = 1$: $L(\pi) - Z_g f(m) = \sum_y g_y[f(\pi_y/g_y) - f(m)]$",
+        "unnormalised case",
+        r"without $\sum\pi = 1$: $L(\pi) - Z_g f(m) = \sum_y g_y[f(\pi_y/g_y) - f(m)]$",
         sp.Sum(g[y] * (f(pi[y] / g[y]) - f(m)), (y, 1, n)),
         statement=r"\sum_y g_y [f(\pi_y/g_y) - f(m)] = L(\pi) - Z_g f(m),\ \text{minimum at } \pi = m\,g",
         facts=[ZG_DEF],
-        assumptions=[r"$m$ the unique minimiser of $f$ ($m = 1$ when $f'(1) = 0$)", r"$\pi > 0$, unnormalised"],
+        assumptions=[
+            r"$m$ the unique minimiser of $f$ ($m = 1$ when $f'(1) = 0$)",
+            r"$\pi > 0$, unnormalised",
+        ],
     )
     d.step(LOSS - f(m) * sp.Sum(g[y], (y, 1, n)), "linearity", r"$f(m)$ leaves the sum")
     d.step(LOSS - Zg * f(m), "substitute", r"definition of $Z_g$", using="Z_g")
@@ -134,7 +153,10 @@ def _check_gap_identity() -> tuple[float, str]:
             smallest_gap = min(smallest_gap, lhs)
     if not smallest_gap > 0:
         return float("inf"), f"a random pi reached the minimum value (gap {smallest_gap:.3g})"
-    return worst, f"40 instances x {len(STRICT)} generators; smallest L(pi) - L* at a random pi {smallest_gap:.2e} > 0"
+    return (
+        worst,
+        f"40 instances x {len(STRICT)} generators; smallest L(pi) - L* at a random pi {smallest_gap:.2e} > 0",
+    )
 
 
 def _check_unnormalised() -> tuple[float, str]:
@@ -146,8 +168,12 @@ def _check_unnormalised() -> tuple[float, str]:
         for name in ("js", "hellinger", "pearson", "kl"):
             div = divergences.get(name)
             for lg in log_g:
-                res = minimize_scalar(lambda t, lg=lg: float(np.exp(lg) * div.f_log(np.array(t - lg))),
-                                      bracket=(lg - 3.0, lg + 3.0), method="brent", tol=1e-12)
+                res = minimize_scalar(
+                    lambda t, lg=lg: float(np.exp(lg) * div.f_log(np.array(t - lg))),
+                    bracket=(lg - 3.0, lg + 3.0),
+                    method="brent",
+                    tol=1e-12,
+                )
                 expected = lg - (1.0 if name == "kl" else 0.0)
                 worst = max(worst, abs(float(res.x) - expected))
     return worst, "max |log pi - log(m g)| over 10 instances, js/hellinger/pearson (m = 1) and kl (m = 1/e)"
@@ -167,18 +193,40 @@ def result() -> Result:
         name="lemma_3_2_uniqueness",
         title="Lemma 3.2: uniqueness from strict convexity, and the unnormalised minimiser",
         statement=r"L(\pi) - Z_g f(1/Z_g) = \sum_y g_y T_c(\pi_y/g_y) \ge 0,\ = 0 \iff \pi = g/Z_g;"
-                  r"\quad \arg\min_{\pi > 0} L = m\,g",
-        assumptions=(r"$g > 0$", r"$f$ convex; strictly convex at $c = 1/Z_g$ for uniqueness",
-                     r"normalised case: $\sum_y\pi_y = 1$; unnormalised: $m$ the unique minimiser of $f$"),
+        r"\quad \arg\min_{\pi > 0} L = m\,g",
+        assumptions=(
+            r"$g > 0$",
+            r"$f$ convex; strictly convex at $c = 1/Z_g$ for uniqueness",
+            r"normalised case: $\sum_y\pi_y = 1$; unnormalised: $m$ the unique minimiser of $f$",
+        ),
         parts=[
-            gap_identity(), equality_forces_target(), term_positive(), unnormalised(),
-            NumericCheck("gap identity", "the identity on random instances, every strictly convex built-in",
-                         r"|L(\pi) - L^* - \sum_y g_y T_c(\pi_y/g_y)| \le 10^{-12}", _check_gap_identity, 1e-12),
-            NumericCheck("unnormalised minimiser", "unconstrained minimiser is m g",
-                         r"\|\log\pi_{\mathrm{opt}} - \log(m g)\|_\infty \le 10^{-6}", _check_unnormalised, 1e-6),
-            NumericCheck("strictness at c is needed", "TV is not strictly convex at c = 1/2: a second minimiser",
-                         r"L_{TV}(\pi') = L_{TV}(g/Z_g)", _check_tv_counterexample, 1e-12),
+            gap_identity(),
+            equality_forces_target(),
+            term_positive(),
+            unnormalised(),
+            NumericCheck(
+                "gap identity",
+                "the identity on random instances, every strictly convex built-in",
+                r"|L(\pi) - L^* - \sum_y g_y T_c(\pi_y/g_y)| \le 10^{-12}",
+                _check_gap_identity,
+                1e-12,
+            ),
+            NumericCheck(
+                "unnormalised minimiser",
+                "unconstrained minimiser is m g",
+                r"\|\log\pi_{\mathrm{opt}} - \log(m g)\|_\infty \le 10^{-6}",
+                _check_unnormalised,
+                1e-6,
+            ),
+            NumericCheck(
+                "strictness at c is needed",
+                "TV is not strictly convex at c = 1/2: a second minimiser",
+                r"L_{TV}(\pi') = L_{TV}(g/Z_g)",
+                _check_tv_counterexample,
+                1e-12,
+            ),
         ],
-        notes="Strict convexity at the single point c = 1/Z_g is what uniqueness needs; TV is strictly convex "
-              "at 1 (so it still brakes per sample) but affine around c = 1/2 in the counterexample.",
+        notes="Strict convexity at the single point c = 1/Z_g is what uniqueness needs; TV is strictly "
+              "convex "
+        "at 1 (so it still brakes per sample) but affine around c = 1/2 in the counterexample.",
     )

@@ -1,19 +1,22 @@
-r"""Token-level ratios: what the default per-token LAD loss optimises, and when it agrees with the sequence level.
+r"""Token-level ratios: what the default per-token LAD loss optimises; when it agrees with the sequence level.
 
 Setup. A response :math:`y = (y_1..y_T)` of :math:`T = |y|` tokens, :math:`h_t = (x, y_{<t})`, per-token
 log-ratios :math:`d_t = \log\pi_\theta(y_t|h_t) - \log\pi_{\mathrm{old}}(y_t|h_t)`, sequence log-ratio
 :math:`\log\rho = \sum_t d_t`, :math:`a = A(y)/\eta` broadcast to every token. Per response,
 ``level="token"`` is :math:`\ell_{\mathrm{tok}} = \sum_t e^{a} f(e^{d_t - a})` (``lad_loss`` then divides the
-batch sum by the token count :math:`N`), ``level="sequence"`` is :math:`\ell_{\mathrm{seq}} = e^{a}f(e^{\log\rho - a})`
+batch sum by the token count :math:`N`), ``level="sequence"`` is :math:`\ell_{\mathrm{seq}} =
+e^{a}f(e^{\log\rho - a})`
 (divided by :math:`B` sequences). Throughout :math:`f'(1) = 0` and :math:`f` strictly convex at 1.
 
 Statement.
 
 1. (agreement at the rollout policy) At :math:`\theta = \theta_{\mathrm{old}}` (every :math:`d_t = 0`),
-   :math:`\partial\ell_{\mathrm{tok}}/\partial d_t = \partial\ell_{\mathrm{seq}}/\partial d_t = f'(e^{-a})` for
+   :math:`\partial\ell_{\mathrm{tok}}/\partial d_t = \partial\ell_{\mathrm{seq}}/\partial d_t = f'(e^{-a})`
+   for
    every token, so :math:`\nabla L_{\mathrm{tok}} = (B/N)\,\nabla L_{\mathrm{seq}}`: one update per rollout
    (the default) takes the same direction at either level, up to a global step-size factor.
-2. (per-token targets) :math:`\ell_{\mathrm{tok}}` is stationary in every :math:`d_t` iff :math:`d_t = a` for all
+2. (per-token targets) :math:`\ell_{\mathrm{tok}}` is stationary in every :math:`d_t` iff :math:`d_t = a`
+for all
    :math:`t`, i.e. the implied sequence ratio is :math:`\rho = e^{|y|A/\eta}`; :math:`\ell_{\mathrm{seq}}` is
    stationary iff :math:`\rho = e^{A/\eta}`. ``level="sequence_mean"`` (mean log-ratio) is stationary iff
    :math:`\frac1T\sum_t d_t = a`: again :math:`\rho = e^{|y|A/\eta}`. The per-sample brake points agree iff
@@ -27,7 +30,8 @@ Statement.
    distributions, :math:`r_v = \pi(v|h)/\pi_{\mathrm{old}}(v|h)`. For ``kl`` this is
    :math:`\pi(v|h) \propto \pi_{\mathrm{old}}(v|h)\,e^{\mathbb E[A|hv]/\eta}`, while the sequence-level target
    :math:`\pi^*\propto\pi_{\mathrm{old}}e^{A/\eta}` has conditionals
-   :math:`\pi^*(v|h)\propto\pi_{\mathrm{old}}(v|h)\,\mathbb E[e^{A/\eta}\mid hv]`. If :math:`A` is fixed by the first
+   :math:`\pi^*(v|h)\propto\pi_{\mathrm{old}}(v|h)\,\mathbb E[e^{A/\eta}\mid hv]`. If :math:`A` is fixed by
+   the first
    token (responses of length 1 included), both levels have the same minimiser for every strictly convex
    :math:`f` (Lemma 3.2 at each prefix: tilt at the first token, :math:`\pi_{\mathrm{old}}` below it);
    when :math:`A` still varies after :math:`hv` they differ (numeric check below).
@@ -74,13 +78,20 @@ x = sp.Symbol("x", positive=True)
 f = sp.Function("f")
 log_rho = sp.Symbol("log_rho", real=True)
 
-AT_ROLLOUT = [Fact("d_1 = 0", sp.Eq(d1, 0), "hypothesis", r"$\theta = \theta_{old}$"),
-              Fact("R = 0", sp.Eq(R, 0), "hypothesis", r"the other tokens too")]
+AT_ROLLOUT = [
+    Fact("d_1 = 0", sp.Eq(d1, 0), "hypothesis", r"$\theta = \theta_{old}$"),
+    Fact("R = 0", sp.Eq(R, 0), "hypothesis", r"the other tokens too"),
+]
 LOG_RHO = Fact("log rho", sp.Eq(log_rho, sp.Sum(dvec[t], (t, 1, T))), "definition")
-W_SUM = Fact("weights", sp.Eq(sp.Sum(w[j], (j, 1, J)), 1), "hypothesis",
-             r"$w_j$: the law of the continuations of $hv$")
-ABAR = Fact("mean advantage", sp.Eq(abar, sp.Sum(w[j] * aj[j], (j, 1, J))), "definition",
-            r"$\bar a = \mathbb E[A|hv]/\eta$")
+W_SUM = Fact(
+    "weights", sp.Eq(sp.Sum(w[j], (j, 1, J)), 1), "hypothesis", r"$w_j$: the law of the continuations of $hv$"
+)
+ABAR = Fact(
+    "mean advantage",
+    sp.Eq(abar, sp.Sum(w[j] * aj[j], (j, 1, J))),
+    "definition",
+    r"$\bar a = \mathbb E[A|hv]/\eta$",
+)
 
 
 def _fprime_at(arg):
@@ -89,20 +100,26 @@ def _fprime_at(arg):
 
 def token_slope_at_rollout() -> Derivation:
     d = Derivation(
-        "token level at rho = 1", r"$\partial_{d_1}\, e^{a} f(e^{d_1 - a}) = f'(e^{-a})$ at $d_1 = 0$",
+        "token level at rho = 1",
+        r"$\partial_{d_1}\, e^{a} f(e^{d_1 - a}) = f'(e^{-a})$ at $d_1 = 0$",
         sp.exp(a) * f(sp.exp(d1 - a)),
         statement=r"\partial\ell_{tok}/\partial d_1\big|_{d=0} = f'(e^{-a})",
         facts=AT_ROLLOUT,
     )
-    d.step(sp.exp(d1) * _fprime_at(sp.exp(d1 - a)), "diff", "chain rule (the other tokens do not depend on $d_1$)",
-           var=d1)
+    d.step(
+        sp.exp(d1) * _fprime_at(sp.exp(d1 - a)),
+        "diff",
+        "chain rule (the other tokens do not depend on $d_1$)",
+        var=d1,
+    )
     d.step(_fprime_at(sp.exp(-a)), "substitute", r"at the rollout policy", using="d_1 = 0")
     return d
 
 
 def sequence_slope_at_rollout() -> Derivation:
     d = Derivation(
-        "sequence level at rho = 1", r"$\partial_{d_1}\, e^{a} f(e^{d_1 + R - a}) = f'(e^{-a})$ at $d = 0$",
+        "sequence level at rho = 1",
+        r"$\partial_{d_1}\, e^{a} f(e^{d_1 + R - a}) = f'(e^{-a})$ at $d = 0$",
         sp.exp(a) * f(sp.exp(d1 + R - a)),
         statement=r"\partial\ell_{seq}/\partial d_1\big|_{d=0} = f'(e^{-a})",
         facts=AT_ROLLOUT,
@@ -114,7 +131,8 @@ def sequence_slope_at_rollout() -> Derivation:
 
 def per_token_target() -> Derivation:
     d = Derivation(
-        "per-token stationary point", r"$f'(e^{d_t - a}) = 0 \iff e^{d_t - a} = 1 \iff d_t = a$",
+        "per-token stationary point",
+        r"$f'(e^{d_t - a}) = 0 \iff e^{d_t - a} = 1 \iff d_t = a$",
         sp.Eq(sp.exp(dt - a), 1),
         statement=r"\partial\ell_{tok}/\partial d_t = 0 \iff d_t = A/\eta",
         assumptions=[r"$f'(u) = 0 \iff u = 1$ (strict convexity at 1, $f'(1) = 0$: proofs/brake_lemma.py)"],
@@ -125,19 +143,27 @@ def per_token_target() -> Derivation:
 
 def implied_sequence_ratio() -> Derivation:
     d = Derivation(
-        "implied sequence ratio e^{|y| A/eta}", r"every token at its target: $\log\rho = \sum_t d_t = |y|\,a$",
+        "implied sequence ratio e^{|y| A/eta}",
+        r"every token at its target: $\log\rho = \sum_t d_t = |y|\,a$",
         sp.Eq(dvec[t], a),
         statement=r"d_t = a\ \forall t \Rightarrow \log\rho = T a,\ \rho = e^{|y|A/\eta}",
         facts=[LOG_RHO],
     )
-    d.step(sp.Eq(sp.Sum(dvec[t], (t, 1, T)), T * a), "sum_both_sides", "sum over the tokens", index=t, limits=(1, T))
+    d.step(
+        sp.Eq(sp.Sum(dvec[t], (t, 1, T)), T * a),
+        "sum_both_sides",
+        "sum over the tokens",
+        index=t,
+        limits=(1, T),
+    )
     d.step(sp.Eq(log_rho, T * a), "substitute", r"definition of $\log\rho$", using="log rho")
     return d
 
 
 def sequence_mean_target() -> Derivation:
     d = Derivation(
-        "sequence_mean has the same per-sample target", r"$\frac1T\sum_t d_t = a \iff \log\rho = T a$",
+        "sequence_mean has the same per-sample target",
+        r"$\frac1T\sum_t d_t = a \iff \log\rho = T a$",
         sp.Eq(sp.Sum(dvec[t], (t, 1, T)) / T, a),
         statement=r"\tfrac1T\log\rho = a \iff \log\rho = |y|\,a",
         facts=[LOG_RHO],
@@ -150,15 +176,24 @@ def sequence_mean_target() -> Derivation:
 def kl_prefix_tilt() -> Derivation:
     kl_term = sp.exp(aj[j]) * divergences.get("kl").expr.subs(divergences.U, r * sp.exp(-aj[j]))
     d = Derivation(
-        "kl: the prefix problem sees E[A|hv]", r"$\mathbb E[e^{a}f(re^{-a})\mid hv] = r(\log r - \bar a)$ for $f = u\log u$",
+        "kl: the prefix problem sees E[A|hv]",
+        r"$\mathbb E[e^{a}f(re^{-a})\mid hv] = r(\log r - \bar a)$ for $f = u\log u$",
         sp.Sum(w[j] * kl_term, (j, 1, J)),
         statement=r"\sum_j w_j e^{a_j}\,(re^{-a_j})\log(re^{-a_j}) = r(\log r - \bar a)",
         facts=[W_SUM, ABAR],
     )
     d.step(sp.Sum(w[j] * r * (sp.log(r) - aj[j]), (j, 1, J)), "algebra", r"$e^{a}\cdot re^{-a} = r$")
-    d.step(r * sp.log(r) * sp.Sum(w[j], (j, 1, J)) - r * sp.Sum(w[j] * aj[j], (j, 1, J)), "linearity", "split the sum")
-    d.step(r * sp.log(r) - r * abar, "substitute", r"$\sum_j w_j = 1$; definition of $\bar a$",
-           using=["weights", "mean advantage"])
+    d.step(
+        r * sp.log(r) * sp.Sum(w[j], (j, 1, J)) - r * sp.Sum(w[j] * aj[j], (j, 1, J)),
+        "linearity",
+        "split the sum",
+    )
+    d.step(
+        r * sp.log(r) - r * abar,
+        "substitute",
+        r"$\sum_j w_j = 1$; definition of $\bar a$",
+        using=["weights", "mean advantage"],
+    )
     return d
 
 
@@ -167,11 +202,25 @@ def kl_prefix_tilt() -> Derivation:
 BRAKING = ("js", "hellinger", "jeffreys", "pearson", "neyman", "triangular")
 
 
-def _grad(level: str, name: str, logp: np.ndarray, logp_old: np.ndarray, adv: np.ndarray, mask: np.ndarray,
-          eta: float) -> np.ndarray:
+def _grad(
+    level: str,
+    name: str,
+    logp: np.ndarray,
+    logp_old: np.ndarray,
+    adv: np.ndarray,
+    mask: np.ndarray,
+    eta: float,
+) -> np.ndarray:
     lp = torch.tensor(logp, dtype=torch.float64, requires_grad=True)
-    loss, _ = lad_loss(lp, torch.tensor(logp_old), torch.tensor(adv), torch.tensor(mask, dtype=torch.bool),
-                       divergence=name, eta=eta, level=level)
+    loss, _ = lad_loss(
+        lp,
+        torch.tensor(logp_old),
+        torch.tensor(adv),
+        torch.tensor(mask, dtype=torch.bool),
+        divergence=name,
+        eta=eta,
+        level=level,
+    )
     (g,) = torch.autograd.grad(loss, lp)
     return g.numpy()
 
@@ -192,13 +241,23 @@ def _check_rollout_agreement() -> tuple[float, str]:
             worst = max(worst, float(np.abs(g_tok - scale * g_seq).max()))
             # off the rollout policy the two differ (control: the check can fail)
             moved = logp_old + 0.3 * mask
-            control = max(control, float(np.abs(_grad("token", name, moved, logp_old, adv, mask, 0.25)
-                                                 - scale * _grad("sequence", name, moved, logp_old, adv, mask,
-                                                                 0.25)).max()))
+            control = max(
+                control,
+                float(
+                    np.abs(
+                        _grad("token", name, moved, logp_old, adv, mask, 0.25)
+                        - scale * _grad("sequence", name, moved, logp_old, adv, mask, 0.25)
+                    ).max()
+                ),
+            )
     if not control > 1e-4:
-        return float("inf"), f"control: token and sequence gradients agreed off the rollout policy ({control:.2e})"
-    return worst, (f"8 batches x 7 generators: max |grad_tok - (B/N) grad_seq| at rho = 1 {worst:.1e}; "
-                   f"off rho = 1 they differ (max difference {control:.2e})")
+        return float(
+            "inf"
+        ), f"control: token and sequence gradients agreed off the rollout policy ({control:.2e})"
+    return worst, (
+        f"8 batches x 7 generators: max |grad_tok - (B/N) grad_seq| at rho = 1 {worst:.1e}; "
+        f"off rho = 1 they differ (max difference {control:.2e})"
+    )
 
 
 def _per_sample_minimiser(level: str, name: str, a_: float, length: int) -> np.ndarray:
@@ -224,9 +283,13 @@ def _check_per_token_targets() -> tuple[float, str]:
             d_tok = _per_sample_minimiser("token", name, a_, 5)
             d_mean = _per_sample_minimiser("sequence_mean", name, a_, 5)
             d_seq = _per_sample_minimiser("sequence", name, a_, 5)
-            worst = max(worst, float(np.abs(d_tok - a_).max()), abs(d_mean.sum() - 5 * a_), abs(d_seq.sum() - a_))
-    return worst, ("|y| = 5: token level d_t -> A/eta each, sequence_mean sum d -> 5 A/eta, "
-                   f"sequence sum d -> A/eta; max deviation {worst:.1e}")
+            worst = max(
+                worst, float(np.abs(d_tok - a_).max()), abs(d_mean.sum() - 5 * a_), abs(d_seq.sum() - a_)
+            )
+    return worst, (
+        "|y| = 5: token level d_t -> A/eta each, sequence_mean sum d -> 5 A/eta, "
+        f"sequence sum d -> A/eta; max deviation {worst:.1e}"
+    )
 
 
 def _tree_minimiser(level: str, name: str, adv: np.ndarray, eta: float) -> np.ndarray:
@@ -261,20 +324,28 @@ def _check_tree() -> tuple[float, str]:
     kl_tok = _tree_minimiser("token", "kl", adv, eta)
     mean_v = np.array([adv[:2].mean(), adv[2:].mean()])
     root = np.exp(mean_v / eta) / np.exp(mean_v / eta).sum()
-    second = [np.exp(adv[2 * v:2 * v + 2] / eta) / np.exp(adv[2 * v:2 * v + 2] / eta).sum() for v in (0, 1)]
+    second = [
+        np.exp(adv[2 * v : 2 * v + 2] / eta) / np.exp(adv[2 * v : 2 * v + 2] / eta).sum() for v in (0, 1)
+    ]
     closed = np.array([root[v] * second[v][w_] for v in (0, 1) for w_ in (0, 1)])
     err_closed = float(np.abs(kl_tok - closed).max())
-    gaps = {name: float(np.abs(_tree_minimiser("token", name, adv, eta) - star(adv)).max()) for name in ("kl", "js")}
+    gaps = {
+        name: float(np.abs(_tree_minimiser("token", name, adv, eta) - star(adv)).max())
+        for name in ("kl", "js")
+    }
     err_seq = float(np.abs(_tree_minimiser("sequence", "js", adv, eta) - star(adv)).max())
     # A fixed by the first token: both levels reach pi*.
     first = np.array([0.7, 0.7, -0.4, -0.4])
-    err_first = max(float(np.abs(_tree_minimiser("token", name, first, eta) - star(first)).max()) for name in ("kl", "js"))
+    err_first = max(
+        float(np.abs(_tree_minimiser("token", name, first, eta) - star(first)).max()) for name in ("kl", "js")
+    )
     if not min(gaps.values()) > 1e-2:
         return float("inf"), f"token level reached pi* although A varies after the first token: {gaps}"
     return max(err_closed, err_seq, err_first), (
         f"kl token optimum vs E[A|v]-tilt {err_closed:.1e}; sequence-level js vs pi* {err_seq:.1e}; "
         f"A fixed by the first token: token vs pi* {err_first:.1e}; A varying: token vs pi* "
-        f"kl {gaps['kl']:.3f}, js {gaps['js']:.3f}")
+        f"kl {gaps['kl']:.3f}, js {gaps['js']:.3f}"
+    )
 
 
 def result() -> Result:
@@ -282,24 +353,44 @@ def result() -> Result:
         name="token_level_ratio",
         title="Token-level ratios: per-token targets, the length-dependent tilt, and when the levels agree",
         statement=r"\nabla L_{tok}\big|_{\rho=1} = \tfrac{B}{N}\nabla L_{seq}\big|_{\rho=1};\quad "
-                  r"\partial_{d_t}\ell_{tok} = 0\ \forall t \iff \rho = e^{|y|A/\eta}\ "
-                  r"(\text{sequence level: } \rho = e^{A/\eta})",
-        assumptions=(r"$f'(1) = 0$, $f$ strictly convex at 1", r"sequence advantage broadcast to every token",
-                     r"statement 3: a tabular autoregressive policy, exact expectations"),
+        r"\partial_{d_t}\ell_{tok} = 0\ \forall t \iff \rho = e^{|y|A/\eta}\ "
+        r"(\text{sequence level: } \rho = e^{A/\eta})",
+        assumptions=(
+            r"$f'(1) = 0$, $f$ strictly convex at 1",
+            r"sequence advantage broadcast to every token",
+            r"statement 3: a tabular autoregressive policy, exact expectations",
+        ),
         parts=[
-            token_slope_at_rollout(), sequence_slope_at_rollout(), per_token_target(), implied_sequence_ratio(),
-            sequence_mean_target(), kl_prefix_tilt(),
-            NumericCheck("levels agree at rho = 1", "lad_loss token vs sequence gradients at the rollout policy",
-                         r"\|\nabla L_{tok} - \tfrac{B}{N}\nabla L_{seq}\|_\infty \le 10^{-12}", _check_rollout_agreement,
-                         1e-12),
-            NumericCheck("per-sample targets", "minimising one response's loss over free token log-ratios",
-                         r"d_t \to a\ (tok),\ \textstyle\sum_t d_t \to |y|a\ (mean),\ \sum_t d_t \to a\ (seq)",
-                         _check_per_token_targets, 1e-6),
-            NumericCheck("expected minimiser on a 2-token tree", "token level = pi* iff A is fixed by the first token",
-                         r"\pi_{tok} = \pi^* \text{ (A fixed by } y_1),\ \pi_{tok} \ne \pi^* \text{ otherwise}",
-                         _check_tree, 1e-6),
+            token_slope_at_rollout(),
+            sequence_slope_at_rollout(),
+            per_token_target(),
+            implied_sequence_ratio(),
+            sequence_mean_target(),
+            kl_prefix_tilt(),
+            NumericCheck(
+                "levels agree at rho = 1",
+                "lad_loss token vs sequence gradients at the rollout policy",
+                r"\|\nabla L_{tok} - \tfrac{B}{N}\nabla L_{seq}\|_\infty \le 10^{-12}",
+                _check_rollout_agreement,
+                1e-12,
+            ),
+            NumericCheck(
+                "per-sample targets",
+                "minimising one response's loss over free token log-ratios",
+                r"d_t \to a\ (tok),\ \textstyle\sum_t d_t \to |y|a\ (mean),\ \sum_t d_t \to a\ (seq)",
+                _check_per_token_targets,
+                1e-6,
+            ),
+            NumericCheck(
+                "expected minimiser on a 2-token tree",
+                "token level = pi* iff A is fixed by the first token",
+                r"\pi_{tok} = \pi^* \text{ (A fixed by } y_1),\ \pi_{tok} \ne \pi^* \text{ otherwise}",
+                _check_tree,
+                1e-6,
+            ),
         ],
-        notes="The implied target of the per-token loss is e^{|y|A/eta} per sample; in expectation, for a fully "
-              "expressive policy, normalisation at each prefix removes the length factor but replaces "
-              "E[e^{A/eta}|hv] by a generator-dependent average (for kl: e^{E[A|hv]/eta}).",
+        notes="The implied target of the per-token loss is e^{|y|A/eta} per sample; in expectation, for a "
+              "fully "
+        "expressive policy, normalisation at each prefix removes the length factor but replaces "
+        "E[e^{A/eta}|hv] by a generator-dependent average (for kl: e^{E[A|hv]/eta}).",
     )
