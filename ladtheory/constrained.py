@@ -31,10 +31,9 @@ from ladtheory.trust_region import forward_solution, kl
 
 
 def radius(pi_old: np.ndarray, A: np.ndarray, eta: float) -> float:
-    """``K(eta) = KL(pi_eta || pi_old)``, computed as ``E_{pi_eta}[A]/eta - log Z(eta)``."""
-    pi_eta = forward_solution(pi_old, A, eta)
-    log_z = float(logsumexp(np.log(pi_old) + np.asarray(A, dtype=np.float64) / eta))
-    return float(pi_eta @ np.asarray(A, dtype=np.float64) / eta - log_z)
+    """``K(eta) = KL(pi_eta || pi_old)``, summed directly (``E_{pi_eta}[A]/eta - log Z`` cancels badly for
+    small ``eta``)."""
+    return kl(forward_solution(pi_old, A, eta), pi_old)
 
 
 def max_radius(pi_old: np.ndarray, A: np.ndarray, *, atol: float = 1e-12) -> float:

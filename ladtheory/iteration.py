@@ -36,12 +36,17 @@ from ladtheory import divergences
 from ladtheory.divergences import FDivergence
 
 
-def iterated_target(pi0: np.ndarray, A: np.ndarray, eta: float, k: float) -> np.ndarray:
-    """``pi_k = pi0 e^{k A/eta} / Z``: ``k`` exact rounds of iterated LAD (log space)."""
+def log_iterated_target(pi0: np.ndarray, A: np.ndarray, eta: float, k: float) -> np.ndarray:
+    """``log pi_k = log pi0 + k A/eta - log Z_k``: ``k`` exact rounds of iterated LAD, in log space."""
     if not eta > 0:
         raise ValueError(f"eta must be > 0, got {eta}")
     logits = np.log(np.asarray(pi0, dtype=np.float64)) + k * np.asarray(A, dtype=np.float64) / eta
-    return np.exp(logits - logsumexp(logits))
+    return logits - logsumexp(logits)
+
+
+def iterated_target(pi0: np.ndarray, A: np.ndarray, eta: float, k: float) -> np.ndarray:
+    """``pi_k = pi0 e^{k A/eta} / Z_k`` (:func:`log_iterated_target` exponentiated)."""
+    return np.exp(log_iterated_target(pi0, A, eta, k))
 
 
 def best_set(A: np.ndarray, atol: float = 0.0) -> np.ndarray:
