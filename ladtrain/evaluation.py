@@ -34,7 +34,6 @@ import numpy as np
 from ladtrain import coverage, intervals
 from ladtrain.passk import EvaluationError, crossover, pass_at_k, pass_at_k_curve
 
-
 # ---------------------------------------------------------------------------------------------------
 # Accuracy
 
