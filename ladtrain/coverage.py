@@ -78,7 +78,8 @@ def per_problem(base_counts: Sequence[Mapping], trained_counts: Sequence[Mapping
     if len(base_counts) != len(trained_counts):
         raise EvaluationError(f"{len(base_counts)} base problems but {len(trained_counts)} trained ones")
     if list(base_n) != list(trained_n):
-        raise EvaluationError("retained answers need the same number of samples per problem for both policies")
+        raise EvaluationError("retained answers need the same number of samples per problem for both "
+                              "policies")
     return {"retained": [retained(b, t) for b, t in zip(base_counts, trained_counts)],
             "new": [float(new_answers(b, t)) for b, t in zip(base_counts, trained_counts)]}
 

@@ -60,7 +60,8 @@ def plan(n_problems: int, samples: int, batch: int) -> list[list[tuple[int, int]
 def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, samples: int, temperature: float,
              max_new_tokens: int, seed: int = 0, ks: Sequence[int] | None = None, batch: int = 512,
              progress: bool = True, desc: str = "eval",
-             on_problem: Callable[[Problem, str, list[str], list, list[bool]], None] | None = None) -> dict[str, Any]:
+             on_problem: Callable[[Problem, str, list[str], list, list[bool]], None] | None = None
+             ) -> dict[str, Any]:
     """``samples`` completions of each problem, scored by ``task``, summarised (module docstring).
 
     ``ks``: the k values of pass@k and distinct_correct@k (default: powers of two up to ``samples``
@@ -74,15 +75,16 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
         raise EvaluationError("no problems to evaluate")
     ks = list(ks) if ks is not None else powers_of_two(samples)
     if max(ks) > samples or min(ks) < 1:
-        raise EvaluationError(f"pass@k for k={max(ks)} needs at least that many samples per problem, got {samples}")
+        raise EvaluationError(f"pass@k for k={max(ks)} needs at least that many samples per problem, "
+                              f"got {samples}")
     sampler = HFSampler(model, tokenizer, temperature, max_new_tokens)
     prompts = [models.format_prompt(tokenizer, p.prompt) for p in problems]
     pending: dict[int, dict[str, list]] = {}  # problem index -> its completions so far
     rows: list[dict[str, float] | None] = [None] * len(problems)
     counts: list[dict | None] = [None] * len(problems)
     start = time.time()
-    bar = tqdm(total=len(problems) * samples, desc=desc, disable=not progress, dynamic_ncols=True, leave=False,
-               unit="sample")
+    bar = tqdm(total=len(problems) * samples, desc=desc, disable=not progress, dynamic_ncols=True,
+               leave=False, unit="sample")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for call in plan(len(problems), samples, batch):

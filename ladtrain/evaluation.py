@@ -46,7 +46,8 @@ def _as_correct(correct: Sequence[Sequence[object]], threshold: float) -> list[l
     return out
 
 
-def pass_at_k_per_problem(correct: Sequence[Sequence[object]], k: int, *, threshold: float = 1.0) -> np.ndarray:
+def pass_at_k_per_problem(correct: Sequence[Sequence[object]], k: int, *,
+                          threshold: float = 1.0) -> np.ndarray:
     """pass@k of every problem (shape (P,)); ``correct[i]`` is problem i's samples (bools or rewards,
     a reward counts as correct when ``>= threshold``; ``None`` is incorrect)."""
     rows = _as_correct(correct, threshold)
@@ -110,7 +111,8 @@ def tokenize(text: str) -> list[str]:
 def dist_n(samples: Sequence[Sequence[Hashable] | str], n: int) -> float:
     r"""dist-n of one problem's k samples (Li et al. 2016, as used by FlowRL/LAD):
 
-    .. math::  \mathrm{dist}\text{-}n = \frac{|\bigcup_j \mathrm{ngrams}_n(y_j)|}{\sum_j |\mathrm{ngrams}_n(y_j)|}
+    .. math::  \mathrm{dist}\text{-}n
+               = \frac{|\bigcup_j \mathrm{ngrams}_n(y_j)|}{\sum_j |\mathrm{ngrams}_n(y_j)|}
 
     where ``ngrams_n(y)`` is the list of contiguous n-grams of sample ``y`` (n-grams never span two
     samples), the numerator counts distinct n-grams pooled over the k samples and the denominator all of
@@ -170,7 +172,8 @@ class Samples:
     def __post_init__(self) -> None:
         shapes = [[len(r) for r in x] for x in (self.correct, self.answers, self.texts)]
         if not shapes[0] == shapes[1] == shapes[2]:
-            raise EvaluationError("correct, answers and texts must have the same number of samples per problem")
+            raise EvaluationError("correct, answers and texts must have the same number of samples per "
+                                  "problem")
         if not shapes[0] or min(shapes[0]) == 0:
             raise EvaluationError("need at least one problem and one sample per problem")
 
@@ -194,7 +197,8 @@ def problem_metrics(correct: Sequence[bool], answers: Sequence[Hashable | None],
     c = int(sum(bool(v) for v in correct))
     out: dict[str, float] = dict(zip((f"pass@{k}" for k in ks), pass_at_k_curve(n, c, ks).tolist()))
     counts = coverage.correct_answer_counts(answers, correct)
-    out.update(zip((f"distinct_correct@{k}" for k in ks), coverage.distinct_correct_at_k(n, counts, ks).tolist()))
+    distinct = coverage.distinct_correct_at_k(n, counts, ks).tolist()
+    out.update(zip((f"distinct_correct@{k}" for k in ks), distinct))
     out["avg@k"] = c / n
     out["maj@k"] = maj_at_k(answers, correct)
     for m in ns:
@@ -204,7 +208,8 @@ def problem_metrics(correct: Sequence[bool], answers: Sequence[Hashable | None],
     return out
 
 
-def per_problem(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16), ns: Sequence[int] = (2, 3, 4)) -> dict:
+def per_problem(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16),
+                ns: Sequence[int] = (2, 3, 4)) -> dict:
     """Every metric per problem (lists of length P, :func:`problem_metrics`), for paired comparisons
     across methods. ``pass@k`` is reported for each k in ``ks`` not larger than the smallest sample
     count."""
@@ -215,7 +220,8 @@ def per_problem(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16), ns: S
     return {name: [r[name] for r in rows] for name in rows[0]}
 
 
-def summarize(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16), ns: Sequence[int] = (2, 3, 4)) -> dict:
+def summarize(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16),
+              ns: Sequence[int] = (2, 3, 4)) -> dict:
     """Mean over problems of every metric of :func:`per_problem` (NaN dist-n values skipped), plus
     ``problems`` and ``samples_per_problem`` (the smallest count)."""
     rows = per_problem(samples, ks=ks, ns=ns)
@@ -270,7 +276,8 @@ def versus(base: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     metrics = {}
     for name in pb:
         if name in pt:
-            metrics[name] = {"base": intervals.mean_interval(pb[name]), "trained": intervals.mean_interval(pt[name]),
+            metrics[name] = {"base": intervals.mean_interval(pb[name]),
+                             "trained": intervals.mean_interval(pt[name]),
                              "difference": intervals.paired_interval(pt[name], pb[name])}
     ks = [k for k in base["ks"] if k in trained["ks"]]
     curve_b = [metrics[f"pass@{k}"]["base"]["mean"] for k in ks]

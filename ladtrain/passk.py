@@ -126,5 +126,5 @@ def crossover(ks: Sequence[int], base: Sequence[float], trained: Sequence[float]
     return None
 
 
-__all__ = ["EvaluationError", "crossover", "parse_ks", "pass_at_k", "pass_at_k_curve", "pass_at_k_table", "powers_of_two",
-           "resolve_ks"]
+__all__ = ["EvaluationError", "crossover", "parse_ks", "pass_at_k", "pass_at_k_curve", "pass_at_k_table",
+           "powers_of_two", "resolve_ks"]

@@ -176,8 +176,8 @@ _PROMPT_FIELDS = ("prompt", "question", "problem")
 _ANSWER_FIELDS = ("answer", "solution", "reference")
 
 
-def load_problems(path: Path, opts: MathOptions, rows: Iterable[tuple[str, str, dict | None, str | None]] | None = None
-                  ) -> list[Problem]:
+def load_problems(path: Path, opts: MathOptions,
+                  rows: Iterable[tuple[str, str, dict | None, str | None]] | None = None) -> list[Problem]:
     """Parse and validate every line; raise TaskError(``file:line: what is wrong``) on the first bad one.
     ``rows``: ``(default id, where, row, error)`` records from another reader (parquet, a ``datasets``
     folder: :mod:`ladtrain.tasks.sources`); default: the lines of the JSONL file ``path``."""
@@ -186,7 +186,7 @@ def load_problems(path: Path, opts: MathOptions, rows: Iterable[tuple[str, str, 
     problems: list[Problem] = []
     errors: list[str] = []
     if rows is None:
-        rows = ((f"{path.name}:{lineno}", where, row, error) for lineno, where, row, error in jsonl.objects(path))
+        rows = ((f"{path.name}:{line}", where, row, error) for line, where, row, error in jsonl.objects(path))
     for default_id, where, row, error in rows:
         if error:
             errors.append(error)
@@ -286,5 +286,5 @@ def make(arg: str | None = None, **options) -> MathTask:
     return MathTask(f"jsonl:{arg}", tuple(train), tuple(test), opts)
 
 
-__all__ = ["EXTRACTORS", "MathOptions", "MathTask", "check_options", "equivalent", "extract_boxed", "extract_hash",
-           "extract_last_number", "hold_out", "load_problems", "make"]
+__all__ = ["EXTRACTORS", "MathOptions", "MathTask", "check_options", "equivalent", "extract_boxed",
+           "extract_hash", "extract_last_number", "hold_out", "load_problems", "make"]

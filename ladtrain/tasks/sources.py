@@ -46,7 +46,8 @@ PRESETS: dict[str, dict[str, str]] = {
     "math": {"prompt_field": "problem", "answer_field": "solution", "reference_extract": "boxed",
              "extract": "boxed"},
 }
-LOAD_DATASET_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+LOAD_DATASET_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet",
+                        ".txt": "text"}
 
 Rows = Iterator[tuple[str, str, "dict | None", "str | None"]]
 
@@ -149,7 +150,8 @@ def build(kind: str, arg: str | None, options: dict[str, Any], name: str | None 
     spec = f"{name}:{arg}"
     if not arg:
         what = "a local file or a save_to_disk folder" if kind == "hf" else "a file"
-        raise TaskError(f"{name}: give {what}, e.g. {name}:data/test.{'parquet' if kind == 'parquet' else 'jsonl'}")
+        suffix = "parquet" if kind == "parquet" else "jsonl"
+        raise TaskError(f"{name}: give {what}, e.g. {name}:data/test.{suffix}")
     options = dict(options)
     split, test_split = options.pop("split", None), options.pop("test_split", None)
     if kind != "hf" and (split is not None or test_split is not None):
@@ -173,9 +175,13 @@ def build(kind: str, arg: str | None, options: dict[str, Any], name: str | None 
     train = load(path, split)
     if opts.test_file:
         test = load(Path(opts.test_file), None)
-    elif kind == "hf" and path.is_dir() and isinstance(data := hf_dataset(path, spec), _datasets().DatasetDict):
-        if test_split or "test" in data:
-            test = load(path, test_split or "test")
+    elif kind == "hf":
+        data = hf_dataset(path, spec)
+        if isinstance(data, _datasets().DatasetDict):
+            if test_split or "test" in data:
+                test = load(path, test_split or "test")
+        elif test_split:
+            raise TaskError(f"{spec}: split=/test_split= need a DatasetDict folder ({path} is one table)")
     if test is None:
         train, test = hold_out(train, opts.test_every)
     return MathTask(spec, tuple(train), tuple(test), opts)

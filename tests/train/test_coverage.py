@@ -41,7 +41,8 @@ def test_distinct_correct_at_k_is_unbiased_over_a_multinomial():
         mean = 0.0
         for ma in range(n + 1):
             for mb in range(n + 1 - ma):
-                w = Fraction(math.factorial(n), math.factorial(ma) * math.factorial(mb) * math.factorial(n - ma - mb))
+                ways = math.factorial(ma) * math.factorial(mb) * math.factorial(n - ma - mb)
+                w = Fraction(math.factorial(n), ways)
                 w *= p["a"] ** ma * p["b"] ** mb * wrong ** (n - ma - mb)
                 counts = {a: m for a, m in (("a", ma), ("b", mb)) if m}
                 mean += float(w) * float(coverage.distinct_correct_at_k(n, counts, [k])[0])
@@ -80,7 +81,8 @@ def test_paired_interval_agrees_with_compare_on_one_seed():
     theirs = compare.paired(trained[None, :], base[None, :])
     assert ours["mean"] == pytest.approx(theirs["mean_diff"], rel=1e-12)
     assert [ours["lo"], ours["hi"]] == pytest.approx(theirs["ci"], rel=1e-12)
-    assert intervals.excludes_zero({"lo": 0.01, "hi": 0.2}) and not intervals.excludes_zero({"lo": -0.1, "hi": 0.2})
+    assert intervals.excludes_zero({"lo": 0.01, "hi": 0.2})
+    assert not intervals.excludes_zero({"lo": -0.1, "hi": 0.2})
     assert not intervals.excludes_zero({"lo": math.nan, "hi": math.nan})
 
 
@@ -111,7 +113,8 @@ def test_versus_reports_intervals_crossover_and_retained_answers():
     half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
     assert m["pass@1"]["difference"]["hi"] == pytest.approx(d.mean() + half)
     # pass@4: base 1, 1, 1, 0 vs trained 1, 1, 0, 0 -> the base catches up and overtakes by k = 2
-    assert v["pass_at_k"]["base"][-1] == pytest.approx(0.75) and v["pass_at_k"]["trained"][-1] == pytest.approx(0.5)
+    assert v["pass_at_k"]["base"][-1] == pytest.approx(0.75)
+    assert v["pass_at_k"]["trained"][-1] == pytest.approx(0.5)
     assert v["crossover_k"] == 2
     assert v["crossover_significant_k"] is None  # four problems: nothing is beyond noise
     assert "none" not in evaluation.crossover_text(v) and "at no k up to 4" in evaluation.crossover_text(v)

@@ -27,10 +27,12 @@ class FirstCharTask:
 @pytest.fixture(scope="module")
 def policy():
     tok = models.build_tokenizer()
-    return models.build_tiny_model(tok, models.TinySpec(hidden=32, layers=1, heads=2, intermediate=64), seed=0), tok
+    spec = models.TinySpec(hidden=32, layers=1, heads=2, intermediate=64)
+    return models.build_tiny_model(tok, spec, seed=0), tok
 
 
-@pytest.mark.parametrize("n, samples, batch", [(5, 20, 7), (40, 4, 512), (3, 1024, 256), (7, 3, 2), (1, 1, 1)])
+@pytest.mark.parametrize("n, samples, batch",
+                         [(5, 20, 7), (40, 4, 512), (3, 1024, 256), (7, 3, 2), (1, 1, 1)])
 def test_plan_bounds_every_call_and_completes_problems_in_order(n, samples, batch):
     calls = eval_sampling.plan(n, samples, batch)
     got = [0] * n
@@ -63,14 +65,16 @@ def test_metrics_equal_the_per_problem_functions_on_the_samples_drawn(policy):
     before = torch.rand(1)
     torch.manual_seed(123)
     res = eval_sampling.evaluate(model, tok, task, task.problems("test"), samples=20, temperature=1.0,
-                                 max_new_tokens=4, seed=5, ks=[1, 3, 20], batch=7, progress=False, on_problem=keep)
+                                 max_new_tokens=4, seed=5, ks=[1, 3, 20], batch=7, progress=False,
+                                 on_problem=keep)
     assert torch.equal(torch.rand(1), before)  # the caller's RNG stream is untouched
     assert res["problem_ids"] == [f"q{i}" for i in range(5)] and set(seen) == set(res["problem_ids"])
     correct = [[s.reward >= 1 for _, s in seen[p]] for p in res["problem_ids"]]
     answers = [[s.answer for _, s in seen[p]] for p in res["problem_ids"]]
     assert 0 < sum(map(sum, correct)) < 100  # the fake task gives a mix (else the checks below are empty)
     for i, (c, a) in enumerate(zip(correct, answers)):
-        assert res["per_problem"]["pass@3"][i] == pytest.approx(evaluation.pass_at_k(20, sum(c), 3), rel=1e-14)
+        expected = evaluation.pass_at_k(20, sum(c), 3)
+        assert res["per_problem"]["pass@3"][i] == pytest.approx(expected, rel=1e-14)
         assert res["per_problem"]["distinct_correct"][i] == evaluation.distinct_correct_answers(a, c)
         assert res["correct_answers"][i] == {x: sum(1 for y, z in zip(a, c) if z and y == x) for x in set(a)
                                              if any(z and y == x for y, z in zip(a, c))}

@@ -36,8 +36,9 @@ def test_parquet_loads_like_the_same_jsonl(tmp_path):
     par = write_parquet(tmp_path / "gsm.parquet", gsm)
     from_jsonl = get_task(f"jsonl:{DATA / 'gsm8k_style.jsonl'},test_every=0")
     from_parquet = get_task(f"parquet:{par},test_every=0")
-    assert [p.prompt for p in from_parquet.problems("train")] == [p.prompt for p in from_jsonl.problems("train")]
-    assert [p.reference for p in from_parquet.problems("train")] == [p.reference for p in from_jsonl.problems("train")]
+    for field in ("prompt", "reference", "meta"):
+        got = [getattr(p, field) for p in from_parquet.problems("train")]
+        assert got == [getattr(p, field) for p in from_jsonl.problems("train")]
     assert from_parquet.problems("train")[0].id == "gsm.parquet:row 0"
     first = from_parquet.problems("train")[0]
     assert from_parquet.score(first, f"so #### {first.reference}").reward == 1.0
@@ -79,8 +80,9 @@ def test_hf_save_to_disk_dataset_and_datasetdict(tmp_path, monkeypatch):
     assert len(swapped.problems("train")) == 3 and len(swapped.problems("test")) == 1
     with pytest.raises(TaskError, match="has no split 'dev'; it has train, test"):
         get_task(f"hf:{both},preset=math,split=dev")
-    with pytest.raises(TaskError, match="need a DatasetDict"):
-        get_task(f"hf:{folder},preset=math,split=train")
+    for option in ("split=train", "test_split=test"):
+        with pytest.raises(TaskError, match="need a DatasetDict"):
+            get_task(f"hf:{folder},preset=math,{option}")
 
 
 def test_hf_bad_row_in_a_datasetdict_split_names_the_split_and_row(tmp_path):
