@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ladtrain.tasks import TaskError
-from ladtrain.tasks.math_jsonl import MathTask, check_options, hold_out, load_problems
+from ladtrain.tasks.math_jsonl import MathTask, check_options, hold_out, instruction_text, load_problems
 
 PRESETS: dict[str, dict[str, str]] = {
     "gsm8k": {"prompt_field": "question", "answer_field": "answer", "reference_extract": "hash"},
@@ -157,19 +157,20 @@ def build(kind: str, arg: str | None, options: dict[str, Any], name: str | None 
     if kind != "hf" and (split is not None or test_split is not None):
         raise TaskError(f"{spec}: split= and test_split= are options of hf: sources only")
     opts = check_options(spec, _with_preset(spec, options))
+    instruction = instruction_text(opts.instruction, opts.instruction_file, spec)
 
     def load(p: Path, which: str | None = None) -> list:
         _exists(p, spec)
         if kind == "jsonl":
-            return load_problems(p, opts)
+            return load_problems(p, opts, instruction)
         if kind == "parquet":
-            return load_problems(p, opts, parquet_rows(p))
+            return load_problems(p, opts, instruction, parquet_rows(p))
         data = hf_dataset(p, spec)
         if isinstance(data, _datasets().DatasetDict):
             which = which or ("test" if "test" in data and p != Path(arg) else "train")
         elif which is not None:
             raise TaskError(f"{spec}: split=/test_split= need a DatasetDict folder ({p} is one table)")
-        return load_problems(p, opts, hf_rows(data, p, which, spec))
+        return load_problems(p, opts, instruction, hf_rows(data, p, which, spec))
 
     path, test = Path(arg), None
     train = load(path, split)
