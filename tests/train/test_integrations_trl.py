@@ -102,6 +102,10 @@ def test_trl_grpo_trainer_trains_two_steps_with_the_lad_loss(tmp_path):
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert logged == pytest.approx([c["loss"].item() for c in calls], rel=1e-3, abs=1e-4)
     assert any("lad/weight_mean" in h for h in trainer.state.log_history)
+    # TRL's usual per-step key for the policy loss (its own losses log it; a _compute_loss override does not
+    # unless it says so): one value per step, equal to the loss back-propagated at that step.
+    policy = [h["policy_loss"] for h in trainer.state.log_history if "policy_loss" in h]
+    assert policy == pytest.approx([c["loss"].item() for c in calls], rel=1e-4, abs=1e-6)
     assert any(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters())
 
 
@@ -164,3 +168,20 @@ def test_trl_gradient_accumulation_window_loss_is_the_window_token_mean(tmp_path
     naive = sum(lad_loss(pad(c["logp"]).double(), pad(c["logp"]).double(), c["inputs"]["advantages"].double(),
                          pad(c["inputs"]["completion_mask"]), divergence="js", eta=0.5)[0] for c in calls) / 2
     assert not torch.allclose(naive, want, rtol=1e-3)
+    # policy_loss is logged per optimiser window (TRL's convention): the window's loss, not a micro-batch's
+    policy = [h["policy_loss"] for h in trainer.state.log_history if "policy_loss" in h]
+    assert policy == pytest.approx([float(want)], rel=1e-4, abs=1e-6)
+
+
+def test_trl_refuses_vllm_importance_correction_saying_what_to_set_and_why(tmp_path):
+    """TRL's default with use_vllm multiplies token losses by pi_old / pi_vllm; LAD refuses it (module
+    docstring: the decision and its consequence) with one line naming the setting."""
+    from ladtrain.integrations import trl as lad_trl
+
+    args = _config(tmp_path)
+    args.use_vllm, args.vllm_importance_sampling_correction = True, True  # set after __post_init__: no vLLM here
+    (message,) = lad_trl._refusals(args)
+    assert "vllm_importance_sampling_correction" in message and "set it to False" in message
+    assert "\n" not in message
+    args.vllm_importance_sampling_correction = False
+    assert lad_trl._refusals(args) == []
