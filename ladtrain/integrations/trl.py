@@ -64,8 +64,9 @@ from ladtheory import divergences
 from ladtheory.objective import LEVELS, lad_loss
 
 TESTED_TRL = "1.16.0"
-_EXTRA_MODEL_INPUTS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
-                       "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
+_EXTRA_MODEL_INPUTS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask",
+                       "spatial_shapes", "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids",
+                       "image_position_ids")
 
 
 def _refusals(args: Any) -> list[str]:
@@ -102,8 +103,10 @@ def _classes() -> dict[str, type]:
 
         lad_divergence: str = field(default="js", metadata={"help": "f-divergence: a name of "
                                     "ladtheory.divergences.names() or alpha:<a>."})
-        lad_eta: float = field(default=0.25, metadata={"help": "LAD temperature eta > 0 (target ratio e^{A/eta})."})
-        lad_level: str = field(default="token", metadata={"help": "Ratio level: token, sequence or sequence_mean."})
+        lad_eta: float = field(default=0.25,
+                               metadata={"help": "LAD temperature eta > 0 (target ratio e^{A/eta})."})
+        lad_level: str = field(default="token",
+                               metadata={"help": "Ratio level: token, sequence or sequence_mean."})
 
     class LADGRPOTrainer(GRPOTrainer):
         """``GRPOTrainer`` whose loss is :func:`ladtheory.objective.lad_loss` (see the module docstring)."""

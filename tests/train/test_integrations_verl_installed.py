@@ -62,13 +62,15 @@ def _verl_call(rows, logp, logp_old, adv, mask, *, agg, dp_size, num_tokens, bat
         tu.assign_non_tensor(data, dp_size=dp_size, batch_num_tokens=num_tokens, global_batch_size=batch_size)
     else:
         tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=None, global_batch_size=None)
-    config = FSDPActorConfig(strategy="fsdp", rollout_n=2, ppo_mini_batch_size=B, ppo_micro_batch_size_per_gpu=2,
-                             loss_agg_mode=agg, policy_loss=PolicyLossConfig(loss_mode="lad"))
+    config = FSDPActorConfig(strategy="fsdp", rollout_n=2, ppo_mini_batch_size=B,
+                             ppo_micro_batch_size_per_gpu=2, loss_agg_mode=agg,
+                             policy_loss=PolicyLossConfig(loss_mode="lad"))
     loss, metrics = ppo_loss(config, {"log_probs": flat}, data)
     return loss, metrics
 
 
-LEVELS = [("token", "token-mean"), ("sequence", "seq-mean-token-mean"), ("sequence_mean", "seq-mean-token-sum")]
+LEVELS = [("token", "token-mean"), ("sequence", "seq-mean-token-mean"),
+          ("sequence_mean", "seq-mean-token-sum")]
 
 
 def test_verl_discovers_the_plugin_through_its_entry_point():
@@ -115,7 +117,8 @@ def test_verl_micro_batches_and_data_parallel_ranks_give_the_full_batch_loss(lev
     (grad,) = torch.autograd.grad(micro, logp)
     torch.testing.assert_close(grad, full_grad, rtol=1e-12, atol=1e-15)
     # two ranks of 4 rows each (unequal token counts), each with two micro-batches of 2: mean over ranks
-    ranks = [sum(_verl_call(rows, logp, logp_old, adv, mask, agg=agg, dp_size=2, num_tokens=n, batch_size=B)[0]
+    ranks = [sum(_verl_call(rows, logp, logp_old, adv, mask, agg=agg, dp_size=2, num_tokens=n,
+                            batch_size=B)[0]
                  for rows in (range(s, s + 2), range(s + 2, s + 4))) for s in (0, 4)]
     torch.testing.assert_close((ranks[0] + ranks[1]) / 2, full, rtol=1e-12, atol=0)
     (grad,) = torch.autograd.grad((ranks[0] + ranks[1]) / 2, logp)
