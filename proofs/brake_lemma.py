@@ -76,8 +76,8 @@ def slope() -> Derivation:
         "per-sample slope",
         r"$\partial\ell/\partial\log\pi_\theta(y) = \rho f'(u)$",
         sp.exp(a) * f(sp.exp(s - s_old - a)),
-        statement=r"\partial_s\, e^{a} f(e^{s - s_{old} - a}) = \rho\, f'(\rho e^{-a}),\ \rho = e^{s - "
-                  r"s_{old}}",
+        claim=sp.Eq(sp.Derivative(sp.exp(a) * f(sp.exp(s - s_old - a)), s),
+                    sp.exp(s - s_old) * sp.Subs(sp.Derivative(f(x), x), x, sp.exp(s - s_old - a))),
         assumptions=[r"$f$ differentiable"],
     )
     d.step(
@@ -94,8 +94,7 @@ def first_order_change() -> Derivation:
         "first-order change of log pi",
         r"a descent step of size lr moves $\log\pi(y)$ by lr $w\|\nabla s\|^2$",
         -lr * rho * fp(u) * G2,
-        statement=r"\nabla_\theta s\cdot(-\mathrm{lr}\,\nabla_\theta\ell) = \mathrm{lr}\, w\, "
-                  r"\|\nabla_\theta s\|^2",
+        claim=sp.Eq(-lr * rho * fp(u) * G2, lr * sp.Symbol("w") * G2),
         facts=[W_DEF],
         assumptions=[r"$\nabla_\theta\ell = \rho f'(u)\nabla_\theta s$ (previous derivation)"],
     )
@@ -108,7 +107,7 @@ def sign() -> Derivation:
         "the weight has the sign of 1 - u",
         r"$w\,(u-1) = -\rho\,(T + B) < 0$ for $u\ne 1$",
         -rho * fp(u) * (u - 1),
-        statement=r"w\,(u - 1) < 0\quad (u \ne 1)",
+        claim=sp.Lt(-rho * fp(u) * (u - 1), 0),
         facts=[T_DEF, B_DEF, SLOPE_AT_1],
         assumptions=[
             r"$f$ convex, differentiable",
@@ -134,7 +133,7 @@ def kl_brake_point() -> Derivation:
         "kl: the brake point moves to e^{A/eta - 1}",
         r"`kl` ($u\log u$): $w = 0 \iff \log\rho = A/\eta - 1$",
         sp.Eq(-sp.exp(log_rho) * (divergences.get("kl").f_prime_expr.subs(divergences.U, sp.exp(z))), 0),
-        statement=r"w_{kl} = -\rho(\log\rho - a + 1) = 0 \iff \log\rho = a - 1",
+        claim=sp.Equivalent(sp.Eq(-sp.exp(log_rho) * (z + 1), 0), sp.Eq(log_rho, a - 1)),
     )
     d.step(sp.Eq(-sp.exp(log_rho) * (z + 1), 0), "algebra", r"$f'(u) = \log u + 1$, $\log u = \log\rho - a$")
     d.step(sp.Eq(log_rho, a - 1), "solve", r"$e^{\log\rho} > 0$", var=log_rho)
@@ -147,7 +146,8 @@ def rkl_no_brake() -> Derivation:
         "rkl: no brake",
         r"`rkl` ($-\log u$): $w = e^{A/\eta} > 0$ for every $\rho$",
         -sp.exp(log_rho) * divergences.get("rkl").f_prime_expr.subs(divergences.U, sp.exp(z)),
-        statement=r"w_{rkl} = -\rho\cdot(-1/u) = e^{a} > 0",
+        claim=sp.Gt(-sp.exp(log_rho) * divergences.get("rkl").f_prime_expr.subs(divergences.U, sp.exp(z)), 0,
+                    evaluate=False),
     )
     d.step(sp.exp(a), "algebra", r"$\rho/u = e^{a}$")
     d.step(sp.Integer(0), "positive", "an exponential")
@@ -222,9 +222,7 @@ def result() -> Result:
     return Result(
         name="brake_lemma",
         title="The brake lemma: descent raises log pi exactly while rho < e^{A/eta}",
-        statement=r"f'(1) = 0,\ f \text{ strictly convex at } 1:\quad "
-        r"\operatorname{sign} w(A,\rho) = \operatorname{sign}\big(e^{A/\eta} - \rho\big),\quad "
-        r"w = -\rho f'(\rho e^{-A/\eta})",
+        claims=[slope().claim, sign().claim, kl_brake_point().claim, rkl_no_brake().claim],
         assumptions=(
             r"$f$ convex and differentiable on $(0,\infty)$",
             r"$f'(1) = 0$",

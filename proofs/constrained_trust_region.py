@@ -64,12 +64,19 @@ NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis"
 PI_ETA = Fact(
     "pi_eta", sp.Eq(pi[y], q[y] * sp.exp(A[y] / eta) / Z), "hypothesis", r"$\pi = \pi_\eta$", forall=y
 )
+E_PI = sp.Sum(pi[y] * A[y], (y, 1, n))
+KL_TO_TARGET = sp.Sum(pi[y] * sp.log(pi[y] * Z / (q[y] * sp.exp(A[y] / eta))), (y, 1, n))  # KL(pi || pi_eta)
+KL_TO_OLD = sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n))  # KL(pi || pi_old)
 IDENTITY = Fact(
     "identity",
-    sp.Eq(sp.Sum(pi[y] * A[y], (y, 1, n)), eta * sp.log(Z) - eta * K1 + eta * Kq),
+    sp.Eq(E_PI, eta * sp.log(Z) - eta * KL_TO_TARGET + eta * KL_TO_OLD),
     "derived",
     "part 1 (Gibbs' variational identity)",
+    proved_by="Gibbs' variational identity",
 )
+K1_DEF = Fact("KL to pi_eta", sp.Eq(K1, KL_TO_TARGET), "definition",
+              r"positive for $\pi\ne\pi_\eta$ (Gibbs)")
+KQ_DEF = Fact("KL to pi_old", sp.Eq(Kq, KL_TO_OLD), "definition")
 FEASIBLE = Fact(
     "feasible", sp.Eq(delta, Kq + slack), "hypothesis", r"$\mathrm{KL}(\pi\|\pi_{old}) \le \delta$"
 )
@@ -84,29 +91,28 @@ VAR_DEF = Fact(
 def variational_identity() -> Derivation:
     d = Derivation(
         "Gibbs' variational identity",
-        r"$\mathbb E_\pi[A] - \eta KL(\pi\|\pi_{old}) = \eta\log Z - \eta KL(\pi\|\pi_\eta)$",
-        eta * sp.log(Z) - eta * sp.Sum(pi[y] * sp.log(pi[y] * Z / (q[y] * sp.exp(A[y] / eta))), (y, 1, n)),
-        statement=r"\eta\log Z - \eta\,KL(\pi\|\pi_\eta) = \mathbb E_\pi[A] - \eta\,KL(\pi\|\pi_{old})",
+        r"$\mathbb E_\pi[A] = \eta\log Z - \eta KL(\pi\|\pi_\eta) + \eta KL(\pi\|\pi_{old})$",
+        E_PI,
+        claim=sp.Eq(E_PI, eta * sp.log(Z) - eta * KL_TO_TARGET + eta * KL_TO_OLD),
         facts=[NORMALISED],
     )
     d.step(
-        eta * sp.log(Z) - eta * sp.Sum(pi[y] * (sp.log(pi[y] / q[y]) + sp.log(Z) - A[y] / eta), (y, 1, n)),
-        "algebra",
-        r"$\log(\pi/\pi_\eta) = \log(\pi/\pi_{old}) + \log Z - A/\eta$",
+        E_PI + eta * sp.log(Z) - eta * sp.log(Z) * sp.Sum(pi[y], (y, 1, n)),
+        "substitute",
+        r"add $\eta\log Z(1 - \sum_y\pi_y) = 0$",
+        using="normalised",
     )
     d.step(
         eta * sp.log(Z)
-        - eta * sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n))
-        - eta * sp.log(Z) * sp.Sum(pi[y], (y, 1, n))
-        + sp.Sum(pi[y] * A[y], (y, 1, n)),
+        - eta * sp.Sum(pi[y] * (sp.log(pi[y] / q[y]) + sp.log(Z) - A[y] / eta), (y, 1, n))
+        + eta * KL_TO_OLD,
         "linearity",
-        "split the sum",
+        r"add and subtract $\eta KL(\pi\|\pi_{old})$; one sum",
     )
     d.step(
-        sp.Sum(pi[y] * A[y], (y, 1, n)) - eta * sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n)),
-        "substitute",
-        r"$\sum_y\pi_y = 1$: the $\log Z$ terms cancel",
-        using="normalised",
+        eta * sp.log(Z) - eta * KL_TO_TARGET + eta * KL_TO_OLD,
+        "algebra",
+        r"$\log(\pi/\pi_{old}) + \log Z - A/\eta = \log(\pi/\pi_\eta)$",
     )
     return d
 
@@ -116,7 +122,7 @@ def penalised_value() -> Derivation:
         "penalised optimum eta log Z",
         r"at $\pi = \pi_\eta$: $\mathbb E_\pi[A] - \eta KL(\pi\|\pi_{old}) = \eta\log Z$",
         sp.Sum(pi[y] * A[y], (y, 1, n)) - eta * sp.Sum(pi[y] * sp.log(pi[y] / q[y]), (y, 1, n)),
-        statement=r"\mathbb E_{\pi_\eta}[A] - \eta\,KL(\pi_\eta\|\pi_{old}) = \eta\log Z(\eta)",
+        claim=sp.Eq(E_PI - eta * KL_TO_OLD, eta * sp.log(Z)),
         facts=[PI_ETA, Z_DEF],
     )
     d.step(
@@ -136,10 +142,9 @@ def constrained_optimum() -> Derivation:
         "pi_eta is the unique constrained maximiser",
         r"feasible $\pi \ne \pi_\eta$: $\eta\log Z + \eta\delta - \mathbb E_\pi[A] = \eta "
         r"KL(\pi\|\pi_\eta) + \eta\sigma > 0$",
-        eta * sp.log(Z) + eta * delta - sp.Sum(pi[y] * A[y], (y, 1, n)),
-        statement=r"KL(\pi\|\pi_{old}) \le \delta,\ \pi\ne\pi_\eta \Rightarrow \mathbb E_\pi[A] < "
-                  r"\eta\log Z + \eta\delta",
-        facts=[IDENTITY, FEASIBLE],
+        eta * sp.log(Z) + eta * delta - E_PI,
+        claim=sp.Gt(eta * sp.log(Z) + eta * delta - E_PI, 0),
+        facts=[IDENTITY, K1_DEF, KQ_DEF, FEASIBLE],
         assumptions=[
             r"$KL(\pi\|\pi_\eta) > 0$ for $\pi \ne \pi_\eta$ (proofs/gibbs_inequality.py, KL case)",
             r"$\sigma = \delta - KL(\pi\|\pi_{old}) \ge 0$",
@@ -149,7 +154,7 @@ def constrained_optimum() -> Derivation:
         eta * sp.log(Z) + eta * delta - (eta * sp.log(Z) - eta * K1 + eta * Kq),
         "substitute",
         "part 1",
-        using="identity",
+        using=["identity", "KL to pi_eta", "KL to pi_old"],
     )
     d.step(eta * K1 + eta * slack, "substitute", r"$\delta = KL(\pi\|\pi_{old}) + \sigma$", using="feasible")
     d.step(sp.Integer(0), "positive", r"$\eta > 0$, $KL(\pi\|\pi_\eta) > 0$, $\sigma \ge 0$")
@@ -161,8 +166,7 @@ def radius_decreases() -> Derivation:
         "KL(pi_eta || pi_old) decreases in eta",
         r"$K'(\eta) = -\mathrm{Var}_{\pi_\eta}(A)/\eta^3 < 0$",
         _s(1) / _s(0) / eta - sp.log(_s(0)),
-        statement=r"\frac{d}{d\eta}\Big(\frac{\mathbb E_{\pi_\eta}[A]}{\eta} - \log Z\Big) = "
-                  r"-\frac{\mathrm{Var}_{\pi_\eta}(A)}{\eta^3} < 0",
+        claim=sp.Lt(sp.Derivative(_s(1) / _s(0) / eta - sp.log(_s(0)), eta), 0),
         facts=[VAR_DEF],
         assumptions=[r"$K(\eta) = \mathbb E_{\pi_\eta}[A]/\eta - \log Z(\eta)$ (part 1 at $\pi = \pi_\eta$)"],
     )
@@ -177,7 +181,8 @@ def dual_derivative() -> Derivation:
         "the dual is minimised at K(eta) = delta",
         r"$\frac{d}{d\eta}[\eta\log Z + \eta\delta] = \delta - K(\eta)$",
         eta * sp.log(_s(0)) + eta * delta,
-        statement=r"\frac{d}{d\eta}\big[\eta\log Z(\eta) + \eta\delta\big] = \delta - K(\eta)",
+        claim=sp.Eq(sp.Derivative(eta * sp.log(_s(0)) + eta * delta, eta),
+                    delta - (_s(1) / _s(0) / eta - sp.log(_s(0)))),
     )
     d.step(
         sp.log(_s(0)) - _s(1) / (eta * _s(0)) + delta,
@@ -199,7 +204,7 @@ def _instances(seed: int, count: int):
 def _check_constrained_vs_scipy() -> tuple[float, str]:
     """SLSQP on max E_pi[A] s.t. KL <= delta (no closed form used) against pi_eta(delta)."""
     worst, worst_value = 0.0, 0.0
-    for q_, A_ in _instances(41, 12):
+    for q_, A_ in _instances(41, 6):
         top = constrained.max_radius(q_, A_)
         for frac in (0.1, 0.5, 0.9):
             delta_ = frac * top
@@ -243,9 +248,8 @@ def result() -> Result:
     return Result(
         name="constrained_trust_region",
         title="The constrained trust region and the delta <-> eta correspondence",
-        statement=r"\arg\max_{KL(\pi\|\pi_{old})\le\delta}\mathbb E_\pi[A] = \pi_{\eta(\delta)},\quad "
-        r"K(\eta(\delta)) = \delta,\quad K' = -\mathrm{Var}_{\pi_\eta}(A)/\eta^3 < 0,\quad "
-        r"\max_\pi \mathbb E_\pi[A] - \eta KL = \eta\log Z",
+        claims=[variational_identity().claim, penalised_value().claim, constrained_optimum().claim,
+                radius_decreases().claim, dual_derivative().claim],
         assumptions=(r"$\pi_{old} > 0$", r"$A$ not constant", r"$0 < \delta < -\log\pi_{old}(\arg\max A)$"),
         parts=[
             variational_identity(),

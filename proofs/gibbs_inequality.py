@@ -54,7 +54,7 @@ def nonnegative() -> Derivation:
         "D_f >= 0 (Jensen)",
         r"$D_f(P_\theta\|P_A) \ge f(1) = 0$",
         D_F,
-        statement=r"\sum_y P_A f(P_\theta/P_A) \ge 0",
+        claim=sp.Ge(D_F, 0),
         facts=[P_NORM, Q_NORM, F1],
         convex=[f],
         assumptions=[r"$f$ convex", r"$f(1) = 0$"],
@@ -78,7 +78,7 @@ def tangent_gaps() -> Derivation:
         "D_f is a sum of tangent gaps at 1",
         r"$\sum_y P_A T_1(P_\theta/P_A) = D_f(P_\theta\|P_A)$",
         sp.Sum(Q[y] * (f(x_) - f(1) - s1 * (x_ - 1)), (y, 1, n)),
-        statement=r"\sum_y P_A(y)\,T_1(P_\theta(y)/P_A(y)) = D_f(P_\theta\|P_A)",
+        claim=sp.Eq(sp.Sum(Q[y] * (f(P[y] / Q[y]) - f(1) - s1 * (P[y] / Q[y] - 1)), (y, 1, n)), D_F),
         facts=[P_NORM, Q_NORM, F1],
         assumptions=[r"$s_1$ a subgradient of $f$ at 1"],
     )
@@ -102,7 +102,7 @@ def equality_case() -> Derivation:
         "D_f = 0 forces P_theta = P_A",
         r"every tangent gap is zero: $P_\theta(y)/P_A(y) = 1$",
         sp.Eq(P[y] / Q[y], 1),
-        statement=r"T_1(P_\theta/P_A) = 0 \Rightarrow P_\theta(y) = P_A(y)",
+        claim=sp.Equivalent(sp.Eq(P[y] / Q[y], 1), sp.Eq(P[y], Q[y])),
         assumptions=[
             r"strict convexity at 1: $T_1(x) = 0 \iff x = 1$; a zero sum of nonnegative terms "
             r"with positive weights $P_A(y)$ has every term zero"
@@ -166,8 +166,7 @@ def result() -> Result:
     return Result(
         name="gibbs_inequality",
         title="Gibbs' inequality for D_f(P_theta || P_A)",
-        statement=r"D_f(P_\theta\|P_A) \ge 0,\quad D_f(P_\theta\|P_A) = 0 \iff P_\theta = P_A "
-        r"\iff \pi_\theta = \pi^*",
+        claims=[nonnegative().claim, tangent_gaps().claim, equality_case().claim],
         assumptions=(
             r"$f$ convex on $(0,\infty)$, $f(1) = 0$",
             r"$P_A > 0$, both distributions sum to 1",

@@ -67,7 +67,7 @@ def second_order() -> Derivation:
         "second-order coefficient, generic f",
         r"$w''(0) = -f'''(1) - f''(1)$",
         -fp(sp.exp(-s)),
-        statement=r"-f'(e^{-s}) = -f'(1) + f''(1)s - \tfrac12(f'''(1) + f''(1))s^2 + O(s^3)",
+        claim=sp.Eq(-fp(sp.exp(-s)), -fp(1) + c2 * s - (c3 + c2) * s**2 / 2 + sp.O(s**3)),
         facts=[C2_DEF, C3_DEF],
         assumptions=[r"$f'$ twice differentiable at 1"],
     )
@@ -95,7 +95,7 @@ def js_weight() -> Derivation:
         "js weight at rho = 1",
         r"$w_{js}(s) = -f'(e^{-s}) = \tfrac12\log\frac{1+e^s}{2}$",
         -divergences.get("js").f_prime_expr.subs(divergences.U, sp.exp(-s)),
-        statement=r"w_{js}(s) = \tfrac12\log\tfrac{1+e^s}{2}",
+        claim=sp.Eq(-divergences.get("js").f_prime_expr.subs(divergences.U, sp.exp(-s)), W_JS),
     )
     d.step(W_JS, "algebra", r"$\frac{2e^{-s}}{1+e^{-s}} = \frac{2}{1+e^{s}}$")
     return d
@@ -107,7 +107,7 @@ def js_upper() -> Derivation:
         "js: R(s) <= s^2/16",
         r"$D = s^2/16 - R$ has $D'' = v^2/8 > 0$ ($s\ne 0$)",
         D,
-        statement=r"\frac{d^2}{ds^2}\Big(\frac{s^2}{16} - R_{js}(s)\Big) = \frac{\tanh^2(s/2)}{8} > 0",
+        claim=sp.Gt(sp.Derivative(s**2 / 16 - R_JS, s, 2), 0),
         facts=[V_DEF],
         assumptions=[r"$D(0) = D'(0) = 0$ (next derivations) and $D'' \ge 0$ give $D \ge 0$ (Taylor)"],
     )
@@ -124,7 +124,7 @@ def js_lower() -> Derivation:
         "js: R(s) >= 0",
         r"$R'' = w'' = \frac{e^s}{2(1+e^s)^2} > 0$",
         R_JS,
-        statement=r"R_{js}''(s) = \frac{e^s}{2(1+e^s)^2} > 0",
+        claim=sp.Gt(sp.Derivative(R_JS, s, 2), 0),
         assumptions=[r"$R(0) = R'(0) = 0$ and $R'' > 0$ give $R \ge 0$ (Taylor)"],
     )
     d.step(sp.exp(s) / (2 * (1 + sp.exp(s))) - sp.Rational(1, 4), "diff", "first derivative", var=s)
@@ -134,21 +134,16 @@ def js_lower() -> Derivation:
 
 
 def js_value_at_0() -> Derivation:
-    d = Derivation(
-        "js: R(0) = 0", r"value of $R_{js}$ at $s = 0$", R_JS.subs(s, 0), statement=r"R_{js}(0) = 0"
-    )
+    start = sp.Subs(R_JS, s, 0)
+    d = Derivation("js: R(0) = 0", r"value of $R_{js}$ at $s = 0$", start, claim=sp.Eq(start, 0))
     d.step(sp.Integer(0), "algebra", r"$\log 1 = 0$")
     return d
 
 
 def js_slope_at_0() -> Derivation:
-    d = Derivation(
-        "js: R'(0) = 0",
-        r"slope of $R_{js}$ at $s = 0$",
-        sp.diff(R_JS, s).subs(s, 0),
-        statement=r"R_{js}'(0) = \tfrac12\cdot\tfrac12 - \tfrac14 = 0",
-    )
-    d.step(sp.Integer(0), "algebra", "")
+    start = sp.Subs(sp.Derivative(R_JS, s), s, 0)
+    d = Derivation("js: R'(0) = 0", r"slope of $R_{js}$ at $s = 0$", start, claim=sp.Eq(start, 0))
+    d.step(sp.Integer(0), "algebra", r"$\tfrac12\cdot\tfrac12 - \tfrac14 = 0$")
     return d
 
 
@@ -157,7 +152,8 @@ def kl_exact() -> Derivation:
         "kl: no remainder",
         r"$w_{kl}(s) = -(\log e^{-s} + 1) = s - 1$ exactly",
         -divergences.get("kl").f_prime_expr.subs(divergences.U, sp.exp(-s)),
-        statement=r"w_{kl}(s) = s - 1",
+        claim=sp.Eq(-divergences.get("kl").f_prime_expr.subs(divergences.U, sp.exp(-s)), s - 1,
+                    evaluate=False),
     )
     d.step(s - 1, "algebra", r"$\log e^{-s} = -s$")
     return d
@@ -244,8 +240,8 @@ def result() -> Result:
     return Result(
         name="grpo_limit_remainder",
         title="The GRPO limit with a remainder bound, and the default eta = 0.25",
-        statement=r"w(s) = -f'(1) + f''(1)s + R(s),\ |R(s)| \le \tfrac{s^2}{2}\max_{|t|\le|s|}|w''(t)|;\quad "
-        r"\text{js: } 0 \le R(s) \le s^2/16",
+        claims=[second_order().claim, js_weight().claim, js_upper().claim, js_lower().claim,
+                js_value_at_0().claim, js_slope_at_0().claim, kl_exact().claim],
         assumptions=(r"$f \in C^3(0,\infty)$ (not TV)", r"$\rho = 1$", r"$s = A/\eta$"),
         parts=[
             second_order(),

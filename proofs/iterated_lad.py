@@ -89,7 +89,7 @@ def induction_step() -> Derivation:
         "one round: pi_{k+1} from pi_k",
         r"the target of round $k+1$ is $\pi_0 e^{(k+1)a}$ up to normalisation",
         Lk[y] + av[y] - logZk,
-        statement=r"\log\pi_{k+1}(y) = \log\pi_k(y) + a_y - \log Z_k = \log\pi_0(y) + (k+1)a_y - C_{k+1}",
+        claim=sp.Eq(Lk[y] + av[y] - logZk, lp0[y] + (k + 1) * av[y] - (Ck + logZk)),
         facts=[HYP_K],
         assumptions=[
             r"round $k+1$ reaches its target $\pi_k e^{a}/Z_k$ (Lemma 3.2, any strictly convex $f$)"
@@ -105,8 +105,7 @@ def equal_ratio() -> Derivation:
         "equal advantages keep their ratio",
         r"$\log\pi_k(y) - \log\pi_k(y') = \log\pi_0(y) - \log\pi_0(y')$",
         (p01 + k * a1 - Ck) - (p02 + k * a2 - Ck),
-        statement=r"A(y) = A(y') \Rightarrow \frac{\pi_k(y)}{\pi_k(y')} = \frac{\pi_0(y)}{\pi_0(y')}\ "
-                  r"\forall k",
+        claim=sp.Eq((p01 + k * a1 - Ck) - (p02 + k * a2 - Ck), p01 - p02),
         facts=[EQUAL],
     )
     d.step(p01 - p02 + k * (a1 - a2), "algebra", r"the normaliser $C_k$ cancels")
@@ -119,7 +118,7 @@ def log_odds_fall() -> Derivation:
         "log-odds against a best response fall linearly",
         r"$\log\frac{\pi_k(y)}{\pi_k(y^*)}$ drops by $\Delta_y$ per round",
         (p01 + k * a1 - Ck) - (p0s + k * a_star - Ck),
-        statement=r"\frac{d}{dk}\log\frac{\pi_k(y)}{\pi_k(y^*)} = -\frac{A(y^*) - A(y)}{\eta} < 0",
+        claim=sp.Lt(sp.Derivative((p01 + k * a1 - Ck) - (p0s + k * a_star - Ck), k), 0),
         facts=[BEST],
     )
     d.step(p01 - p0s - k * gap, "substitute", r"$a^* = a_y + \Delta_y$", using="best")
@@ -135,7 +134,8 @@ def softmax_gradient() -> Derivation:
         "softmax policy gradient",
         r"$\partial_{\theta_y}\mathbb E_\pi[c] = \pi_y(c_y - \bar c)$",
         (sp.exp(th1) * c1 + Sc) / (sp.exp(th1) + S),
-        statement=r"\partial_{\theta_1}\frac{e^{\theta_1}c_1 + S_c}{e^{\theta_1} + S} = \pi_1(c_1 - \bar c)",
+        claim=sp.Eq(sp.Derivative((sp.exp(th1) * c1 + Sc) / (sp.exp(th1) + S), th1),
+                    sp.exp(th1) / (sp.exp(th1) + S) * (c1 - (sp.exp(th1) * c1 + Sc) / (sp.exp(th1) + S))),
         assumptions=[
             r"$S = \sum_{y\ne 1}e^{\theta_y}$, $S_c = \sum_{y\ne1}e^{\theta_y}c_y$ do not depend on "
             r"$\theta_1$"
@@ -150,7 +150,8 @@ def pg_ratio_change() -> Derivation:
         "one policy-gradient step on two equal-weight responses",
         r"$\Delta\log(\pi_y/\pi_{y'}) = \alpha(c - \bar c)(\pi_y - \pi_{y'})$",
         (th1 + alpha * pi1 * (c1 - cbar)) - (th2 + alpha * pi2 * (c2 - cbar)) - (th1 - th2),
-        statement=r"\Delta(\theta_y - \theta_{y'}) = \alpha(c - \bar c)(\pi_y - \pi_{y'})",
+        claim=sp.Eq((th1 + alpha * pi1 * (c1 - cbar)) - (th2 + alpha * pi2 * (c2 - cbar)) - (th1 - th2),
+                    alpha * (c1 - cbar) * (pi1 - pi2)),
         facts=[EQUAL_C],
         assumptions=[r"$\log\pi_y - \log\pi_{y'} = \theta_y - \theta_{y'}$ (softmax)"],
     )
@@ -160,7 +161,7 @@ def pg_ratio_change() -> Derivation:
         r"$c_{y'} = c_y$",
         using="equal weight",
     )
-    d.step(alpha * (c1 - cbar) * (pi1 - pi2), "factor", "common factor")
+    d.step(alpha * (c1 - cbar) * (pi1 - pi2), "algebra", "common factor")
     return d
 
 
@@ -169,7 +170,7 @@ def rich_get_richer() -> Derivation:
         "the more probable response gains",
         r"$c > \bar c$, $\pi_y > \pi_{y'}$: the ratio grows",
         alpha * (c1 - cbar) * (pi1 - pi2),
-        statement=r"c > \bar c,\ \pi_y > \pi_{y'} \Rightarrow \alpha(c - \bar c)(\pi_y - \pi_{y'}) > 0",
+        claim=sp.Gt(alpha * (c1 - cbar) * (pi1 - pi2), 0),
         facts=[ABOVE, RICHER],
     )
     d.step(
@@ -305,10 +306,8 @@ def result() -> Result:
     return Result(
         name="iterated_lad",
         title="Iterated LAD keeps equal-advantage ratios; the policy-gradient step does not",
-        statement=r"\pi_k \propto \pi_0 e^{kA/\eta},\quad A(y) = A(y') \Rightarrow "
-                  r"\tfrac{\pi_k(y)}{\pi_k(y')} = "
-        r"\tfrac{\pi_0(y)}{\pi_0(y')};\quad \text{PG: } \Delta\log\tfrac{\pi(y)}{\pi(y')} = "
-        r"\alpha(c - \bar c)(\pi_y - \pi_{y'})",
+        claims=[induction_step().claim, equal_ratio().claim, log_odds_fall().claim, softmax_gradient().claim,
+                pg_ratio_change().claim, rich_get_richer().claim],
         assumptions=(
             r"finite response set, $\pi_0 > 0$",
             r"(a), (b): each round reaches its target exactly",

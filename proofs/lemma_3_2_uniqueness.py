@@ -50,6 +50,7 @@ ZG_DEF = Fact("Z_g", sp.Eq(Zg, sp.Sum(g[y], (y, 1, n))), "definition")
 NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis", r"$\pi$ is a distribution")
 C_DEF = Fact("c", sp.Eq(c, 1 / Zg), "definition")
 LOSS = sp.Sum(g[y] * f(pi[y] / g[y]), (y, 1, n))
+GAPS = sp.Sum(g[y] * (f(pi[y] / g[y]) - f(c) - sc * (pi[y] / g[y] - c)), (y, 1, n))
 
 
 def gap_identity() -> Derivation:
@@ -57,7 +58,7 @@ def gap_identity() -> Derivation:
         "gap identity",
         r"$L(\pi) - Z_g f(1/Z_g)$ is a $g$-weighted sum of tangent gaps at $c = 1/Z_g$",
         sp.Sum(g[y] * (f(pi[y] / g[y]) - f(c) - sc * (pi[y] / g[y] - c)), (y, 1, n)),
-        statement=r"\sum_y g_y T_c(\pi_y/g_y) = L(\pi) - Z_g f(1/Z_g)",
+        claim=sp.Eq(GAPS, LOSS - Zg * f(1 / Zg)),
         facts=[ZG_DEF, NORMALISED, C_DEF],
         assumptions=[r"$s_c$ a subgradient of $f$ at $c$"],
     )
@@ -84,7 +85,7 @@ def equality_forces_target() -> Derivation:
         "a zero gap forces pi = g/Z_g",
         r"strict convexity: $T_c(\pi_y/g_y) = 0 \Rightarrow \pi_y/g_y = c$",
         sp.Eq(pi[y] / g[y], c),
-        statement=r"\pi_y/g_y = c = 1/Z_g \iff \pi_y = g_y/Z_g",
+        claim=sp.Equivalent(sp.Eq(pi[y] / g[y], c), sp.Eq(pi[y], g[y] / Zg)),
         facts=[C_DEF],
         assumptions=[
             r"$T_c(x) > 0$ for $x \ne c$ (strict convexity at $c$), and every term "
@@ -101,7 +102,7 @@ def term_positive() -> Derivation:
         "every other pi costs more",
         r"a term with $\pi_y/g_y \ne c$ adds $g_y T > 0$",
         g[y] * Tpos,
-        statement=r"g_y\,T_c(\pi_y/g_y) > 0 \text{ when } \pi_y/g_y \ne c",
+        claim=sp.Gt(g[y] * Tpos, 0, evaluate=False),
         assumptions=[r"$T = T_c(\pi_y/g_y) > 0$ (strict convexity, $\pi_y/g_y\ne c$)"],
     )
     d.step(sp.Integer(0), "positive", r"$g_y > 0$, $T > 0$")
@@ -113,7 +114,7 @@ def unnormalised() -> Derivation:
         "unnormalised case",
         r"without $\sum\pi = 1$: $L(\pi) - Z_g f(m) = \sum_y g_y[f(\pi_y/g_y) - f(m)]$",
         sp.Sum(g[y] * (f(pi[y] / g[y]) - f(m)), (y, 1, n)),
-        statement=r"\sum_y g_y [f(\pi_y/g_y) - f(m)] = L(\pi) - Z_g f(m),\ \text{minimum at } \pi = m\,g",
+        claim=sp.Eq(sp.Sum(g[y] * (f(pi[y] / g[y]) - f(m)), (y, 1, n)), LOSS - Zg * f(m)),
         facts=[ZG_DEF],
         assumptions=[
             r"$m$ the unique minimiser of $f$ ($m = 1$ when $f'(1) = 0$)",
@@ -192,8 +193,7 @@ def result() -> Result:
     return Result(
         name="lemma_3_2_uniqueness",
         title="Lemma 3.2: uniqueness from strict convexity, and the unnormalised minimiser",
-        statement=r"L(\pi) - Z_g f(1/Z_g) = \sum_y g_y T_c(\pi_y/g_y) \ge 0,\ = 0 \iff \pi = g/Z_g;"
-        r"\quad \arg\min_{\pi > 0} L = m\,g",
+        claims=[gap_identity().claim, equality_forces_target().claim, unnormalised().claim],
         assumptions=(
             r"$g > 0$",
             r"$f$ convex; strictly convex at $c = 1/Z_g$ for uniqueness",
@@ -205,7 +205,7 @@ def result() -> Result:
             term_positive(),
             unnormalised(),
             NumericCheck(
-                "gap identity",
+                "gap identity on random instances",
                 "the identity on random instances, every strictly convex built-in",
                 r"|L(\pi) - L^* - \sum_y g_y T_c(\pi_y/g_y)| \le 10^{-12}",
                 _check_gap_identity,

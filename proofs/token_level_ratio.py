@@ -103,7 +103,7 @@ def token_slope_at_rollout() -> Derivation:
         "token level at rho = 1",
         r"$\partial_{d_1}\, e^{a} f(e^{d_1 - a}) = f'(e^{-a})$ at $d_1 = 0$",
         sp.exp(a) * f(sp.exp(d1 - a)),
-        statement=r"\partial\ell_{tok}/\partial d_1\big|_{d=0} = f'(e^{-a})",
+        claim=sp.Eq(sp.Derivative(sp.exp(a) * f(sp.exp(d1 - a)), d1), _fprime_at(sp.exp(-a))),
         facts=AT_ROLLOUT,
     )
     d.step(
@@ -121,7 +121,7 @@ def sequence_slope_at_rollout() -> Derivation:
         "sequence level at rho = 1",
         r"$\partial_{d_1}\, e^{a} f(e^{d_1 + R - a}) = f'(e^{-a})$ at $d = 0$",
         sp.exp(a) * f(sp.exp(d1 + R - a)),
-        statement=r"\partial\ell_{seq}/\partial d_1\big|_{d=0} = f'(e^{-a})",
+        claim=sp.Eq(sp.Derivative(sp.exp(a) * f(sp.exp(d1 + R - a)), d1), _fprime_at(sp.exp(-a))),
         facts=AT_ROLLOUT,
     )
     d.step(sp.exp(d1 + R) * _fprime_at(sp.exp(d1 + R - a)), "diff", r"chain rule: $\rho f'(u)$", var=d1)
@@ -134,7 +134,7 @@ def per_token_target() -> Derivation:
         "per-token stationary point",
         r"$f'(e^{d_t - a}) = 0 \iff e^{d_t - a} = 1 \iff d_t = a$",
         sp.Eq(sp.exp(dt - a), 1),
-        statement=r"\partial\ell_{tok}/\partial d_t = 0 \iff d_t = A/\eta",
+        claim=sp.Equivalent(sp.Eq(sp.exp(dt - a), 1), sp.Eq(dt, a)),
         assumptions=[r"$f'(u) = 0 \iff u = 1$ (strict convexity at 1, $f'(1) = 0$: proofs/brake_lemma.py)"],
     )
     d.step(sp.Eq(dt, a), "solve", "the exponential is injective on the reals", var=dt)
@@ -146,7 +146,7 @@ def implied_sequence_ratio() -> Derivation:
         "implied sequence ratio e^{|y| A/eta}",
         r"every token at its target: $\log\rho = \sum_t d_t = |y|\,a$",
         sp.Eq(dvec[t], a),
-        statement=r"d_t = a\ \forall t \Rightarrow \log\rho = T a,\ \rho = e^{|y|A/\eta}",
+        claim=sp.Implies(sp.Eq(dvec[t], a), sp.Eq(log_rho, T * a)),
         facts=[LOG_RHO],
     )
     d.step(
@@ -165,11 +165,11 @@ def sequence_mean_target() -> Derivation:
         "sequence_mean has the same per-sample target",
         r"$\frac1T\sum_t d_t = a \iff \log\rho = T a$",
         sp.Eq(sp.Sum(dvec[t], (t, 1, T)) / T, a),
-        statement=r"\tfrac1T\log\rho = a \iff \log\rho = |y|\,a",
+        claim=sp.Equivalent(sp.Eq(sp.Sum(dvec[t], (t, 1, T)) / T, a), sp.Eq(log_rho, T * a)),
         facts=[LOG_RHO],
     )
-    d.step(sp.Eq(sp.Sum(dvec[t], (t, 1, T)), T * a), "multiply", r"times $T > 0$", factor=T)
-    d.step(sp.Eq(log_rho, T * a), "substitute", r"definition of $\log\rho$", using="log rho")
+    d.step(sp.Eq(log_rho / T, a), "substitute", r"definition of $\log\rho$", using="log rho")
+    d.step(sp.Eq(log_rho, T * a), "solve", r"times $T > 0$", var=log_rho)
     return d
 
 
@@ -179,7 +179,7 @@ def kl_prefix_tilt() -> Derivation:
         "kl: the prefix problem sees E[A|hv]",
         r"$\mathbb E[e^{a}f(re^{-a})\mid hv] = r(\log r - \bar a)$ for $f = u\log u$",
         sp.Sum(w[j] * kl_term, (j, 1, J)),
-        statement=r"\sum_j w_j e^{a_j}\,(re^{-a_j})\log(re^{-a_j}) = r(\log r - \bar a)",
+        claim=sp.Eq(sp.Sum(w[j] * kl_term, (j, 1, J)), r * sp.log(r) - r * abar),
         facts=[W_SUM, ABAR],
     )
     d.step(sp.Sum(w[j] * r * (sp.log(r) - aj[j]), (j, 1, J)), "algebra", r"$e^{a}\cdot re^{-a} = r$")
@@ -352,9 +352,8 @@ def result() -> Result:
     return Result(
         name="token_level_ratio",
         title="Token-level ratios: per-token targets, the length-dependent tilt, and when the levels agree",
-        statement=r"\nabla L_{tok}\big|_{\rho=1} = \tfrac{B}{N}\nabla L_{seq}\big|_{\rho=1};\quad "
-        r"\partial_{d_t}\ell_{tok} = 0\ \forall t \iff \rho = e^{|y|A/\eta}\ "
-        r"(\text{sequence level: } \rho = e^{A/\eta})",
+        claims=[token_slope_at_rollout().claim, sequence_slope_at_rollout().claim, per_token_target().claim,
+                implied_sequence_ratio().claim, sequence_mean_target().claim, kl_prefix_tilt().claim],
         assumptions=(
             r"$f'(1) = 0$, $f$ strictly convex at 1",
             r"sequence advantage broadcast to every token",
