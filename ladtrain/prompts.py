@@ -25,9 +25,10 @@ def has_chat_template(tokenizer: Any) -> bool:
 
 
 def system_prompt(text: str | None) -> str | None:
-    """``--system-prompt`` as :func:`render` takes it: None (the template's default), ``none`` -> ``""``
-    (an empty system message), else the text (``\\n`` written as backslash-n becomes a newline)."""
-    if text is None:
+    """``--system-prompt`` as :func:`render` takes it: ``default`` or None -> None (the template's
+    default), ``none`` -> ``""`` (an empty system message), else the text (``\\n`` written as
+    backslash-n becomes a newline)."""
+    if text is None or text.strip().lower() == "default":
         return None
     if text.strip().lower() == "none":
         return ""

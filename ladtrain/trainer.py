@@ -64,7 +64,7 @@ def load_task(cfg) -> Task:
 def for_model(cfg, task: Task, tokenizer) -> Task:
     """The task in the form that fits the model (:func:`ladtrain.prompts.for_model`: a chat template gets
     the chat form); a system prompt for a model without a template is a ConfigError."""
-    if getattr(cfg, "system_prompt", None) is not None and not prompts.has_chat_template(tokenizer):
+    if prompts.system_of(cfg) is not None and not prompts.has_chat_template(tokenizer):
         raise ConfigError("--system-prompt: the model's tokenizer has no chat template (nowhere to put a system "
                           "prompt)")
     return prompts.for_model(task, tokenizer)
