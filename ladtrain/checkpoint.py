@@ -97,9 +97,16 @@ def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[st
 
     final = step_folder(run, step)
 
+    saved = dict(tensors)
+    if models.is_adapter_model(model):  # LoRA: the trained state is the adapters (the base is frozen)
+        saved["adapters"] = models.adapter_state(model)
+
     def write(tmp: Path) -> None:
-        models.save_folder(model, tokenizer, tmp)
-        torch.save(tensors, tmp / TENSORS)
+        if "adapters" in saved:
+            tokenizer.save_pretrained(tmp)  # the base weights are the base policy's, loaded again on resume
+        else:
+            models.save_folder(model, tokenizer, tmp)
+        torch.save(saved, tmp / TENSORS)
         (tmp / STATE).write_text(json.dumps(info, indent=1))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         manifest = {"step": step, "files": {name: _digest(tmp / name) for name in files}}
@@ -175,8 +182,11 @@ def load_state(folder: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, 
     folder = Path(folder)
     verify(folder)
     try:
-        model, tokenizer = models.load(folder)
         tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
+        if "adapters" in tensors:  # LoRA: no model here; the caller loads the base and puts the adapters on
+            model, tokenizer = None, models.load_tokenizer(folder)
+        else:
+            model, tokenizer = models.load(folder)
         info = json.loads((folder / STATE).read_text())
     except (models.ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
         raise CheckpointError(f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}") from None

@@ -185,7 +185,8 @@ class RunOptions:
         return options.validate(self.resolved(), error=ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, as ``config.json`` holds it (a repeatable option's tuple as a list)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)

@@ -91,9 +91,10 @@ def run_folder(cfg: TrainConfig) -> Path:
 
 def checkpoint_every(cfg: TrainConfig, world: distributed.World) -> int:
     """``--checkpoint-every``, or 0 (with a warning) where resumable checkpoints are not supported yet:
-    LoRA (the trained state is an adapter) and FSDP2 across processes (the parameters are sharded)."""
-    if cfg.checkpoint_every and (cfg.lora_r or (world.is_distributed and cfg.parallel == "fsdp2")):
-        warnings.warn("resumable checkpoints are off with --lora-r or --parallel fsdp2 (not supported yet)")
+    FSDP2 across processes (the parameters are sharded). LoRA runs are resumable: a checkpoint holds the
+    adapters and the optimizer, and the frozen base is the base policy, loaded again."""
+    if cfg.checkpoint_every and world.is_distributed and cfg.parallel == "fsdp2":
+        warnings.warn("resumable checkpoints are off with --parallel fsdp2 (not supported yet)")
         return 0
     return cfg.checkpoint_every
 
@@ -164,7 +165,10 @@ class Begin:
     def resumed(cls, cfg: TrainConfig, out: Path, world: distributed.World,
                 problems: dict[str, list[Problem]]) -> Begin:
         state = checkpoint.latest_training(out, clean=world.is_main)  # the newest complete checkpoint
-        return cls(state.model, state.tokenizer, state.info["base_info"],
+        model = state.model
+        if model is None:  # LoRA: the checkpoint holds the adapters; the frozen base is the base policy
+            model = base_policy(cfg, problems["warm"], world, False)[0]
+        return cls(model, state.tokenizer, state.info["base_info"],
                    base=lambda: base_policy(cfg, problems["warm"], world, False)[0],
                    base_eval=state.info["base_eval"], state=state,
                    previous_run=json.loads((out / "run.json").read_text()))
@@ -195,7 +199,7 @@ def write_run_info(cfg: TrainConfig, out: Path, world: distributed.World, device
         atomic.write_atomically(out / "run.json", json.dumps(info, indent=2))
 
 
-def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: torch.device):
+def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: torch.device, adapters=None):
     """``(model, train_model)``: the policy on its device with the model options on (gradient
     checkpointing, LoRA), and its DDP/FSDP2 wrapper for the update's forward passes."""
     model.to(device)
@@ -203,6 +207,8 @@ def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: tor
         models.enable_gradient_checkpointing(model)
     if cfg.lora_r:
         model = models.apply_lora(model, models.Lora(r=cfg.lora_r, alpha=cfg.lora_alpha))
+        if adapters is not None:  # --resume of a LoRA run: its trained adapters
+            models.load_adapters(model, adapters)
     return model, distributed.prepare(model, cfg.parallel, world, device)[0]
 
 

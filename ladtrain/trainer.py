@@ -168,7 +168,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if chat_task is not task:
         task, problems = chat_task, start.splits(cfg, chat_task)
     start.write_run_info(cfg, out, world, device, begin)
-    model, train_model = start.prepare_model(cfg, begin.model, world, device)
+    adapters = begin.state.tensors.get("adapters") if begin.state is not None else None
+    model, train_model = start.prepare_model(cfg, begin.model, world, device, adapters)
     faults = Faults()  # skipped and counted faults (ladtrain.faults documents each behaviour)
     train_problems, test_problems = start.fit_context(problems["train"], problems["test"], model,
                                                       begin.tokenizer, cfg, faults)
