@@ -201,7 +201,12 @@ def write_run_info(cfg: TrainConfig, out: Path, world: distributed.World, device
 
 def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: torch.device, adapters=None):
     """``(model, train_model)``: the policy on its device with the model options on (gradient
-    checkpointing, LoRA), and its DDP/FSDP2 wrapper for the update's forward passes."""
+    checkpointing, LoRA; ``adapters``: a resumed LoRA run's trained adapter weights, put on the new
+    adapters), and its DDP/FSDP2 wrapper for the update's forward passes. Gradients left by the warm-up
+    are cleared first: under LoRA the frozen base keeps them otherwise, and they entered the gradient norm
+    (found by the LoRA resume test: a fresh run's grad_norm depended on whether the base was just warmed
+    up in the same process)."""
+    model.zero_grad(set_to_none=True)
     model.to(device)
     if cfg.gradient_checkpointing:
         models.enable_gradient_checkpointing(model)
