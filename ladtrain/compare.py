@@ -77,7 +77,10 @@ def parse(argv: Sequence[str]) -> tuple[CompareConfig, TrainConfig]:
 def main(argv: Sequence[str]) -> int:
     import shlex
 
+    from ladtrain import preflight
+
     study, base = parse(argv)
+    preflight.train(base)  # the task, the reward, memory: before the study folder is written
     run_study(study, base, command="python -m ladtrain compare " + " ".join(shlex.quote(a) for a in argv))
     return 0
 
