@@ -172,6 +172,8 @@ def limit_namespaces(cfg):
         if os.path.exists(path):
             with open(path, "w") as fh:
                 fh.write("0")
+    if "ipc" in cfg["off"]:  # the host's IPC namespace: its limits are not this run's to set
+        return
     shm = cfg["tmpfs_mb"] << 20
     for key, value in (("shmmax", shm), ("shmall", shm >> 12), ("shmmni", 16), ("msgmni", 0)):
         with open("/proc/sys/kernel/" + key, "w") as fh:
@@ -288,6 +290,26 @@ def serve(cfg):
             answer({"raised": _builtin_exception(e)})
 
 
+def become_init(child, cfg):
+    """pid 1 of the run's pid namespace: reap every process, exit with the candidate's status (128 + n
+    for a signal). Its signals from inside the namespace are ignored by the kernel (no handlers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for key in ("req_fd", "resp_fd"):
+        if key in cfg:
+            os.close(cfg[key])
+    for fd in (0, 1, 2):
+        os.close(fd)
+    while True:
+        try:
+            pid, st = os.wait()
+        except ChildProcessError:
+            os._exit(1)
+        if pid == child:
+            os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st))
+
+
 def main():
     cfg = json.loads(sys.stdin.read())
     status = cfg["status_fd"]
@@ -301,6 +323,9 @@ def main():
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": "/tmp/work", "LANG": "C.UTF-8"})
     os.write(status, b"ok")
     os.close(status)
+    child = os.fork()
+    if child:
+        become_init(child, cfg)
     keep = {0, 1, 2, cfg.get("req_fd", -1), cfg.get("resp_fd", -1)}
     for fd in os.listdir("/proc/self/fd"):
         if int(fd) not in keep:

@@ -87,6 +87,7 @@ class Sandbox:
         self.off = frozenset(_off)
         self.python = python or runner.default_python(self.mode == "root")
         self.binds = runner.binds_for(self.python, tuple(binds))
+        self.sockets = runner.sockets_in([b[0] for b in self.binds])
         self.workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
         self.judge_python = os.path.realpath(sys.executable)
 
@@ -97,7 +98,7 @@ class Sandbox:
         lim, token = self.limits, secrets.token_hex(16)
         t0 = time.monotonic()
         try:
-            proc, group, uid = runner.start(self.mode, lim, self.python, self.binds, self.off,
+            proc, group, uid = runner.start(self.mode, lim, self.python, self.binds, self.sockets, self.off,
                                             {"mode": "program", "code": code, "token": token})
         except (OSError, SandboxError) as e:
             return Result(False, clean(f"cannot start sandbox: {e}")[:200], error=True)
@@ -110,7 +111,7 @@ class Sandbox:
         cap = lim.output_kb << 10
         out, err = proc.text("stdout", cap + 64), proc.text("stderr", cap)
         failed = runner.setup_failure(proc)
-        if failed and not why:
+        if failed:
             return Result(False, failed, out[:cap], err, wall, error=True)
         if why:
             return Result(False, self._killed(why, group), out[:cap], err, wall)
@@ -134,7 +135,7 @@ class Sandbox:
         cand, group, uid, judge = None, None, None, _Judge(verdict_r)
         try:
             try:
-                cand, group, uid = runner.start(self.mode, lim, self.python, self.binds, self.off,
+                cand, group, uid = runner.start(self.mode, lim, self.python, self.binds, self.sockets, self.off,
                                                 {"mode": "serve", "code": program, "entry": entry,
                                                  "req_fd": req_r, "resp_fd": resp_w}, (req_r, resp_w))
                 cfg = {"prelude": prelude, "test": test, "entry": entry, "max_answer": lim.answer_kb << 10,

@@ -262,12 +262,12 @@ def sandbox_command(mode: str, uid: int | None, python: str, off: frozenset, gro
 
 def rlimits(limits: Limits) -> dict:
     cpu = limits.cpu_s if limits.cpu_s is not None else max(1, int(-(-limits.wall_s // 1)))
-    return {"RLIMIT_CPU": [cpu, cpu + 1], "RLIMIT_AS": limits.memory_mb << 20, "RLIMIT_NPROC": limits.nproc,
+    return {"RLIMIT_CPU": [cpu, cpu + 1], "RLIMIT_AS": limits.memory_mb << 20, "RLIMIT_NPROC": limits.nproc + 1,
             "RLIMIT_FSIZE": limits.file_mb << 20, "RLIMIT_NOFILE": 64, "RLIMIT_CORE": 0,
             "RLIMIT_MEMLOCK": 0, "RLIMIT_MSGQUEUE": 0}
 
 
-def start(mode, limits: Limits, python, binds, off, cfg: dict, pass_fds=()):
+def start(mode, limits: Limits, python, binds, sockets, off, cfg: dict, pass_fds=()):
     """Start one sandboxed run; returns (proc, group, uid, status_fd) -- or raises SandboxError/OSError."""
     uid = None
     if mode == "root":
@@ -280,8 +280,7 @@ def start(mode, limits: Limits, python, binds, off, cfg: dict, pass_fds=()):
         group = cgroups.RunGroup.create((limits.memory_mb + limits.tmpfs_mb) << 20, limits.nproc + 1)
     status_r, status_w = os.pipe()
     filt = seccomp.filter_bytes()
-    trees = [b[0] for b in binds]
-    full = {"mode": "program", "off": sorted(off), "binds": binds, "sockets": sockets_in(trees),
+    full = {"mode": "program", "off": sorted(off), "binds": binds, "sockets": sockets,
             "tmpfs_mb": limits.tmpfs_mb, "rlimits": rlimits(limits), "seccomp": filt.hex() if filt else None,
             "status_fd": status_w, **cfg}
     env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
