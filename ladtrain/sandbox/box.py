@@ -91,7 +91,7 @@ class Sandbox:
         self.workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
         self.judge_python = os.path.realpath(sys.executable)
 
-    # -- whole programs --------------------------------------------------------------------------------------
+    # -- whole programs -----------------------------------------------------------------------------------
     def run(self, code: str) -> Result:
         """Run a whole program. ``passed`` means it reached its end (a per-run token printed after it):
         the program itself can forge that, so this is a report on how it ended, never a verdict."""
@@ -123,7 +123,7 @@ class Sandbox:
     def run_many(self, codes: Sequence[str]) -> list[Result]:
         return self._pool(self.run, [(c,) for c in codes])
 
-    # -- judged functions ------------------------------------------------------------------------------------
+    # -- judged functions ---------------------------------------------------------------------------------
     def judge(self, program: str, entry: str, prelude: str, test: str) -> Result:
         """The verdict on ``entry`` as defined by ``program`` (run in the sandbox): ``prelude`` and ``test``
         run in the trusted judge process, which calls ``check(proxy)``; see :mod:`ladtrain.sandbox.judge`."""
@@ -135,8 +135,8 @@ class Sandbox:
         cand, group, uid, judge = None, None, None, _Judge(verdict_r)
         try:
             try:
-                cand, group, uid = runner.start(self.mode, lim, self.python, self.binds, self.sockets, self.off,
-                                                {"mode": "serve", "code": program, "entry": entry,
+                cand, group, uid = runner.start(self.mode, lim, self.python, self.binds, self.sockets,
+                                                self.off, {"mode": "serve", "code": program, "entry": entry,
                                                  "req_fd": req_r, "resp_fd": resp_w}, (req_r, resp_w))
                 cfg = {"prelude": prelude, "test": test, "entry": entry, "max_answer": lim.answer_kb << 10,
                        "rlimits": {"RLIMIT_CPU": int(lim.wall_s) + 2, "RLIMIT_CORE": 0}}
@@ -174,7 +174,7 @@ class Sandbox:
         """``judge`` over (program, entry, prelude, test) tuples, through the worker pool, in order."""
         return self._pool(self.judge, items)
 
-    # -- helpers ---------------------------------------------------------------------------------------------
+    # -- helpers ------------------------------------------------------------------------------------------
     def _pool(self, fn, items):
         if len(items) <= 1 or self.workers == 1:
             return [fn(*it) for it in items]

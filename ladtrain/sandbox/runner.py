@@ -262,7 +262,8 @@ def sandbox_command(mode: str, uid: int | None, python: str, off: frozenset, gro
 
 def rlimits(limits: Limits) -> dict:
     cpu = limits.cpu_s if limits.cpu_s is not None else max(1, int(-(-limits.wall_s // 1)))
-    return {"RLIMIT_CPU": [cpu, cpu + 1], "RLIMIT_AS": limits.memory_mb << 20, "RLIMIT_NPROC": limits.nproc + 1,
+    return {"RLIMIT_CPU": [cpu, cpu + 1], "RLIMIT_AS": limits.memory_mb << 20,
+            "RLIMIT_NPROC": limits.nproc + 1,  # + the run's init (the boot process)
             "RLIMIT_FSIZE": limits.file_mb << 20, "RLIMIT_NOFILE": 64, "RLIMIT_CORE": 0,
             "RLIMIT_MEMLOCK": 0, "RLIMIT_MSGQUEUE": 0}
 

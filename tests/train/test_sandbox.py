@@ -29,10 +29,10 @@ def sandbox():
     return Sandbox(Limits(wall_s=3.0), workers=2)
 
 
-# -- the value codec ---------------------------------------------------------------------------------------
+# -- the value codec -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [None, True, 0, -7, 10**30, 1.5, -0.0, math.inf, "é\n\x00", b"\x00\xff",
-                                   1 + 2j, [1, [2]], (1, (2,)), (), {"a": (1,), 2: [3]}, {1, 2}, frozenset({3}),
-                                   {(1, 2): {4}}])
+                                   1 + 2j, [1, [2]], (1, (2,)), (), {"a": (1,), 2: [3]}, {1, 2},
+                                   frozenset({3}), {(1, 2): {4}}])
 def test_plain_values_round_trip_exactly(value):
     back = decode(encode(value))
     assert back == value and type(back) is type(value)
@@ -64,7 +64,7 @@ def test_decoding_rejects_what_encode_never_writes(text):
         decode(text)
 
 
-# -- harness-owned text ------------------------------------------------------------------------------------
+# -- harness-owned text ----------------------------------------------------------------------------------
 def test_clean_removes_control_characters_but_keeps_lines():
     assert clean("a\x1b[2Jb\tc\r\nd\x07\x9b") == "a[2Jb\tc\nd"
 
@@ -73,7 +73,8 @@ def test_verdict_reasons_are_the_harness_words_only():
     assert verdict_reason({"v": "pass"}) == (True, "passed", False)
     p, reason, err = verdict_reason({"v": "fail", "why": "raised", "exc": "ValueError"})
     assert (p, err) == (False, False) and reason == "failed: the program raised ValueError"
-    assert verdict_reason({"v": "fail", "why": "sandbox setup failed"})[1:] == ("judge error: no verdict", True)
+    forged = verdict_reason({"v": "fail", "why": "sandbox setup failed"})
+    assert forged[1:] == ("judge error: no verdict", True)
     assert verdict_reason({"v": "uncheckable", "type": "function"})[2] is True
 
 
@@ -82,7 +83,7 @@ def test_mountinfo_names_are_decoded():
     assert unescape("/plain") == "/plain"
 
 
-# -- seccomp assembler ---------------------------------------------------------------------------------------
+# -- seccomp assembler -----------------------------------------------------------------------------------
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter exists on x86-64 only")
 def test_seccomp_filter_is_well_formed_classic_bpf():
     code = seccomp.filter_bytes()
@@ -90,7 +91,7 @@ def test_seccomp_filter_is_well_formed_classic_bpf():
     assert {"unshare", "setns", "keyctl", "memfd_create", "setsid", "mount"} <= set(seccomp.DENIED)
 
 
-# -- uid ranges ------------------------------------------------------------------------------------------------
+# -- uid ranges ------------------------------------------------------------------------------------------
 _PROBE = ("import sys, time; sys.path.insert(0, {root!r})\n"
           "from ladtrain.sandbox.uids import UidPool\n"
           "p = UidPool({fixed}); print(p.acquire(), flush=True); time.sleep(1.5)\n")
@@ -102,7 +103,8 @@ def test_two_trainer_processes_get_disjoint_uid_ranges(fixed, distinct):
     same uids: the test shows the difference."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = _PROBE.format(root=root, fixed=fixed)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
     first = [int(p.stdout.readline()) for p in procs]
     for p in procs:
         p.wait()
@@ -111,7 +113,7 @@ def test_two_trainer_processes_get_disjoint_uid_ranges(fixed, distinct):
     assert (not overlap) == distinct, first
 
 
-# -- cgroups ---------------------------------------------------------------------------------------------------
+# -- cgroups ---------------------------------------------------------------------------------------------
 def test_cgroup_backend_is_known_or_states_its_fallback():
     kind, where = cgroups.backend()
     assert kind in ("v2", "v1", "none")
@@ -121,7 +123,7 @@ def test_cgroup_backend_is_known_or_states_its_fallback():
         assert set(where) == {"memory", "pids", "cpu"}
 
 
-# -- judged verdicts -------------------------------------------------------------------------------------------
+# -- judged verdicts -------------------------------------------------------------------------------------
 @needs_sandbox
 def test_judge_passes_a_right_function_and_fails_a_wrong_one(sandbox):
     assert sandbox.judge("def add(a, b):\n    return a + b\n", "add", "", ADD_TEST).reason == "passed"
@@ -131,8 +133,10 @@ def test_judge_passes_a_right_function_and_fails_a_wrong_one(sandbox):
 
 @needs_sandbox
 @pytest.mark.parametrize("body, reason", [
-    ("def add(a, b):\n    raise ValueError('sandbox setup failed')\n", "failed: the program raised ValueError"),
-    ("def add(a, b):\n    return (x for x in ())\n", "failed: the program returned a value that is not a plain value"),
+    ("def add(a, b):\n    raise ValueError('sandbox setup failed')\n",
+     "failed: the program raised ValueError"),
+    ("def add(a, b):\n    return (x for x in ())\n",
+     "failed: the program returned a value that is not a plain value"),
     ("def add(a, b):\n    import os; os._exit(0)\n", "failed: the program exited or died during a call"),
     ("def add(a, b):\n    raise SystemExit(0)\n", "failed: the program exited or died during a call"),
     ("import sys\nsys.exit(0)\n", "failed: the program did not load or define the function"),
@@ -148,7 +152,8 @@ def test_judge_reasons_name_what_happened_in_the_harness_words(sandbox, body, re
 @needs_sandbox
 def test_judge_keeps_tuples_sets_and_exceptions_the_tests_expect(sandbox):
     test = ("def check(c):\n    assert c([3, 1]) == (1, 3)\n    assert c([]) == ()\n"
-            "    try:\n        c(None)\n    except TypeError:\n        pass\n    else:\n        assert False\n")
+            "    try:\n        c(None)\n    except TypeError:\n        pass\n"
+            "    else:\n        assert False\n")
     assert sandbox.judge("def f(xs):\n    return tuple(sorted(xs))\n", "f", "", test).passed
     assert not sandbox.judge("def f(xs):\n    return sorted(xs or [])\n", "f", "", test).passed
 
@@ -156,7 +161,8 @@ def test_judge_keeps_tuples_sets_and_exceptions_the_tests_expect(sandbox):
 @needs_sandbox
 def test_judge_writes_in_place_changes_back_and_uses_the_prompts_helpers(sandbox):
     prelude = "def helper(x):\n    return 2 * x\n\ndef f(xs):\n    '''doc'''\n"
-    test = "def check(c):\n    xs = [3, 1, 2]\n    c(xs)\n    assert xs == [1, 2, 3]\n    assert helper(2) == 4\n"
+    test = ("def check(c):\n    xs = [3, 1, 2]\n    c(xs)\n    assert xs == [1, 2, 3]\n"
+            "    assert helper(2) == 4\n")
     assert sandbox.judge(prelude + "    xs.sort()\n", "f", prelude, test).passed
     assert not sandbox.judge(prelude + "    return sorted(xs)\n", "f", prelude, test).passed
 
@@ -167,7 +173,7 @@ def test_a_test_passing_a_function_cannot_be_checked_and_says_so(sandbox):
     assert r.error and not r.passed and r.reason.startswith("cannot check: the test passes a")
 
 
-# -- whole programs -----------------------------------------------------------------------------------------------
+# -- whole programs --------------------------------------------------------------------------------------
 @needs_sandbox
 def test_a_correct_program_runs_to_its_end_and_its_output_comes_back(sandbox):
     r = sandbox.run("print(6 * 7)")
@@ -197,7 +203,8 @@ def test_the_program_runs_without_privilege_in_a_minimal_root(sandbox):
     assert info["procs"] == ["1", "2"]  # its own pid namespace: the boot process (init) and the program
     assert info["size"] == sandbox.limits.tmpfs_mb << 20
     assert not {"work", "root", "home", "run", "var", "sys", "mnt", "opt"} & set(info["root"]), info["root"]
-    assert info["dev"] == ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"]
+    assert info["dev"] == ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom",
+                           "zero"]
 
 
 @needs_sandbox
