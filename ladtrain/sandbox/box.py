@@ -86,6 +86,10 @@ class Sandbox:
             raise SandboxError(f"unknown protection {sorted(unknown)[0]!r}; known: {known}")
         self.off = frozenset(_off)
         self.python = python or runner.default_python(self.mode == "root")
+        for b in binds:
+            reserved = ("/tmp", "/dev", "/proc")
+            if not os.path.isabs(b) or any(b == p or b.startswith(p + "/") for p in reserved):
+                raise SandboxError(f"cannot bind {b!r}: give an absolute path outside /tmp, /dev and /proc")
         self.binds = runner.binds_for(self.python, tuple(binds))
         self.sockets = runner.sockets_in([b[0] for b in self.binds])
         self.workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))

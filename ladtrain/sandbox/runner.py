@@ -263,7 +263,7 @@ def sandbox_command(mode: str, uid: int | None, python: str, off: frozenset, gro
 def rlimits(limits: Limits) -> dict:
     cpu = limits.cpu_s if limits.cpu_s is not None else max(1, int(-(-limits.wall_s // 1)))
     return {"RLIMIT_CPU": [cpu, cpu + 1], "RLIMIT_AS": limits.memory_mb << 20,
-            "RLIMIT_NPROC": limits.nproc + 1,  # + the run's init (the boot process)
+            "RLIMIT_NPROC": limits.nproc + 2,  # + the run's init and the unshare parent, same user namespace
             "RLIMIT_FSIZE": limits.file_mb << 20, "RLIMIT_NOFILE": 64, "RLIMIT_CORE": 0,
             "RLIMIT_MEMLOCK": 0, "RLIMIT_MSGQUEUE": 0}
 
@@ -278,7 +278,7 @@ def start(mode, limits: Limits, python, binds, sockets, off, cfg: dict, pass_fds
             raise SandboxError(str(e)) from None
     group = None
     if "cgroup" not in off:
-        group = cgroups.RunGroup.create((limits.memory_mb + limits.tmpfs_mb) << 20, limits.nproc + 1)
+        group = cgroups.RunGroup.create((limits.memory_mb + limits.tmpfs_mb) << 20, limits.nproc + 2)
     status_r, status_w = os.pipe()
     filt = seccomp.filter_bytes()
     full = {"mode": "program", "off": sorted(off), "binds": binds, "sockets": sockets,
