@@ -302,7 +302,7 @@ def _sessions_and_groups(stop: threading.Event, seen: dict) -> None:
                        if ln.split(":")[1] in ("cpu", "cpu,cpuacct", "")]
             except (OSError, IndexError, ValueError):
                 continue
-            seen[int(pid)] = (session, tuple(cpu))
+            seen.setdefault(int(pid), (session, tuple(cpu)))  # first sight: an exiting task leaves its group
         time.sleep(0.05)
 
 
