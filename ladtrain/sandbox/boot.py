@@ -290,9 +290,10 @@ def serve(cfg):
             answer({"raised": _builtin_exception(e)})
 
 
-def become_init(child, cfg):
-    """pid 1 of the run's pid namespace: reap every process, exit with the candidate's status (128 + n
-    for a signal). Its signals from inside the namespace are ignored by the kernel (no handlers)."""
+def become_init(child, cfg, status):
+    """pid 1 of the run's pid namespace: reap every process; when the candidate ends, report how on the
+    status pipe (`` exit N`` or `` signal N``, after the ``ok``) and exit with its status (128 + n for a
+    signal). Its signals from inside the namespace are ignored by the kernel (no handlers)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -307,6 +308,8 @@ def become_init(child, cfg):
         except ChildProcessError:
             os._exit(1)
         if pid == child:
+            how = "exit %d" % os.WEXITSTATUS(st) if os.WIFEXITED(st) else "signal %d" % os.WTERMSIG(st)
+            os.write(status, (" " + how).encode())
             os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st))
 
 
@@ -322,10 +325,10 @@ def main():
         del os.environ[key]
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": "/tmp/work", "LANG": "C.UTF-8"})
     os.write(status, b"ok")
-    os.close(status)
     child = os.fork()
     if child:
-        become_init(child, cfg)
+        become_init(child, cfg, status)
+    os.close(status)  # before any candidate code: what it writes never reaches the status pipe
     keep = {0, 1, 2, cfg.get("req_fd", -1), cfg.get("resp_fd", -1)}
     for fd in os.listdir("/proc/self/fd"):
         if int(fd) not in keep:

@@ -172,6 +172,8 @@ class Sandbox:
         passed, reason, error = verdict_reason(v)
         if not passed and not error and group is not None and group.oom_killed():
             reason = "failed: killed at the memory limit"
+        elif v.get("why") == "no_answer" and runner.candidate_signal(cand):
+            reason = "failed: the program was " + runner.signal_reason(runner.candidate_signal(cand))
         return Result(passed, reason, out, err, wall, error=error)
 
     def judge_many(self, items: Sequence[tuple[str, str, str, str]]) -> list[Result]:
@@ -196,14 +198,9 @@ class Sandbox:
 
     @staticmethod
     def _exit_reason(rc: int) -> str:
-        import signal
-
         sig = -rc if rc < 0 else rc - 128 if rc > 128 else 0
         if sig:
-            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-            hint = {"SIGXCPU": " (CPU limit)", "SIGXFSZ": " (file size limit)",
-                    "SIGKILL": " (killed: CPU or memory limit)"}.get(name, "")
-            return f"killed by {name}{hint}"
+            return runner.signal_reason(sig)
         if rc == 0 or rc == 3:
             return "exited before the end of the program"
         return f"exit status {rc}"

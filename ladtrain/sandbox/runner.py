@@ -300,6 +300,22 @@ def start(mode, limits: Limits, python, binds, sockets, off, cfg: dict, pass_fds
     return proc, group, uid
 
 
+def candidate_signal(proc: _Proc) -> int | None:
+    """The signal that ended the candidate, as its init reported it (None: it exited, or no report)."""
+    parts = bytes(proc.data["status"]).split()
+    if len(parts) == 3 and parts[0] == b"ok" and parts[1] == b"signal" and parts[2].isdigit():
+        return int(parts[2])
+    return None
+
+
+def signal_reason(sig: int) -> str:
+    """``killed by SIGXCPU (CPU limit)`` and the like."""
+    name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+    hint = {"SIGXCPU": " (CPU limit)", "SIGXFSZ": " (file size limit)",
+            "SIGKILL": " (killed: CPU or memory limit)"}.get(name, "")
+    return f"killed by {name}{hint}"
+
+
 def setup_failure(proc: _Proc) -> str | None:
     """None when the sandbox said ``ok``; else the harness's line saying which step failed."""
     status = bytes(proc.data["status"])

@@ -17,8 +17,11 @@ judge process as ``check(candidate)``, where ``candidate`` forwards each call to
 plain value back. Reward: 1 if ``check`` returned and every call was answered with a plain value, else
 0; None (could not score) when the sandbox itself failed or the problem cannot be checked this way
 (its test passes the candidate something that is not a plain value). ``info`` is the harness's short
-reason, never the program's output. Batches go through the sandbox's bounded worker pool
-(``score_batch``).
+reason, never the program's output, mapped to a reason of :data:`ladtrain.tasks.base.REASONS` by
+:func:`reason_of` (``correct``, ``no_answer`` for an empty completion, ``unparsable`` when the program
+did not load because of a SyntaxError or IndentationError, ``timeout`` for the wall-time or CPU limit,
+``sandbox_error`` when there is no verdict, else ``wrong``). Batches go through the sandbox's bounded
+worker pool (``score_batch``).
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ def program(problem: Problem, completion: str) -> str:
     return problem.prompt + code + "\n"
 
 
+_UNPARSABLE = re.compile(r"^failed: the program did not load .*"
+                         r"\((?:SyntaxError|IndentationError|TabError)\)$")
+
+
+def reason_of(result, code: str) -> str:
+    """The score reason of a sandbox :class:`~ladtrain.sandbox.Result` for the completion's ``code``."""
+    if result.error:
+        return "sandbox_error"
+    if result.passed:
+        return "correct"
+    if not code.strip():
+        return "no_answer"
+    if result.reason.startswith("timeout") or "SIGXCPU" in result.reason:
+        return "timeout"
+    if _UNPARSABLE.match(result.reason):
+        return "unparsable"
+    return "wrong"
+
+
 @dataclass(frozen=True)
 class CodeTask:
     """HumanEval-format problems; ``reference`` holds ``test``, ``entry_point``, ``canonical_solution``."""
@@ -86,10 +108,11 @@ class CodeTask:
     def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Score]:
         results = self.sandbox.judge_many([(program(p, c), p.reference["entry_point"], p.prompt,
                                             p.reference["test"]) for p, c in zip(problems, completions)])
+        codes = [completion_code(c) for c in completions]
         return [
-            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(completion_code(c).split()),
-                  r.reason)
-            for r, c in zip(results, completions)
+            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(code.split()), r.reason,
+                  reason_of(r, code))
+            for r, code in zip(results, codes)
         ]
 
 
@@ -165,4 +188,4 @@ def make_jsonl(arg: str | None = None, **options) -> CodeTask:
 
 
 __all__ = ["CodeOptions", "CodeTask", "completion_code", "load_code_problems", "make_humaneval", "make_jsonl",
-           "program"]
+           "program", "reason_of"]

@@ -150,6 +150,14 @@ def test_judge_reasons_name_what_happened_in_the_harness_words(sandbox, body, re
 
 
 @needs_sandbox
+def test_judge_names_the_cpu_limit_when_it_kills_the_program():
+    busy = "def add(a, b):\n    while True:\n        pass\n"
+    r = Sandbox(Limits(wall_s=20.0, cpu_s=1)).judge(busy, "add", "", ADD_TEST)
+    reason = "failed: the program was killed by SIGXCPU (CPU limit)"
+    assert (r.passed, r.error, r.reason) == (False, False, reason)
+
+
+@needs_sandbox
 def test_judge_keeps_tuples_sets_and_exceptions_the_tests_expect(sandbox):
     test = ("def check(c):\n    assert c([3, 1]) == (1, 3)\n    assert c([]) == ()\n"
             "    try:\n        c(None)\n    except TypeError:\n        pass\n"
