@@ -26,7 +26,7 @@ def isolation_mode() -> str | None:
     if "mode" not in _MODE_CACHE:
         mode = None
         if sys.platform.startswith("linux") and all(shutil.which(t) for t in _TOOLS):
-            for cand in (["root", "userns"] if os.geteuid() == 0 else ["userns"]):
+            for cand in (["root"] if os.geteuid() == 0 else ["userns"]):
                 try:
                     if Sandbox(Limits(wall_s=10.0), mode=cand).run("pass").passed:
                         mode = cand
@@ -80,6 +80,8 @@ class Sandbox:
                                "root) and user namespaces")
         if self.mode not in ("root", "userns"):
             raise SandboxError(f"unknown sandbox mode {self.mode!r}; known: root, userns")
+        if self.mode == "userns" and os.geteuid() == 0:  # it would map the sandbox's uid 0 to the host's root
+            raise SandboxError("sandbox mode 'userns' is for unprivileged callers; as root use mode 'root'")
         unknown = set(_off) - PROTECTIONS
         if unknown:
             known = ", ".join(sorted(PROTECTIONS))

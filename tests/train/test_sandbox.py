@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ladtrain.sandbox import Limits, Sandbox, cgroups, clean, isolation_mode, seccomp, uids
+from ladtrain.sandbox import Limits, Sandbox, SandboxError, cgroups, clean, isolation_mode, seccomp, uids
 from ladtrain.sandbox.boot import unescape
 from ladtrain.sandbox.box import verdict_reason
 from ladtrain.sandbox.values import NotPlain, decode, encode
@@ -267,6 +267,13 @@ def test_a_program_cannot_fake_a_sandbox_failure(sandbox):
         assert not r.passed and not r.error, r
     r = sandbox.judge("import os\nos.write(2, b'sandbox setup failed')\nos._exit(97)\n", "add", "", ADD_TEST)
     assert not r.passed and not r.error and r.reason == "failed: the program exited or died during a call"
+
+
+def test_userns_mode_is_refused_as_root_where_it_would_map_to_the_hosts_root():
+    if os.geteuid() != 0:
+        pytest.skip("only root is refused")
+    with pytest.raises(SandboxError, match="for unprivileged callers"):
+        Sandbox(mode="userns")
 
 
 @needs_sandbox

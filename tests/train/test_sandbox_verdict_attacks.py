@@ -81,7 +81,7 @@ ATTACKS = {
     """,
     "token by scanning /proc/self/mem": """
         import os, re
-        pattern = re.compile(rb'"token": "([0-9a-f]{32})"')
+        pattern = re.compile(rb"(?<![0-9a-f])([0-9a-f]{32})(?![0-9a-f])")  # a token's shape
         with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
             for line in maps:
                 span, perms = line.split()[:2]
