@@ -88,7 +88,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ladtheory import divergences, options
+from ladtheory import divergences, flags, options
 from ladtheory.divergences import FDivergence
 from ladtheory.objective import lad_loss
 from ladtheory.options import Choice, Flag, Int, Real, Several, Text, option
@@ -617,19 +617,19 @@ class BanditCommand:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = options.Parser(prog="python -m ladtheory bandit",
+    p = flags.Parser(prog="python -m ladtheory bandit",
                        description="The 50-arm bandit: LAD (every divergence) vs GRPO vs FlowRL. Each "
                                    "option's help ends with its domain and default in brackets.")
-    options.add_arguments(p, BanditCommand)
-    options.add_arguments(p, BanditConfig)
+    flags.add_arguments(p, BanditCommand)
+    flags.add_arguments(p, BanditConfig)
     return p
 
 
 def parse(argv: list[str] | None = None) -> tuple[BanditConfig, BanditCommand]:
     """The run's configuration and the command's options; OptionError (``--flag: ...``) for a bad value."""
     ns = vars(parser().parse_args(argv))
-    command = options.validate(BanditCommand(**options.values(ns, BanditCommand)))
-    return BanditConfig(**options.values(ns, BanditConfig)), command
+    command = options.validate(BanditCommand(**flags.values(ns, BanditCommand)))
+    return BanditConfig(**flags.values(ns, BanditConfig)), command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ import mpmath
 import sympy as sp
 
 from ladtheory import bandit as bandit_mod
-from ladtheory import divergences, options
+from ladtheory import divergences, flags
 from ladtheory.divergences import DivergenceError, FDivergence
 
 A = sp.Symbol("A", real=True)
@@ -264,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
         description="Validate a user f-divergence generator f(u), show its LAD weight, and try it on the bandit.")
     p.add_argument("expr", help='the generator in the variable u, e.g. "(u-1)**2" or "u*log(u)"')
     p.add_argument("--name", default=None, help="a label for the generator (default: the expression)")
-    options.add_arguments(p, bandit_mod.BanditConfig, only=("eta", "steps", "mode", "seed"))  # its defaults
+    flags.add_arguments(p, bandit_mod.BanditConfig, only=("eta", "steps", "mode", "seed"))  # its defaults
     p.add_argument("--no-bandit", action="store_true", help="skip the bandit run")
     p.add_argument("--out", default=None, help="also write bandit.json and bandit.png into this folder")
     return p
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(_expression_last(list(sys.argv[1:] if argv is None else argv), p))
     try:
-        config = bandit_mod.BanditConfig(**options.values(vars(args), bandit_mod.BanditConfig))
+        config = bandit_mod.BanditConfig(**flags.values(vars(args), bandit_mod.BanditConfig))
         import torch
 
         torch.set_num_threads(1)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ladtheory import bandit, options
+from ladtheory import bandit, flags, options
 from ladtheory.options import Choice, Flag, Int, Listed, Real, Several, Text
 from ladtheory.options import Path as PathDomain
 from ladtrain import cli, compare
@@ -312,7 +312,7 @@ def test_every_field_of_every_config_declares_a_domain_and_a_help_that_shows_it(
     for cls in (TrainConfig, EvalConfig, CompareConfig, bandit.BanditConfig, bandit.BanditCommand):
         for f in options.declared(cls):  # raises for a field without a domain
             assert f.metadata["help"], f.name
-            text = options.help_text(f)
+            text = flags.help_text(f)
             described = f.metadata["domain"].describe()
             assert described.replace("%", "%%") in text, (f.name, text)
 
@@ -357,9 +357,9 @@ def test_check_takes_its_bandit_options_and_defaults_from_the_bandit_config():
     by_dest = {a.dest: a for a in parser._actions}
     for name in ("eta", "steps", "mode", "seed"):
         f = options.field_of(bandit.BanditConfig, name)
-        assert by_dest[name].help == options.help_text(f).replace("%%", "%") or by_dest[
+        assert by_dest[name].help == flags.help_text(f).replace("%%", "%") or by_dest[
             name
-        ].help == options.help_text(f)
+        ].help == flags.help_text(f)
         assert getattr(bandit.BanditConfig(), name) == f.default
     assert set(bandit.OPTIMIZERS) == set(
         options.field_of(bandit.BanditConfig, "optimizer").metadata["domain"].values
