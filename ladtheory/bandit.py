@@ -150,8 +150,8 @@ class BanditConfig:
     optimizer: str = option("adam", "adam or sgd (plain gradient descent)", Choice("adam", "sgd"))
     mode: str = option("exact", "exact (expected gradients over all arms) or sampled (G draws per step)",
                        Choice("exact", "sampled"))
-    group_size: int = option(8, "G, draws per step in sampled mode",
-                             Int(ge=2, why="GRPO normalises within the group"))
+    group_size: int = option(8, "G, draws per step in sampled mode (at most 10^7: they are held at once)",
+                             Int(ge=2, le=10**7, why="GRPO normalises within the group"))
     seed: int = option(0, "random seed (sampled mode)", Int(ge=0, le=2**32 - 1))
     divergences: tuple[str, ...] = option(tuple(divergences.BUILTIN_NAMES),
                                           "LAD divergences, comma-separated (default: every built-in)",

@@ -323,11 +323,13 @@ class Text(Domain):
 @dataclass(frozen=True)
 class Path(Text):
     """A file-system path. ``exists``: True (must exist), False (need not). ``folder``: it must be a folder
-    (when it exists); ``holding``: a file it must hold (``what`` names such a folder in errors);
+    (when it exists); ``file``: it must not be a folder; ``holding``: a file it must hold (``what`` names
+    such a folder in errors);
     ``keywords``: literal values accepted besides paths (``builtin``)."""
 
     exists: bool = False
     folder: bool = False
+    file: bool = False
     holding: str | None = None
     what: str = "a folder"
     keywords: tuple[str, ...] = ()
@@ -349,12 +351,15 @@ class Path(Text):
             return f"does not exist{expected}"
         if self.folder and path.exists() and not path.is_dir():
             return f"is not a folder{expected}"
+        if self.file and path.is_dir():
+            return "is a folder (expected a file path)"
         if self.holding and self.exists and not (path / self.holding).is_file():
             return f"is not {self.what} (no {self.holding})"
         return None
 
     def describe(self) -> str:
-        kind = self.what if self.holding else ("a folder" if self.folder else "a path")
+        kind = "a folder" if self.folder else "a file" if self.file else "a path"
+        kind = self.what if self.holding else kind
         text = (
             ("an existing " if self.exists else "")
             + kind

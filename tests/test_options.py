@@ -103,9 +103,8 @@ def inside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
             return st.sampled_from(["builtin", str(paths / "hf")]).map(lambda v: (v, v))
         if domain.holding:
             return st.just((str(paths / "run"), str(paths / "run")))
-        return st.sampled_from([str(paths / "new-folder"), str(paths / "hf"), "relative/out"]).map(
-            lambda v: (v, v)
-        )
+        folder = [] if domain.file else [str(paths / "hf")]
+        return st.sampled_from([str(paths / "new-folder"), "relative/out", *folder]).map(lambda v: (v, v))
     if isinstance(domain, Seeds):
         count = st.integers(1, 6).map(lambda n: (str(n), str(n)))
         listed = st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4, unique=True)
@@ -169,6 +168,7 @@ def outside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
         return st.sampled_from([f"cuda:{n + 7}", "tpu", "cuda:x", "gpu", "", "mps:0"])
     if isinstance(domain, PathDomain):
         bad = [st.just(str(paths / "a-file"))] if domain.folder else []
+        bad += [st.just(str(paths / "hf"))] if domain.file else []
         if domain.exists:
             bad += [st.just(str(paths / "no" / "such")), st.just(str(paths / "no-config"))]
         return st.one_of(bad + [st.sampled_from(["", "a\nb"])])
