@@ -134,9 +134,10 @@ class FDivergence:
 
     @property
     def f_prime_at_1(self) -> float:
-        """``f'(1)``. Zero for every built-in except ``kl`` (1) and ``rkl`` (-1). Where it is zero, the
-        per-sample brake point of the LAD loss is exactly ``rho = e^{A/eta}``; otherwise it sits where
-        ``f'(u) = 0`` (KL: ``u = 1/e``; reverse KL: nowhere). Adding ``c (u - 1)`` to ``f`` changes no
+        """``f'(1)``. Zero for every built-in except ``kl`` (1) and ``rkl`` (-1). Where it is zero and ``f`` is
+        strictly convex at 1 (every built-in), the per-sample brake point of the LAD loss is exactly
+        ``rho = e^{A/eta}``; otherwise it sits where ``f'(u) = 0`` (KL: ``u = 1/e``; reverse KL: nowhere, no
+        brake), or, for a generator flat near 1, the step is zero around the target. Adding ``c (u - 1)`` to ``f`` changes no
         divergence between normalised distributions and adds only a zero-mean term to the gradient."""
         value = sp.simplify(sp.diff(self.expr, U).subs(U, 1))
         try:
@@ -146,7 +147,7 @@ class FDivergence:
 
     @property
     def f2_at_1(self) -> float:
-        """``f''(1)``: the curvature that sets the GRPO small-step limit (paper-notes section 6).
+        """``f''(1)``: the curvature that sets the GRPO small-step limit (``proofs/grpo_small_step_limit.py``).
         For TV (not twice differentiable at 1) this is ``nan``."""
         value = sp.simplify(sp.diff(self.expr, U, 2).subs(U, 1))
         try:
