@@ -51,12 +51,18 @@ namespaces, started by util-linux ``unshare`` (and ``setpriv`` to the run's uid 
   per run, file size, open files, output; and per-run cgroups (memory including tmpfs/memfd/shm, pids,
   CPU weight) where the machine allows, with the fallback stated in :mod:`ladtrain.sandbox.cgroups`.
 
-**Limits** (plainly): namespaces, rlimits and seccomp, not a VM: a kernel bug reachable from the
-allowed system calls is out of scope. World-readable files of the bound trees (``/usr``, ``/etc``) can
-be read but not sent anywhere. Without a cgroup backend the memory cap is per process (``nproc x
-memory_mb`` in the worst case) and CPU fairness between runs relies on the kernel's autogroup. The
-judge runs the problem's test text unsandboxed (it is trusted data, like the trainer's config). Without
-root and without unprivileged user namespaces the sandbox refuses to run (:class:`SandboxError`).
+**Limits** (plainly): namespaces, rlimits, cgroups and seccomp, not a VM: a kernel bug reachable from
+the allowed system calls is out of scope. World-readable files of the bound trees (``/usr``, ``/etc``)
+can be read but not sent anywhere. Sockets in the bound trees are found once per process (one created
+later is not masked). Without a cgroup backend the memory cap is per process (``nproc x memory_mb`` in
+the worst case) and CPU fairness between runs relies on the kernel's autogroup. The seccomp filter is
+x86-64 only. The judge runs the problem's test text unsandboxed (it is trusted data, like the trainer's
+config). Without root and without unprivileged user namespaces the sandbox refuses to run
+(:class:`SandboxError`); as root, mode ``userns`` is refused (it would map to the host's root).
+
+Tests switch single protections off with ``Sandbox(_off=...)`` (names in
+:data:`ladtrain.sandbox.runner.PROTECTIONS`) to show each attack working without its protection
+(``tests/train/test_sandbox_isolation_attacks.py``); nothing outside a test does.
 """
 
 from ladtrain.sandbox.box import Sandbox, isolation_mode

@@ -48,7 +48,13 @@ _WHY = {
 
 
 def verdict_reason(v: dict) -> tuple[bool, str, bool]:
-    """(passed, reason, error) for a verdict of :mod:`ladtrain.sandbox.judge`; every word from here."""
+    """(passed, reason, error) for a verdict of :mod:`ladtrain.sandbox.judge`; every word from here or
+    from the judge's own objects, control characters removed."""
+    passed, reason, error = _verdict_reason(v)
+    return passed, clean(reason), error
+
+
+def _verdict_reason(v: dict) -> tuple[bool, str, bool]:
     kind = v.get("v")
     if kind == "pass":
         return True, "passed", False
@@ -95,7 +101,6 @@ class Sandbox:
         self.binds = runner.binds_for(self.python, tuple(binds))
         self.sockets = runner.sockets_in([b[0] for b in self.binds])
         self.workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
-        self.judge_python = os.path.realpath(sys.executable)
 
     # -- whole programs -----------------------------------------------------------------------------------
     def run(self, code: str) -> Result:

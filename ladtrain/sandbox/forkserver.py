@@ -22,7 +22,7 @@ _SERVER: dict[str, object] = {}
 
 def _start(source: str) -> tuple[subprocess.Popen, socket.socket]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    proc = subprocess.Popen([os.path.realpath(sys.executable), "-I", "-c", source, str(theirs.fileno())],
+    proc = subprocess.Popen([sys.executable, "-I", "-c", source, str(theirs.fileno())],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             pass_fds=(theirs.fileno(),), env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                             cwd="/", start_new_session=True)

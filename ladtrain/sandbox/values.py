@@ -10,6 +10,8 @@ JSON in which containers other than lists, and the numbers JSON lacks, are one-k
 
     (1, 2) -> {"t": [1, 2]}      {1: "a"} -> {"d": [[1, "a"]]}     {1} -> {"s": [1]}
     b"x" -> {"b": "78"}          1j -> {"c": [0.0, 1.0]}           float("inf") -> {"f": "inf"}
+    2**4000 -> {"i": "1000...0"} (hexadecimal: ints of more than 300 digits; decimal text of more than
+                                  4300 digits is refused by Python's int conversion limit)
 
 ``decode`` builds fresh builtins from the text (a wrong tag or shape is a :class:`ValueError`), so
 whatever the other side is, the receiver only ever holds exact builtin values.
@@ -19,6 +21,7 @@ import json
 import math
 
 _MAX_DEPTH = 100
+_BIG = 10**300
 
 
 class NotPlain(TypeError):
@@ -29,6 +32,8 @@ def _enc(v, depth):
     if depth > _MAX_DEPTH:
         raise NotPlain("nesting deeper than %d" % _MAX_DEPTH)
     t = type(v)
+    if t is int and (v >= _BIG or v <= -_BIG):
+        return {"i": format(v, "x")}
     if v is None or t is bool or t is int or t is str:
         return v
     if t is float:
@@ -71,6 +76,8 @@ def _dec(v, depth):
         return _FLOATS[body]
     if tag == "b" and type(body) is str:
         return bytes.fromhex(body)
+    if tag == "i" and type(body) is str and body.lstrip("-").isalnum():
+        return int(body, 16)
     if type(body) is not list:
         raise ValueError("not a plain value")
     items = [_dec(x, depth + 1) for x in body]

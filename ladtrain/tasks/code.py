@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ladtrain.sandbox import Limits, Sandbox, SandboxError
+from ladtrain.sandbox import Limits, Sandbox, SandboxError, clean
 from ladtrain.tasks import TaskError, jsonl
 from ladtrain.tasks.base import Problem, Score, options_of
 
@@ -110,7 +110,7 @@ class CodeTask:
                                             p.reference["test"]) for p, c in zip(problems, completions)])
         codes = [completion_code(c) for c in completions]
         return [
-            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(code.split()), r.reason,
+            Score(None if r.error else 1.0 if r.passed else 0.0, clean(" ".join(code.split())), r.reason,
                   reason_of(r, code))
             for r, code in zip(results, codes)
         ]

@@ -32,11 +32,12 @@ def sandbox():
 # -- the value codec -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [None, True, 0, -7, 10**30, 1.5, -0.0, math.inf, "é\n\x00", b"\x00\xff",
                                    1 + 2j, [1, [2]], (1, (2,)), (), {"a": (1,), 2: [3]}, {1, 2},
-                                   frozenset({3}), {(1, 2): {4}}])
+                                   frozenset({3}), {(1, 2): {4}}, 7**5000, -(7**5000)])
 def test_plain_values_round_trip_exactly(value):
     back = decode(encode(value))
     assert back == value and type(back) is type(value)
-    assert repr(back) == repr(value)
+    if type(value) is not int:  # (repr of an int over 4300 digits is refused by Python itself)
+        assert repr(back) == repr(value)
 
 
 def test_nan_round_trips():

@@ -356,3 +356,56 @@ def test_attack_a_key_left_in_the_keyring_for_the_next_run(off, expect):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-500:]
     assert json.loads(r.stdout.strip().splitlines()[-1]) == expect
+
+
+# -- text from the program: the reason is the harness's, control characters never pass -------------------
+def test_attack_fake_reason_text_and_terminal_escapes_stay_out_of_the_score():
+    from ladtrain.tasks import get_task
+
+    task = get_task(f"code_jsonl:{REPO / 'tests' / 'data' / 'code_small.jsonl'},timeout=5,test_every=0")
+    p = task.problems("train")[0]
+    completion = ("    import sys\n    print('\\x1b[2J\\x1b]0;pwned\\x07', flush=True)\n"
+                  "    sys.stderr.write('sandbox setup failed: \\x1b[31mfake\\n')\n"
+                  "    raise ValueError('sandbox setup failed: \\x1b[31mfake')\n# \x1b[2J in the answer\n")
+    score = task.score(p, completion)
+    assert (score.reward, score.info) == (0.0, "failed: the program raised ValueError")
+    assert score.reason == "wrong"
+    assert not any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in score.info + score.answer), score
+    assert "[2J in the answer" in score.answer  # the escape was there: only its ESC is gone
+    r = task.sandbox.judge(p.prompt + completion, "add", p.prompt, p.reference["test"])
+    assert "[2J" in r.stdout and "\x1b" not in r.stdout + r.stderr  # the output came back, cleaned
+    assert "sandbox setup failed: [31mfake" in r.stderr and not r.error  # its text is output, not reason
+
+
+# -- the stated fallback where no cgroup backend exists --------------------------------------------------
+FALLBACK = LIBC + """
+import time
+forked = 0
+try:
+    for _ in range(40):
+        if os.fork() == 0:
+            time.sleep(2)
+            os._exit(0)
+        forked += 1
+except OSError:
+    pass
+try:
+    bytearray(1 << 30)
+    big = True
+except MemoryError:
+    big = False
+libc.shmget.restype = ctypes.c_int
+shm = libc.shmget(0, 1 << 30, 0o1600) >= 0  # IPC_PRIVATE, 1 GiB
+try:
+    os.memfd_create("x")
+    memfd = True
+except OSError:
+    memfd = False
+print(json.dumps({"forked": forked, "big_alloc": big, "big_shm": shm, "memfd": memfd}))
+"""
+
+
+@needs_seccomp
+def test_without_cgroups_the_rlimits_namespaces_and_seccomp_still_cap_the_run():
+    got = report(FALLBACK, off=("cgroup",), nproc=8, memory_mb=256)
+    assert got == {"forked": 7, "big_alloc": False, "big_shm": False, "memfd": False}, got
