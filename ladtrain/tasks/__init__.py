@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ladtrain.tasks.base import Problem, Score, Task, score_all
+from ladtrain.tasks.base import Problem, Score, Task, TaskError, score_all
 
 # spec prefix -> "module:factory"
 TASKS: dict[str, str] = {
@@ -31,10 +31,6 @@ TASKS: dict[str, str] = {
     "humaneval": "ladtrain.tasks.code:make_humaneval",
     "code_jsonl": "ladtrain.tasks.code:make_jsonl",
 }
-
-
-class TaskError(ValueError):
-    """A task spec or task data that cannot be used (a user mistake: shown as one line, no traceback)."""
 
 
 def parse_value(text: str) -> Any:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from ladtrain.tasks import TaskError, jsonl
-from ladtrain.tasks.base import Problem, Score, options_of
+from ladtrain.tasks.base import HeldOutSplit, Problem, Score, every_nth, options_of
 
 # ---------------------------------------------------------------- answer extraction
 
@@ -219,18 +219,13 @@ def load_problems(path: Path, opts: MathOptions) -> list[Problem]:
 
 
 @dataclass(frozen=True)
-class MathTask:
+class MathTask(HeldOutSplit):
     """Problems from JSONL; reward 1 when the extracted answer is math-verify-equivalent to the reference."""
 
     name: str
     train: tuple[Problem, ...]
     test: tuple[Problem, ...]
     options: MathOptions
-
-    def problems(self, split: str) -> tuple[Problem, ...]:
-        if split not in ("train", "test"):
-            raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
-        return self.train if split == "train" else self.test
 
     def score(self, problem: Problem, completion: str) -> Score:
         answer = EXTRACTORS[self.options.extract](completion)
@@ -257,15 +252,8 @@ def make(arg: str | None = None, **options) -> MathTask:
     problems = load_problems(Path(arg), opts)
     if opts.test_file:
         train, test = problems, load_problems(Path(opts.test_file), opts)
-    elif opts.test_every:
-        n = opts.test_every
-        held = [i % n == n - 1 for i in range(len(problems))]
-        if not any(held) and len(problems) > 1:
-            held[-1] = True  # a short file still gets a held-out problem
-        train = [p for p, h in zip(problems, held) if not h] or problems
-        test = [p for p, h in zip(problems, held) if h] or problems
     else:
-        train = test = problems
+        train, test = every_nth(problems, opts.test_every, at_least_one=True)
     return MathTask(f"jsonl:{arg}", tuple(train), tuple(test), opts)
 
 
