@@ -78,7 +78,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
 
     sampler = HFSampler(model, tokenizer, temperature, max_new_tokens)
     correct, answers, tokens = [], [], []
-    failed, start = 0, time.time()
+    failed, t0 = 0, time.time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for i in tqdm(range(0, len(problems), chunk), desc=desc, disable=not progress, dynamic_ncols=True,
@@ -101,7 +101,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
     samples_ = evaluation.Samples(correct, answers, tokens)
     result = evaluation.summarize(samples_, ks=ks)
     result["accuracy"] = result["avg@k"]
-    result["seconds"] = time.time() - start
+    result["seconds"] = time.time() - t0
     result["problem_ids"] = [p.id for p in problems]
     result["per_problem"] = evaluation.per_problem(samples_, ks=ks)  # for paired comparisons across runs
     return result
@@ -184,24 +184,32 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     learning_curves(rows, out / "learning_curves.png", title=f"{loss_fn.name} on {cfg.task}",
                     reference={"base": base_eval["accuracy"], "trained": trained_eval["accuracy"]})
-    summary = {
-        "loss": loss_fn.name,
-        "task": cfg.task,
-        "model": begin.base_info,
-        "steps": cfg.steps,
-        "eval_problems": len(eval_problems),
-        "eval_samples": cfg.eval_samples,
-        "base": base_eval,
-        "trained": trained_eval,
-        "improvement": trained_eval["accuracy"] - base_eval["accuracy"],
-        "faults": dict(faults.totals),
-        "seconds": {"warmup": begin.warm_seconds, "base_eval": base_eval["seconds"], "rl": rl_seconds,
-                    "trained_eval": trained_eval["seconds"], "total": time.time() - t0},
-        "run_folder": str(out),
-    }
+    seconds = {"warmup": begin.warm_seconds, "base_eval": base_eval["seconds"], "rl": rl_seconds,
+               "trained_eval": trained_eval["seconds"], "total": time.time() - t0}
+    summary = summary_of(cfg, loss_fn.name, begin.base_info, len(eval_problems), base_eval, trained_eval,
+                         faults, seconds, out)
     atomic.write_atomically(out / "summary.json", json.dumps(summary, indent=2))
     print(summary_table(summary), flush=True)
     return summary
+
+
+def summary_of(cfg: TrainConfig, loss: str, model: dict[str, Any], eval_problems: int, base: dict[str, Any],
+               trained: dict[str, Any], faults: Faults, seconds: dict[str, float], out) -> dict[str, Any]:
+    """The content of ``summary.json``: held-out metrics of base and trained policy, faults, timings."""
+    return {
+        "loss": loss,
+        "task": cfg.task,
+        "model": model,
+        "steps": cfg.steps,
+        "eval_problems": eval_problems,
+        "eval_samples": cfg.eval_samples,
+        "base": base,
+        "trained": trained,
+        "improvement": trained["accuracy"] - base["accuracy"],
+        "faults": dict(faults.totals),
+        "seconds": seconds,
+        "run_folder": str(out),
+    }
 
 
 def summary_table(summary: dict[str, Any]) -> str:
