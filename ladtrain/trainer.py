@@ -97,7 +97,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
 
     sampler = HFSampler(model, tokenizer, temperature, max_new_tokens, top_p=top_p, top_k=top_k)
     correct, answers, tokens, reasons = [], [], [], []
-    failed, start = 0, time.time()
+    failed, t0 = 0, time.time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for i in tqdm(range(0, len(problems), chunk), desc=desc, disable=not progress, dynamic_ncols=True,
@@ -137,7 +137,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
     result = evaluation.summarize(samples_, ks=ks)
     result["accuracy"] = result["avg@k"]
     result["reasons"] = reason_counts(reasons)
-    result["seconds"] = time.time() - start
+    result["seconds"] = time.time() - t0
     result["problem_ids"] = [p.id for p in problems]
     result["per_problem"] = evaluation.per_problem(samples_, ks=ks)  # for paired comparisons across runs
     return result
@@ -263,27 +263,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     learning_curves(rows, out / "learning_curves.png", title=f"{loss_fn.name} on {cfg.task}",
                     reference={"base": base_eval["accuracy"], "trained": trained_eval["accuracy"]})
-    summary = {
-        "loss": loss_fn.name,
-        "task": cfg.task,
-        "model": begin.base_info,
-        "steps": cfg.steps,
-        "eval_problems": len(eval_problems),
-        "eval_samples": cfg.eval_samples,
-        "rewards": [c.describe() for c in rl.rewards],
-        "truncation": cfg.truncation,
-        "base": base_eval,
-        "trained": trained_eval,
-        "improvement": trained_eval["accuracy"] - base_eval["accuracy"],
-        "reasons": {"train": {r: train_reasons[r] for r in REASONS if train_reasons[r]},
-                    "base_eval": base_eval.get("reasons", {}), "trained_eval": trained_eval["reasons"]},
-        "no_signal": watch.fired,
-        "faults": dict(faults.totals),
-        "seconds": {"warmup": warm_seconds, "base_eval": base_eval["seconds"], "rl": rl_seconds,
-                    "trained_eval": trained_eval["seconds"],
-                    "total": earlier.get("total", 0.0) + time.time() - t0},
-        "run_folder": str(out),
-    }
+    seconds = {"warmup": warm_seconds, "base_eval": base_eval["seconds"], "rl": rl_seconds,
+               "trained_eval": trained_eval["seconds"], "total": earlier.get("total", 0.0) + time.time() - t0}
+    summary = summary_of(cfg, loss_fn.name, begin.base_info, len(eval_problems), base_eval, trained_eval,
+                         faults, seconds, out, rewards=[c.describe() for c in rl.rewards],
+                         train_reasons=train_reasons, no_signal=watch.fired)
     atomic.write_atomically(out / "summary.json", json.dumps(summary, indent=2))
     if not cfg.keep_resumable:  # the final model is in checkpoint/; the resumable states are not needed
         checkpoint.remove_all(out)
@@ -304,6 +288,36 @@ def step_records(batch, step: int, rows: Sequence[int]) -> list[dict[str, Any]]:
         answers=[v.answer for v in got.verdicts], rewards=got.rewards, correct=[v.reward for v in got.verdicts],
         reasons=got.reasons, truncated=batch.truncated.tolist(), lengths=batch.rollout.lengths.tolist(),
         group_size=G, advantages=batch.advantages.tolist(), components=got.components, rows=rows)
+
+
+def summary_of(cfg: TrainConfig, loss: str, model: dict[str, Any], eval_problems: int, base: dict[str, Any],
+               trained: dict[str, Any], faults: Faults, seconds: dict[str, float], out, *,
+               rewards: Sequence[dict[str, Any]] = (), train_reasons: dict[str, int] | None = None,
+               no_signal: str | None = None) -> dict[str, Any]:
+    """The content of ``summary.json``: held-out metrics of base and trained policy, the training reward's
+    components and the truncation policy, the reason totals (RL samples, both evaluations), the no-signal
+    warning (None if it never fired), faults, timings (``total`` and ``warmup`` include the sessions
+    before a ``--resume``)."""
+    train_reasons = train_reasons or {}
+    return {
+        "loss": loss,
+        "task": cfg.task,
+        "model": model,
+        "steps": cfg.steps,
+        "eval_problems": eval_problems,
+        "eval_samples": cfg.eval_samples,
+        "rewards": list(rewards),
+        "truncation": cfg.truncation,
+        "base": base,
+        "trained": trained,
+        "improvement": trained["accuracy"] - base["accuracy"],
+        "reasons": {"train": {r: train_reasons[r] for r in REASONS if train_reasons.get(r)},
+                    "base_eval": base.get("reasons", {}), "trained_eval": trained.get("reasons", {})},
+        "no_signal": no_signal,
+        "faults": dict(faults.totals),
+        "seconds": seconds,
+        "run_folder": str(out),
+    }
 
 
 def summary_table(summary: dict[str, Any]) -> str:

@@ -15,7 +15,6 @@ agree to ``1e-5`` of its largest entry (float32 log-probs, different summation o
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ports import free_port  # sibling helper module (tests/train/ports.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,12 +73,6 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_step(tmp_path_factory) -> dict:
     """One torchrun launch (process start-up dominates: about 20 s) serving both strategies' tests."""
@@ -90,7 +84,7 @@ def run_two_processes(tmp_path: Path, accumulation: int = 1) -> dict:
     script.write_text(WORKER)
     out = tmp_path / "result"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), str(script), str(Path(__file__).parent), str(accumulation), str(out)]
+           "--master-port", str(free_port()), str(script), str(Path(__file__).parent), str(accumulation), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
