@@ -428,8 +428,9 @@ class Several(Domain):
         if isinstance(value, str):
             items = tuple(t.strip() for t in value.split(",") if t.strip())
             return () if items == ("none",) else items
-        if isinstance(value, (list, tuple)):
-            return tuple(value)
+        if isinstance(value, (list, tuple)):  # a YAML list, or a repeated flag's values (each may list some)
+            items = tuple(x for v in value for x in (self.coerce(v) if isinstance(v, str) else (v,)))
+            return items
         raise Invalid("expected a comma-separated list")
 
     def problem(self, value: Any) -> str | None:

@@ -233,9 +233,10 @@ def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, sc
                   faults, extra: dict[str, Any], keep: int = 2, modules: dict[str, Any] | None = None,
                   optimizer_state: str = "full") -> Path:
     """The whole training state after RL step ``step``: model, tokenizer, optimizer (as
-    :func:`stored_optimizer_state` stores it), scheduler, the global RNG states (python, numpy, torch), the prompt
-    sampler's RNG state (the data position), the fault counters, the state dicts of any other trained
-    ``modules`` (FlowRL's log Z head) and ``extra`` (JSON: base evaluation, timings). See :func:`save_state`."""
+    :func:`stored_optimizer_state` stores it), scheduler, the global RNG states (python, numpy, torch),
+    the prompt sampler's RNG state (the data position), the fault counters, the state dicts of any other
+    trained ``modules`` (FlowRL's log Z head) and ``extra`` (JSON: base evaluation, timings). See
+    :func:`save_state`."""
     rng = rng_state()
     how = optimizer_state
     tensors = {"optimizer": stored_optimizer_state(optimizer, how), "scheduler": scheduler.state_dict(),
@@ -296,7 +297,8 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
         import warnings
 
         warnings.warn(f"--resume: checkpoint {state.step} holds no optimizer state (--optimizer-state none): "
-                      "AdamW restarts from zero moments, so this run is not the uninterrupted one", stacklevel=2)
+                      "AdamW restarts from zero moments, so this run is not the uninterrupted one",
+                      stacklevel=2)
     scheduler.load_state_dict(tensors["scheduler"])
     set_rng_state({"json": info["rng"], "tensors": tensors["rng"]})
     data_rng.setstate(_tupled(info["data_position"]))

@@ -125,7 +125,9 @@ class RunOptions:
         Text(lookup="ladtrain.config:check_task", hint="a task spec"),
     )
     max_new_tokens: int | None = _f(
-        None, "longest completion, in tokens (default: 16 for the built-in model, 256 with --model PATH)", Int(ge=1)
+        None,
+        "longest completion, in tokens (default: 16 for the built-in model, 256 with --model PATH)",
+        Int(ge=1),
     )
     top_p: float = _f(
         1.0,
@@ -150,7 +152,7 @@ class RunOptions:
         None,
         "a file whose text is the task's answer instruction (the instruction_file= option of jsonl: and "
         "reasoning_gym: tasks)",
-        PathDomain(exists=True),
+        PathDomain(exists=True, file=True, what="a file"),
     )
     seed: int = _f(0, "random seed (train: python, numpy, torch; eval: the sampling stream)", SEED)
     cache_dir: str | None = _f(
@@ -326,11 +328,13 @@ class TrainConfig(RunOptions):
         "position) in RUN/checkpoints/ every N RL steps and at the last one (0 = never)",
         Int(ge=0),
     )
-    keep_checkpoints: int = _f(2, "resumable checkpoints kept while the run goes on (the newest ones)", Int(ge=1))
+    keep_checkpoints: int = _f(
+        2, "resumable checkpoints kept while the run goes on (the newest ones)", Int(ge=1)
+    )
     keep_resumable: bool = _f(
         False,
-        "keep RUN/checkpoints/ once the run has finished (default: removed after checkpoint/ and summary.json "
-        "are written)",
+        "keep RUN/checkpoints/ once the run has finished (default: removed after checkpoint/ and "
+        "summary.json are written)",
         Flag(),
     )
     optimizer_state: str = _f(

@@ -91,7 +91,7 @@ def build_tiny_model(tokenizer, spec: TinySpec = TinySpec(), seed: int = 0):
 def load(path: str | Path):
     """``(model, tokenizer)`` from a local Hugging Face causal-LM folder (its own tokenizer and chat
     template). Padding is on the left for generation; a tokenizer without a pad token pads with EOS."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar would interleave with ours

@@ -267,6 +267,6 @@ def trained_modules(step: Step) -> dict[str, torch.nn.Module]:
     return {"log_z_head": step.z_head} if step.z_head is not None else {}
 
 
-__all__ = ["Begin", "PACKAGES", "base_policy", "checkpoint_every", "fit_context", "lr_lambda", "package_versions",
-           "prepare_model", "reward_components", "rl_step", "run_folder", "seed_everything", "splits", "start_up", "trained_modules",
-           "warmup_spec", "write_run_info"]
+__all__ = ["Begin", "PACKAGES", "base_policy", "checkpoint_every", "fit_context", "lr_lambda",
+           "package_versions", "prepare_model", "reward_components", "rl_step", "run_folder",
+           "seed_everything", "splits", "start_up", "trained_modules", "warmup_spec", "write_run_info"]

@@ -171,7 +171,8 @@ def collect(step: Step, problems: Sequence[Problem], faults: Faults, phase: Phas
             step.rewards or rewards.components(), step.task, [p for p in problems for _ in range(G)],
             rollout.texts, formatted_prompts=[t for t in texts for _ in range(G)],
             truncated=(~finished & (rollout.lengths > 0)).tolist(), lengths=rollout.lengths.tolist(),
-            max_new_tokens=getattr(cfg, "max_new_tokens", None), truncation=getattr(cfg, "truncation", "zero"),
+            max_new_tokens=getattr(cfg, "max_new_tokens", None),
+            truncation=getattr(cfg, "truncation", "zero"),
             score=score)
         batch_error = next((s.batch_error for s in found if s.batch_error), None)
         scores = faults.record(scoring.Scored(rewarded.scores(), [f for s in found for f in s.failures],
@@ -179,7 +180,8 @@ def collect(step: Step, problems: Sequence[Problem], faults: Faults, phase: Phas
         scored = torch.tensor([s.reward is not None for s in scores], device=device)  # (B,)
         reward_values = torch.tensor([s.reward if s.reward is not None else math.nan for s in scores],
                                      dtype=torch.float32, device=device)  # (B,)
-        group_mean = torch.nanmean(reward_values.view(-1, G), dim=1).nan_to_num(0.0).repeat_interleave(G)  # (B,)
+        group_mean = torch.nanmean(reward_values.view(-1, G), dim=1).nan_to_num(0.0)  # (n,)
+        group_mean = group_mean.repeat_interleave(G)  # (B,)
         rewards_filled = torch.where(scored, reward_values, group_mean)  # (B,)
         advantages = group_advantages(rewards_filled, G, scale=step.cfg.adv_scale)  # (B,)
         faults.rollout(rollout, step.tokenizer.eos_token_id, rewards_filled)  # empty, truncated, equal groups

@@ -65,8 +65,8 @@ def for_model(cfg, task: Task, tokenizer) -> Task:
     """The task in the form that fits the model (:func:`ladtrain.prompts.for_model`: a chat template gets
     the chat form); a system prompt for a model without a template is a ConfigError."""
     if prompts.system_of(cfg) is not None and not prompts.has_chat_template(tokenizer):
-        raise ConfigError("--system-prompt: the model's tokenizer has no chat template (nowhere to put a system "
-                          "prompt)")
+        raise ConfigError("--system-prompt: the model's tokenizer has no chat template (nowhere to put a "
+                          "system prompt)")
     return prompts.for_model(task, tokenizer)
 
 
@@ -193,7 +193,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     watch = SignalWatch()  # no silent dead runs (ladtrain.dead_run)
     if "signal" in resumed:
         watch.load_state_dict(resumed["signal"])
-    train_reasons = Counter({k.split("/", 1)[1]: v for r in rows for k, v in r.items() if k.startswith("reasons/")})
+    train_reasons = Counter({k.split("/", 1)[1]: v for r in rows for k, v in r.items()
+                             if k.startswith("reasons/")})
     earlier = resumed.get("elapsed", {})  # what the sessions before this one took (a resumed run)
     warm_seconds = earlier.get("warmup", begin.warm_seconds)
     every = start.checkpoint_every(cfg, world)
@@ -281,11 +282,12 @@ def step_records(batch, step: int, rows: Sequence[int]) -> list[dict[str, Any]]:
 
     if not rows:
         return []
-    G, got = batch.group_size, batch.rewarded
+    G, got, B = batch.group_size, batch.rewarded, len(batch.completions)
     return samples_log.records(
-        kind="train", step=step, problem_ids=[batch.problems[i // G].id for i in range(len(batch.completions))],
-        prompts=[batch.prompts[i // G] for i in range(len(batch.completions))], completions=batch.completions,
-        answers=[v.answer for v in got.verdicts], rewards=got.rewards, correct=[v.reward for v in got.verdicts],
+        kind="train", step=step, problem_ids=[batch.problems[i // G].id for i in range(B)],
+        prompts=[batch.prompts[i // G] for i in range(B)], completions=batch.completions,
+        answers=[v.answer for v in got.verdicts], rewards=got.rewards,
+        correct=[v.reward for v in got.verdicts],
         reasons=got.reasons, truncated=batch.truncated.tolist(), lengths=batch.rollout.lengths.tolist(),
         group_size=G, advantages=batch.advantages.tolist(), components=got.components, rows=rows)
 
@@ -344,7 +346,8 @@ def summary_table(summary: dict[str, Any]) -> str:
     if summary.get("no_signal"):
         lines.append(f"warning: {summary['no_signal']}")
     s = summary["seconds"]
-    lines.append(f"time: warm-up {s['warmup']:.0f}s, RL {s['rl']:.0f}s ({summary['steps']} steps), "
+    first = "warm-up" if summary["model"].get("model") == models.BUILTIN else "model load"  # a folder: loaded
+    lines.append(f"time: {first} {s['warmup']:.0f}s, RL {s['rl']:.0f}s ({summary['steps']} steps), "
                  f"evaluation {s['base_eval'] + s['trained_eval']:.0f}s, total {s['total']:.0f}s")
     lines.append(f"run folder: {summary['run_folder']} (what the model saw and wrote: samples.jsonl)")
     return "\n".join(lines)

@@ -55,9 +55,10 @@ def test_samples_hold_the_templated_prompt_instruction_and_system_prompt(tmp_pat
     problems.update({p.id: p for p in trainer.load_task(cfg).for_chat().problems("test")})
     for r in recs:
         p = problems[r["problem_id"]]
-        assert r["prompt"] == prompts.render(tok, p.prompt, "Answer briefly.")  # exactly the template's output
+        assert r["prompt"] == prompts.render(tok, p.prompt, "Answer briefly.")  # the template's output
         assert "\n\nReason step by step, then give the final answer in \\boxed{}." in r["prompt"]
-        assert "<|im_start|>system\nAnswer briefly.<|im_end|>" in r["prompt"] and DEFAULT_SYSTEM not in r["prompt"]
+        assert "<|im_start|>system\nAnswer briefly.<|im_end|>" in r["prompt"]
+        assert DEFAULT_SYSTEM not in r["prompt"]
         assert r["reason"] in REASONS
         if r["truncated"]:
             assert r["reason"] == "truncated" and r["reward"] == 0.0 and r["answer"] is None

@@ -29,7 +29,8 @@ def test_a_finished_run_keeps_its_final_model_and_prunes_resumable_states_unless
     assert (tmp_path / "pruned" / "checkpoint" / "model.safetensors").is_file()
     assert not (tmp_path / "pruned" / checkpoint.CHECKPOINTS).exists()
     _quiet(_cfg(tmp_path, tiny, "kept", keep_resumable=True))
-    assert [p.name for p in checkpoint.complete_checkpoints(tmp_path / "kept")] == ["step-000001", "step-000002"]
+    kept = [p.name for p in checkpoint.complete_checkpoints(tmp_path / "kept")]
+    assert kept == ["step-000001", "step-000002"]
 
 
 def test_optimizer_state_full_bf16_none(cache, tmp_path, tiny):

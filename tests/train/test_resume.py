@@ -34,7 +34,8 @@ def varied_reward(prompts, completions, **kwargs):
 def flags(out: Path, steps: int = 6) -> list[str]:
     return ["--out", str(out), "--steps", str(steps), "--warmup-steps", "4", "--warmup-batch", "8",
             "--prompts-per-step", "3", "--group-size", "2", "--eval-problems", "3", "--eval-samples", "2",
-            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100", "--keep-resumable", "--threads", "1",
+            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100", "--keep-resumable",
+            "--threads", "1",
             "--reward", f"{HERE}:varied_reward", "--lr", "3e-3", "--device", "cpu", "--no-progress"]
 
 
@@ -178,7 +179,8 @@ def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules
     trainer.train(replace(cfg, out=str(cut), resume=str(cut)).validate())
     assert metric_rows(cut) == metric_rows(tmp_path / "reference")
     # samples.jsonl: the records after the checkpoint were dropped and written again, as in the reference
-    assert samples_log.read(cut / "samples.jsonl") == samples_log.read(tmp_path / "reference" / "samples.jsonl")
+    reference = samples_log.read(tmp_path / "reference" / "samples.jsonl")
+    assert samples_log.read(cut / "samples.jsonl") == reference
     seconds = json.loads((cut / "summary.json").read_text())["seconds"]  # total counts the earlier session
     assert seconds["total"] >= seconds["rl"]
     if options.get("lora_r"):  # adapters and optimizer only: no copy of the base weights in the checkpoint
@@ -207,7 +209,8 @@ def test_resume_under_torchrun_ddp_continues_from_rank_0s_checkpoint(tmp_path, c
     run = tmp_path / "run"
     options = [f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"]
     first = torchrun(*options, "--no-progress", "--steps", "3", "--out", str(run), "--device", "cpu", "--threads", "1",
-                     "--parallel", "ddp", "--checkpoint-every", "1", "--keep-checkpoints", "5", "--keep-resumable")
+                     "--parallel", "ddp", "--checkpoint-every", "1", "--keep-checkpoints", "5",
+                     "--keep-resumable")
     assert first.returncode == 0, first.stderr[-3000:]
     for step in (2, 3):  # as if killed right after step 1's checkpoint
         shutil.rmtree(checkpoint.step_folder(run, step))
