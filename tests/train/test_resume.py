@@ -34,7 +34,8 @@ def varied_reward(prompts, completions, **kwargs):
 def flags(out: Path, steps: int = 6) -> list[str]:
     return ["--out", str(out), "--steps", str(steps), "--warmup-steps", "4", "--warmup-batch", "8",
             "--prompts-per-step", "3", "--group-size", "2", "--eval-problems", "3", "--eval-samples", "2",
-            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100", "--keep-resumable",
+            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100",
+            "--keep-resumable",
             "--threads", "1",
             "--reward", f"{HERE}:varied_reward", "--lr", "3e-3", "--device", "cpu", "--no-progress"]
 
@@ -169,7 +170,8 @@ def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules
 
     monkeypatch.setattr(trainer, "load_task", lambda cfg: with_reward(trainer.get_task(cfg.task), varied_reward))
     cfg = replace(TrainConfig(), **{**tiny, "steps": 4, "checkpoint_every": 1, "keep_checkpoints": 10,
-                                    "keep_resumable": True, "lr": 3e-3, "device": "cpu", "threads": 1, **options})
+                                    "keep_resumable": True, "lr": 3e-3, "device": "cpu", "threads": 1,
+                                    **options})
     trainer.train(replace(cfg, out=str(tmp_path / "reference")).validate())
     cut = tmp_path / "cut"
     trainer.train(replace(cfg, out=str(cut)).validate())
