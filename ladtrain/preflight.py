@@ -117,9 +117,11 @@ def memory_limit(device: str) -> tuple[int, str] | None:
 
 
 def estimate(cfg: RunOptions) -> list[tuple[str, int, str, tuple[str, ...]]]:
-    """``[(phase, bytes, what, flags that lower it)]``: the lower bound of each phase, weights included."""
+    """``[(phase, bytes, what, flags that lower it)]``: the lower bound of each phase, weights included
+    (the model-dependent defaults, such as ``max_new_tokens``, resolved first)."""
     from ladtrain import models
 
+    cfg = cfg.resolved()
     m = model_size(cfg.model)
     if m is None:
         return []
