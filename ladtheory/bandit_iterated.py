@@ -1,4 +1,4 @@
-r"""Bandit variants for iterated LAD: equal-height bumps, a rollout-refreshed reference, target vs gradient steps.
+r"""Bandit variants for iterated LAD: equal-height bumps, a refreshed reference, target vs gradient steps.
 
 What it tests (``proofs/iterated_lad.py``): with :math:`\pi_{\mathrm{old}}` refreshed every round, LAD run to
 its per-round target gives :math:`\pi_k\propto\pi_0e^{kA/\eta}`, so arms of *equal* advantage keep
@@ -110,8 +110,8 @@ def _grpo(config: IteratedConfig, prob: Problem, x: torch.Tensor, log_old: torch
 def round_to_target(config: IteratedConfig, prob: Problem, theta: torch.Tensor) -> torch.Tensor:
     log_old = torch.log_softmax(theta, 0).detach()
     x = theta.detach().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=config.lbfgs_iters, tolerance_grad=1e-14, tolerance_change=0.0,
-                            history_size=50, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=config.lbfgs_iters, tolerance_grad=1e-14,
+                            tolerance_change=0.0, history_size=50, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
@@ -199,7 +199,7 @@ def _recorded(rounds: int, points: int = 150) -> set[int]:
 
 
 def run(config: IteratedConfig = IteratedConfig()) -> dict:
-    """Every variant from ``pi_0``; a JSON-ready dict (config, base ratios, per-method history and summary)."""
+    """Every variant from ``pi_0``: a JSON-ready dict (config, base ratios, per-method history, summary)."""
     prob = problem(config)
     start = time.perf_counter()
     out = {"methods": {}, "history": {}}
