@@ -88,3 +88,13 @@ def test_bandit_iterated_cli_rejects_bad_input_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --eta") and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_bandit_iterated_readme_quotes_the_committed_numbers():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Reference refreshed every round", 1)[1].split("\n### ", 1)[0]
+    m = json.loads(COMMITTED.read_text())["methods"]
+    assert f"{m['lad:js target']['ratio_25_10']:.4f} and {m['lad:js target']['ratio_40_10']:.4f}" in section
+    for name in ("lad:js sgd 1", "grpo sgd 1", "grpo sgd 8"):
+        quoted = f"{m[name]['ratio_25_10']:.1e} / {m[name]['ratio_40_10']:.1e}".replace("e-0", "e-")
+        assert quoted in section, (name, quoted)
