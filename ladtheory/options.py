@@ -546,7 +546,7 @@ class Parser(argparse.ArgumentParser):
 def help_text(f: dataclasses.Field) -> str:
     """The field's help, then its domain and default in brackets (``%`` escaped for argparse)."""
     meta, domain = f.metadata, f.metadata["domain"]
-    parts = [domain.describe()]
+    parts = [domain.describe() + (f" ({domain.why})" if domain.why else "")]
     if meta["nullable"]:
         parts.append("or none")
     if "default" not in meta["help"] and f.default is not MISSING:

@@ -85,10 +85,10 @@ def _typed(ns: dict, cls: type) -> dict:
 
 
 def train_main(argv: Sequence[str]) -> int:
-    from ladtrain import losses, trainer
+    from ladtrain import losses, preflight, trainer
 
-    cfg = parse_config(argv)
-    losses.get(cfg.loss)  # an unknown loss or divergence fails before any work
+    cfg = preflight.train(parse_config(argv))  # every check before the run folder is written
+    losses.get(cfg.loss)
     trainer.train(cfg)
     return 0
 
@@ -100,9 +100,9 @@ def eval_main(argv: Sequence[str]) -> int:
 
     import torch
 
-    from ladtrain import models, trainer
+    from ladtrain import models, preflight, trainer
 
-    cfg = parse_eval(argv)
+    cfg = preflight.evaluation(parse_eval(argv))
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     task = trainer.load_task(cfg)
     problems = list(task.problems(cfg.split))[: cfg.problems or None]
