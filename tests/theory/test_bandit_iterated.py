@@ -45,7 +45,7 @@ def test_bandit_iterated_exact_loss_is_the_expectation_of_lad_loss():
     exact = reductions.lad_exact_loss(torch.log_softmax(theta, 0), log_old, adv, 0.25, "js")
     sampled, _ = lad_loss(torch.log_softmax(theta, 0)[:, None], log_old[:, None], adv,
                           torch.ones(k, 1, dtype=torch.bool), divergence="js", eta=0.25, level="sequence")
-    assert float(exact) == pytest.approx(float(sampled), rel=1e-12)
+    assert float(exact.detach()) == pytest.approx(float(sampled.detach()), rel=1e-12)
 
 
 def test_bandit_iterated_lad_to_target_keeps_pi0_ratios(small_run):
