@@ -142,13 +142,13 @@ def test_ten_million_eval_samples_in_one_sampling_call_are_refused(capsys, tmp_p
 
 
 def test_the_memory_bound_is_a_lower_bound_of_the_real_model_and_passes_the_defaults(tmp_path):
-    from ladtrain import checkpoint, models
+    from ladtrain import models
 
     tok = models.build_tokenizer()
     model = models.build_tiny_model(tok)
     real = sum(p.numel() for p in model.parameters())
     assert preflight.model_size("builtin").parameters == real
-    checkpoint.save(model, tok, tmp_path / "hf")
+    models.save(model, tok, tmp_path / "hf")
     size = preflight.model_size(str(tmp_path / "hf"))
     assert 0.97 * real <= size.parameters <= real  # norms are not counted: a lower bound
     for cfg in (TrainConfig(), EvalConfig()):
