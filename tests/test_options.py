@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ladtheory import bandit, options
+from ladtheory import bandit, flags, options
 from ladtheory.options import Choice, Flag, Int, Listed, Real, Several, Text
 from ladtheory.options import Path as PathDomain
 from ladtrain import cli, compare
@@ -103,9 +103,8 @@ def inside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
             return st.sampled_from(["builtin", str(paths / "hf")]).map(lambda v: (v, v))
         if domain.holding:
             return st.just((str(paths / "run"), str(paths / "run")))
-        return st.sampled_from([str(paths / "new-folder"), str(paths / "hf"), "relative/out"]).map(
-            lambda v: (v, v)
-        )
+        folder = [] if domain.file else [str(paths / "hf")]
+        return st.sampled_from([str(paths / "new-folder"), "relative/out", *folder]).map(lambda v: (v, v))
     if isinstance(domain, Seeds):
         count = st.integers(1, 6).map(lambda n: (str(n), str(n)))
         listed = st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4, unique=True)
@@ -169,6 +168,7 @@ def outside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
         return st.sampled_from([f"cuda:{n + 7}", "tpu", "cuda:x", "gpu", "", "mps:0"])
     if isinstance(domain, PathDomain):
         bad = [st.just(str(paths / "a-file"))] if domain.folder else []
+        bad += [st.just(str(paths / "hf"))] if domain.file else []
         if domain.exists:
             bad += [st.just(str(paths / "no" / "such")), st.just(str(paths / "no-config"))]
         return st.one_of(bad + [st.sampled_from(["", "a\nb"])])
@@ -312,7 +312,7 @@ def test_every_field_of_every_config_declares_a_domain_and_a_help_that_shows_it(
     for cls in (TrainConfig, EvalConfig, CompareConfig, bandit.BanditConfig, bandit.BanditCommand):
         for f in options.declared(cls):  # raises for a field without a domain
             assert f.metadata["help"], f.name
-            text = options.help_text(f)
+            text = flags.help_text(f)
             described = f.metadata["domain"].describe()
             assert described.replace("%", "%%") in text, (f.name, text)
 
@@ -357,9 +357,9 @@ def test_check_takes_its_bandit_options_and_defaults_from_the_bandit_config():
     by_dest = {a.dest: a for a in parser._actions}
     for name in ("eta", "steps", "mode", "seed"):
         f = options.field_of(bandit.BanditConfig, name)
-        assert by_dest[name].help == options.help_text(f).replace("%%", "%") or by_dest[
+        assert by_dest[name].help == flags.help_text(f).replace("%%", "%") or by_dest[
             name
-        ].help == options.help_text(f)
+        ].help == flags.help_text(f)
         assert getattr(bandit.BanditConfig(), name) == f.default
     assert set(bandit.OPTIMIZERS) == set(
         options.field_of(bandit.BanditConfig, "optimizer").metadata["domain"].values
