@@ -3,7 +3,8 @@ property test draws values outside the domain (exit 2, one ``error: --flag: ...`
 written to ``--out``) and values inside it (parsed and validated to that very value). The commands are
 called in process through their own parse-and-validate function (``cli.parse_config``, ``cli.parse_eval``,
 ``compare.parse``, ``bandit.parse``) and their ``main`` (for the exit code and stderr); a domain kind this
-file cannot draw from fails the test, so a new kind must come with its strategies."""
+file cannot draw from fails the test, so a new kind must come with its strategies. The same outside
+values in a ``--config`` file are refused naming ``FILE:LINE: key``."""
 
 from __future__ import annotations
 
@@ -382,3 +383,47 @@ def test_a_shown_value_is_one_line_of_at_most_80_characters(value, shown):
         assert text == shown
     else:
         assert text.endswith("[5000002 chars]")
+
+
+TRAIN_FIELDS = [pytest.param(f, id=f.name) for f in options.declared(TrainConfig) if f.name != "resume"]
+
+
+@pytest.mark.parametrize("f", TRAIN_FIELDS)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_value_outside_the_domain_in_a_config_file_names_the_file_line_and_key(f, paths, data, tmp_path):
+    from ladtrain.config import ConfigError, load_yaml
+
+    domain = f.metadata["domain"]
+    strategy = (
+        st.sampled_from(["maybe", "2", "[1, 2]"])
+        if isinstance(domain, Flag)
+        else outside(f.name, domain, paths)
+    )
+    if f.metadata["nullable"]:
+        strategy = strategy.filter(lambda t: t.strip().lower() not in ("", "none", "null"))
+    text = data.draw(strategy, label="value")
+    path = tmp_path / "run.yaml"
+    value = text if isinstance(domain, Flag) and text.startswith("[") else json.dumps(text)
+    first = "steps: 3" if f.name != "steps" else "seed: 1"
+    path.write_text(f"{first}\n{f.name}: {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_yaml(path)
+    line = str(err.value)
+    assert (
+        line.startswith(f"{path}:2: {f.name}: ") and "\n" not in line and len(line) < 400 + len(str(path))
+    ), line
+
+
+def test_python_api_only_fields_are_validated_too():
+    with pytest.raises(options.OptionError, match=r"^arms: must be in \[2, 1000000\] \(got 1\)$"):
+        bandit.BanditConfig(arms=1)
+    with pytest.raises(options.OptionError, match="^bumps: expected a non-empty tuple of Bump"):
+        bandit.BanditConfig(bumps=())
+    with pytest.raises(options.OptionError, match="^bumps: every bump needs"):
+        bandit.BanditConfig(bumps=(bandit.Bump(10.0, 0.0, 1.0),))
+    with pytest.raises(options.OptionError, match=r"^eta: must be finite \(got inf\)$"):
+        bandit.BanditConfig(eta=math.inf)
+    with pytest.raises(options.OptionError, match=r"^--eta: must be > 0 \(got -1\)$"):
+        TrainConfig(eta=-1).validate()  # the Python API of the trainer's config: the same check
+    assert bandit.BanditConfig(arms=2).arms == 2
