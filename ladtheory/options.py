@@ -527,6 +527,16 @@ def validate(obj: Any, *, error: type[OptionError] = OptionError, flags: bool = 
     return obj
 
 
+def __getattr__(name: str) -> Any:
+    """The command-line helpers live in :mod:`ladtheory.flags`; ``options.Parser`` and friends still
+    resolve there, for code written against the first layout."""
+    if name in ("Parser", "add_arguments", "help_text", "values"):
+        from ladtheory import flags
+
+        return getattr(flags, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CPU_CORES",
     "Choice",
