@@ -116,8 +116,8 @@ class RunGroup:
             d = os.path.join(where, name)
             os.mkdir(d)
             group = cls("v2", [d])
-            settings = {"memory.max": memory_bytes, "memory.swap.max": 0, "pids.max": pids, "cpu.weight": 100}
-            todo = [(d, k, v) for k, v in settings.items()]
+            todo = [(d, "memory.max", memory_bytes), (d, "memory.swap.max", 0), (d, "pids.max", pids),
+                    (d, "cpu.weight", 100)]
         else:
             dirs = {c: os.path.join(base, name) for c, base in where.items()}
             for d in dirs.values():
@@ -126,12 +126,14 @@ class RunGroup:
             todo = [(dirs["memory"], "memory.limit_in_bytes", memory_bytes),
                     (dirs["memory"], "memory.memsw.limit_in_bytes", memory_bytes),
                     (dirs["pids"], "pids.max", pids), (dirs["cpu"], "cpu.shares", 1024)]
+        optional = {"memory.swap.max", "memory.memsw.limit_in_bytes"}  # absent without swap accounting
         try:
             for d, key, value in todo:
                 path = os.path.join(d, key)
-                if os.path.exists(path):
-                    with open(path, "w") as fh:
-                        fh.write(str(value))
+                if key in optional and not os.path.exists(path):
+                    continue
+                with open(path, "w") as fh:  # a required limit that cannot be set fails the run
+                    fh.write(str(value))
         except OSError:
             group.remove()
             raise

@@ -210,6 +210,7 @@ def forkserver(sock_fd):
             buf.extend(chunk)
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the test code may wait for its own children
             sock.close()
             os.dup2(devnull, 0)
             os.dup2(devnull, 1)

@@ -293,3 +293,18 @@ def test_no_network_and_no_inherited_environment(monkeypatch):
     assert r.passed, r.stderr
     errno, _, names = r.stdout.strip().partition(" ")
     assert int(errno) == 101 and names == "[(1, 'lo')]"  # ENETUNREACH: only a downed loopback exists
+
+
+def test_cgroup_v2_run_group_writes_its_limits_and_is_removed(tmp_path, monkeypatch):
+    """The v2 code path against a directory standing in for a delegated cgroup2 parent (this machine's
+    cgroup2 has no memory/pids/cpu controllers, so the kernel side is not exercised here)."""
+    monkeypatch.setitem(cgroups._BACKEND, "b", ("v2", str(tmp_path)))
+    group = cgroups.RunGroup.create(100 << 20, 10)
+    (d,) = group.dirs
+    written = {f: (tmp_path / d / f).read_text() for f in ("memory.max", "pids.max", "cpu.weight")}
+    assert written == {"memory.max": str(100 << 20), "pids.max": "10", "cpu.weight": "100"}
+    assert group.procs == [os.path.join(d, "cgroup.procs")]
+    for f in os.listdir(d):  # a real cgroup directory empties itself; the stand-in must be emptied
+        os.remove(os.path.join(d, f))
+    group.remove()
+    assert not os.path.exists(d)
