@@ -183,12 +183,31 @@ def check_task(cfg: RunOptions) -> None:
     try:
         get_task(cfg.task, **({"instruction_file": instruction} if instruction else {}))
     except TaskError as err:
-        flag = "--instruction-file" if instruction and "instruction_file" in str(err) else "--task"
-        raise ConfigError(f"{flag}: {' '.join(str(err).split())}") from None
+        if instruction and "instruction_file" in str(err):
+            raise ConfigError(options.message("instruction_file", _reason(err, instruction), instruction)) from None
+        raise ConfigError(options.message("task", _reason(err, cfg.task), cfg.task)) from None
     if isinstance(cfg, TrainConfig):
+        from ladtrain.rewards import load_reward
         from ladtrain.start import reward_components
 
-        reward_components(cfg)
+        for spec in cfg.reward:
+            if spec == "task" or spec.split(":")[0] == "overlong":
+                continue
+            try:
+                load_reward(spec)
+            except TaskError as err:  # a RewardError: the module does not import or has no such function
+                raise ConfigError(options.message("reward", _reason(err, spec), spec)) from None
+        reward_components(cfg)  # the weights against the components
+
+
+def _reason(err: Exception, value: str) -> str:
+    """The error's text on one line, without a leading ``--flag VALUE:`` or ``VALUE:`` (shown once, at the
+    end, by :func:`ladtheory.options.message`)."""
+    text = " ".join(str(err).split())
+    for lead in (f"--reward {value}: ", f"--reward {value!r}: ", f"task spec {value!r}: ", f"{value}: "):
+        if text.startswith(lead):
+            return text[len(lead):]
+    return text
 
 
 def train(cfg: TrainConfig) -> TrainConfig:
