@@ -184,7 +184,8 @@ def check_task(cfg: RunOptions) -> None:
         get_task(cfg.task, **({"instruction_file": instruction} if instruction else {}))
     except TaskError as err:
         if instruction and "instruction_file" in str(err):
-            raise ConfigError(options.message("instruction_file", _reason(err, instruction), instruction)) from None
+            why = _reason(err, instruction)
+            raise ConfigError(options.message("instruction_file", why, instruction)) from None
         raise ConfigError(options.message("task", _reason(err, cfg.task), cfg.task)) from None
     if isinstance(cfg, TrainConfig):
         from ladtrain.rewards import load_reward
