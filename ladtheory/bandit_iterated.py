@@ -30,7 +30,8 @@ the three windows, ``E_pi[A]``, the entropy, and for the target variants the tot
 of each round's result from the round's exact target and of the last policy from ``pi_0 e^{kA/eta}/Z``.
 
 ``python -m ladtheory bandit-iterated --out results/bandit/iterated`` writes ``iterated.json`` and
-``iterated.png`` (about 20 s on one CPU thread). Tests: ``tests/theory/test_bandit_iterated.py``.
+``iterated.png`` (about 40 s of CPU on one thread; 2.7 min of wall time on a loaded 2-core machine).
+Tests: ``tests/theory/test_bandit_iterated.py``.
 """
 
 from __future__ import annotations
