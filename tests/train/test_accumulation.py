@@ -1,4 +1,4 @@
-"""Gradient accumulation gives the gradient of the whole batch (STYLE.md 9: batch 8 x 1 equals 4 x 2).
+"""Gradient accumulation gives the gradient of the whole batch (a batch of 8 in one piece equals 4 pieces of 2).
 
 A fixed rollout on the tiny model (unequal completion lengths, off-policy ``logp_old``) is pushed through
 :func:`ladtrain.step.backward` with 1 and with k micro-batches; the accumulated ``.grad`` must
