@@ -47,7 +47,7 @@ import sympy as sp
 
 from ladtheory import bandit as bandit_mod
 from ladtheory import convexity as cx
-from ladtheory import divergences, options
+from ladtheory import divergences, flags
 from ladtheory.divergences import DivergenceError, FDivergence
 
 A = sp.Symbol("A", real=True)
@@ -360,7 +360,7 @@ def parser() -> argparse.ArgumentParser:
         description="Validate a user f-divergence generator f(u), show its LAD weight, and try it on the bandit.")
     p.add_argument("expr", help='the generator in the variable u, e.g. "(u-1)**2" or "u*log(u)"')
     p.add_argument("--name", default=None, help="a label for the generator (default: the expression)")
-    options.add_arguments(p, bandit_mod.BanditConfig, only=("eta", "steps", "mode", "seed"))  # its defaults
+    flags.add_arguments(p, bandit_mod.BanditConfig, only=("eta", "steps", "mode", "seed"))  # its defaults
     p.add_argument("--param", action="append", default=[], metavar='"NAME in (LO, HI)"',
                    help="declare a parameter of f and its open range (repeatable), e.g. \"a in (0, 1)\"")
     p.add_argument("--no-bandit", action="store_true", help="skip the bandit run")
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(_expression_last(list(sys.argv[1:] if argv is None else argv), p))
     try:
-        config = bandit_mod.BanditConfig(**options.values(vars(args), bandit_mod.BanditConfig))
+        config = bandit_mod.BanditConfig(**flags.values(vars(args), bandit_mod.BanditConfig))
         import torch
 
         torch.set_num_threads(1)

@@ -15,7 +15,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from ladtheory import options
+from ladtheory import flags, options
 from ladtrain.config import ConfigError, EvalConfig, TrainConfig, build
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,10 +44,10 @@ Each option's help ends with its domain and default in brackets."""
 def build_parser(
     prog: str = "python -m ladtrain train", cls: type = TrainConfig, description: str = DESCRIPTION
 ) -> argparse.ArgumentParser:
-    """One flag per field of the config dataclass ``cls`` (:func:`ladtheory.options.add_arguments`)."""
+    """One flag per field of the config dataclass ``cls`` (:func:`ladtheory.flags.add_arguments`)."""
     commands = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items())
     epilog = f"commands (python -m ladtrain COMMAND --help):\n{commands}" if cls is TrainConfig else None
-    parser = options.Parser(
+    parser = flags.Parser(
         prog=prog,
         description=description,
         epilog=epilog,
@@ -60,7 +60,7 @@ def build_parser(
             default=None,
             help="YAML mapping of option: value (field names as below, with _), UTF-8; flags override it",
         )
-    options.add_arguments(parser, cls)
+    flags.add_arguments(parser, cls)
     return parser
 
 
@@ -79,7 +79,7 @@ def parse_eval(argv: Sequence[str]) -> EvalConfig:
 
 def _typed(ns: dict, cls: type) -> dict:
     try:
-        return options.values(ns, cls)
+        return flags.values(ns, cls)
     except options.OptionError as err:
         raise ConfigError(str(err)) from None
 

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import replace
 from typing import Any, Sequence
 
-from ladtheory import options
+from ladtheory import flags, options
 from ladtrain.config import ConfigError, TrainConfig, convert, flag, load_yaml
 from ladtrain.study import DIVERGENCE_ABLATION, Arm, CompareConfig, arms_of, run_study, seeds_of
 from ladtrain.study_report import mechanism_lines, report
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         + "."
     )
     parser.epilog = None
-    options.add_arguments(parser.add_argument_group("study"), CompareConfig, prefix="study_")
+    flags.add_arguments(parser.add_argument_group("study"), CompareConfig, prefix="study_")
     return parser
 
 
@@ -59,8 +59,8 @@ def parse(argv: Sequence[str]) -> tuple[CompareConfig, TrainConfig]:
             raise ConfigError(options.message(name, why, ns[name]))
     config_file = ns.pop("config", None)
     try:
-        study = CompareConfig(**options.values(ns, CompareConfig, prefix="study_")).validate()
-        train_values = options.values(
+        study = CompareConfig(**flags.values(ns, CompareConfig, prefix="study_")).validate()
+        train_values = flags.values(
             {k: v for k, v in ns.items() if not k.startswith("study_")}, TrainConfig
         )
     except options.OptionError as err:

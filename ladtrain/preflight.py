@@ -11,8 +11,11 @@ one-line :class:`~ladtrain.config.ConfigError` (exit 2).
   size (parameters, layers, hidden size, key/value heads, vocabulary, dtype: the built-in model's
   :class:`~ladtrain.models.TinySpec`, or a folder's ``config.json``), the batch and the lengths. It counts
   only tensors the code certainly allocates: the weights (and, when every weight trains, their gradients
-  and AdamW's two moments), the key/value cache of one sampling call over ``B`` sequences of at least
-  ``max_new_tokens + 1`` positions (``2 x layers x B x L x kv_heads x head_dim`` values), that call's
+  and AdamW's two moments; with ``--lora-r``, adapters of ``r x 2 x hidden`` values on at least one
+  linear per layer, with theirs), the built-in model's warm-up batch (``--warmup-batch`` sequences of at
+  least 2 tokens through the update's forward pass), the key/value cache of one sampling call over ``B``
+  sequences of at least ``max_new_tokens + 1`` positions (``2 x layers x B x L x kv_heads x head_dim``
+  values), that call's
   last-position logits (``B x V``), the update's logits over a micro-batch (``B / grad_accumulation x L
   x V``) with one hidden state per layer kept for the backward pass, and the token ids of one held-out
   problem's samples. A run whose bound exceeds the memory of the device it runs on (CPU: physical memory,
@@ -115,28 +118,39 @@ def memory_limit(device: str) -> tuple[int, str] | None:
 
 def estimate(cfg: RunOptions) -> list[tuple[str, int, str, tuple[str, ...]]]:
     """``[(phase, bytes, what, flags that lower it)]``: the lower bound of each phase, weights included."""
+    from ladtrain import models
+
     m = model_size(cfg.model)
     if m is None:
         return []
     world = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
     length = cfg.max_new_tokens + 1
+    tokens = f"of >= {length} tokens"
+    out = []
     if isinstance(cfg, EvalConfig):
         weights = m.parameters * m.bytes_per_value
         k, problems, eval_flags = cfg.k, cfg.problems, ("k", "max_new_tokens")
     else:
-        trains_all = not cfg.lora_r
-        weights = m.parameters * m.bytes_per_value + (m.parameters * 12 if trains_all else 0)
+        weights = m.parameters * m.bytes_per_value + (0 if cfg.lora_r else m.parameters * 12)
+        if cfg.lora_r:  # at least one adapted linear per layer: r x (in + out) values, with grad and AdamW
+            adapters = m.layers * cfg.lora_r * 2 * m.hidden * 4 * 4
+            weights += adapters
+            out.append(("LoRA adapters", weights, f"rank {cfg.lora_r} on {m.layers} layers", ("lora_r",)))
+        if cfg.model == models.BUILTIN and cfg.warmup_steps:
+            full = m.parameters * m.bytes_per_value * 4
+            out.append(("warm-up's tensors", full + update_bytes(m, cfg.warmup_batch, 2),
+                        f"{cfg.warmup_batch} sequences of >= 2 tokens", ("warmup_batch",)))
         k, problems, eval_flags = cfg.eval_samples, cfg.eval_problems, ("eval_samples", "max_new_tokens")
-    out = []
     per_call = eval_sequences_per_call(k, problems)
-    out.append(("evaluation", weights + sampling_bytes(m, per_call, length) + k * length * 8,
-                f"{per_call} sequences per sampling call", eval_flags))
+    out.append(("evaluation's tensors", weights + sampling_bytes(m, per_call, length) + k * length * 8,
+                f"{per_call} sequences per sampling call {tokens}", eval_flags))
     if isinstance(cfg, TrainConfig):
         rollout = math.ceil(cfg.prompts_per_step * cfg.group_size / world)
-        out.append(("rollout", weights + sampling_bytes(m, rollout, length), f"{rollout} sequences",
+        out.append(("rollout's tensors", weights + sampling_bytes(m, rollout, length), f"{rollout} sequences {tokens}",
                     ("prompts_per_step", "group_size", "max_new_tokens")))
         micro = math.ceil(rollout / cfg.grad_accumulation)
-        out.append(("update", weights + update_bytes(m, micro, length), f"{micro} sequences per micro-batch",
+        out.append(("update's tensors", weights + update_bytes(m, micro, length),
+                    f"{micro} sequences per micro-batch {tokens}",
                     ("prompts_per_step", "group_size", "max_new_tokens", "grad_accumulation")))
     return out
 
@@ -152,9 +166,9 @@ def check_memory(cfg: RunOptions) -> None:
         if need > total:
             lower = ", ".join(options.flag(f) for f in flags[1:] if f != "grad_accumulation")
             raise_ = " (or raise --grad-accumulation)" if "grad_accumulation" in flags else ""
-            problem = (f"the {phase} needs at least {need / GIB:.3g} GiB ({what} of >= "
-                       f"{cfg.max_new_tokens + 1} tokens) but {where} has {total / GIB:.3g} GiB; lower it or "
-                       f"{lower}{raise_}")
+            alternatives = f" or {lower}" if lower else ""
+            problem = (f"the {phase} need at least {need / GIB:.3g} GiB ({what}) but {where} has "
+                       f"{total / GIB:.3g} GiB; lower it{alternatives}{raise_}")
             raise ConfigError(options.message(flags[0], problem, getattr(cfg, flags[0])))
 
 

@@ -3,7 +3,8 @@ property test draws values outside the domain (exit 2, one ``error: --flag: ...`
 written to ``--out``) and values inside it (parsed and validated to that very value). The commands are
 called in process through their own parse-and-validate function (``cli.parse_config``, ``cli.parse_eval``,
 ``compare.parse``, ``bandit.parse``) and their ``main`` (for the exit code and stderr); a domain kind this
-file cannot draw from fails the test, so a new kind must come with its strategies."""
+file cannot draw from fails the test, so a new kind must come with its strategies. The same outside
+values in a ``--config`` file are refused naming ``FILE:LINE: key``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ladtheory import bandit, options
+from ladtheory import bandit, flags, options
 from ladtheory.options import Choice, Flag, Int, Listed, Real, Several, Text
 from ladtheory.options import Path as PathDomain
 from ladtrain import cli, compare
@@ -103,9 +104,8 @@ def inside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
             return st.sampled_from(["builtin", str(paths / "hf")]).map(lambda v: (v, v))
         if domain.holding:
             return st.just((str(paths / "run"), str(paths / "run")))
-        return st.sampled_from([str(paths / "new-folder"), str(paths / "hf"), "relative/out"]).map(
-            lambda v: (v, v)
-        )
+        folder = [] if domain.file else [str(paths / "hf")]
+        return st.sampled_from([str(paths / "new-folder"), "relative/out", *folder]).map(lambda v: (v, v))
     if isinstance(domain, Seeds):
         count = st.integers(1, 6).map(lambda n: (str(n), str(n)))
         listed = st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4, unique=True)
@@ -169,6 +169,7 @@ def outside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
         return st.sampled_from([f"cuda:{n + 7}", "tpu", "cuda:x", "gpu", "", "mps:0"])
     if isinstance(domain, PathDomain):
         bad = [st.just(str(paths / "a-file"))] if domain.folder else []
+        bad += [st.just(str(paths / "hf"))] if domain.file else []
         if domain.exists:
             bad += [st.just(str(paths / "no" / "such")), st.just(str(paths / "no-config"))]
         return st.one_of(bad + [st.sampled_from(["", "a\nb"])])
@@ -312,7 +313,7 @@ def test_every_field_of_every_config_declares_a_domain_and_a_help_that_shows_it(
     for cls in (TrainConfig, EvalConfig, CompareConfig, bandit.BanditConfig, bandit.BanditCommand):
         for f in options.declared(cls):  # raises for a field without a domain
             assert f.metadata["help"], f.name
-            text = options.help_text(f)
+            text = flags.help_text(f)
             described = f.metadata["domain"].describe()
             assert described.replace("%", "%%") in text, (f.name, text)
 
@@ -357,9 +358,9 @@ def test_check_takes_its_bandit_options_and_defaults_from_the_bandit_config():
     by_dest = {a.dest: a for a in parser._actions}
     for name in ("eta", "steps", "mode", "seed"):
         f = options.field_of(bandit.BanditConfig, name)
-        assert by_dest[name].help == options.help_text(f).replace("%%", "%") or by_dest[
+        assert by_dest[name].help == flags.help_text(f).replace("%%", "%") or by_dest[
             name
-        ].help == options.help_text(f)
+        ].help == flags.help_text(f)
         assert getattr(bandit.BanditConfig(), name) == f.default
     assert set(bandit.OPTIMIZERS) == set(
         options.field_of(bandit.BanditConfig, "optimizer").metadata["domain"].values
@@ -382,3 +383,47 @@ def test_a_shown_value_is_one_line_of_at_most_80_characters(value, shown):
         assert text == shown
     else:
         assert text.endswith("[5000002 chars]")
+
+
+TRAIN_FIELDS = [pytest.param(f, id=f.name) for f in options.declared(TrainConfig) if f.name != "resume"]
+
+
+@pytest.mark.parametrize("f", TRAIN_FIELDS)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_value_outside_the_domain_in_a_config_file_names_the_file_line_and_key(f, paths, data, tmp_path):
+    from ladtrain.config import ConfigError, load_yaml
+
+    domain = f.metadata["domain"]
+    strategy = (
+        st.sampled_from(["maybe", "2", "[1, 2]"])
+        if isinstance(domain, Flag)
+        else outside(f.name, domain, paths)
+    )
+    if f.metadata["nullable"]:
+        strategy = strategy.filter(lambda t: t.strip().lower() not in ("", "none", "null"))
+    text = data.draw(strategy, label="value")
+    path = tmp_path / "run.yaml"
+    value = text if isinstance(domain, Flag) and text.startswith("[") else json.dumps(text)
+    first = "steps: 3" if f.name != "steps" else "seed: 1"
+    path.write_text(f"{first}\n{f.name}: {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_yaml(path)
+    line = str(err.value)
+    assert (
+        line.startswith(f"{path}:2: {f.name}: ") and "\n" not in line and len(line) < 400 + len(str(path))
+    ), line
+
+
+def test_python_api_only_fields_are_validated_too():
+    with pytest.raises(options.OptionError, match=r"^arms: must be in \[2, 1000000\] \(got 1\)$"):
+        bandit.BanditConfig(arms=1)
+    with pytest.raises(options.OptionError, match="^bumps: expected a non-empty tuple of Bump"):
+        bandit.BanditConfig(bumps=())
+    with pytest.raises(options.OptionError, match="^bumps: every bump needs"):
+        bandit.BanditConfig(bumps=(bandit.Bump(10.0, 0.0, 1.0),))
+    with pytest.raises(options.OptionError, match=r"^eta: must be finite \(got inf\)$"):
+        bandit.BanditConfig(eta=math.inf)
+    with pytest.raises(options.OptionError, match=r"^--eta: must be > 0 \(got -1\)$"):
+        TrainConfig(eta=-1).validate()  # the Python API of the trainer's config: the same check
+    assert bandit.BanditConfig(arms=2).arms == 2

@@ -115,16 +115,27 @@ def test_a_reward_module_exiting_on_import_gives_exit_2_in_a_subprocess(tmp_path
 def test_a_rollout_that_cannot_fit_in_memory_is_refused_naming_the_flags(capsys, tmp_path):
     assert cli.main(["train", "--prompts-per-step", "1000000000000", "--out", str(tmp_path / "run")]) == 2
     line = one_line(capsys)
-    assert line.startswith("error: --prompts-per-step: the rollout needs at least")
+    assert line.startswith("error: --prompts-per-step: the rollout's tensors need at least")
     assert "--group-size" in line and "--max-new-tokens" in line and "(got 1000000000000)" in line
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--lora-r", 10**9), ("--warmup-batch", 10**9), ("--max-new-tokens", 10**9), ("--group-size", 10**8)],
+)
+def test_other_batches_that_cannot_fit_are_refused_naming_their_flag(capsys, tmp_path, flag, value):
+    assert cli.main(["train", flag, str(value), "--out", str(tmp_path / "run")]) == 2
+    line = one_line(capsys)
+    assert line.startswith(f"error: {flag}: ") or f"{flag}" in line, line
+    assert "need at least" in line and not (tmp_path / "run").exists()
+
+
 def test_an_evaluation_that_cannot_fit_in_memory_is_refused(capsys, tmp_path):
     assert cli.main(["train", "--eval-samples", str(10**10), "--out", str(tmp_path / "run")]) == 2
-    assert one_line(capsys).startswith("error: --eval-samples: the evaluation needs at least")
+    assert one_line(capsys).startswith("error: --eval-samples: the evaluation's tensors need at least")
     assert cli.main(["eval", "--k", str(10**10), "--out", str(tmp_path / "e.json")]) == 2
-    assert one_line(capsys).startswith("error: --k: the evaluation needs at least")
+    assert one_line(capsys).startswith("error: --k: the evaluation's tensors need at least")
     assert not (tmp_path / "run").exists() and not (tmp_path / "e.json").exists()
 
 
@@ -138,7 +149,7 @@ def test_ten_million_eval_samples_in_one_sampling_call_are_refused(capsys, tmp_p
     if "batch" in inspect.signature(trainer.evaluate).parameters:
         pytest.skip("the evaluator caps the sequences per call: 10M samples fit in memory")
     assert cli.main(["train", "--eval-samples", "10000000", "--out", str(tmp_path / "run")]) == 2
-    assert one_line(capsys).startswith("error: --eval-samples: the evaluation needs at least")
+    assert one_line(capsys).startswith("error: --eval-samples: the evaluation's tensors need at least")
 
 
 def test_the_memory_bound_is_a_lower_bound_of_the_real_model_and_passes_the_defaults(tmp_path):
@@ -157,7 +168,8 @@ def test_the_memory_bound_is_a_lower_bound_of_the_real_model_and_passes_the_defa
         preflight.check_memory(cfg)
     one = dict((p, n) for p, n, _, _ in preflight.estimate(TrainConfig(group_size=64)))
     four = dict((p, n) for p, n, _, _ in preflight.estimate(TrainConfig(group_size=64, grad_accumulation=4)))
-    assert four["update"] < one["update"] and four["rollout"] == one["rollout"]
+    assert four["update's tensors"] < one["update's tensors"]
+    assert four["rollout's tensors"] == one["rollout's tensors"]
 
 
 def test_a_model_folder_without_the_fields_is_not_estimated(tmp_path):
