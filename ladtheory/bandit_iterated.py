@@ -285,7 +285,7 @@ class IteratedCommand:
 
 def main(argv: list[str] | None = None) -> int:
     p = flags.Parser(prog="python -m ladtheory bandit-iterated",
-                       description="Iterated LAD vs GRPO on equal-height bumps with a refreshed reference.")
+                     description="Iterated LAD vs GRPO on equal-height bumps with a refreshed reference.")
     flags.add_arguments(p, IteratedCommand)
     flags.add_arguments(p, IteratedConfig)
     try:
