@@ -165,7 +165,7 @@ def collect(step: Step, problems: Sequence[Problem], faults: Faults, phase: Phas
                                dtype=torch.float32, device=device)  # (B,)
         group_mean = torch.nanmean(rewards.view(-1, G), dim=1).nan_to_num(0.0).repeat_interleave(G)  # (B,)
         rewards_filled = torch.where(scored, rewards, group_mean)  # (B,)
-        advantages = group_advantages(rewards_filled, G, scale=step.cfg.adv_scale)  # (B,)
+        advantages = group_advantages(rewards, G, scale=step.cfg.adv_scale)  # (B,) unscored: dropped, A = 0
         faults.rollout(rollout, step.tokenizer.eos_token_id, rewards_filled)  # empty, truncated, equal groups
         mask = rollout.completion_mask * scored[:, None]  # (B, T)
     return Batch(list(problems), rollout, scores, rewards, rewards_filled, scored, advantages, mask,

@@ -24,19 +24,9 @@ from tests.train.test_accumulation import PROMPTS, G, fixed_batch
 
 
 def cfg(**over):
-    base = dict(
-        eta=0.25,
-        level="token",
-        clip_eps=0.2,
-        clip_eps_high=None,
-        updates_per_rollout=1,
-        mini_batches=1,
-        temperature=1.0,
-        bf16=False,
-        grad_accumulation=1,
-        max_grad_norm=1.0,
-        max_new_tokens=7,
-    )
+    base = dict(eta=0.25, level="token", clip_eps=0.2, clip_eps_high=None, updates_per_rollout=1,
+                mini_batches=1, temperature=1.0, bf16=False, grad_accumulation=1, max_grad_norm=1.0,
+                max_new_tokens=7)
     return SimpleNamespace(**{**base, **over})
 
 
@@ -49,17 +39,8 @@ def make_step(model, hp, spec="lad:js"):
 def make_batch(rollout, advantages, mask):
     B = mask.shape[0]
     r = torch.zeros(B)
-    return Batch(
-        [None] * PROMPTS,
-        rollout,
-        [None] * B,
-        r,
-        r,
-        torch.ones(B, dtype=torch.bool),
-        advantages,
-        mask,
-        torch.ones(B, dtype=torch.bool),
-    )
+    every = torch.ones(B, dtype=torch.bool)
+    return Batch([None] * PROMPTS, rollout, [None] * B, r, r, every, advantages, mask, every)
 
 
 def flat(model):
