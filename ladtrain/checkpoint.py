@@ -169,7 +169,9 @@ def verify(folder: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {name} is missing")
         size = path.stat().st_size
         if size != want["bytes"]:
-            raise CheckpointError(f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}")
+            raise CheckpointError(
+                f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}"
+            )
         if _digest(path)["sha256"] != want["sha256"]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {name} does not match its sha256")
     return manifest
@@ -189,7 +191,9 @@ def load_state(folder: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, 
             model, tokenizer = models.load(folder)
         info = json.loads((folder / STATE).read_text())
     except (models.ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}"
+        ) from None
     return model, tokenizer, tensors, info
 
 
@@ -229,8 +233,9 @@ def stored_optimizer_state(optimizer, how: str = "full") -> dict[str, Any] | Non
     return {**state, "state": cast}
 
 
-def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler, data_rng: random.Random,
-                  faults, extra: dict[str, Any], keep: int = 2, modules: dict[str, Any] | None = None,
+def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler,
+                  data_rng: random.Random, faults, extra: dict[str, Any], keep: int = 2,
+                  modules: dict[str, Any] | None = None,
                   optimizer_state: str = "full") -> Path:
     """The whole training state after RL step ``step``: model, tokenizer, optimizer (as
     :func:`stored_optimizer_state` stores it), scheduler, the global RNG states (python, numpy, torch),
@@ -270,8 +275,10 @@ def latest_training(run: str | Path, clean: bool = True) -> TrainingState:
         clean_leftovers(run)
     found = complete_checkpoints(run)
     if not found:
-        raise CheckpointError(f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
-                              "(was the run started with --checkpoint-every 0, or killed before its first one?)")
+        raise CheckpointError(
+            f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
+            "(was the run started with --checkpoint-every 0, or killed before its first one?)"
+        )
     try:
         return TrainingState(*load_state(found[-1]))
     except CheckpointError as err:
@@ -322,6 +329,6 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
     return step + 1, rows
 
 
-__all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "TrainingState", "clean_leftovers", "complete_checkpoints",
-           "latest_training", "load_state", "remove_all", "restore_training", "rng_state", "save_state",
+__all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "TrainingState", "clean_leftovers",
+           "complete_checkpoints", "latest_training", "load_state", "remove_all", "restore_training", "rng_state", "save_state",
            "save_training", "set_rng_state", "step_folder", "stored_optimizer_state", "verify"]

@@ -130,8 +130,13 @@ def splits(cfg: TrainConfig, task: Task) -> dict[str, list[Problem]]:
 
 
 def warmup_spec(cfg: TrainConfig) -> models.WarmUp:
-    return models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr,
-                         seed=cfg.seed if cfg.warmup_seed is None else cfg.warmup_seed, share=cfg.warmup_share)
+    return models.WarmUp(
+        steps=cfg.warmup_steps,
+        batch=cfg.warmup_batch,
+        lr=cfg.warmup_lr,
+        seed=cfg.seed if cfg.warmup_seed is None else cfg.warmup_seed,
+        share=cfg.warmup_share,
+    )
 
 
 def base_policy(cfg: TrainConfig, warm: list[Problem], world: distributed.World, progress: bool):
@@ -149,7 +154,9 @@ class Begin:
     model: Any
     tokenizer: Any
     base_info: dict[str, Any]
-    base: Callable[[], Any]  # the base policy (on --resume loaded again: the checkpoint holds the trained one)
+    base: Callable[
+        [], Any
+    ]  # the base policy (on --resume loaded again: the checkpoint holds the trained one)
     warm_seconds: float = 0.0
     base_eval: dict[str, Any] | None = None
     state: checkpoint.TrainingState | None = None  # --resume: the checkpoint's
@@ -228,8 +235,10 @@ def fit_context(train: list[Problem], test: list[Problem], model, tokenizer, cfg
         fit, dropped = models.fitting_prompts(problems, tokenizer, context, cfg.max_new_tokens,
                                               lambda tok, text: models.format_prompt(tok, text, system))
         if not fit:
-            raise ConfigError(f"--max-new-tokens {cfg.max_new_tokens}: no {split} prompt of --task {cfg.task} "
-                              f"fits the model's context of {context} tokens with room for the completion")
+            raise ConfigError(
+                f"--max-new-tokens {cfg.max_new_tokens}: no {split} prompt of --task {cfg.task} "
+                f"fits the model's context of {context} tokens with room for the completion"
+            )
         faults.count("prompts_too_long", dropped,
                      f"{dropped} {split} prompts + --max-new-tokens exceed the model's context ({context})")
         kept.append(fit)
@@ -242,14 +251,16 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
     head, and AdamW over the policy and the head with the warm-up-then-constant/cosine schedule."""
     sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens, top_p=cfg.top_p,
                         top_k=cfg.top_k)
-    ref_model = copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
+    ref_model = (copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False)
+                 if loss.needs_ref else None)
     z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss.needs_log_z else None
     head = list(z_head.parameters()) if z_head is not None else []
     optimizer = torch.optim.AdamW(list(models.trainable_parameters(train_model)) + head, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    return Step(cfg, loss, task, model, begin.tokenizer, sampler, optimizer, schedule, train_model=train_model,
-                world=world, ref_model=ref_model, z_head=z_head, rewards=reward_components(cfg))
+    return Step(cfg, loss, task, model, begin.tokenizer, sampler, optimizer, schedule,
+                train_model=train_model, world=world, ref_model=ref_model, z_head=z_head,
+                rewards=reward_components(cfg))
 
 
 def reward_components(cfg: TrainConfig):

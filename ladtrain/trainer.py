@@ -175,7 +175,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_problems, test_problems = start.fit_context(problems["train"], problems["test"], model,
                                                       begin.tokenizer, cfg, faults)
     eval_problems = test_problems[: cfg.eval_problems or None]
-    eval_kw = dict(samples=cfg.eval_samples, temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
+    eval_kw = dict(samples=cfg.eval_samples, temperature=cfg.eval_temperature,
+                   max_new_tokens=cfg.max_new_tokens,
                    seed=cfg.seed + 1 if cfg.eval_seed is None else cfg.eval_seed, progress=cfg.progress,
                    system=prompts.system_of(cfg), top_p=cfg.top_p, top_k=cfg.top_k, truncation=cfg.truncation)
     samples = SamplesLog(out / SAMPLES if world.is_main else None, per_step(cfg.log_samples))
@@ -259,8 +260,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     plain = distributed.plain_model(model, world)  # None off rank 0; gathers FSDP2 shards, merges LoRA
     if not world.is_main:
         return {}
-    models.save(plain, begin.tokenizer, out / "checkpoint",
-                extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}})
+    models.save(
+        plain,
+        begin.tokenizer,
+        out / "checkpoint",
+        extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}},
+    )
     from ladtrain.plots import learning_curves
 
     learning_curves(rows, out / "learning_curves.png", title=f"{loss_fn.name} on {cfg.task}",
@@ -329,7 +334,10 @@ def summary_table(summary: dict[str, Any]) -> str:
     k = summary["eval_samples"]
     rows = [("accuracy (mean over samples)", "accuracy")]
     rows += [(f"pass@{j}", f"pass@{j}") for j in sorted({2, k}) if f"pass@{j}" in base]
-    rows += [("distinct correct answers / prompt", "distinct_correct"), ("answer entropy (nats)", "answer_entropy")]
+    rows += [
+        ("distinct correct answers / prompt", "distinct_correct"),
+        ("answer entropy (nats)", "answer_entropy"),
+    ]
     name = summary["loss"]
     width = max(len(r[0]) for r in rows) + 2
     lines = [f"held-out {summary['eval_problems']} prompts x {k} samples, task {summary['task']}",
