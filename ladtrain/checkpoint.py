@@ -330,5 +330,6 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
 
 
 __all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "TrainingState", "clean_leftovers",
-           "complete_checkpoints", "latest_training", "load_state", "remove_all", "restore_training", "rng_state", "save_state",
+           "complete_checkpoints", "latest_training", "load_state", "remove_all", "restore_training",
+           "rng_state", "save_state",
            "save_training", "set_rng_state", "step_folder", "stored_optimizer_state", "verify"]
