@@ -246,6 +246,60 @@ def plain_model(model: torch.nn.Module, world: World) -> torch.nn.Module | None:
     return merged(getattr(model, "module", model))
 
 
-__all__ = ["STRATEGIES", "DistributedError", "Strategy", "World", "all_sum", "barrier", "check_batch",
-           "full_state_dict", "main_first", "mean_over_ranks", "pick_device", "plain_model", "prepare", "setup",
-           "shard", "teardown", "world_from_env"]
+# --------------------------------------------------------------------------------------------------
+# What resumable checkpoints need across ranks (ladtrain.checkpoint writes and reads the folders)
+
+
+def gather_objects(obj: Any, world: World) -> list[Any]:
+    """``obj`` of every rank, in rank order, on every rank (``[obj]`` on one process; a collective call)."""
+    if not world.is_distributed:
+        return [obj]
+    out: list[Any] = [None] * world.size
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, world: World) -> Any:
+    """Rank 0's ``obj`` on every rank (a collective call; ``obj`` itself on one process)."""
+    if not world.is_distributed:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``model`` holds only this rank's shard of its parameters (FSDP2 ``fully_shard``)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def save_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Write the model's and the optimizer's state with ``torch.distributed.checkpoint`` into ``folder``:
+    every rank writes its own shard (``__RANK_0.distcp``), the coordinator (rank 0) the ``.metadata``
+    last, after all ranks' writes have succeeded (a collective call; files are fsynced)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
+
+
+def load_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Read :func:`save_shards`' folder into ``model`` and ``optimizer`` (a collective call). DCP
+    re-shards on load: each rank reads the slices its own shards need, so the checkpoint may have been
+    written by another number of processes (or read on one process, unsharded)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=folder)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+__all__ = ["STRATEGIES", "DistributedError", "Strategy", "World", "all_sum", "barrier", "broadcast_object",
+           "check_batch", "full_state_dict", "gather_objects", "is_sharded", "load_shards", "main_first",
+           "mean_over_ranks", "pick_device", "plain_model", "prepare", "save_shards", "setup", "shard", "teardown",
+           "world_from_env"]
