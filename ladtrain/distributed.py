@@ -275,6 +275,17 @@ def is_sharded(model: torch.nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
+def reshard(model: torch.nn.Module) -> None:
+    """Put FSDP2's sharded parameters back on every module: a forward without backward (generation,
+    evaluation) leaves the root's unsharded ones registered, and an optimizer built then, or a state
+    dict read then, would see those instead of the trained shards (nothing on a model without FSDP2)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def save_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Write the model's and the optimizer's state with ``torch.distributed.checkpoint`` into ``folder``:
     every rank writes its own shard (``__RANK_0.distcp``), the coordinator (rank 0) the ``.metadata``
@@ -282,6 +293,7 @@ def save_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Opti
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
+    reshard(model)
     model_state, optimizer_state = get_state_dict(model, optimizer)
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
 
@@ -293,6 +305,7 @@ def load_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Opti
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+    reshard(model)
     model_state, optimizer_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optimizer": optimizer_state}
     dcp.load(state, checkpoint_id=folder)
@@ -301,5 +314,5 @@ def load_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Opti
 
 __all__ = ["STRATEGIES", "DistributedError", "Strategy", "World", "all_sum", "barrier", "broadcast_object",
            "check_batch", "full_state_dict", "gather_objects", "is_sharded", "load_shards", "main_first",
-           "mean_over_ranks", "pick_device", "plain_model", "prepare", "save_shards", "setup", "shard", "teardown",
+           "mean_over_ranks", "pick_device", "plain_model", "prepare", "reshard", "save_shards", "setup", "shard", "teardown",
            "world_from_env"]

@@ -231,6 +231,7 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
     ref_model = copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
     z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss.needs_log_z else None
     head = list(z_head.parameters()) if z_head is not None else []
+    distributed.reshard(train_model)  # FSDP2: the optimizer gets the sharded parameters, not evaluation's
     optimizer = torch.optim.AdamW(list(models.trainable_parameters(train_model)) + head, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))

@@ -1,0 +1,149 @@
+"""Resume under ``torchrun`` (two real processes, gloo on CPU): a killed DDP or FSDP2 run, resumed from its
+newest complete checkpoint, gives every metrics row and the final weights of the uninterrupted run, bit for
+bit; a kill while a sharded (FSDP2) checkpoint is being written leaves the previous one usable.
+
+DDP: the whole launch is killed with SIGKILL (torchrun and both ranks at once, as a pre-empted node) after
+its second checkpoint. FSDP2: rank 0 kills itself with SIGKILL right after every rank's shards of the third
+checkpoint are on disk and before its manifest (a wrapper script around ``ladtrain.cli.main``), torchrun
+then stops rank 1. Each run is compared with an uninterrupted run of the same flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from ports import free_port  # sibling helper module (tests/train/ports.py)
+from test_resume import metric_rows  # sibling test module
+
+from ladtrain import checkpoint
+
+HERE = Path(__file__).resolve()
+REPO = HERE.parents[2]
+STEPS = 4
+
+# torchrun runs this file: ladtrain's command line, with torch.distributed.checkpoint.save wrapped so that
+# rank 0 dies (SIGKILL) right after the collective write of checkpoint number LAD_TEST_KILL_AT_SAVE
+KILLER = """
+import os, signal, sys
+import torch.distributed.checkpoint as dcp
+real_save, calls = dcp.save, []
+def save_then_die(*args, **kwargs):
+    result = real_save(*args, **kwargs)
+    calls.append(1)
+    if len(calls) == int(os.environ["LAD_TEST_KILL_AT_SAVE"]) and os.environ["RANK"] == "0":
+        os.kill(os.getpid(), signal.SIGKILL)  # every rank's shards are written; the manifest is not
+    return result
+dcp.save = save_then_die
+from ladtrain.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def train_flags(out: Path, parallel: str) -> list[str]:
+    return ["train", "--out", str(out), "--steps", str(STEPS), "--warmup-steps", "4", "--warmup-batch", "8",
+            "--prompts-per-step", "4", "--group-size", "2", "--eval-problems", "2", "--eval-samples", "2",
+            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100", "--threads", "1",
+            "--reward", f"{HERE.parent / 'test_resume.py'}:varied_reward", "--lr", "3e-3", "--device", "cpu",
+            "--no-progress", "--parallel", parallel]
+
+
+def launch(cwd: Path, cache: Path, *args: str, script: Path | None = None, **env: str) -> subprocess.Popen:
+    target = [str(script)] if script else ["-m", "ladtrain"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), *target, *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "LADTRAIN_CACHE": str(cache), **env}
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # its own process group: killed as one
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return out
+
+
+def assert_same_as_uninterrupted(killed: Path, reference: Path, resumed_from: int) -> None:
+    rows, want = metric_rows(killed), metric_rows(reference)
+    assert len(rows) == len(want) == STEPS
+    assert rows == want  # every row, the killed run's own and the resumed ones
+    assert len({json.loads(r)["loss"] for r in want}) > 1  # the metrics carry information
+    from safetensors.torch import load_file
+
+    a = load_file(killed / "checkpoint" / "model.safetensors")
+    b = load_file(reference / "checkpoint" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    base = load_file(Path(json.loads((reference / "summary.json").read_text())["model"]["base_folder"])
+                     / "model.safetensors")
+    assert any(not torch.equal(a[n], base[n]) for n in a)  # training moved the weights
+    info = json.loads((killed / "run.json").read_text())
+    assert info["processes"] == 2 and [r["from_step"] for r in info["resumed"]] == [resumed_from]
+
+
+@pytest.mark.slow  # three torchrun launches of two processes: about a minute on 2 shared cores
+def test_ddp_run_killed_after_its_second_checkpoint_resumes_bit_identically(tmp_path, cache):
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+    proc = launch(tmp_path, cache, *train_flags(killed, "ddp"), LAD_TEST_REWARD_SLEEP="0.3")
+    try:
+        deadline = time.time() + 300
+        while len(checkpoint.complete_checkpoints(killed)) < 2:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.time() < deadline, "no second checkpoint in 300 s"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks at once
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    at_kill = [p.name for p in checkpoint.complete_checkpoints(killed)]
+    assert not (killed / "summary.json").exists() and 2 <= len(at_kill) < STEPS, at_kill
+    state = json.loads((checkpoint.step_folder(killed, 1) / checkpoint.STATE).read_text())
+    assert state["processes"] == 2 and len(state["rank_rng"]) == 2
+    assert state["rank_rng"][0] != state["rank_rng"][1]  # the ranks' streams differ: each is kept
+
+    resumed = launch(tmp_path, cache, "train", "--resume", str(killed), "--no-progress")
+    uninterrupted = launch(tmp_path, cache, *train_flags(reference, "ddp"))
+    for p in (resumed, uninterrupted):
+        log = finish(p)
+        assert p.returncode == 0, log[-3000:]
+    assert_same_as_uninterrupted(killed, reference, int(at_kill[-1].split("-")[1]))
+
+
+@pytest.mark.slow  # three torchrun launches of two processes: about a minute on 2 shared cores
+def test_fsdp2_run_killed_while_writing_a_sharded_checkpoint_resumes_from_the_previous_one(tmp_path, cache):
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    proc = launch(tmp_path, cache, *train_flags(killed, "fsdp2"), script=script, LAD_TEST_KILL_AT_SAVE="3")
+    log = finish(proc)
+    assert proc.returncode != 0, log[-3000:]
+    folder = killed / checkpoint.CHECKPOINTS
+    names = sorted(p.name for p in folder.iterdir())
+    assert [n for n in names if not n.startswith(".")] == ["step-000001", "step-000002"], (names, log[-3000:])
+    leftover = [folder / n for n in names if n.startswith(".step-000003.tmp-")]
+    assert len(leftover) == 1, names  # the killed write: both ranks' shards, no manifest
+    shards = sorted(p.name for p in (leftover[0] / checkpoint.SHARDS).iterdir())
+    assert "__0_0.distcp" in shards and "__1_0.distcp" in shards, shards
+    assert not (leftover[0] / checkpoint.MANIFEST).exists()
+    previous = checkpoint.step_folder(killed, 2)
+    checkpoint.verify(previous)  # the previous checkpoint is complete: the manifest covers every shard
+    manifest = json.loads((previous / checkpoint.MANIFEST).read_text())["files"]
+    assert {f"{checkpoint.SHARDS}/__0_0.distcp", f"{checkpoint.SHARDS}/__1_0.distcp"} <= manifest.keys()
+    assert "model.safetensors" not in manifest  # the weights are in the shards only
+
+    resumed = launch(tmp_path, cache, "train", "--resume", str(killed), "--no-progress")
+    uninterrupted = launch(tmp_path, cache, *train_flags(reference, "fsdp2"))
+    for p in (resumed, uninterrupted):
+        log = finish(p)
+        assert p.returncode == 0, log[-3000:]
+    assert not leftover[0].exists()  # resume removed what the killed writer left
+    assert_same_as_uninterrupted(killed, reference, 2)
