@@ -13,12 +13,20 @@ What one checkpoint folder holds:
   ``extra`` (the base policy's description and its held-out evaluation);
 * written last, the completion marker ``manifest.json``: the size and sha256 of every other file.
 
+Under ``torchrun`` every rank takes part: ``state.json`` and ``trainer_state.pt`` also hold every rank's
+RNG states (``rank_rng``, in rank order; each rank gets its own back) and the number of processes. A DDP
+run's folder is the one above, written by rank 0. An FSDP2 run keeps model and optimizer sharded: they are
+in ``shards/`` (``torch.distributed.checkpoint``: one ``__RANK_0.distcp`` per rank and ``.metadata``),
+with the model's ``config.json`` and the tokenizer beside them and no ``model.safetensors``; the
+optimizer entry of ``trainer_state.pt`` is then ``None`` (see :func:`save_state` for the order of writes).
+
 The folder is built in a hidden temporary sibling and renamed into place only when complete
 (:func:`ladtrain.atomic.replace_folder`), so a run killed at any instant leaves either no
 ``step-NNNNNN`` folder or a complete one. ``--resume RUN`` removes what a killed writer left (hidden
 folders, step folders without a manifest), verifies the newest checkpoint against its manifest, puts
 every state back and drops metrics rows logged after it; on CPU the resumed run then reproduces the
-uninterrupted one exactly (tested with a real SIGKILL: ``tests/train/test_resume.py``).
+uninterrupted one exactly (tested with a real SIGKILL: ``tests/train/test_resume.py``; two processes,
+DDP and FSDP2: ``tests/train/test_resume_distributed.py``).
 
 Failures are one-line :class:`CheckpointError` messages: a full or unwritable disk (the temporary folder
 is removed, earlier checkpoints stay), a corrupt or unreadable checkpoint (nothing is changed). The final
@@ -317,7 +325,7 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
         module.load_state_dict(tensors["modules"][name])
     if tensors["optimizer"] is None:  # sharded: model and optimizer from SHARDS/
         if model is None or state.folder is None:
-            raise CheckpointError(f"--resume: checkpoint {state.step} is sharded; its model is needed to load it")
+            raise CheckpointError(f"--resume: checkpoint {state.step} is sharded; loading it needs the model")
         distributed.load_shards(str(state.folder / SHARDS), model, optimizer)
     else:
         optimizer.load_state_dict(tensors["optimizer"])
@@ -353,6 +361,6 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
     return step + 1, rows
 
 
-__all__ = ["CHECKPOINTS", "MANIFEST", "SHARDS", "CheckpointError", "TrainingState", "clean_leftovers", "complete_checkpoints",
-           "latest_training", "load_state", "restore_training", "rng_state", "save_state", "save_training",
-           "set_rng_state", "step_folder", "verify"]
+__all__ = ["CHECKPOINTS", "MANIFEST", "SHARDS", "CheckpointError", "TrainingState", "clean_leftovers",
+           "complete_checkpoints", "latest_training", "load_state", "restore_training", "rng_state", "save_state",
+           "save_training", "set_rng_state", "step_folder", "verify"]

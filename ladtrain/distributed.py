@@ -14,8 +14,10 @@ tested with two real processes: ``tests/train/test_distributed.py``).
 ``rank, rank + W, ...`` (:func:`shard`): no prompt is used twice, none is dropped, and the union is what one
 process would have drawn. ``prompts_per_step`` must be divisible by ``W``.
 
-**Rank 0** alone writes metrics, checkpoints and plots; every rank runs evaluation (needed for FSDP2,
-whose forward passes are collective) on the same seeded stream.
+**Rank 0** alone writes metrics, the final model and plots; every rank runs evaluation (needed for FSDP2,
+whose forward passes are collective) on the same seeded stream. Resumable checkpoints
+(:mod:`ladtrain.checkpoint`) are collective: every rank's RNG states are gathered, and under FSDP2 every
+rank writes its own shard of model and optimizer (:func:`save_shards`).
 
 Strategies (:data:`STRATEGIES`): ``none``; ``ddp`` (``DistributedDataParallel``); ``fsdp2``
 (``torch.distributed.fsdp.fully_shard`` on every decoder layer, then the root: parameters sharded across
@@ -314,5 +316,5 @@ def load_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Opti
 
 __all__ = ["STRATEGIES", "DistributedError", "Strategy", "World", "all_sum", "barrier", "broadcast_object",
            "check_batch", "full_state_dict", "gather_objects", "is_sharded", "load_shards", "main_first",
-           "mean_over_ranks", "pick_device", "plain_model", "prepare", "reshard", "save_shards", "setup", "shard", "teardown",
-           "world_from_env"]
+           "mean_over_ranks", "pick_device", "plain_model", "prepare", "reshard", "save_shards", "setup", "shard",
+           "teardown", "world_from_env"]

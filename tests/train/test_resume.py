@@ -180,35 +180,3 @@ def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules
 
     a, b = (load_file(tmp_path / n / "checkpoint" / "model.safetensors") for n in ("cut", "reference"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.mark.slow  # two torchrun launches of two processes: about 35 s on 2 shared cores
-def test_resume_under_torchrun_ddp_continues_from_rank_0s_checkpoint(tmp_path, cache, tiny):
-    """DDP: rank 0 writes the checkpoints, both ranks resume from them (rank 0's RNG states on every rank:
-    a valid continuation, so only completeness and finiteness are checked, not equality)."""
-    import socket
-
-    def torchrun(*args: str) -> subprocess.CompletedProcess:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-               "--master-port", str(port), "-m", "ladtrain", "train", *args]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "LADTRAIN_CACHE": str(cache)}
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-
-    run = tmp_path / "run"
-    options = [f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"]
-    first = torchrun(*options, "--no-progress", "--steps", "3", "--out", str(run), "--device", "cpu", "--threads", "1",
-                     "--parallel", "ddp", "--checkpoint-every", "1", "--keep-checkpoints", "5")
-    assert first.returncode == 0, first.stderr[-3000:]
-    for step in (2, 3):  # as if killed right after step 1's checkpoint
-        shutil.rmtree(checkpoint.step_folder(run, step))
-    (run / "summary.json").unlink()
-    second = torchrun("--resume", str(run), "--no-progress")
-    assert second.returncode == 0, second.stderr[-3000:]
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3] and all(r["loss"] == r["loss"] for r in rows)
-    assert [p.name for p in checkpoint.complete_checkpoints(run)] == ["step-000001", "step-000002", "step-000003"]
-    info = json.loads((run / "run.json").read_text())
-    assert info["processes"] == 2 and [r["from_step"] for r in info["resumed"]] == [1]

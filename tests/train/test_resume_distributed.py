@@ -46,18 +46,32 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+# the reward: distinct characters / 8 (it varies within a group, so the weights move), with a sleep per
+# call that lets the test kill between steps, and a draw from torch's global RNG of 1 + RANK numbers, so
+# the ranks' random streams differ (as they do whenever ranks consume different amounts of randomness,
+# e.g. generations of different lengths): a resume that gave every rank rank 0's streams would then
+# sample other completions on rank 1 and change the rows
+REWARD = """
+import os, time, torch
+def reward(prompts, completions, **kwargs):
+    time.sleep(float(os.environ.get("LAD_TEST_REWARD_SLEEP", "0")))
+    torch.rand(1 + int(os.environ.get("RANK", "0")))
+    return [len(set(c)) / 8 for c in completions]
+"""
+
+
 def train_flags(out: Path, parallel: str) -> list[str]:
     return ["train", "--out", str(out), "--steps", str(STEPS), "--warmup-steps", "4", "--warmup-batch", "8",
             "--prompts-per-step", "4", "--group-size", "2", "--eval-problems", "2", "--eval-samples", "2",
             "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100", "--threads", "1",
-            "--reward", f"{HERE.parent / 'test_resume.py'}:varied_reward", "--lr", "3e-3", "--device", "cpu",
+            "--reward", f"{out.parent / 'reward.py'}:reward", "--lr", "3e-3", "--device", "cpu",
             "--no-progress", "--parallel", parallel]
 
 
 def launch(cwd: Path, cache: Path, *args: str, script: Path | None = None, **env: str) -> subprocess.Popen:
     target = [str(script)] if script else ["-m", "ladtrain"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), *target, *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *target, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "LADTRAIN_CACHE": str(cache), **env}
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # its own process group: killed as one
@@ -92,6 +106,7 @@ def assert_same_as_uninterrupted(killed: Path, reference: Path, resumed_from: in
 @pytest.mark.slow  # three torchrun launches of two processes: about a minute on 2 shared cores
 def test_ddp_run_killed_after_its_second_checkpoint_resumes_bit_identically(tmp_path, cache):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
+    (tmp_path / "reward.py").write_text(REWARD)
     proc = launch(tmp_path, cache, *train_flags(killed, "ddp"), LAD_TEST_REWARD_SLEEP="0.3")
     try:
         deadline = time.time() + 300
@@ -108,7 +123,9 @@ def test_ddp_run_killed_after_its_second_checkpoint_resumes_bit_identically(tmp_
     assert not (killed / "summary.json").exists() and 2 <= len(at_kill) < STEPS, at_kill
     state = json.loads((checkpoint.step_folder(killed, 1) / checkpoint.STATE).read_text())
     assert state["processes"] == 2 and len(state["rank_rng"]) == 2
-    assert state["rank_rng"][0] != state["rank_rng"][1]  # the ranks' streams differ: each is kept
+    tensors = torch.load(checkpoint.step_folder(killed, 1) / checkpoint.TENSORS, weights_only=True)
+    ranks = [r["torch"] for r in tensors["rank_rng"]]
+    assert len(ranks) == 2 and not torch.equal(*ranks)  # the ranks' sampling streams differ: each is kept
 
     resumed = launch(tmp_path, cache, "train", "--resume", str(killed), "--no-progress")
     uninterrupted = launch(tmp_path, cache, *train_flags(reference, "ddp"))
@@ -123,6 +140,7 @@ def test_fsdp2_run_killed_while_writing_a_sharded_checkpoint_resumes_from_the_pr
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
+    (tmp_path / "reward.py").write_text(REWARD)
     proc = launch(tmp_path, cache, *train_flags(killed, "fsdp2"), script=script, LAD_TEST_KILL_AT_SAVE="3")
     log = finish(proc)
     assert proc.returncode != 0, log[-3000:]
@@ -139,6 +157,8 @@ def test_fsdp2_run_killed_while_writing_a_sharded_checkpoint_resumes_from_the_pr
     manifest = json.loads((previous / checkpoint.MANIFEST).read_text())["files"]
     assert {f"{checkpoint.SHARDS}/__0_0.distcp", f"{checkpoint.SHARDS}/__1_0.distcp"} <= manifest.keys()
     assert "model.safetensors" not in manifest  # the weights are in the shards only
+    tensors = torch.load(previous / checkpoint.TENSORS, weights_only=True)
+    assert tensors["optimizer"] is None and not torch.equal(*[r["torch"] for r in tensors["rank_rng"]])
 
     resumed = launch(tmp_path, cache, "train", "--resume", str(killed), "--no-progress")
     uninterrupted = launch(tmp_path, cache, *train_flags(reference, "fsdp2"))
