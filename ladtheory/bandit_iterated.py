@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from ladtheory import bandit, options, reductions
+from ladtheory import bandit, flags, options, reductions
 from ladtheory.options import Choice, Int, Real, option
 
 DTYPE = torch.float64
@@ -284,14 +284,14 @@ class IteratedCommand:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = options.Parser(prog="python -m ladtheory bandit-iterated",
-                       description="Iterated LAD vs GRPO on equal-height bumps with a refreshed reference.")
-    options.add_arguments(p, IteratedCommand)
-    options.add_arguments(p, IteratedConfig)
+    p = flags.Parser(prog="python -m ladtheory bandit-iterated",
+                     description="Iterated LAD vs GRPO on equal-height bumps with a refreshed reference.")
+    flags.add_arguments(p, IteratedCommand)
+    flags.add_arguments(p, IteratedConfig)
     try:
         ns = vars(p.parse_args(argv))
-        command = options.validate(IteratedCommand(**options.values(ns, IteratedCommand)))
-        config = IteratedConfig(**options.values(ns, IteratedConfig))
+        command = options.validate(IteratedCommand(**flags.values(ns, IteratedCommand)))
+        config = IteratedConfig(**flags.values(ns, IteratedConfig))
     except ValueError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
