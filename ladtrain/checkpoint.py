@@ -134,7 +134,10 @@ def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[st
         if shards is not None and tmp is None:
             raise CheckpointError(f"cannot write checkpoint {final}: rank 0 could not create its folder")
         if tmp is not None:
-            shards(str(Path(tmp) / SHARDS))
+            try:
+                shards(str(Path(tmp) / SHARDS))
+            except atomic.write_errors() as err:
+                raise CheckpointError(f"cannot write checkpoint {final}: {atomic.reason(err)}") from None
         distributed.barrier(world)
         return final
     try:

@@ -291,13 +291,22 @@ def reshard(model: torch.nn.Module) -> None:
 def save_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Write the model's and the optimizer's state with ``torch.distributed.checkpoint`` into ``folder``:
     every rank writes its own shard (``__RANK_0.distcp``), the coordinator (rank 0) the ``.metadata``
-    last, after all ranks' writes have succeeded (a collective call; files are fsynced)."""
+    last, after all ranks' writes have succeeded (a collective call; files are fsynced). A failed write
+    on any rank raises an ``OSError`` on every rank."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     reshard(model)
+    from torch.distributed.checkpoint.api import CheckpointException
+
     model_state, optimizer_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
+    try:
+        dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
+    except CheckpointException as err:  # a rank's write failed (disk full, ...): an OSError, one line
+        first = next(iter(err.failures.values()))[0] if err.failures else err
+        if isinstance(first, OSError) and first.strerror:
+            raise OSError(first.errno, first.strerror) from None
+        raise OSError(f"{type(first).__name__}: {(str(first).strip() or '?').splitlines()[0]}") from None
 
 
 def load_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:

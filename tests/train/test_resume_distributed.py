@@ -74,7 +74,46 @@ def launch(cwd: Path, cache: Path, *args: str, script: Path | None = None, **env
            "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *target, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "LADTRAIN_CACHE": str(cache), **env}
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)  # its own process group: killed as one
+                            text=True)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from ``/proc``): torchrun starts its workers in sessions of their
+    own, so killing torchrun's process group would leave them running."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    return tree
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL torchrun and every rank at once (as a pre-empted node); wait for all of them to be gone."""
+    tree = process_tree(proc.pid)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in tree[1:]):
+        assert time.time() < deadline, "a rank survived SIGKILL"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return (Path(f"/proc/{pid}") / "status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"
 
 
 def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
@@ -82,7 +121,7 @@ def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
         out, _ = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
     return out
 
 
@@ -114,11 +153,10 @@ def test_ddp_run_killed_after_its_second_checkpoint_resumes_bit_identically(tmp_
             assert proc.poll() is None, proc.stdout.read()[-3000:]
             assert time.time() < deadline, "no second checkpoint in 300 s"
             time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks at once
-        proc.wait(timeout=30)
+        kill_tree(proc)  # torchrun and both ranks at once
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
     at_kill = [p.name for p in checkpoint.complete_checkpoints(killed)]
     assert not (killed / "summary.json").exists() and 2 <= len(at_kill) < STEPS, at_kill
     state = json.loads((checkpoint.step_folder(killed, 1) / checkpoint.STATE).read_text())
@@ -167,3 +205,27 @@ def test_fsdp2_run_killed_while_writing_a_sharded_checkpoint_resumes_from_the_pr
         assert p.returncode == 0, log[-3000:]
     assert not leftover[0].exists()  # resume removed what the killed writer left
     assert_same_as_uninterrupted(killed, reference, 2)
+
+
+def test_shards_round_trip_on_one_process_and_a_failed_write_is_an_oserror(tmp_path):
+    """``save_shards`` / ``load_shards`` without a process group (how a sharded checkpoint reads on one
+    process): weights and AdamW state come back equal; a folder that cannot be created is an OSError (which
+    ``checkpoint.save_state`` turns into one line)."""
+    from ladtrain import distributed, models
+
+    tok = models.build_tokenizer()
+    model = models.build_tiny_model(tok, seed=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
+    opt.step()
+    distributed.save_shards(str(tmp_path / "shards"), model, opt)
+    fresh = models.build_tiny_model(tok, seed=2)
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
+    distributed.load_shards(str(tmp_path / "shards"), fresh, fresh_opt)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
+    want, got = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
+    assert want.keys() == got.keys() and all(torch.equal(want[k]["exp_avg_sq"], got[k]["exp_avg_sq"]) for k in want)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):
+        distributed.save_shards(str(tmp_path / "file" / "shards"), model, opt)
