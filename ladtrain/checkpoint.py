@@ -194,7 +194,9 @@ def verify(folder: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {name} is missing")
         size = path.stat().st_size
         if size != want["bytes"]:
-            raise CheckpointError(f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}")
+            raise CheckpointError(
+                f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}"
+            )
         if _digest(path)["sha256"] != want["sha256"]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {name} does not match its sha256")
     return manifest
@@ -213,7 +215,9 @@ def load_state(folder: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, 
         tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
         info = json.loads((folder / STATE).read_text())
     except (models.ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}"
+        ) from None
     return model, tokenizer, tensors, info
 
 
@@ -251,9 +255,9 @@ def _tupled(x: Any) -> Any:
     return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
 
 
-def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler, data_rng: random.Random,
-                  faults, extra: dict[str, Any], keep: int = 2, modules: dict[str, Any] | None = None,
-                  world: World = World()) -> Path:
+def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler,
+                  data_rng: random.Random, faults, extra: dict[str, Any], keep: int = 2,
+                  modules: dict[str, Any] | None = None, world: World = World()) -> Path:
     """The whole training state after RL step ``step``: model, tokenizer, optimizer, scheduler, the global
     RNG states (python, numpy, torch) of every rank, the prompt sampler's RNG state (the data position,
     the same on every rank), the fault counters, the state dicts of any other trained ``modules``
@@ -301,8 +305,10 @@ def latest_training(run: str | Path, clean: bool = True) -> TrainingState:
         clean_leftovers(run)
     found = complete_checkpoints(run)
     if not found:
-        raise CheckpointError(f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
-                              "(was the run started with --checkpoint-every 0, or killed before its first one?)")
+        raise CheckpointError(
+            f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
+            "(was the run started with --checkpoint-every 0, or killed before its first one?)"
+        )
     try:
         return TrainingState(*load_state(found[-1]), folder=found[-1])
     except CheckpointError as err:
@@ -365,5 +371,5 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
 
 
 __all__ = ["CHECKPOINTS", "MANIFEST", "SHARDS", "CheckpointError", "TrainingState", "clean_leftovers",
-           "complete_checkpoints", "latest_training", "load_state", "restore_training", "rng_state", "save_state",
-           "save_training", "set_rng_state", "step_folder", "verify"]
+           "complete_checkpoints", "latest_training", "load_state", "restore_training", "rng_state",
+           "save_state", "save_training", "set_rng_state", "step_folder", "verify"]

@@ -161,7 +161,8 @@ class TrainConfig(RunOptions):
     loss: str = _f(
         "lad",
         "loss: lad (= lad:js), lad:<divergence> (kl rkl js hellinger tv jeffreys pearson neyman "
-        "triangular alpha:<a>), grpo, dr_grpo, dapo, gspo, flowrl, ladw:<divergence> (ablation)",
+        "triangular alpha:<a>), grpo, grpo_tokenmean (control), dr_grpo, dapo, gspo, flowrl, "
+        "ladw:<divergence> (ablation)",
         Text(lookup="ladtrain.config:check_loss", hint="a loss spec"),
     )
     eta: float = _f(

@@ -225,7 +225,8 @@ def test_shards_round_trip_on_one_process_and_a_failed_write_is_an_oserror(tmp_p
     distributed.load_shards(str(tmp_path / "shards"), fresh, fresh_opt)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
     want, got = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
-    assert want.keys() == got.keys() and all(torch.equal(want[k]["exp_avg_sq"], got[k]["exp_avg_sq"]) for k in want)
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k]["exp_avg_sq"], got[k]["exp_avg_sq"]) for k in want)
     (tmp_path / "file").write_text("")
     with pytest.raises(OSError):
         distributed.save_shards(str(tmp_path / "file" / "shards"), model, opt)
