@@ -239,14 +239,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 elif world.is_main:
                     warnings.warn(NoSignalWarning(message), stacklevel=2)
             faults.agree(distributed.all_sum, world)  # torchrun: one rank's fatal fault stops them all
-            if world.is_main and (every and (step % every == 0 or step == cfg.steps) or faults.fatal):
+            if every and (step % every == 0 or step == cfg.steps) or faults.fatal:  # every rank calls it
                 elapsed = {"warmup": warm_seconds, "total": earlier.get("total", 0.0) + time.time() - t0}
                 checkpoint.save_training(out, step, model, begin.tokenizer, optimizer=rl.optimizer,
                                          scheduler=rl.schedule, data_rng=rng, faults=faults,
                                          keep=cfg.keep_checkpoints, modules=start.trained_modules(rl),
                                          extra={"base_info": begin.base_info, "base_eval": base_eval,
                                                 "signal": watch.state_dict(), "elapsed": elapsed},
-                                         optimizer_state=cfg.optimizer_state)
+                                         world=world, optimizer_state=cfg.optimizer_state)
             if faults.fatal:
                 raise TrainingFault(f"step {step}: {faults.fatal}; checkpoint saved in {out}")
     rl_seconds = time.time() - t_rl
