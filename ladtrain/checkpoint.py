@@ -421,5 +421,5 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
 
 __all__ = ["CHECKPOINTS", "MANIFEST", "SHARDS", "CheckpointError", "TrainingState", "clean_leftovers",
            "complete_checkpoints", "latest_training", "load_state", "remove_all", "restore_training",
-           "rng_state", "save_state", "save_training", "set_rng_state", "step_folder", "stored_optimizer_state",
-           "verify"]
+           "rng_state", "save_state", "save_training", "set_rng_state", "step_folder",
+           "stored_optimizer_state", "verify"]

@@ -176,14 +176,14 @@ class SamplesLog:
                     )
                     continue
             lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
-        from ladtrain.checkpoint import CheckpointError
+        from ladtrain.atomic import WriteError
 
         try:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.writelines(lines)
                 f.flush()
         except OSError as err:
-            raise CheckpointError(f"cannot write {self.path}: {err.strerror or err}") from None
+            raise WriteError(f"cannot write {self.path}: {err.strerror or err}") from None
 
     def drop_after(self, step: int) -> None:
         """Keep only the records of steps <= ``step`` (a resume from the checkpoint of ``step``) and the

@@ -95,7 +95,8 @@ def checkpoint_every(cfg: TrainConfig, world: distributed.World) -> int:
     (:func:`ladtrain.checkpoint.save_training`); a LoRA checkpoint holds the adapters and the optimizer,
     and the frozen base is the base policy, loaded again."""
     if cfg.checkpoint_every and cfg.lora_r and world.is_distributed and cfg.parallel == "fsdp2":
-        warnings.warn("resumable checkpoints are off with --lora-r under --parallel fsdp2 (not supported yet)")
+        warnings.warn("resumable checkpoints are off with --lora-r under --parallel fsdp2 "
+                      "(not supported yet)")
         return 0
     return cfg.checkpoint_every
 
