@@ -40,7 +40,7 @@ import mpmath
 import sympy as sp
 
 from ladtheory import bandit as bandit_mod
-from ladtheory import divergences
+from ladtheory import divergences, options
 from ladtheory.divergences import DivergenceError, FDivergence
 
 A = sp.Symbol("A", real=True)
@@ -264,10 +264,7 @@ def parser() -> argparse.ArgumentParser:
         description="Validate a user f-divergence generator f(u), show its LAD weight, and try it on the bandit.")
     p.add_argument("expr", help='the generator in the variable u, e.g. "(u-1)**2" or "u*log(u)"')
     p.add_argument("--name", default=None, help="a label for the generator (default: the expression)")
-    p.add_argument("--eta", type=float, default=0.25, help="temperature eta [default: 0.25]")
-    p.add_argument("--steps", type=int, default=4000, help="bandit steps [default: 4000]")
-    p.add_argument("--mode", default="exact", help="bandit mode: exact or sampled [default: exact]")
-    p.add_argument("--seed", type=int, default=0, help="bandit seed (sampled mode) [default: 0]")
+    options.add_arguments(p, bandit_mod.BanditConfig, only=("eta", "steps", "mode", "seed"))  # its defaults
     p.add_argument("--no-bandit", action="store_true", help="skip the bandit run")
     p.add_argument("--out", default=None, help="also write bandit.json and bandit.png into this folder")
     return p
@@ -301,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(_expression_last(list(sys.argv[1:] if argv is None else argv), p))
     try:
-        config = bandit_mod.BanditConfig(eta=args.eta, steps=args.steps, mode=args.mode, seed=args.seed)
+        config = bandit_mod.BanditConfig(**options.values(vars(args), bandit_mod.BanditConfig))
         import torch
 
         torch.set_num_threads(1)

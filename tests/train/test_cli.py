@@ -85,7 +85,7 @@ def test_cli_as_a_subprocess_gives_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ladtrain", "train", "--eta", "-0.5"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --eta must be > 0, got -0.5"
+    assert proc.stderr.strip() == "error: --eta: must be > 0 (got -0.5)"
 
 
 def test_train_accepts_any_local_hf_model_folder(capsys, cache, tmp_path, tiny):
