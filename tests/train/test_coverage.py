@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ladtrain import compare, coverage, evaluation, intervals
+from ladtrain import coverage, evaluation, intervals, study_stats
 from ladtrain.passk import EvaluationError
 
 
@@ -78,7 +78,7 @@ def test_paired_interval_agrees_with_compare_on_one_seed():
     rng = np.random.default_rng(0)
     base, trained = rng.random(40), rng.random(40)
     ours = intervals.paired_interval(trained, base)
-    theirs = compare.paired(trained[None, :], base[None, :])
+    theirs = study_stats.paired(trained[None, :], base[None, :])
     assert ours["mean"] == pytest.approx(theirs["mean_diff"], rel=1e-12)
     assert [ours["lo"], ours["hi"]] == pytest.approx(theirs["ci"], rel=1e-12)
     assert intervals.excludes_zero({"lo": 0.01, "hi": 0.2})
