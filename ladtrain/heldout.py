@@ -1,0 +1,229 @@
+"""Held-out evaluation of a run: which sets, which k, when, and where the rows go.
+
+* **Sets.** The task's own held-out split (named :data:`MAIN`, ``held_out``) and one set per
+  ``--eval-task NAME=SPEC`` (or ``SPEC``: the name is then derived from it, :func:`parse_eval_task`), each
+  the ``test`` split of its task, scored by that task's own verifier, cut to ``--eval-problems`` problems.
+* **k.** ``--k LIST`` / ``--k-max K`` / ``--eval-samples N`` (:func:`ladtrain.passk.resolve_ks`): the k
+  values reported, and ``max(N, largest k)`` samples per problem.
+* **When.** At step 0 (the base), every ``--eval-every`` RL steps, and after the last step (the trained
+  policy); the same sampling seed each time (``--seed`` + 1), so every evaluation of a set sees the same
+  random stream and differences between steps are the policy's.
+* **Where.** One row per set and evaluation in ``RUN/eval.jsonl`` (:func:`eval_row`: ``step``, ``label``
+  base/step/trained, ``eval`` = the set, every metric's mean, ``intervals``); the trackers
+  (:mod:`ladtrain.tracking`) get the same rows and a table of sample completions.
+
+:func:`versus_all` compares the base with the trained policy on every set (:func:`ladtrain.evaluation.versus`)
+and :func:`summary_lines` writes the console summary: every metric with its 95% interval over problems for
+base, trained and the difference, the crossover k and the retained base answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+MAIN = "held_out"
+SAMPLE_COLUMNS = ("problem", "prompt", "completion", "answer", "reward")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def parse_eval_task(text: str) -> tuple[str, str]:
+    """``NAME=SPEC`` -> ``(NAME, SPEC)``; a plain ``SPEC`` gets a name from its argument's file or folder
+    stem (``jsonl:data/gsm8k_test.jsonl`` -> ``gsm8k_test``), else ``NAME_ARG`` or the task's name
+    (``countdown:3`` -> ``countdown_3``). ValueError for an empty spec or an unusable name."""
+    from ladtrain.tasks import parse_spec
+
+    head, eq, rest = text.partition("=")
+    if eq and _NAME.fullmatch(head.strip()) and not any(c in head for c in ":,/"):
+        name, spec = head.strip(), rest.strip()
+    else:
+        name, spec = "", text.strip()
+    if not spec:
+        raise ValueError("empty task spec (give NAME=SPEC or SPEC)")
+    if not name:
+        task, arg, _ = parse_spec(spec)
+        if arg and any(c in arg for c in "/.\\"):
+            name = Path(arg.rstrip("/")).stem or task
+        else:
+            name = f"{task}_{arg}" if arg else task
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    if name == MAIN:
+        raise ValueError(f"the name {MAIN!r} is the task's own held-out split; choose another")
+    return name, spec
+
+
+def ks_of(cfg) -> tuple[list[int], int]:
+    """``(k values, samples per problem)`` of a TrainConfig (``--k``, ``--k-max``, ``--eval-samples``) or
+    an EvalConfig (``--k``, ``--k-max``, ``--samples``)."""
+    from ladtrain.passk import resolve_ks
+
+    if hasattr(cfg, "eval_samples"):
+        return resolve_ks(cfg.eval_k or "", cfg.eval_k_max, cfg.eval_samples)
+    return resolve_ks(cfg.k or ("" if cfg.k_max else "16"), cfg.k_max, cfg.samples)
+
+
+def check_options(cfg) -> None:
+    """The evaluation options together: ``--k`` with ``--k-max``, and two sets of one name, are
+    ConfigErrors naming the flag."""
+    from ladtrain.config import ConfigError
+    from ladtrain.passk import EvaluationError
+
+    try:
+        ks_of(cfg)
+    except EvaluationError as err:
+        raise ConfigError(str(err)) from None
+    names = [MAIN]
+    for text in cfg.eval_task:
+        try:
+            name = parse_eval_task(text)[0]
+        except ValueError as err:
+            raise ConfigError(f"--eval-task: {err} (got {text!r})") from None
+        if name in names:
+            raise ConfigError(f"--eval-task: two evaluation sets are named {name!r}; name them with NAME=SPEC")
+        names.append(name)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation set: its name, task spec, task and problems."""
+
+    name: str
+    spec: str
+    task: Any
+    problems: tuple
+
+
+def eval_sets(cfg, task, problems: Sequence, limit: int = 0) -> list[EvalSet]:
+    """:data:`MAIN` (``task`` on ``problems``) and one set per ``--eval-task`` (its test split), each cut
+    to ``limit`` problems (0: all). A task that cannot be built, or an empty split, is a ConfigError."""
+    from ladtrain.config import ConfigError
+    from ladtrain.tasks import TaskError, get_task
+
+    out = [EvalSet(MAIN, cfg.task, task, tuple(problems[: limit or None]))]
+    for text in cfg.eval_task:
+        name, spec = parse_eval_task(text)
+        try:
+            extra = get_task(spec)
+            held = tuple(extra.problems("test"))[: limit or None]
+        except TaskError as err:
+            raise ConfigError(f"--eval-task {name}: {err}") from None
+        if not held:
+            raise ConfigError(f"--eval-task {name}: {spec} has no test problems")
+        out.append(EvalSet(name, spec, extra, held))
+    return out
+
+
+def eval_row(step: int, label: str, name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The ``eval.jsonl`` row of one evaluation: the means and intervals, not the per-problem values."""
+    keep = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"step": int(step), "label": label, "eval": name, **keep, "ks": list(result["ks"]),
+            "intervals": result["intervals"]}
+
+
+class Evaluator:
+    """Evaluates every set with one policy and writes the rows (``log``: the ``eval.jsonl`` path, or
+    None off rank 0; ``trackers``: :class:`ladtrain.tracking.Trackers` or None)."""
+
+    def __init__(self, sets: Sequence[EvalSet], *, ks: Sequence[int], samples: int, temperature: float,
+                 max_new_tokens: int, seed: int, batch: int, progress: bool = True, log: Path | None = None,
+                 trackers=None, sample_rows: int = 8):
+        self.sets, self.ks, self.samples = list(sets), list(ks), samples
+        self.kw = dict(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch=batch,
+                       progress=progress)
+        self.log, self.trackers, self.sample_rows = log, trackers, sample_rows
+        self.rows: list[dict[str, Any]] = []
+
+    def resume(self, before_step: int) -> None:
+        """Keep the rows of ``eval.jsonl`` with ``step < before_step`` (the rest is evaluated again)."""
+        if self.log is None or not self.log.is_file():
+            return
+        kept = [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+        self.rows = [r for r in kept if r["step"] < before_step]
+        tmp = self.log.with_name(self.log.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        os.replace(tmp, self.log)  # atomic: a kill leaves the old file or the new one
+
+    def run(self, model, tokenizer, step: int, label: str) -> dict[str, dict[str, Any]]:
+        """Every set's result (:func:`ladtrain.eval_sampling.evaluate`), its row written and tracked."""
+        from ladtrain import eval_sampling
+
+        results = {}
+        for s in self.sets:
+            shown: list[list] = []
+
+            def keep(problem, prompt, texts, scores, truncated, shown=shown):
+                if len(shown) < self.sample_rows:
+                    shown.append([problem.id, prompt, texts[0], scores[0].answer, scores[0].reward])
+
+            res = eval_sampling.evaluate(model, tokenizer, s.task, s.problems, samples=self.samples, ks=self.ks,
+                                         desc=f"eval {label} {s.name}", on_problem=keep, **self.kw)
+            results[s.name] = res
+            row = eval_row(step, label, s.name, res)
+            self.rows.append(row)
+            if self.log is not None:
+                with open(self.log, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            if self.trackers is not None:
+                self.trackers.evaluation(row)
+                self.trackers.samples(s.name, step, SAMPLE_COLUMNS, shown)
+        return results
+
+
+def due(step: int, every: int, last: int) -> bool:
+    """A periodic evaluation after RL step ``step`` (not the last: the final evaluation covers it)."""
+    return bool(every) and step % every == 0 and step != last
+
+
+def versus_all(base: dict[str, dict], trained: dict[str, dict]) -> dict[str, dict]:
+    """:func:`ladtrain.evaluation.versus` for every set evaluated both times."""
+    from ladtrain.evaluation import versus
+
+    return {name: versus(base[name], trained[name]) for name in base if name in trained}
+
+
+def _cell(ci: dict[str, float], sign: bool = False) -> str:
+    from ladtrain.intervals import fmt
+
+    return fmt(ci, sign=sign)
+
+
+def summary_lines(versus: dict[str, dict], trained_label: str = "trained",
+                  metrics: Sequence[str] | None = None) -> list[str]:
+    """Per set: each metric's base, trained and difference with their 95% intervals over problems; the
+    crossover line (:func:`ladtrain.evaluation.crossover_text`); retained and new answers."""
+    from ladtrain.evaluation import crossover_text
+
+    lines = []
+    for name, v in versus.items():
+        k_max, n = v["k_max"], v["samples_per_problem"]
+        wanted = metrics or ["accuracy", "pass@1", *(f"pass@{k}" for k in sorted({2, k_max}) if k != 1),
+                             "distinct_correct", "answer_entropy"]
+        rows = [(m, v["metrics"]["avg@k" if m == "accuracy" else m]) for m in wanted
+                if ("avg@k" if m == "accuracy" else m) in v["metrics"]]
+        width = max(len(m) for m, _ in rows) + 2
+        lines.append(f"{name}: {v['problems']} problems x {n} samples (95% intervals over problems)")
+        lines.append(f"  {'':<{width}}{'base':<26}{trained_label:<26}{'change':<26}")
+        for m, stat in rows:
+            lines.append(f"  {m:<{width}}{_cell(stat['base']):<26}{_cell(stat['trained']):<26}"
+                         f"{_cell(stat['difference'], sign=True):<26}".rstrip())
+        lines.append("  " + crossover_text(v))
+        r, new = v["retained"], v["new_answers"]
+        if r["n"]:
+            lines.append(f"  retained base answers: {_cell(r)} over the {r['n']} problems the base solved "
+                         f"({n} samples each); new correct answers / problem: {_cell(new)}")
+        else:
+            lines.append("  retained base answers: n/a (the base solved no problem)")
+    return lines
+
+
+def strip_per_problem(v: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`ladtrain.evaluation.versus` result without its per-problem lists (for small files)."""
+    return {k: val for k, val in v.items() if k != "per_problem"}
+
+
+__all__ = ["MAIN", "SAMPLE_COLUMNS", "EvalSet", "Evaluator", "check_options", "due", "eval_row", "eval_sets",
+           "ks_of", "parse_eval_task", "strip_per_problem", "summary_lines", "versus_all"]
