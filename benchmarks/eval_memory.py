@@ -44,11 +44,12 @@ def one(problems: int, k: int, batch: int, max_new_tokens: int, threads: int) ->
     held = list(task.problems("test"))[:problems]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0, c0 = time.time(), time.process_time()
-    res = eval_sampling.evaluate(model, tok, task, held, samples=k, temperature=1.0, max_new_tokens=max_new_tokens,
-                                 seed=1, batch=batch, progress=False)
+    res = eval_sampling.evaluate(model, tok, task, held, samples=k, temperature=1.0,
+                                 max_new_tokens=max_new_tokens, seed=1, batch=batch, progress=False)
     wall, cpu = time.time() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"problems": len(held), "k": k, "batch": batch, "max_new_tokens": max_new_tokens, "threads": threads,
+    return {"problems": len(held), "k": k, "batch": batch, "max_new_tokens": max_new_tokens,
+            "threads": threads,
             "rss_before_mib": round(before, 1), "rss_peak_mib": round(peak, 1),
             "rss_increase_mib": round(peak - before, 1), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
             "completions_per_s": round(len(held) * k / wall, 1), f"pass@{k}": res[f"pass@{k}"],

@@ -20,7 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from ladtheory import options
-from ladtheory.options import CPU_CORES, Choice, Domain, Flag, Int, Invalid, Listed, OptionError, Real, Repeated, Text
+from ladtheory.options import (
+    CPU_CORES,
+    Choice,
+    Domain,
+    Flag,
+    Int,
+    Invalid,
+    Listed,
+    OptionError,
+    Real,
+    Repeated,
+    Text,
+)
 from ladtheory.options import Path as PathDomain
 
 
@@ -55,7 +67,8 @@ def check_reward(spec: str) -> None:
 
 
 def check_eval_task(text: str) -> None:
-    """``NAME=SPEC`` or ``SPEC`` (:func:`ladtrain.heldout.parse_eval_task`), the spec checked as ``--task``'s."""
+    """``NAME=SPEC`` or ``SPEC`` (:func:`ladtrain.heldout.parse_eval_task`); the spec is checked as
+    ``--task``'s is."""
     from ladtrain.heldout import parse_eval_task
 
     check_task(parse_eval_task(text)[1])
@@ -327,7 +340,9 @@ class EvalConfig(RunOptions):
         "repeat the flag for several (default: none)",
         Repeated(Text(lookup="ladtrain.config:check_eval_task", hint="NAME=SPEC or SPEC")),
     )
-    batch: int = _f(512, "most sequences per generate call (bounds memory; fixes the sampling stream)", Int(ge=1))
+    batch: int = _f(
+        512, "most sequences per generate call (bounds memory; fixes the sampling stream)", Int(ge=1)
+    )
     split: str = _f("test", "which problems", Choice("test", "train"))
     problems: int = _f(0, "number of problems, from the start of the split (0 = all)", Int(ge=0))
     temperature: float = _f(1.0, "sampling temperature", TEMPERATURE)

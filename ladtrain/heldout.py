@@ -83,7 +83,8 @@ def check_options(cfg) -> None:
         except ValueError as err:
             raise ConfigError(f"--eval-task: {err} (got {text!r})") from None
         if name in names:
-            raise ConfigError(f"--eval-task: two evaluation sets are named {name!r}; name them with NAME=SPEC")
+            raise ConfigError(f"--eval-task: two evaluation sets are named {name!r}; name them with "
+                              "NAME=SPEC")
         names.append(name)
 
 
@@ -159,8 +160,9 @@ class Evaluator:
                 if len(shown) < self.sample_rows:
                     shown.append([problem.id, prompt, texts[0], scores[0].answer, scores[0].reward])
 
-            res = eval_sampling.evaluate(model, tokenizer, s.task, s.problems, samples=self.samples, ks=self.ks,
-                                         desc=f"eval {label} {s.name}", on_problem=keep, **self.kw)
+            res = eval_sampling.evaluate(model, tokenizer, s.task, s.problems, samples=self.samples,
+                                         ks=self.ks, desc=f"eval {label} {s.name}", on_problem=keep,
+                                         **self.kw)
             results[s.name] = res
             row = eval_row(step, label, s.name, res)
             self.rows.append(row)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 from ladtrain import checkpoint, cli, models
 
@@ -37,9 +36,10 @@ def test_eval_writes_every_metric_per_problem(cache, tmp_path, model_folder, cap
 def test_eval_takes_several_sets_and_a_list_of_k(cache, tmp_path, model_folder, capsys):
     out = tmp_path / "eval.json"
     gsm = DATA / "gsm8k_style.jsonl"
-    code = cli.main(["eval", "--model", str(model_folder), "--task", "countdown", "--k", "1,3", "--samples", "5",
-                     "--problems", "2", "--max-new-tokens", "4", "--no-progress", "--out", str(out),
-                     "--eval-task", f"gsm=gsm8k:{gsm},test_every=0", "--eval-task", f"jsonl:{gsm},test_every=0"])
+    code = cli.main(["eval", "--model", str(model_folder), "--task", "countdown", "--k", "1,3",
+                     "--samples", "5", "--problems", "2", "--max-new-tokens", "4", "--no-progress",
+                     "--out", str(out), "--eval-task", f"gsm=gsm8k:{gsm},test_every=0",
+                     "--eval-task", f"jsonl:{gsm},test_every=0"])
     assert code == 0
     res = json.loads(out.read_text())
     assert res["samples_per_problem"] == 5 and res["ks"] == [1, 3] and "pass@5" not in res
