@@ -202,16 +202,17 @@ def summary_lines(versus: dict[str, dict], trained_label: str = "trained",
     lines = []
     for name, v in versus.items():
         k_max, n = v["k_max"], v["samples_per_problem"]
-        wanted = metrics or ["accuracy", "pass@1", *(f"pass@{k}" for k in sorted({2, k_max}) if k != 1),
-                             "distinct_correct", "answer_entropy"]
-        rows = [(m, v["metrics"]["avg@k" if m == "accuracy" else m]) for m in wanted
-                if ("avg@k" if m == "accuracy" else m) in v["metrics"]]
-        width = max(len(m) for m, _ in rows) + 2
+        wanted = metrics or ["pass@1", *(f"pass@{k}" for k in sorted({2, k_max}) if k != 1), "distinct_correct",
+                             "answer_entropy"]
+        rows = [(m, v["metrics"][m]) for m in wanted if m in v["metrics"]]
+        labels = {"pass@1": "pass@1 (accuracy)", "distinct_correct": "distinct correct answers",
+                  "answer_entropy": "answer entropy (nats)"}
+        width = max(len(labels.get(m, m)) for m, _ in rows) + 2
         lines.append(f"{name}: {v['problems']} problems x {n} samples (95% intervals over problems)")
-        lines.append(f"  {'':<{width}}{'base':<26}{trained_label:<26}{'change':<26}")
+        lines.append(f"  {'':<{width}}{'base':<26}{trained_label:<26}change")
         for m, stat in rows:
-            lines.append(f"  {m:<{width}}{_cell(stat['base']):<26}{_cell(stat['trained']):<26}"
-                         f"{_cell(stat['difference'], sign=True):<26}".rstrip())
+            lines.append(f"  {labels.get(m, m):<{width}}{_cell(stat['base']):<26}{_cell(stat['trained']):<26}"
+                         f"{_cell(stat['difference'], sign=True)}")
         lines.append("  " + crossover_text(v))
         r, new = v["retained"], v["new_answers"]
         if r["n"]:
