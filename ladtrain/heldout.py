@@ -211,7 +211,8 @@ def summary_lines(versus: dict[str, dict], trained_label: str = "trained",
         lines.append(f"{name}: {v['problems']} problems x {n} samples (95% intervals over problems)")
         lines.append(f"  {'':<{width}}{'base':<26}{trained_label:<26}change")
         for m, stat in rows:
-            lines.append(f"  {labels.get(m, m):<{width}}{_cell(stat['base']):<26}{_cell(stat['trained']):<26}"
+            label = labels.get(m, m)
+            lines.append(f"  {label:<{width}}{_cell(stat['base']):<26}{_cell(stat['trained']):<26}"
                          f"{_cell(stat['difference'], sign=True)}")
         lines.append("  " + crossover_text(v))
         r, new = v["retained"], v["new_answers"]
