@@ -202,8 +202,8 @@ def summary_lines(versus: dict[str, dict], trained_label: str = "trained",
     lines = []
     for name, v in versus.items():
         k_max, n = v["k_max"], v["samples_per_problem"]
-        wanted = metrics or ["pass@1", *(f"pass@{k}" for k in sorted({2, k_max}) if k != 1), "distinct_correct",
-                             "answer_entropy"]
+        wanted = metrics or ["pass@1", *(f"pass@{k}" for k in sorted({2, k_max}) if k != 1),
+                             "distinct_correct", "answer_entropy"]
         rows = [(m, v["metrics"][m]) for m in wanted if m in v["metrics"]]
         labels = {"pass@1": "pass@1 (accuracy)", "distinct_correct": "distinct correct answers",
                   "answer_entropy": "answer entropy (nats)"}
