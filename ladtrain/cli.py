@@ -101,7 +101,7 @@ def eval_main(argv: Sequence[str]) -> int:
 
     import torch
 
-    from ladtrain import heldout, intervals, models, trainer
+    from ladtrain import distributed, heldout, intervals, models, trainer
 
     cfg = parse_eval(argv)
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
@@ -123,7 +123,7 @@ def eval_main(argv: Sequence[str]) -> int:
         )
     else:
         model, tokenizer = models.load(cfg.model)
-    model.to(trainer.pick_device(cfg.device)).eval()
+    model.to(distributed.pick_device(cfg.device)).eval()
     ks, samples = heldout.ks_of(cfg)
     evaluator = heldout.Evaluator(sets, ks=ks, samples=samples, temperature=cfg.temperature,
                                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch=cfg.batch,
@@ -150,12 +150,13 @@ def eval_main(argv: Sequence[str]) -> int:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean a user mistake (one line, exit 2)."""
     from ladtheory.divergences import DivergenceError
+    from ladtrain.atomic import WriteError
     from ladtrain.checkpoint import CheckpointError
     from ladtrain.losses import LossError
     from ladtrain.models import ModelError
     from ladtrain.tasks import TaskError
 
-    return (options.OptionError, CheckpointError, DivergenceError, LossError, ModelError, TaskError)
+    return (options.OptionError, CheckpointError, DivergenceError, LossError, ModelError, TaskError, WriteError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ladtrain.tasks.base import REASONS, Problem, Score, Task, reason_counts, score_all, score_completions
+from ladtrain.tasks.base import (
+    REASONS,
+    Problem,
+    Score,
+    Task,
+    TaskError,
+    reason_counts,
+    score_all,
+    score_completions,
+)
 
 # spec prefix -> "module:factory"
 TASKS: dict[str, str] = {
@@ -42,10 +51,6 @@ TASKS: dict[str, str] = {
     "humaneval": "ladtrain.tasks.code:make_humaneval",
     "code_jsonl": "ladtrain.tasks.code:make_jsonl",
 }
-
-
-class TaskError(ValueError):
-    """A task spec or task data that cannot be used (a user mistake: shown as one line, no traceback)."""
 
 
 def parse_value(text: str) -> Any:

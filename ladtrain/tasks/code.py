@@ -29,7 +29,7 @@ from typing import Sequence
 
 from ladtrain.sandbox import Limits, Sandbox, SandboxError
 from ladtrain.tasks import TaskError, jsonl
-from ladtrain.tasks.base import Problem, Score, options_of
+from ladtrain.tasks.base import HeldOutSplit, Problem, Score, every_nth, options_of
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def reason_of(result, code: str) -> str:
 
 
 @dataclass(frozen=True)
-class CodeTask:
+class CodeTask(HeldOutSplit):
     """HumanEval-format problems; ``reference`` holds ``test``, ``entry_point``, ``canonical_solution``."""
 
     name: str
@@ -92,11 +92,6 @@ class CodeTask:
     test: tuple[Problem, ...]
     options: CodeOptions
     sandbox: Sandbox = field(compare=False, repr=False)
-
-    def problems(self, split: str) -> tuple[Problem, ...]:
-        if split not in ("train", "test"):
-            raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
-        return self.train if split == "train" else self.test
 
     def score(self, problem: Problem, completion: str) -> Score:
         return self.score_batch([problem], [completion])[0]
@@ -154,12 +149,7 @@ def _task(name: str, problems: list[Problem], options: dict) -> CodeTask:
                           workers=int(opts.workers))
     except SandboxError as e:
         raise TaskError(f"{name}: {e}") from None
-    n = opts.test_every
-    if n:
-        train = [p for i, p in enumerate(problems) if i % n != n - 1] or problems
-        test = [p for i, p in enumerate(problems) if i % n == n - 1] or problems
-    else:
-        train = test = problems
+    train, test = every_nth(problems, opts.test_every)
     return CodeTask(name, tuple(train), tuple(test), opts, sandbox)
 
 

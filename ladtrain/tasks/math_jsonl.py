@@ -39,7 +39,16 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ladtrain.tasks import TaskError, jsonl
-from ladtrain.tasks.base import SEPARATOR, Problem, Score, instruction_text, options_of, with_instruction
+from ladtrain.tasks.base import (
+    SEPARATOR,
+    HeldOutSplit,
+    Problem,
+    Score,
+    every_nth,
+    instruction_text,
+    options_of,
+    with_instruction,
+)
 
 # ---------------------------------------------------------------- answer extraction
 
@@ -252,18 +261,13 @@ def load_problems(path: Path, opts: MathOptions, instruction: str | None = None,
 
 
 @dataclass(frozen=True)
-class MathTask:
+class MathTask(HeldOutSplit):
     """Problems from JSONL; reward 1 when the extracted answer is math-verify-equivalent to the reference."""
 
     name: str
     train: tuple[Problem, ...]
     test: tuple[Problem, ...]
     options: MathOptions
-
-    def problems(self, split: str) -> tuple[Problem, ...]:
-        if split not in ("train", "test"):
-            raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
-        return self.train if split == "train" else self.test
 
     def for_chat(self) -> MathTask:
         """This task for a chat model: with ``instruction=auto``, every prompt gets the instruction of
@@ -309,19 +313,6 @@ def check_options(where: str, options: dict) -> MathOptions:
     return opts
 
 
-def hold_out(problems: list[Problem], test_every: int) -> tuple[list[Problem], list[Problem]]:
-    """``(train, test)``: every ``test_every``-th problem is held out (0: both are all of them)."""
-    if not test_every:
-        return problems, problems
-    n = test_every
-    held = [i % n == n - 1 for i in range(len(problems))]
-    if not any(held) and len(problems) > 1:
-        held[-1] = True  # a short file still gets a held-out problem
-    train = [p for p, h in zip(problems, held) if not h] or problems
-    test = [p for p, h in zip(problems, held) if h] or problems
-    return train, test
-
-
 def make(arg: str | None = None, **options) -> MathTask:
     """Registry factory for ``jsonl:PATH``."""
     if not arg:
@@ -332,10 +323,10 @@ def make(arg: str | None = None, **options) -> MathTask:
     if opts.test_file:
         train, test = problems, load_problems(Path(opts.test_file), opts, instruction)
     else:
-        train, test = hold_out(problems, opts.test_every)
+        train, test = every_nth(problems, opts.test_every, at_least_one=True)
     return MathTask(f"jsonl:{arg}", tuple(train), tuple(test), opts)
 
 
 __all__ = ["EXTRACTORS", "INSTRUCTIONS", "SEPARATOR", "MathOptions", "MathTask", "check_options",
-           "equivalent", "extract_boxed", "extract_hash", "extract_last_number", "hold_out", "instruction_text",
+           "equivalent", "extract_boxed", "extract_hash", "extract_last_number", "instruction_text",
            "load_problems", "make", "with_instruction"]

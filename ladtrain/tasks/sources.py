@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ladtrain.tasks import TaskError
-from ladtrain.tasks.math_jsonl import MathTask, check_options, hold_out, instruction_text, load_problems
+from ladtrain.tasks.base import every_nth
+from ladtrain.tasks.math_jsonl import MathTask, check_options, instruction_text, load_problems
 
 PRESETS: dict[str, dict[str, str]] = {
     "gsm8k": {"prompt_field": "question", "answer_field": "answer", "reference_extract": "hash"},
@@ -184,7 +185,7 @@ def build(kind: str, arg: str | None, options: dict[str, Any], name: str | None 
         elif test_split:
             raise TaskError(f"{spec}: split=/test_split= need a DatasetDict folder ({path} is one table)")
     if test is None:
-        train, test = hold_out(train, opts.test_every)
+        train, test = every_nth(train, opts.test_every, at_least_one=True)
     return MathTask(spec, tuple(train), tuple(test), opts)
 
 
