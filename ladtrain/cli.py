@@ -101,7 +101,7 @@ def eval_main(argv: Sequence[str]) -> int:
 
     import torch
 
-    from ladtrain import distributed, heldout, intervals, models, trainer
+    from ladtrain import distributed, heldout, intervals, models, passk, trainer
 
     cfg = parse_eval(argv)
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
@@ -124,7 +124,7 @@ def eval_main(argv: Sequence[str]) -> int:
     else:
         model, tokenizer = models.load(cfg.model)
     model.to(distributed.pick_device(cfg.device)).eval()
-    ks, samples = heldout.ks_of(cfg)
+    ks, samples = passk.ks_of(cfg)
     evaluator = heldout.Evaluator(sets, ks=ks, samples=samples, temperature=cfg.temperature,
                                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch=cfg.batch,
                                   progress=cfg.progress)

@@ -67,11 +67,37 @@ def check_reward(spec: str) -> None:
 
 
 def check_eval_task(text: str) -> None:
-    """``NAME=SPEC`` or ``SPEC`` (:func:`ladtrain.heldout.parse_eval_task`); the spec is checked as
-    ``--task``'s is."""
-    from ladtrain.heldout import parse_eval_task
+    """``NAME=SPEC`` or ``SPEC`` (:func:`ladtrain.tasks.named_spec`); the spec is checked as ``--task``'s
+    is."""
+    from ladtrain.tasks import named_spec
 
-    check_task(parse_eval_task(text)[1])
+    check_task(named_spec(text, reserved=(HELD_OUT,))[1])
+
+
+HELD_OUT = "held_out"  # the name of the task's own held-out split among the evaluation sets
+
+
+def check_evaluation(cfg) -> None:
+    """The evaluation options together: ``--k`` with ``--k-max`` (:func:`ladtrain.passk.ks_of`), and two
+    evaluation sets of one name, are ConfigErrors naming the flag."""
+    from ladtrain.passk import EvaluationError, ks_of
+    from ladtrain.tasks import named_spec
+
+    try:
+        ks_of(cfg)
+    except EvaluationError as err:
+        raise ConfigError(str(err)) from None
+    names = [HELD_OUT]
+    for text in cfg.eval_task:
+        try:
+            name = named_spec(text, reserved=(HELD_OUT,))[0]
+        except ValueError as err:
+            raise ConfigError(f"--eval-task: {err} (got {options.shown(text)})") from None
+        if name in names:
+            raise ConfigError(
+                f"--eval-task: two evaluation sets are named {name!r}; name them with NAME=SPEC"
+            )
+        names.append(name)
 
 
 def check_loss(spec: str) -> None:
@@ -166,12 +192,10 @@ class RunOptions:
 
     def validate(self):
         """Check every field against its declared domain (no I/O beyond the model folder), then the
-        evaluation options together (:func:`ladtrain.heldout.check_options`); return self. Raises
+        evaluation options together (:func:`check_evaluation`); return self. Raises
         ConfigError."""
-        from ladtrain.heldout import check_options
-
         options.validate(self, error=ConfigError)
-        check_options(self)
+        check_evaluation(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:

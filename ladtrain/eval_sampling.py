@@ -24,6 +24,7 @@ over samples); ``intervals`` (95% over problems, :mod:`ladtrain.intervals`); ``k
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -81,7 +82,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
     pending: dict[int, dict[str, list]] = {}  # problem index -> its completions so far
     rows: list[dict[str, float] | None] = [None] * len(problems)
     counts: list[dict | None] = [None] * len(problems)
-    start = time.time()
+    start, failed = time.time(), 0
     bar = tqdm(total=len(problems) * samples, desc=desc, disable=not progress, dynamic_ncols=True,
                leave=False, unit="sample")
     with torch.random.fork_rng(devices=[]):
@@ -89,7 +90,9 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
         for call in plan(len(problems), samples, batch):
             group = call[0][1]
             rollout = sampler.sample([prompts[j] for j, _ in call], group)
-            scores = scoring.score(task, [problems[j] for j, _ in call for _ in range(group)], rollout.texts).scores
+            scored = scoring.score(task, [problems[j] for j, _ in call for _ in range(group)], rollout.texts)
+            scores = scored.scores  # a sample that could not be scored counts as not solved
+            failed += len(scored.failures)
             ids = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
             ended = (rollout.completion_ids == tokenizer.eos_token_id).any(dim=1).tolist()
             for slot, (j, _) in enumerate(call):
@@ -109,7 +112,11 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
                         on_problem(problems[j], prompts[j], done["texts"], done["scores"], done["truncated"])
             bar.update(group * len(call))
     bar.close()
+    if failed:
+        warnings.warn(f"{desc}: the reward failed on {failed} samples (raised or not a finite number); they "
+                      "count as not solved")
     result = evaluation.result(rows, counts, [p.id for p in problems], samples, ks)
+    result["unscorable"] = failed
     result["seconds"] = time.time() - start
     return result
 

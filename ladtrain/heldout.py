@@ -1,9 +1,10 @@
 """Held-out evaluation of a run: which sets, which k, when, and where the rows go.
 
 * **Sets.** The task's own held-out split (named :data:`MAIN`, ``held_out``) and one set per
-  ``--eval-task NAME=SPEC`` (or ``SPEC``: the name is then derived from it, :func:`parse_eval_task`), each
+  ``--eval-task NAME=SPEC`` (or ``SPEC``: the name is then derived from it,
+  :func:`ladtrain.tasks.named_spec`), each
   the ``test`` split of its task, scored by that task's own verifier, cut to ``--eval-problems`` problems.
-* **k.** ``--k LIST`` / ``--k-max K`` / ``--eval-samples N`` (:func:`ladtrain.passk.resolve_ks`): the k
+* **k.** ``--k LIST`` / ``--k-max K`` / ``--eval-samples N`` (:func:`ladtrain.passk.ks_of`): the k
   values reported, and ``max(N, largest k)`` samples per problem.
 * **When.** At step 0 (the base), every ``--eval-every`` RL steps, and after the last step (the trained
   policy); the same sampling seed each time (``--seed`` + 1), so every evaluation of a set sees the same
@@ -21,71 +22,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-MAIN = "held_out"
+from ladtrain import passk
+from ladtrain.config import HELD_OUT, ConfigError
+from ladtrain.tasks import named_spec
+
+MAIN = HELD_OUT  # "held_out": the task's own held-out split
 SAMPLE_COLUMNS = ("problem", "prompt", "completion", "answer", "reward")
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-def parse_eval_task(text: str) -> tuple[str, str]:
-    """``NAME=SPEC`` -> ``(NAME, SPEC)``; a plain ``SPEC`` gets a name from its argument's file or folder
-    stem (``jsonl:data/gsm8k_test.jsonl`` -> ``gsm8k_test``), else ``NAME_ARG`` or the task's name
-    (``countdown:3`` -> ``countdown_3``). ValueError for an empty spec or an unusable name."""
-    from ladtrain.tasks import parse_spec
-
-    head, eq, rest = text.partition("=")
-    if eq and _NAME.fullmatch(head.strip()) and not any(c in head for c in ":,/"):
-        name, spec = head.strip(), rest.strip()
-    else:
-        name, spec = "", text.strip()
-    if not spec:
-        raise ValueError("empty task spec (give NAME=SPEC or SPEC)")
-    if not name:
-        task, arg, _ = parse_spec(spec)
-        if arg and any(c in arg for c in "/.\\"):
-            name = Path(arg.rstrip("/")).stem or task
-        else:
-            name = f"{task}_{arg}" if arg else task
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    if name == MAIN:
-        raise ValueError(f"the name {MAIN!r} is the task's own held-out split; choose another")
-    return name, spec
-
-
-def ks_of(cfg) -> tuple[list[int], int]:
-    """``(k values, samples per problem)`` of a TrainConfig (``--k``, ``--k-max``, ``--eval-samples``) or
-    an EvalConfig (``--k``, ``--k-max``, ``--samples``)."""
-    from ladtrain.passk import resolve_ks
-
-    if hasattr(cfg, "eval_samples"):
-        return resolve_ks(cfg.eval_k or "", cfg.eval_k_max, cfg.eval_samples)
-    return resolve_ks(cfg.k or ("" if cfg.k_max else "16"), cfg.k_max, cfg.samples)
-
-
-def check_options(cfg) -> None:
-    """The evaluation options together: ``--k`` with ``--k-max``, and two sets of one name, are
-    ConfigErrors naming the flag."""
-    from ladtrain.config import ConfigError
-    from ladtrain.passk import EvaluationError
-
-    try:
-        ks_of(cfg)
-    except EvaluationError as err:
-        raise ConfigError(str(err)) from None
-    names = [MAIN]
-    for text in cfg.eval_task:
-        try:
-            name = parse_eval_task(text)[0]
-        except ValueError as err:
-            raise ConfigError(f"--eval-task: {err} (got {text!r})") from None
-        if name in names:
-            raise ConfigError(f"--eval-task: two evaluation sets are named {name!r}; name them with "
-                              "NAME=SPEC")
-        names.append(name)
 
 
 @dataclass(frozen=True)
@@ -101,12 +47,11 @@ class EvalSet:
 def eval_sets(cfg, task, problems: Sequence, limit: int = 0) -> list[EvalSet]:
     """:data:`MAIN` (``task`` on ``problems``) and one set per ``--eval-task`` (its test split), each cut
     to ``limit`` problems (0: all). A task that cannot be built, or an empty split, is a ConfigError."""
-    from ladtrain.config import ConfigError
     from ladtrain.tasks import TaskError, get_task
 
     out = [EvalSet(MAIN, cfg.task, task, tuple(problems[: limit or None]))]
     for text in cfg.eval_task:
-        name, spec = parse_eval_task(text)
+        name, spec = named_spec(text, reserved=(MAIN,))
         try:
             extra = get_task(spec)
             held = tuple(extra.problems("test"))[: limit or None]
@@ -175,6 +120,60 @@ class Evaluator:
         return results
 
 
+def evaluator(cfg, task, problems: Sequence, model, tokenizer, faults=None, *, log: Path | None = None,
+              trackers=None) -> Evaluator:
+    """The :class:`Evaluator` of a training run: :func:`eval_sets` (``problems`` are the task's held-out
+    problems that fit the context, already cut to ``--eval-problems``), the extra sets' prompts that do
+    not fit the model's context with ``--max-new-tokens`` dropped and counted as ``prompts_too_long``
+    (ConfigError if none is left), k and samples from :func:`ks_of`, seed ``--seed`` + 1."""
+    from ladtrain import models
+
+    sets = eval_sets(cfg, task, problems, limit=cfg.eval_problems)
+    context = models.context_length(model)
+    fitted = [sets[0]]
+    for s in sets[1:]:
+        fit, dropped = models.fitting_prompts(list(s.problems), tokenizer, context, cfg.max_new_tokens,
+                                              models.format_prompt)
+        if not fit:
+            raise ConfigError(f"--eval-task {s.name}: no prompt fits the model's context of {context} tokens "
+                              f"with --max-new-tokens {cfg.max_new_tokens}")
+        if dropped and faults is not None:
+            faults.count("prompts_too_long", dropped, f"{dropped} prompts of --eval-task {s.name} + "
+                         f"--max-new-tokens exceed the model's context ({context})")
+        fitted.append(EvalSet(s.name, s.spec, s.task, tuple(fit)))
+    ks, samples = passk.ks_of(cfg)
+    return Evaluator(fitted, ks=ks, samples=samples, temperature=cfg.eval_temperature,
+                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1, batch=cfg.eval_batch,
+                     progress=cfg.progress, log=log, trackers=trackers)
+
+
+def by_set(saved: dict[str, Any] | None) -> dict[str, dict] | None:
+    """The base evaluations saved in a resumable checkpoint, by set (a checkpoint written before there
+    were several sets holds the held-out split's result alone)."""
+    if not saved:
+        return None
+    return {MAIN: saved} if "problem_ids" in saved else saved
+
+
+def summary_fields(base: dict[str, dict], trained: dict[str, dict],
+                   versus: dict[str, dict]) -> dict[str, Any]:
+    """What ``summary.json`` gains from the evaluation sets: the samples per problem and the k values, the
+    held-out split's crossover k (also ``crossover_significant_k``) and retained base answers (with
+    intervals), every set's :func:`ladtrain.evaluation.versus` (``versus``), and the extra sets' base and
+    trained results (``eval_sets``; the held-out split's are ``base`` and ``trained``)."""
+    main = versus[MAIN]
+    return {
+        "eval_samples": main["samples_per_problem"],
+        "ks": main["ks"],
+        "crossover_k": main["crossover_k"],
+        "crossover_significant_k": main["crossover_significant_k"],
+        "retained": main["retained"],
+        "new_answers": main["new_answers"],
+        "versus": versus,
+        "eval_sets": {name: {"base": base[name], "trained": trained[name]} for name in base if name != MAIN},
+    }
+
+
 def due(step: int, every: int, last: int) -> bool:
     """A periodic evaluation after RL step ``step`` (not the last: the final evaluation covers it)."""
     return bool(every) and step % every == 0 and step != last
@@ -229,5 +228,5 @@ def strip_per_problem(v: dict[str, Any]) -> dict[str, Any]:
     return {k: val for k, val in v.items() if k != "per_problem"}
 
 
-__all__ = ["MAIN", "SAMPLE_COLUMNS", "EvalSet", "Evaluator", "check_options", "due", "eval_row", "eval_sets",
-           "ks_of", "parse_eval_task", "strip_per_problem", "summary_lines", "versus_all"]
+__all__ = ["MAIN", "SAMPLE_COLUMNS", "EvalSet", "Evaluator", "by_set", "due", "eval_row", "eval_sets",
+           "evaluator", "strip_per_problem", "summary_fields", "summary_lines", "versus_all"]

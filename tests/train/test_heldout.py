@@ -11,6 +11,8 @@ import pytest
 
 from ladtrain import coverage, evaluation, heldout, models
 from ladtrain.config import ConfigError, EvalConfig, TrainConfig
+from ladtrain.passk import ks_of
+from ladtrain.tasks import named_spec
 from ladtrain.tasks.base import Problem, Score
 
 
@@ -25,14 +27,14 @@ from ladtrain.tasks.base import Problem, Score
     ("jsonl:x.jsonl,instruction=a=b", ("x", "jsonl:x.jsonl,instruction=a=b")),
 ])
 def test_eval_task_names(text, expected):
-    assert heldout.parse_eval_task(text) == expected
+    assert named_spec(text, reserved=(heldout.MAIN,)) == expected
 
 
 def test_eval_task_name_errors():
-    with pytest.raises(ValueError, match="held-out split"):
-        heldout.parse_eval_task("held_out=countdown")
+    with pytest.raises(ValueError, match="'held_out' is taken"):
+        named_spec("held_out=countdown", reserved=(heldout.MAIN,))
     with pytest.raises(ValueError, match="empty task spec"):
-        heldout.parse_eval_task("name=")
+        named_spec("name=")
 
 
 def test_options_together_are_checked_once_with_the_flag():
@@ -41,11 +43,11 @@ def test_options_together_are_checked_once_with_the_flag():
     with pytest.raises(ConfigError, match="--eval-task: two evaluation sets are named 'countdown'"):
         replace(TrainConfig(), eval_task=("countdown", "countdown")).validate()
     cfg = replace(TrainConfig(), eval_k_max=256, eval_samples=16).validate()
-    assert heldout.ks_of(cfg) == ([1, 2, 4, 8, 16, 32, 64, 128, 256], 256)
-    assert heldout.ks_of(replace(TrainConfig(), eval_samples=12)) == ([1, 2, 4, 8, 12], 12)
-    assert heldout.ks_of(EvalConfig()) == ([1, 2, 4, 8, 16], 16)  # eval's default k = 16
-    assert heldout.ks_of(replace(EvalConfig(), k_max=4)) == ([1, 2, 4], 4)
-    assert heldout.ks_of(replace(EvalConfig(), k="1,8", samples=32)) == ([1, 8], 32)
+    assert ks_of(cfg) == ([1, 2, 4, 8, 16, 32, 64, 128, 256], 256)
+    assert ks_of(replace(TrainConfig(), eval_samples=12)) == ([1, 2, 4, 8, 12], 12)
+    assert ks_of(EvalConfig()) == ([1, 2, 4, 8, 16], 16)  # eval's default k = 16
+    assert ks_of(replace(EvalConfig(), k_max=4)) == ([1, 2, 4], 4)
+    assert ks_of(replace(EvalConfig(), k="1,8", samples=32)) == ([1, 8], 32)
 
 
 def test_schedule():
