@@ -44,12 +44,12 @@ class EvalSet:
     problems: tuple
 
 
-def eval_sets(cfg, task, problems: Sequence, limit: int = 0) -> list[EvalSet]:
-    """:data:`MAIN` (``task`` on ``problems``) and one set per ``--eval-task`` (its test split), each cut
-    to ``limit`` problems (0: all). A task that cannot be built, or an empty split, is a ConfigError."""
+def extra_sets(cfg, limit: int = 0) -> list[EvalSet]:
+    """One set per ``--eval-task`` (its task's test split, cut to ``limit`` problems; 0: all). A task that
+    cannot be built, or an empty split, is a ConfigError naming the set (built before any training)."""
     from ladtrain.tasks import TaskError, get_task
 
-    out = [EvalSet(MAIN, cfg.task, task, tuple(problems[: limit or None]))]
+    out = []
     for text in cfg.eval_task:
         name, spec = named_spec(text, reserved=(MAIN,))
         try:
@@ -61,6 +61,14 @@ def eval_sets(cfg, task, problems: Sequence, limit: int = 0) -> list[EvalSet]:
             raise ConfigError(f"--eval-task {name}: {spec} has no test problems")
         out.append(EvalSet(name, spec, extra, held))
     return out
+
+
+def eval_sets(cfg, task, problems: Sequence, limit: int = 0, extra: Sequence[EvalSet] | None = None
+              ) -> list[EvalSet]:
+    """:data:`MAIN` (``task`` on ``problems``, cut to ``limit``) and the ``--eval-task`` sets
+    (:func:`extra_sets`, or ``extra`` when already built)."""
+    main = EvalSet(MAIN, cfg.task, task, tuple(problems[: limit or None]))
+    return [main, *(extra_sets(cfg, limit) if extra is None else extra)]
 
 
 def eval_row(step: int, label: str, name: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -120,15 +128,16 @@ class Evaluator:
         return results
 
 
-def evaluator(cfg, task, problems: Sequence, model, tokenizer, faults=None, *, log: Path | None = None,
-              trackers=None) -> Evaluator:
+def evaluator(cfg, task, problems: Sequence, model, tokenizer, faults=None, *,
+              extra: Sequence[EvalSet] | None = None, log: Path | None = None, trackers=None) -> Evaluator:
     """The :class:`Evaluator` of a training run: :func:`eval_sets` (``problems`` are the task's held-out
-    problems that fit the context, already cut to ``--eval-problems``), the extra sets' prompts that do
+    problems that fit the context, already cut to ``--eval-problems``; ``extra``: the sets of
+    :func:`extra_sets`, built early), the extra sets' prompts that do
     not fit the model's context with ``--max-new-tokens`` dropped and counted as ``prompts_too_long``
     (ConfigError if none is left), k and samples from :func:`ks_of`, seed ``--seed`` + 1."""
     from ladtrain import models
 
-    sets = eval_sets(cfg, task, problems, limit=cfg.eval_problems)
+    sets = eval_sets(cfg, task, problems, limit=cfg.eval_problems, extra=extra)
     context = models.context_length(model)
     fitted = [sets[0]]
     for s in sets[1:]:
@@ -229,4 +238,4 @@ def strip_per_problem(v: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["MAIN", "SAMPLE_COLUMNS", "EvalSet", "Evaluator", "by_set", "due", "eval_row", "eval_sets",
-           "evaluator", "strip_per_problem", "summary_fields", "summary_lines", "versus_all"]
+           "evaluator", "extra_sets", "strip_per_problem", "summary_fields", "summary_lines", "versus_all"]

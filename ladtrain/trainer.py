@@ -86,6 +86,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     world, device = start.start_up(cfg, loss_fn)
     out = run_folder(cfg)
     task = load_task(cfg)
+    extra_sets = heldout.extra_sets(cfg, cfg.eval_problems)  # --eval-task: built before any training
     problems = start.splits(cfg, task)
     begin = Begin.resumed(cfg, out, world, problems) if cfg.resume else Begin.fresh(cfg, problems, world)
     start.write_run_info(cfg, out, world, device, begin)
@@ -97,7 +98,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     resumed_at = begin.state.step + 1 if begin.state is not None else None
     trackers = tracking.open_trackers(cfg.report_to if world.is_main else "none", out, cfg.to_dict(),
                                       purge_step=resumed_at)
-    evaluator = heldout.evaluator(cfg, task, eval_problems, model, begin.tokenizer, faults,
+    evaluator = heldout.evaluator(cfg, task, eval_problems, model, begin.tokenizer, faults, extra=extra_sets,
                                   log=out / "eval.jsonl" if world.is_main else None, trackers=trackers)
     if resumed_at is not None:
         evaluator.resume(resumed_at)  # eval.jsonl keeps the rows up to the checkpoint
