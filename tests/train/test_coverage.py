@@ -123,7 +123,10 @@ def test_versus_reports_intervals_crossover_and_retained_answers():
     assert v["per_problem"]["retained"][:3] == [0.5, 1.0, 0.0] and math.isnan(v["per_problem"]["retained"][3])
     assert v["retained"]["mean"] == pytest.approx(0.5) and v["retained"]["n"] == 3
     assert v["per_problem"]["new"] == [0.0, 0.0, 0.0, 0.0]
-    assert evaluation.versus(base, base)["crossover_k"] == 1  # equal curves: base >= trained at once
+    same = evaluation.versus(base, base)
+    assert same["crossover_k"] == 1  # equal curves: base >= trained at once, and said so
+    text = "crossover: k=1 (base and trained pass@k are equal at every k up to 4)"
+    assert evaluation.crossover_text(same) == text
     with pytest.raises(EvaluationError, match="different problems"):
         evaluation.versus(base, {**trained, "problem_ids": ["a", "b", "c", "d"]})
 
