@@ -1,4 +1,4 @@
-r"""The controlled bandit experiment: LAD recovers a multimodal target, advantage maximisation collapses.
+r"""The controlled bandit: with a fixed reference LAD recovers a multimodal target, GRPO collapses.
 
 Setup (paper-notes.md section 7; the paper states only "50 arms, three Gaussian bumps, 4000 steps at
 learning rate 5e-3"; every number below is **[ours]** and is a field of :class:`BanditConfig`):
@@ -88,7 +88,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ladtheory import divergences, options
+from ladtheory import divergences, flags, options
 from ladtheory.divergences import FDivergence
 from ladtheory.objective import lad_loss
 from ladtheory.options import Choice, Flag, Int, Real, Several, Text, option
@@ -150,8 +150,8 @@ class BanditConfig:
     optimizer: str = option("adam", "adam or sgd (plain gradient descent)", Choice("adam", "sgd"))
     mode: str = option("exact", "exact (expected gradients over all arms) or sampled (G draws per step)",
                        Choice("exact", "sampled"))
-    group_size: int = option(8, "G, draws per step in sampled mode",
-                             Int(ge=2, why="GRPO normalises within the group"))
+    group_size: int = option(8, "G, draws per step in sampled mode (at most 10^7: they are held at once)",
+                             Int(ge=2, le=10**7, why="GRPO normalises within the group"))
     seed: int = option(0, "random seed (sampled mode)", Int(ge=0, le=2**32 - 1))
     divergences: tuple[str, ...] = option(tuple(divergences.BUILTIN_NAMES),
                                           "LAD divergences, comma-separated (default: every built-in)",
@@ -617,19 +617,19 @@ class BanditCommand:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = options.Parser(prog="python -m ladtheory bandit",
+    p = flags.Parser(prog="python -m ladtheory bandit",
                        description="The 50-arm bandit: LAD (every divergence) vs GRPO vs FlowRL. Each "
                                    "option's help ends with its domain and default in brackets.")
-    options.add_arguments(p, BanditCommand)
-    options.add_arguments(p, BanditConfig)
+    flags.add_arguments(p, BanditCommand)
+    flags.add_arguments(p, BanditConfig)
     return p
 
 
 def parse(argv: list[str] | None = None) -> tuple[BanditConfig, BanditCommand]:
     """The run's configuration and the command's options; OptionError (``--flag: ...``) for a bad value."""
     ns = vars(parser().parse_args(argv))
-    command = options.validate(BanditCommand(**options.values(ns, BanditCommand)))
-    return BanditConfig(**options.values(ns, BanditConfig)), command
+    command = options.validate(BanditCommand(**flags.values(ns, BanditCommand)))
+    return BanditConfig(**flags.values(ns, BanditConfig)), command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 r"""Declared options: each field of a command's config dataclass states once, next to its help text, which
-values it takes; one generic validator checks every field against its declaration, one builder turns the
-dataclass into argparse flags whose help shows the domain, and every error is one line.
+values it takes; one generic validator checks every field against its declaration, one builder
+(:mod:`ladtheory.flags`) turns the dataclass into argparse flags whose help shows the domain, and every
+error is one line.
 
 Declaring a field (the whole recipe for a new option of ``TrainConfig``, ``EvalConfig``, the compare study
 or the bandit):
@@ -27,6 +28,8 @@ or not; a folder, maybe holding a named file; literal keywords such as ``builtin
 :class:`Domain` (``coerce``, ``problem``, ``describe``); ``tests/test_options.py`` must then learn to draw
 values inside and outside it (its property test fails on a kind it does not know).
 
+The command-line side (flags whose help shows the domain) is :mod:`ladtheory.flags`.
+
 Errors read ``--flag: what is wrong (got VALUE)`` with ``VALUE`` shortened to at most 80 characters
 (:func:`shown`); :class:`OptionError` is a ``ValueError``. This module is the base package's (stdlib
 only) so that the bandit's command line in ``ladtheory`` and every ``ladtrain`` command share it.
@@ -34,14 +37,13 @@ only) so that the bandit's command line in ``ladtheory`` and every ``ladtrain`` 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import math
 import os
 import re
 from dataclasses import MISSING, dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 
 class OptionError(ValueError):
@@ -321,11 +323,13 @@ class Text(Domain):
 @dataclass(frozen=True)
 class Path(Text):
     """A file-system path. ``exists``: True (must exist), False (need not). ``folder``: it must be a folder
-    (when it exists); ``holding``: a file it must hold (``what`` names such a folder in errors);
+    (when it exists); ``file``: it must not be a folder; ``holding``: a file it must hold (``what`` names
+    such a folder in errors);
     ``keywords``: literal values accepted besides paths (``builtin``)."""
 
     exists: bool = False
     folder: bool = False
+    file: bool = False
     holding: str | None = None
     what: str = "a folder"
     keywords: tuple[str, ...] = ()
@@ -347,12 +351,15 @@ class Path(Text):
             return f"does not exist{expected}"
         if self.folder and path.exists() and not path.is_dir():
             return f"is not a folder{expected}"
+        if self.file and path.is_dir():
+            return "is a folder (expected a file path)"
         if self.holding and self.exists and not (path / self.holding).is_file():
             return f"is not {self.what} (no {self.holding})"
         return None
 
     def describe(self) -> str:
-        kind = self.what if self.holding else ("a folder" if self.folder else "a path")
+        kind = "a folder" if self.folder else "a file" if self.file else "a path"
+        kind = self.what if self.holding else kind
         text = (
             ("an existing " if self.exists else "")
             + kind
@@ -549,79 +556,14 @@ def validate(obj: Any, *, error: type[OptionError] = OptionError, flags: bool = 
     return obj
 
 
-# --------------------------------------------------------------------------------------------------
-# The command line
+def __getattr__(name: str) -> Any:
+    """The command-line helpers live in :mod:`ladtheory.flags`; ``options.Parser`` and friends still
+    resolve there, for code written against the first layout."""
+    if name in ("Parser", "add_arguments", "help_text", "values"):
+        from ladtheory import flags
 
-
-class Parser(argparse.ArgumentParser):
-    """argparse that raises :class:`OptionError` (one line, ``--flag: ...``) instead of printing usage."""
-
-    def error(self, text: str):  # type: ignore[override]
-        if text.startswith("argument "):  # "argument --progress/--no-progress: ignored explicit argument"
-            names, _, rest = text[len("argument ") :].partition(": ")
-            if rest.startswith("ignored explicit argument "):
-                rest = f"takes no value (got {rest[len('ignored explicit argument ') :]})"
-            elif rest == "expected one argument":
-                rest = "expects a value (got none)"
-            text = f"{names.split('/')[0]}: {rest}"
-        elif text.startswith("the following arguments are required: "):
-            text = f"{text.split(': ', 1)[1].split(',')[0]}: required (got none)"
-        elif text.startswith("unrecognized arguments: "):
-            rest = text[len("unrecognized arguments: ") :]
-            text = f"{rest.split()[0]}: unknown option, see --help (got {shown(rest)})"
-        raise OptionError(" ".join(text.split()))
-
-
-def help_text(f: dataclasses.Field) -> str:
-    """The field's help, then its domain and default in brackets (``%`` escaped for argparse)."""
-    meta, domain = f.metadata, f.metadata["domain"]
-    parts = [domain.describe()]
-    if meta["nullable"]:
-        parts.append("or none")
-    if "default" not in meta["help"] and f.default is not MISSING:
-        d = f.default
-        parts.append(f"default {','.join(map(str, d)) if isinstance(d, tuple) else d}")
-    extra = "; ".join(p for p in parts if p)
-    return (meta["help"] + (f" [{extra}]" if extra else "")).replace("%", "%%")
-
-
-def add_arguments(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-    cls: type,
-    *,
-    prefix: str = "",
-    only: Iterable[str] | None = None,
-    skip: Iterable[str] = (),
-) -> None:
-    """One flag per field of ``cls`` (``cli=True`` fields, restricted to ``only``, minus ``skip``); values
-    stay raw text (:func:`values` converts them, so that errors name the flag); an absent flag is absent
-    from the namespace. ``prefix`` is put before each destination name (two configs in one parser)."""
-    keep = set(only) if only is not None else None
-    for f in declared(cls):
-        if not f.metadata["cli"] or f.name in set(skip) or (keep is not None and f.name not in keep):
-            continue
-        kw: dict[str, Any] = {"dest": prefix + f.name, "default": argparse.SUPPRESS, "help": help_text(f)}
-        if isinstance(f.metadata["domain"], Flag):
-            kw["action"] = argparse.BooleanOptionalAction
-        elif getattr(f.metadata["domain"], "repeatable", False):
-            kw["action"], kw["metavar"] = "append", f.metadata["domain"].metavar
-        else:
-            kw["metavar"] = f.metadata["domain"].metavar
-            if f.default is MISSING:
-                kw["required"] = True
-        parser.add_argument(flag(f.name), *f.metadata["aliases"], **kw)
-
-
-def values(namespace: dict[str, Any], cls: type, *, prefix: str = "") -> dict[str, Any]:
-    """The typed, checked values of ``cls``'s fields found in a parsed namespace (``prefix`` as given to
-    :func:`add_arguments`)."""
-    names = {f.name for f in declared(cls)}
-    out = {}
-    for key, raw in namespace.items():
-        if key.startswith(prefix) and key[len(prefix) :] in names:
-            name = key[len(prefix) :]
-            out[name] = convert(cls, name, raw)
-    return out
+        return getattr(flags, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -634,22 +576,18 @@ __all__ = [
     "Limit",
     "Listed",
     "OptionError",
-    "Parser",
     "Path",
     "Real",
     "Repeated",
     "Several",
     "Text",
-    "add_arguments",
     "convert",
     "cpu_cores",
     "declared",
     "field_of",
     "flag",
-    "help_text",
     "message",
     "option",
     "shown",
     "validate",
-    "values",
 ]

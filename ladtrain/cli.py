@@ -15,7 +15,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from ladtheory import options
+from ladtheory import flags, options
 from ladtrain.config import ConfigError, EvalConfig, TrainConfig, build
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,10 +44,10 @@ Each option's help ends with its domain and default in brackets."""
 def build_parser(
     prog: str = "python -m ladtrain train", cls: type = TrainConfig, description: str = DESCRIPTION
 ) -> argparse.ArgumentParser:
-    """One flag per field of the config dataclass ``cls`` (:func:`ladtheory.options.add_arguments`)."""
+    """One flag per field of the config dataclass ``cls`` (:func:`ladtheory.flags.add_arguments`)."""
     commands = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items())
     epilog = f"commands (python -m ladtrain COMMAND --help):\n{commands}" if cls is TrainConfig else None
-    parser = options.Parser(
+    parser = flags.Parser(
         prog=prog,
         description=description,
         epilog=epilog,
@@ -60,7 +60,7 @@ def build_parser(
             default=None,
             help="YAML mapping of option: value (field names as below, with _), UTF-8; flags override it",
         )
-    options.add_arguments(parser, cls)
+    flags.add_arguments(parser, cls)
     return parser
 
 
@@ -79,16 +79,16 @@ def parse_eval(argv: Sequence[str]) -> EvalConfig:
 
 def _typed(ns: dict, cls: type) -> dict:
     try:
-        return options.values(ns, cls)
+        return flags.values(ns, cls)
     except options.OptionError as err:
         raise ConfigError(str(err)) from None
 
 
 def train_main(argv: Sequence[str]) -> int:
-    from ladtrain import losses, trainer
+    from ladtrain import losses, preflight, trainer
 
-    cfg = parse_config(argv)
-    losses.get(cfg.loss)  # an unknown loss or divergence fails before any work
+    cfg = preflight.train(parse_config(argv))  # every check before the run folder is written
+    losses.get(cfg.loss)
     trainer.train(cfg)
     return 0
 
@@ -101,9 +101,9 @@ def eval_main(argv: Sequence[str]) -> int:
 
     import torch
 
-    from ladtrain import distributed, heldout, intervals, models, passk, trainer
+    from ladtrain import distributed, heldout, intervals, models, passk, preflight, trainer
 
-    cfg = parse_eval(argv)
+    cfg = preflight.evaluation(parse_eval(argv))
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     task = trainer.load_task(cfg)
     problems = list(task.problems(cfg.split))[: cfg.problems or None]

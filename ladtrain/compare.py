@@ -11,7 +11,7 @@ import argparse
 from dataclasses import replace
 from typing import Any, Sequence
 
-from ladtheory import options
+from ladtheory import flags, options
 from ladtrain.config import ConfigError, TrainConfig, convert, flag, load_yaml
 from ladtrain.study import DIVERGENCE_ABLATION, Arm, CompareConfig, arms_of, run_study, seeds_of
 from ladtrain.study_report import mechanism_lines, report
@@ -45,22 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
         + "."
     )
     parser.epilog = None
-    options.add_arguments(parser.add_argument_group("study"), CompareConfig, prefix="study_")
+    flags.add_arguments(parser.add_argument_group("study"), CompareConfig, prefix="study_")
     return parser
 
 
 def parse(argv: Sequence[str]) -> tuple[CompareConfig, TrainConfig]:
     """The study and the validated per-run base configuration (ConfigError naming the flag otherwise)."""
     ns = vars(build_parser().parse_args(list(argv)))
-    for name, instead in (("loss", "--losses"), ("seed", "--seeds")):
+    refused = (("loss", "compare takes --losses instead"), ("seed", "compare takes --seeds instead"),
+               ("resume", "a study resumes its own runs: run the same compare command again"))
+    for name, why in refused:
         if name in ns:
-            raise ConfigError(
-                f"{flag(name)}: compare takes {instead} instead (got {options.shown(ns[name])})"
-            )
+            raise ConfigError(options.message(name, why, ns[name]))
     config_file = ns.pop("config", None)
     try:
-        study = CompareConfig(**options.values(ns, CompareConfig, prefix="study_")).validate()
-        train_values = options.values(
+        study = CompareConfig(**flags.values(ns, CompareConfig, prefix="study_")).validate()
+        train_values = flags.values(
             {k: v for k, v in ns.items() if not k.startswith("study_")}, TrainConfig
         )
     except options.OptionError as err:
@@ -77,7 +77,10 @@ def parse(argv: Sequence[str]) -> tuple[CompareConfig, TrainConfig]:
 def main(argv: Sequence[str]) -> int:
     import shlex
 
+    from ladtrain import preflight
+
     study, base = parse(argv)
+    preflight.train(base)  # the task, the reward, memory: before the study folder is written
     run_study(study, base, command="python -m ladtrain compare " + " ".join(shlex.quote(a) for a in argv))
     return 0
 

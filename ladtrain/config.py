@@ -371,7 +371,9 @@ class EvalConfig(RunOptions):
     problems: int = _f(0, "number of problems, from the start of the split (0 = all)", Int(ge=0))
     temperature: float = _f(1.0, "sampling temperature", TEMPERATURE)
     out: str | None = _f(
-        None, "write the results (config, metrics, per-problem values) to this JSON file", PathDomain()
+        None,
+        "write the results (config, metrics, per-problem values) to this JSON file",
+        PathDomain(file=True),
     )
 
 

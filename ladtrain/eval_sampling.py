@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -37,24 +37,28 @@ from ladtrain.tasks import Problem, Task
 MAX_PROMPTS_PER_CALL = 32
 
 
-def plan(n_problems: int, samples: int, batch: int) -> list[list[tuple[int, int]]]:
-    """The generate calls: each a list of ``(problem index, completions of it)``, all with one count
-    (the sampler draws a fixed number per prompt); at most ``batch`` sequences and 32 prompts a call."""
+def prompts_per_call(samples: int, batch: int) -> int:
+    """Problems per ``generate`` call when ``samples <= batch``: ``min(32, batch // samples)``, at least 1."""
+    return max(1, min(MAX_PROMPTS_PER_CALL, batch // samples))
+
+
+def plan(n_problems: int, samples: int, batch: int) -> Iterator[list[tuple[int, int]]]:
+    """The generate calls, in order (a generator: nothing is built ahead): each a list of ``(problem
+    index, completions of it)``, all with one count (the sampler draws a fixed number per prompt); at
+    most ``batch`` sequences and 32 prompts a call."""
     if samples < 1 or batch < 1:
         raise EvaluationError(f"need samples >= 1 and batch >= 1, got {samples} and {batch}")
-    calls: list[list[tuple[int, int]]] = []
     if samples <= batch:
-        per = max(1, min(MAX_PROMPTS_PER_CALL, batch // samples))
+        per = prompts_per_call(samples, batch)
         for i in range(0, n_problems, per):
-            calls.append([(j, samples) for j in range(i, min(n_problems, i + per))])
-    else:
-        for j in range(n_problems):
-            done = 0
-            while done < samples:
-                piece = min(batch, samples - done)
-                calls.append([(j, piece)])
-                done += piece
-    return calls
+            yield [(j, samples) for j in range(i, min(n_problems, i + per))]
+        return
+    for j in range(n_problems):
+        done = 0
+        while done < samples:
+            piece = min(batch, samples - done)
+            yield [(j, piece)]
+            done += piece
 
 
 def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, samples: int, temperature: float,
@@ -121,4 +125,4 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
     return result
 
 
-__all__ = ["MAX_PROMPTS_PER_CALL", "evaluate", "plan"]
+__all__ = ["MAX_PROMPTS_PER_CALL", "evaluate", "plan", "prompts_per_call"]
