@@ -291,8 +291,8 @@ class TrainConfig(RunOptions):
     report_to: str = _f(
         "none",
         "experiment tracking, as TRL's report_to: none, tensorboard (RUN/tensorboard/), wandb (offline "
-        "only, RUN/wandb/), or both comma-separated",
-        Listed(Choice("none", "tensorboard", "wandb"), unique=True),
+        "only, RUN/wandb/), or both",
+        Choice("none", "tensorboard", "wandb", "tensorboard,wandb"),
     )
     # --- built-in model warm-up (supervised, cached)
     warmup_steps: int = _f(
