@@ -19,7 +19,10 @@ arms (``tilt = log 4``): ``pi_0(25)/pi_0(10) = 4^{-15/49} = 0.654``, ``pi_0(40)/
 * ``lad:js sgd S``: ``S`` plain gradient steps per round at ``lr`` (``S = 1``: one update per rollout, where
   LAD is the policy gradient with weights ``w(A, 1)``);
 * ``grpo sgd S``: ``S`` plain gradient steps per round on GRPO's exact clipped surrogate with the
-  population-normalised advantage under ``pi_old`` (``ladtheory.bandit.grpo_surrogate``, ``normalised``).
+  population-normalised advantage under ``pi_old`` (``ladtheory.bandit.grpo_surrogate``, ``normalised``);
+* ``lad:js sampled G=8 seed s``: each round draws ``G`` arms from ``pi_old`` and takes ``sampled_steps``
+  Adam steps on ``lad_loss`` itself over that group (what a trainer does with several updates on one
+  sampled rollout); ``sampled_seeds`` seeds.
 
 The SGD variants run ``step_rounds / S`` rounds (the same number of gradient steps). Reported per method:
 the ratios ``pi(25)/pi(10)`` and ``pi(40)/pi(10)`` (peak arms) and of the mode-window masses, the mass on
@@ -27,7 +30,8 @@ the three windows, ``E_pi[A]``, the entropy, and for the target variants the tot
 of each round's result from the round's exact target and of the last policy from ``pi_0 e^{kA/eta}/Z``.
 
 ``python -m ladtheory bandit-iterated --out results/bandit/iterated`` writes ``iterated.json`` and
-``iterated.png`` (about 20 s on one CPU thread). Tests: ``tests/theory/test_bandit_iterated.py``.
+``iterated.png`` (about 40 s of CPU on one thread; 2.7 min of wall time on a loaded 2-core machine).
+Tests: ``tests/theory/test_bandit_iterated.py``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pathlib import Path
 import torch
 
 from ladtheory import bandit, flags, options, reductions
+from ladtheory.objective import lad_loss
 from ladtheory.options import Choice, Int, Real, option
 
 DTYPE = torch.float64
@@ -67,6 +72,10 @@ class IteratedConfig:
                             options.Listed(Int(ge=1, le=10**4)))
     lr: float = option(2.0, "plain gradient-step size of the SGD variants", Real(gt=0))
     clip_eps: float = option(0.2, "GRPO clip range", Real(gt=0, lt=1))
+    group_size: int = option(8, "G, arms drawn from pi_old per round by the sampled variant",
+                             Int(ge=1, le=10**4))
+    sampled_steps: int = option(200, "Adam steps per round of the sampled variant", Int(ge=1, le=10**5))
+    sampled_seeds: int = option(3, "seeds of the sampled variant (0 for none)", Int(ge=0, le=100))
 
     def __post_init__(self) -> None:
         options.validate(self, flags=False)
@@ -136,6 +145,25 @@ def round_of_steps(config: IteratedConfig, prob: Problem, theta: torch.Tensor, l
     return x.detach()
 
 
+def round_sampled(config: IteratedConfig, prob: Problem, theta: torch.Tensor,
+                  gen: torch.Generator) -> torch.Tensor:
+    """Draw G arms from pi_old and take ``sampled_steps`` Adam steps on ``lad_loss`` over that group (each arm
+    a one-token response, ``level="sequence"``): the Monte-Carlo loss a trainer minimises on one rollout."""
+    log_old = torch.log_softmax(theta, 0).detach()
+    arms = torch.multinomial(log_old.exp(), config.group_size, replacement=True, generator=gen)  # (G,)
+    mask = torch.ones((config.group_size, 1), dtype=torch.bool)
+    x = theta.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=config.adam_lr)
+    for _ in range(config.sampled_steps):
+        opt.zero_grad()
+        logp = torch.log_softmax(x, 0)[arms][:, None]  # (G, 1)
+        loss, _ = lad_loss(logp, log_old[arms][:, None], prob.advantage[arms], mask,
+                           divergence=config.divergence, eta=config.eta, level="sequence")
+        loss.backward()
+        opt.step()
+    return x.detach()
+
+
 def methods(config: IteratedConfig) -> list[tuple[str, int, object]]:
     """``(name, rounds, one_round)`` for every variant."""
     d = config.divergence
@@ -147,6 +175,10 @@ def methods(config: IteratedConfig) -> list[tuple[str, int, object]]:
         for s in _ints(config.sgd_steps):
             out.append((f"{name} sgd {s}", max(1, config.step_rounds // s),
                         lambda p, th, s=s, fn=fn: round_of_steps(config, p, th, fn, s, "sgd")))
+    for seed in range(config.sampled_seeds):
+        gen = torch.Generator().manual_seed(seed)
+        out.append((f"lad:{d} sampled G={config.group_size} seed {seed}", config.rounds,
+                    lambda p, th, gen=gen: round_sampled(config, p, th, gen)))
     return out
 
 
@@ -219,7 +251,8 @@ def run(config: IteratedConfig = IteratedConfig()) -> dict:
                     hist[key].append(value)
         log_pi = torch.log_softmax(theta, 0)
         closed = torch.log_softmax(prob.log_pi0 + rounds * prob.advantage / config.eta, 0)
-        steps_per_round = 0 if "target" in name else int(name.split()[-1])
+        steps_per_round = (0 if "target" in name else config.sampled_steps if "sampled" in name
+                           else int(name.split()[-1]))
         out["methods"][name] = {**metrics(log_pi, prob), "rounds": rounds, "steps_per_round": steps_per_round,
                                 "max_round_tv_to_target": round_tv, "tv_to_closed_form": _tv(log_pi, closed),
                                 **dict(zip(("equal_advantage_log_ratio_drift", "equal_advantage_pairs"),

@@ -358,13 +358,11 @@ class Path(Text):
         return None
 
     def describe(self) -> str:
-        kind = "a folder" if self.folder else "a file" if self.file else "a path"
-        kind = self.what if self.holding else kind
-        text = (
-            ("an existing " if self.exists else "")
-            + kind
-            + (f" holding {self.holding}" if self.holding else "")
-        )
+        if self.holding:  # "a run folder holding config.json"
+            text = f"{self.what} holding {self.holding}"
+        else:
+            text = ("a folder" if self.folder else "a file" if self.file else "a path") + (
+                " that exists" if self.exists else "")
         return " or ".join([*self.keywords, text]) if self.keywords else text
 
 

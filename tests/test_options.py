@@ -220,6 +220,31 @@ def _bandit(argv):
     }
 
 
+def _iterated_parse(argv):
+    """``python -m ladtheory bandit-iterated``'s flags, parsed and validated as its ``main`` does."""
+    from ladtheory import bandit_iterated as bi
+
+    parser = flags.Parser(prog="bandit-iterated")
+    flags.add_arguments(parser, bi.IteratedCommand)
+    flags.add_arguments(parser, bi.IteratedConfig)
+    ns = vars(parser.parse_args(argv))
+    command = options.validate(bi.IteratedCommand(**flags.values(ns, bi.IteratedCommand)))
+    config = bi.IteratedConfig(**flags.values(ns, bi.IteratedConfig))
+    return {**{f.name: getattr(config, f.name) for f in fields(config)}, "out": command.out}
+
+
+def _iterated_main(argv):
+    from ladtheory import bandit_iterated as bi
+
+    return bi.main(argv)
+
+
+def _iterated_classes():
+    from ladtheory import bandit_iterated as bi
+
+    return [bi.IteratedCommand, bi.IteratedConfig]
+
+
 def _value(parsed, name):
     return parsed[name] if isinstance(parsed, dict) else getattr(parsed, name)
 
@@ -229,6 +254,7 @@ COMMANDS = {
     "eval": (_eval, lambda argv: cli.main(["eval", *argv]), [EvalConfig]),
     "compare": (_compare, lambda argv: cli.main(["compare", *argv]), [CompareConfig, TrainConfig]),
     "bandit": (_bandit, bandit.main, [bandit.BanditCommand, bandit.BanditConfig]),
+    "bandit-iterated": (_iterated_parse, _iterated_main, _iterated_classes()),
 }
 REFUSED = {("compare", "loss"), ("compare", "seed"), ("compare", "resume")}  # tested below
 EXTRA = {("bandit", "reference"): ["--mode=sampled"]}  # rollout needs the sampled mode
@@ -250,7 +276,7 @@ FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthChe
 
 def _base_argv(command, name, out):
     argv = list(EXTRA.get((command, name), []))
-    if command == "bandit" and name != "out":
+    if command in ("bandit", "bandit-iterated") and name != "out":
         argv.append(f"--out={out}")
     elif command in ("train", "compare") and name not in ("out", "resume"):
         argv.append(f"--out={out}")
@@ -314,7 +340,14 @@ def test_a_value_inside_the_domain_is_accepted_as_that_value(command, f, paths, 
 
 
 def test_every_field_of_every_config_declares_a_domain_and_a_help_that_shows_it():
-    for cls in (TrainConfig, EvalConfig, CompareConfig, bandit.BanditConfig, bandit.BanditCommand):
+    for cls in (
+        TrainConfig,
+        EvalConfig,
+        CompareConfig,
+        bandit.BanditConfig,
+        bandit.BanditCommand,
+        *_iterated_classes(),
+    ):
         for f in options.declared(cls):  # raises for a field without a domain
             assert f.metadata["help"], f.name
             text = flags.help_text(f)

@@ -17,7 +17,8 @@ from ladtheory.book import REPO
 from ladtheory.objective import lad_loss
 
 torch.set_num_threads(1)
-SMALL = bi.IteratedConfig(rounds=6, lbfgs_iters=150, adam_steps="200", step_rounds=300, sgd_steps="1")
+SMALL = bi.IteratedConfig(rounds=6, lbfgs_iters=150, adam_steps="200", step_rounds=300, sgd_steps="1",
+                          sampled_steps=30, sampled_seeds=1)
 COMMITTED = REPO / "results" / "bandit" / "iterated" / "iterated.json"
 
 
@@ -81,6 +82,16 @@ def test_bandit_iterated_committed_results_match_the_claims():
     for name in ("lad:js sgd 1", "lad:js sgd 8", "grpo sgd 1", "grpo sgd 8"):
         assert methods[name]["ratio_25_10"] < 1e-3 * base["ratio_25_10"], name
         assert methods[name]["window_mass"] > 0.999, name
+    sampled = [m for n, m in methods.items() if "sampled" in n]
+    assert len(sampled) == 3 and all(m["max_prob"] > 0.999 for m in sampled)  # one arm per seed
+    assert len({m["argmax"] for m in sampled}) > 1  # which arm: the draws decide
+
+
+def test_bandit_iterated_sampled_variant_uses_lad_loss_on_the_drawn_group(small_run):
+    (name,) = [n for n in small_run["methods"] if "sampled" in n]
+    m = small_run["methods"][name]
+    assert m["steps_per_round"] == SMALL.sampled_steps and m["rounds"] == SMALL.rounds
+    assert m["expected_advantage"] > small_run["base"]["expected_advantage"]  # it learned from the draws
 
 
 def test_bandit_iterated_cli_rejects_bad_input_with_one_line(tmp_path, capsys):
