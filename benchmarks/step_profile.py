@@ -2,9 +2,9 @@
 
 Run (a few minutes on 2 shared CPU cores)::
 
-    python benchmarks/step_profile.py                      # tiny + 6m models, TRL if installed
-    python benchmarks/step_profile.py --write              # ... and write results/benchmarks/results.{json,md}
-    python benchmarks/step_profile.py --quick              # seconds: tiny model, small batch (the test)
+    python benchmarks/step_profile.py            # tiny + 6m models, TRL if installed
+    python benchmarks/step_profile.py --write    # ... and write results/benchmarks/results.{json,md}
+    python benchmarks/step_profile.py --quick    # seconds: tiny model, small batch (the test)
 
 What it measures, per model (``tiny``: the built-in ~0.8M Llama; ``6m``: the same architecture at
 hidden 256 x 8 layers, ~6.4M parameters, built from a config; or ``--model PATH``, a local HF folder):
@@ -217,7 +217,9 @@ def _timed_backward(clock: Clock):
         torch.Tensor.backward = original
 
 
-def sampling_kernel_seconds(batch: int, vocab: int, calls: int, temperature: float, repeats: int = 3) -> float:
+def sampling_kernel_seconds(
+    batch: int, vocab: int, calls: int, temperature: float, repeats: int = 3
+) -> float:
     """Seconds of the sampling kernels of ``calls`` generation steps: temperature, softmax, multinomial
     on a (B, V) logits tensor (what ``generate`` does per token besides the forward)."""
     import torch
@@ -258,7 +260,8 @@ class LadState:
 
 @dataclass(frozen=True)
 class ShapedTask:
-    """The task with :func:`shaped_reward` as its score (the benchmark's reward, fed to the trainer's step)."""
+    """The task with :func:`shaped_reward` as its score (the benchmark's reward, fed to the trainer's
+    step)."""
 
     task: Any
 
@@ -319,9 +322,13 @@ def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
 def snapshot(st: LadState) -> dict[str, Any]:
     import torch
 
-    return {"model": copy.deepcopy(st.model.state_dict()), "optimizer": copy.deepcopy(st.optimizer.state_dict()),
-            "schedule": copy.deepcopy(st.schedule.state_dict()), "torch_rng": torch.get_rng_state(),
-            "rng": st.rng.getstate()}
+    return {
+        "model": copy.deepcopy(st.model.state_dict()),
+        "optimizer": copy.deepcopy(st.optimizer.state_dict()),
+        "schedule": copy.deepcopy(st.schedule.state_dict()),
+        "torch_rng": torch.get_rng_state(),
+        "rng": st.rng.getstate(),
+    }
 
 
 def restore(st: LadState, snap: dict[str, Any]) -> None:
@@ -340,10 +347,17 @@ def step_record(clock: Clock, row: dict[str, Any], setup: Setup) -> dict[str, An
     sampling = sampling_kernel_seconds(setup.batch, row["vocab"], calls, setup.temperature)
     kernel = sum(clock.kernel.values()) + sampling
     wall = clock.total()
-    return {"wall": wall, "cpu": sum(clock.cpu.values()), "phases": dict(clock.wall), "phases_cpu": dict(clock.cpu),
-            "kernel": {**clock.kernel, "sampling": sampling}, "overhead_fraction": 1.0 - kernel / wall,
-            "optimizer_fraction": clock.wall.get("optimizer", 0.0) / wall,
-            "completion_tokens": row["completion_tokens"], "generate_calls": calls}
+    return {
+        "wall": wall,
+        "cpu": sum(clock.cpu.values()),
+        "phases": dict(clock.wall),
+        "phases_cpu": dict(clock.cpu),
+        "kernel": {**clock.kernel, "sampling": sampling},
+        "overhead_fraction": 1.0 - kernel / wall,
+        "optimizer_fraction": clock.wall.get("optimizer", 0.0) / wall,
+        "completion_tokens": row["completion_tokens"],
+        "generate_calls": calls,
+    }
 
 
 def loss_only_seconds(setup: Setup, spec: str, repeats: int = 25) -> float:
@@ -451,11 +465,17 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
         torch.set_num_threads(setup.threads)
         with contextlib.redirect_stdout(io.StringIO()):  # the worker's stdout carries its JSON
             grpo.train()
-        lengths = [h.get("completions/mean_length") for h in grpo.state.log_history if "completions/mean_length" in h]
-    return {"implementation": "trl", "trl_version": trl.__version__,
-            "records": [{"wall": w, "cpu": c} for w, c in zip(timer.wall[1:], timer.cpu[1:])],
-            "completion_len": lengths[1:], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "import_rss_mb": rss_before / 1024}
+        lengths = [
+            h.get("completions/mean_length") for h in grpo.state.log_history if "completions/mean_length" in h
+        ]
+    return {
+        "implementation": "trl",
+        "trl_version": trl.__version__,
+        "records": [{"wall": w, "cpu": c} for w, c in zip(timer.wall[1:], timer.cpu[1:])],
+        "completion_len": lengths[1:],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "import_rss_mb": rss_before / 1024,
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -467,8 +487,16 @@ def run_worker(kind: str, setup: Setup, count: int, in_process: bool = False) ->
     in this process (no second start-up of torch and transformers; memory then is this process's)."""
     if in_process:
         return (ladtrain_worker if kind == "ladtrain" else trl_worker)(setup, count)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--setup", json.dumps(asdict(setup)),
-           "--count", str(count)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--setup",
+        json.dumps(asdict(setup)),
+        "--count",
+        str(count),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(setup.threads), "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -490,16 +518,22 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: dict | None = None) -> dict[str, Any]:
+def summarise(
+    setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: dict | None = None
+) -> dict[str, Any]:
     lad = [r for run in lad_runs for r in run["records"]["lad"]]
     grpo = [r for run in lad_runs for r in run["records"]["grpo"]]
     pairs_wall = [a["wall"] / b["wall"] for a, b in zip(lad, grpo)]
     pairs_cpu = [a["cpu"] / b["cpu"] for a, b in zip(lad, grpo)]
     out: dict[str, Any] = {
-        "setup": asdict(setup), "batch": setup.batch, "parameters": lad_runs[0]["parameters"],
+        "setup": asdict(setup),
+        "batch": setup.batch,
+        "parameters": lad_runs[0]["parameters"],
         "ladtrain": {
-            "lad_step_wall": spread([r["wall"] for r in lad]), "grpo_step_wall": spread([r["wall"] for r in grpo]),
-            "lad_step_cpu": spread([r["cpu"] for r in lad]), "grpo_step_cpu": statistics.median(r["cpu"] for r in grpo),
+            "lad_step_wall": spread([r["wall"] for r in lad]),
+            "grpo_step_wall": spread([r["wall"] for r in grpo]),
+            "lad_step_cpu": spread([r["cpu"] for r in lad]),
+            "grpo_step_cpu": statistics.median(r["cpu"] for r in grpo),
             "phases_wall": {p: statistics.median(r["phases"].get(p, 0.0) for r in lad) for p in PHASES},
             "kernel": {k: statistics.median(r["kernel"].get(k, 0.0) for r in lad) for k in lad[0]["kernel"]},
             "completion_tokens": statistics.median(r["completion_tokens"] for r in lad),
@@ -508,15 +542,20 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: 
             "import_rss_mb": max(run["import_rss_mb"] for run in lad_runs),
         },
         "ratio_lad_over_grpo": {"wall": spread(pairs_wall), "cpu": spread(pairs_cpu)},
-        "loss_only_cpu": {spec: statistics.median(run["loss_only"][spec] for run in lad_runs) for spec in ("lad", "grpo")},
+        "loss_only_cpu": {
+            spec: statistics.median(run["loss_only"][spec] for run in lad_runs) for spec in ("lad", "grpo")
+        },
         "overhead_fraction": spread([r["overhead_fraction"] for r in lad + grpo]),
         "optimizer_fraction": spread([r["optimizer_fraction"] for r in lad + grpo]),
     }
     if before is not None:  # the same step before this issue's changes (ablation worker)
         b = before["records"]["lad"]
-        out["before_changes"] = {"lad_step_wall": spread([r["wall"] for r in b]), "lad_step_cpu": spread([r["cpu"] for r in b]),
-                                 "phases_wall": {p: statistics.median(r["phases"].get(p, 0.0) for r in b) for p in PHASES},
-                                 "peak_rss_mb": before["peak_rss_mb"]}
+        out["before_changes"] = {
+            "lad_step_wall": spread([r["wall"] for r in b]),
+            "lad_step_cpu": spread([r["cpu"] for r in b]),
+            "phases_wall": {p: statistics.median(r["phases"].get(p, 0.0) for r in b) for p in PHASES},
+            "peak_rss_mb": before["peak_rss_mb"],
+        }
     lt = out["ladtrain"]
     lt["completion_tokens_per_s"] = lt["completion_tokens"] / lt["lad_step_wall"]["median"]
     if trl_runs:
@@ -542,10 +581,12 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: 
 
 def report(result: dict[str, Any]) -> str:
     s, lt = result["setup"], result["ladtrain"]
-    lines = [f"== model {s['model']} ({result['parameters'] / 1e6:.2f}M parameters): B = {s['prompts']} prompts x "
-             f"G = {s['group']} = {result['batch']} sequences, T = {s['max_new_tokens']} new tokens, temperature "
-             f"{s['temperature']}, lr {s['lr']}, clip {s['clip_eps']}, grad clip {s['max_grad_norm']}, 1 update "
-             f"per rollout, {s['threads']} torch thread(s)"]
+    lines = [
+        f"== model {s['model']} ({result['parameters'] / 1e6:.2f}M parameters): B = {s['prompts']} prompts x "
+        f"G = {s['group']} = {result['batch']} sequences, T = {s['max_new_tokens']} new tokens, temperature "
+        f"{s['temperature']}, lr {s['lr']}, clip {s['clip_eps']}, grad clip {s['max_grad_norm']}, 1 update "
+        f"per rollout, {s['threads']} torch thread(s)"
+    ]
     step = lt["lad_step_wall"]["median"]
     lines.append(f"ladtrain LAD step {step:.3f}s (median of {lt['lad_step_wall']['n']}), "
                  f"{lt['completion_tokens_per_s']:.0f} completion tokens/s, "
@@ -557,30 +598,39 @@ def report(result: dict[str, Any]) -> str:
     lines.append("  kernels: " + ", ".join(f"{name} {v:.3f}s" for name, v in k.items())
                  + f"; {lt['generate_calls']:.0f} generate forward calls")
     r1 = result["ratio_lad_over_grpo"]
-    lines.append(f"(1) LAD / GRPO step time, median of {r1['cpu']['n']} interleaved pairs on identical rollouts: "
-                 f"{r1['cpu']['median']:.4f} in process CPU time (min {r1['cpu']['min']:.4f}, max "
-                 f"{r1['cpu']['max']:.4f}); {r1['wall']['median']:.4f} in wall time (min {r1['wall']['min']:.4f}, "
-                 f"max {r1['wall']['max']:.4f}; wall time carries the other jobs' load)")
+    lines.append(
+        f"(1) LAD / GRPO step time, median of {r1['cpu']['n']} interleaved pairs on identical rollouts: "
+        f"{r1['cpu']['median']:.4f} in process CPU time (min {r1['cpu']['min']:.4f}, max "
+        f"{r1['cpu']['max']:.4f}); {r1['wall']['median']:.4f} in wall time (min {r1['wall']['min']:.4f}, "
+        f"max {r1['wall']['max']:.4f}; wall time carries the other jobs' load)"
+    )
     lo = result["loss_only_cpu"]
     cpu_step = lt["grpo_step_cpu"]
-    lines.append(f"    the loss alone (forward + backward at (B, T)): LAD {1e3 * lo['lad']:.2f} ms, GRPO "
-                 f"{1e3 * lo['grpo']:.2f} ms CPU; the difference is {100 * (lo['lad'] - lo['grpo']) / cpu_step:+.3f}% "
-                 f"of a step")
+    lines.append(
+        f"    the loss alone (forward + backward at (B, T)): LAD {1e3 * lo['lad']:.2f} ms, GRPO "
+        f"{1e3 * lo['grpo']:.2f} ms CPU; the difference is {100 * (lo['lad'] - lo['grpo']) / cpu_step:+.3f}% "
+        f"of a step"
+    )
     if "trl" in result:
         t, r2 = result["trl"], result["ratio_trl_over_ladtrain_grpo"]
-        lines.append(f"(2) TRL {t['version']} GRPOTrainer step {t['step_wall']['median']:.3f}s (n {t['step_wall']['n']}, "
-                     f"min {t['step_wall']['min']:.3f}, max {t['step_wall']['max']:.3f}; completion length "
-                     f"{t['completion_len']}, peak RSS {t['peak_rss_mb']:.0f} MB) vs ladtrain GRPO step "
-                     f"{lt['grpo_step_wall']['median']:.3f}s: ladtrain is {r2['wall']:.2f}x faster "
-                     f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x)")
+        lines.append(
+            f"(2) TRL {t['version']} GRPOTrainer step {t['step_wall']['median']:.3f}s "
+            f"(n {t['step_wall']['n']}, "
+            f"min {t['step_wall']['min']:.3f}, max {t['step_wall']['max']:.3f}; completion length "
+            f"{t['completion_len']}, peak RSS {t['peak_rss_mb']:.0f} MB) vs ladtrain GRPO step "
+            f"{lt['grpo_step_wall']['median']:.3f}s: ladtrain is {r2['wall']:.2f}x faster "
+            f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x)"
+        )
     else:
         lines.append("(2) TRL comparison not run (trl not installed, or --no-trl)")
     if "before_changes" in result:
         b = result["before_changes"]
-        lines.append(f"before this issue's changes (every prompt run G times, a separate old-log-prob pass): LAD step "
-                     f"{b['lad_step_cpu']['median']:.3f}s CPU ({b['lad_step_wall']['median']:.3f}s wall, peak RSS "
-                     f"{b['peak_rss_mb']:.0f} MB); now {lt['lad_step_cpu']['median']:.3f}s CPU: "
-                     f"{b['lad_step_cpu']['median'] / lt['lad_step_cpu']['median']:.2f}x faster")
+        lines.append(
+            f"before this issue's changes (every prompt run G times, a separate old-log-prob pass): LAD step "
+            f"{b['lad_step_cpu']['median']:.3f}s CPU ({b['lad_step_wall']['median']:.3f}s wall, peak RSS "
+            f"{b['peak_rss_mb']:.0f} MB); now {lt['lad_step_cpu']['median']:.3f}s CPU: "
+            f"{b['lad_step_cpu']['median'] / lt['lad_step_cpu']['median']:.2f}x faster"
+        )
     o, opt = result["overhead_fraction"], result["optimizer_fraction"]
     lines.append(f"(3) share of the step outside model forward/backward and sampling kernels: "
                  f"{100 * o['median']:.1f}% (min {100 * o['min']:.1f}%, max {100 * o['max']:.1f}%), of which "
@@ -618,13 +668,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
     ap.add_argument("--no-share-prompts", action="store_true",
                     help="ablation: run every prompt G times (ladtrain before the shared-prompt change)")
-    ap.add_argument("--old-pass", action="store_true",
-                    help="ablation: a separate old-log-prob pass at one update per rollout (before the change)")
+    ap.add_argument(
+        "--old-pass",
+        action="store_true",
+        help="ablation: a separate old-log-prob pass at one update per rollout (before the change)",
+    )
     ap.add_argument("--before", default="6m",
                     help="models also measured as before this issue's changes (one pair; '' for none)")
     ap.add_argument("--quick", action="store_true",
                     help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round, workers in this process")
-    ap.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}/results.json and .md")
+    ap.add_argument(
+        "--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}/results.json and .md"
+    )
     ap.add_argument("--json", help="write the results as JSON to this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--setup", help=argparse.SUPPRESS)
@@ -643,9 +698,13 @@ def main(argv: list[str] | None = None) -> int:
     with_trl = not args.no_trl and trl_available() is not None
     started = time.time()
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores (shared; load average {info['load_average_at_start']}), "
-          f"python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, trl {info['trl']}",
-          flush=True)
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores "
+        f"(shared; load average {info['load_average_at_start']}), "
+        f"python {info['python']}, torch {info['torch']}, "
+        f"transformers {info['transformers']}, trl {info['trl']}",
+        flush=True,
+    )
     results = []
     for name in args.models.split(","):
         setup = replace(Setup(), model=name, prompts=args.prompts, group=args.group,
@@ -658,12 +717,15 @@ def main(argv: list[str] | None = None) -> int:
                 trl_runs.append(run_worker("trl", setup, args.trl_steps, in_process=args.quick))
         before = None
         if name in args.before.split(",") and setup.share_prompts and not setup.old_pass:
-            before = run_worker("ladtrain", replace(setup, share_prompts=False, old_pass=True), 1, in_process=args.quick)
+            before = run_worker(
+                "ladtrain", replace(setup, share_prompts=False, old_pass=True), 1, in_process=args.quick
+            )
         result = summarise(setup, lad_runs, trl_runs, before)
         results.append(result)
         print(report(result), flush=True)
-    command = "python benchmarks/step_profile.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
-                                                              if a not in ("--write",))
+    command = "python benchmarks/step_profile.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--write",)
+    )
     doc = {"machine": info, "seconds": time.time() - started, "command": command.strip(), "results": results}
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2))
@@ -677,12 +739,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
-    lines = ["# ladtrain step benchmark", "",
-             f"Machine: {m['cpu']}, {m['cores']} CPU cores, shared with other jobs (load average at start "
-             f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])}); python {m['python']}, torch "
-             f"{m['torch']}, transformers {m['transformers']}, trl {m['trl']}.", "",
-             f"Reproduce: `{doc['command']} --write` ({doc['seconds']:.0f} s here).", "",
-             "Peak memory is the worker process's peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`).", ""]
+    lines = [
+        "# ladtrain step benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} CPU cores, shared with other jobs (load average at start "
+        f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])}); python {m['python']}, torch "
+        f"{m['torch']}, transformers {m['transformers']}, trl {m['trl']}.",
+        "",
+        f"Reproduce: `{doc['command']} --write` ({doc['seconds']:.0f} s here).",
+        "",
+        "Peak memory is the worker process's peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`).",
+        "",
+    ]
     for result in doc["results"]:
         lines += ["```", report(result), "```", ""]
     return "\n".join(lines)

@@ -154,7 +154,9 @@ def verify(folder: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {name} is missing")
         size = path.stat().st_size
         if size != want["bytes"]:
-            raise CheckpointError(f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}")
+            raise CheckpointError(
+                f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}"
+            )
         if _digest(path)["sha256"] != want["sha256"]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {name} does not match its sha256")
     return manifest
@@ -171,7 +173,9 @@ def load_state(folder: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, 
         tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
         info = json.loads((folder / STATE).read_text())
     except (models.ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}"
+        ) from None
     return model, tokenizer, tensors, info
 
 
@@ -191,15 +195,31 @@ def _tupled(x: Any) -> Any:
     return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
 
 
-def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler, data_rng: random.Random,
-                  faults, extra: dict[str, Any], keep: int = 2, modules: dict[str, Any] | None = None) -> Path:
+def save_training(
+    run: str | Path,
+    step: int,
+    model,
+    tokenizer,
+    *,
+    optimizer,
+    scheduler,
+    data_rng: random.Random,
+    faults,
+    extra: dict[str, Any],
+    keep: int = 2,
+    modules: dict[str, Any] | None = None,
+) -> Path:
     """The whole training state after RL step ``step``: model, tokenizer, optimizer, scheduler, the global
     RNG states (python, numpy, torch), the prompt sampler's RNG state (the data position), the fault
     counters, the state dicts of any other trained ``modules`` (FlowRL's log Z head) and ``extra`` (JSON:
     base evaluation, timings). See :func:`save_state`."""
     rng = rng_state()
-    tensors = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng["tensors"],
-               "modules": {name: m.state_dict() for name, m in (modules or {}).items()}}
+    tensors = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng["tensors"],
+        "modules": {name: m.state_dict() for name, m in (modules or {}).items()},
+    }
     info = {"step": step, "data_position": _jsonable(data_rng.getstate()), "rng": rng["json"],
             "faults": faults.state_dict(), **extra}
     return save_state(run, step, model, tokenizer, tensors=tensors, info=info, keep=keep)
@@ -228,8 +248,10 @@ def latest_training(run: str | Path, clean: bool = True) -> TrainingState:
         clean_leftovers(run)
     found = complete_checkpoints(run)
     if not found:
-        raise CheckpointError(f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
-                              "(was the run started with --checkpoint-every 0, or killed before its first one?)")
+        raise CheckpointError(
+            f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
+            "(was the run started with --checkpoint-every 0, or killed before its first one?)"
+        )
     try:
         return TrainingState(*load_state(found[-1]))
     except CheckpointError as err:
@@ -273,6 +295,20 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
     return step + 1, rows
 
 
-__all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "TrainingState", "clean_leftovers", "complete_checkpoints",
-           "latest_training", "load_state", "restore_training", "rng_state", "save_state", "save_training",
-           "set_rng_state", "step_folder", "verify"]
+__all__ = [
+    "CHECKPOINTS",
+    "MANIFEST",
+    "CheckpointError",
+    "TrainingState",
+    "clean_leftovers",
+    "complete_checkpoints",
+    "latest_training",
+    "load_state",
+    "restore_training",
+    "rng_state",
+    "save_state",
+    "save_training",
+    "set_rng_state",
+    "step_folder",
+    "verify",
+]

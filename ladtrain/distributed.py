@@ -95,7 +95,9 @@ def teardown() -> None:
 def shard(items: Sequence[Any], world: World) -> list[Any]:
     """Rows ``rank, rank + W, ...`` of ``items``: disjoint across ranks, their union is ``items``."""
     if len(items) % world.size:
-        raise DistributedError(f"--prompts-per-step {len(items)} is not divisible by the {world.size} processes")
+        raise DistributedError(
+            f"--prompts-per-step {len(items)} is not divisible by the {world.size} processes"
+        )
     return list(items[world.rank :: world.size])
 
 
@@ -109,7 +111,9 @@ def all_sum(value: Tensor | float, world: World) -> Tensor:
     t = torch.as_tensor(value, dtype=torch.float64).detach().clone().reshape(())
     if world.is_distributed:
         backend = torch.distributed.get_backend()
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        device = (
+            torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        )
         t = t.to(device)
         torch.distributed.all_reduce(t)
         t = t.cpu()
@@ -164,11 +168,15 @@ def _decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return []
 
 
-def _none(model: torch.nn.Module, world: World, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _none(
+    model: torch.nn.Module, world: World, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     return model, model
 
 
-def _ddp(model: torch.nn.Module, world: World, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _ddp(
+    model: torch.nn.Module, world: World, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     if not world.is_distributed:
         return model, model
     from torch.nn.parallel import DistributedDataParallel
@@ -177,7 +185,9 @@ def _ddp(model: torch.nn.Module, world: World, device: torch.device) -> tuple[to
     return wrapped, model  # generation uses the bare module (no gradient, no collective)
 
 
-def _fsdp2(model: torch.nn.Module, world: World, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _fsdp2(
+    model: torch.nn.Module, world: World, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     if not world.is_distributed:
         return model, model
     from torch.distributed.fsdp import fully_shard
@@ -198,11 +208,16 @@ class Strategy:
     help: str
 
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("none", _none, "one process (no wrapper)"),
-    Strategy("ddp", _ddp, "DistributedDataParallel: a full replica per process, gradients all-reduced"),
-    Strategy("fsdp2", _fsdp2, "torch FSDP2 fully_shard per decoder layer: parameters sharded across processes"),
-)}
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("none", _none, "one process (no wrapper)"),
+        Strategy("ddp", _ddp, "DistributedDataParallel: a full replica per process, gradients all-reduced"),
+        Strategy(
+            "fsdp2", _fsdp2, "torch FSDP2 fully_shard per decoder layer: parameters sharded across processes"
+        ),
+    )
+}
 
 
 def prepare(model: torch.nn.Module, strategy: str, world: World, device: torch.device
@@ -246,6 +261,22 @@ def plain_model(model: torch.nn.Module, world: World) -> torch.nn.Module | None:
     return merged(getattr(model, "module", model))
 
 
-__all__ = ["STRATEGIES", "DistributedError", "Strategy", "World", "all_sum", "barrier", "check_batch",
-           "full_state_dict", "main_first", "mean_over_ranks", "pick_device", "plain_model", "prepare", "setup",
-           "shard", "teardown", "world_from_env"]
+__all__ = [
+    "STRATEGIES",
+    "DistributedError",
+    "Strategy",
+    "World",
+    "all_sum",
+    "barrier",
+    "check_batch",
+    "full_state_dict",
+    "main_first",
+    "mean_over_ranks",
+    "pick_device",
+    "plain_model",
+    "prepare",
+    "setup",
+    "shard",
+    "teardown",
+    "world_from_env",
+]

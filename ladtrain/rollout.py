@@ -119,7 +119,9 @@ def groups_share_prompts(prompt_ids: Tensor, prompt_mask: Tensor, group_size: in
     return bool((ids == ids[:, :1]).all()) and bool((mask == mask[:, :1]).all())
 
 
-def can_share_prompts(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int) -> bool:
+def can_share_prompts(
+    model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int
+) -> bool:
     """Whether :func:`token_logprobs` may run each group's prompt once: a cache-taking HF model, no
     dropout, no gradient checkpointing (which turns the cache off), and the groups share their prompts."""
     checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5
@@ -154,7 +156,13 @@ class HFSampler:
         self.model.eval()
         shared = {}
         keyword = cache_keyword(self.model)
-        if self.share_prompts and keyword is not None and group_size >= 2 and unique_ids.shape[1] >= 2 and len(prompts) > 0:
+        if (
+            self.share_prompts
+            and keyword is not None
+            and group_size >= 2
+            and unique_ids.shape[1] >= 2
+            and len(prompts) > 0
+        ):
             # the prompt once per group (all but its last token: generate runs that one and samples)
             prefill = self.model(input_ids=unique_ids[:, :-1], attention_mask=unique_mask[:, :-1],
                                  position_ids=positions(unique_mask[:, :-1]), use_cache=True,
@@ -170,7 +178,9 @@ class HFSampler:
         self.model.train(was_training)
         completion_ids = out[:, prompt_ids.shape[1]:]  # (B, T)
         mask = completion_mask(completion_ids, tok.eos_token_id)  # (B, T)
-        completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids, tok.pad_token_id))
+        completion_ids = torch.where(
+            mask.bool(), completion_ids, torch.full_like(completion_ids, tok.pad_token_id)
+        )
         texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
         return Rollout(prompt_ids, prompt_mask, completion_ids, mask, texts, group_size)
 
@@ -197,7 +207,9 @@ def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float 
     T = rollout.completion_ids.shape[1]
     logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention),
                    **keep_last_logits(model, T + 1)).logits  # (B, T + 1 or P + T, V)
-    logp = _logprobs_of(logits[:, -(T + 1) : -1], rollout.completion_ids, temperature)  # logits predicting each token
+    logp = _logprobs_of(
+        logits[:, -(T + 1) : -1], rollout.completion_ids, temperature
+    )  # logits predicting each token
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
@@ -222,5 +234,17 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
-__all__ = ["HFSampler", "Rollout", "Sampler", "can_share_prompts", "cache_keyword", "completion_mask",
-           "dropout_active", "ends_with_eos", "groups_share_prompts", "keep_last_logits", "positions", "token_logprobs"]
+__all__ = [
+    "HFSampler",
+    "Rollout",
+    "Sampler",
+    "can_share_prompts",
+    "cache_keyword",
+    "completion_mask",
+    "dropout_active",
+    "ends_with_eos",
+    "groups_share_prompts",
+    "keep_last_logits",
+    "positions",
+    "token_logprobs",
+]

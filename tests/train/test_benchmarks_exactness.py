@@ -51,7 +51,9 @@ def float64_llama(monkeypatch):
     def rope(self, x, position_ids):
         freqs = position_ids[..., None].to(torch.float64) * self.inv_freq.to(torch.float64)
         emb = torch.cat((freqs, freqs), dim=-1)
-        return (emb.cos() * self.attention_scaling).to(x.dtype), (emb.sin() * self.attention_scaling).to(x.dtype)
+        return (emb.cos() * self.attention_scaling).to(x.dtype), (emb.sin() * self.attention_scaling).to(
+            x.dtype
+        )
 
     def norm(self, h):
         return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
@@ -140,7 +142,9 @@ def test_sampler_runs_each_prompt_once_then_one_token_per_row():
     only runs each row's last prompt token on top of the copied cache."""
     model, tok = _model()
     shapes = []
-    model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     rollout = HFSampler(model, tok, 1.0, 4).sample(PROMPTS, 3)
     P = rollout.prompt_ids.shape[1]
     assert shapes[0] == (len(PROMPTS), P - 1)
