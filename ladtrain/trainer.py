@@ -139,11 +139,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 evaluator.run(model, begin.tokenizer, step, "step")
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", loss=f"{row['loss']:.4f}")
             faults.agree(distributed.all_sum, world)  # torchrun: one rank's fatal fault stops them all
-            if world.is_main and (every and (step % every == 0 or step == cfg.steps) or faults.fatal):
+            if every and (step % every == 0 or step == cfg.steps) or faults.fatal:  # every rank calls it
                 checkpoint.save_training(out, step, model, begin.tokenizer, optimizer=rl.optimizer,
                                          scheduler=rl.schedule, data_rng=rng, faults=faults,
                                          keep=cfg.keep_checkpoints, modules=start.trained_modules(rl),
-                                         extra={"base_info": begin.base_info, "base_eval": base_evals})
+                                         extra={"base_info": begin.base_info, "base_eval": base_evals},
+                                         world=world)
             if faults.fatal:
                 raise TrainingFault(f"step {step}: {faults.fatal}; checkpoint saved in {out}")
     rl_seconds = time.time() - t_rl
