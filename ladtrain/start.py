@@ -90,9 +90,10 @@ def run_folder(cfg: TrainConfig) -> Path:
 
 def checkpoint_every(cfg: TrainConfig, world: distributed.World) -> int:
     """``--checkpoint-every``, or 0 (with a warning) where resumable checkpoints are not supported yet:
-    LoRA (the trained state is an adapter) and FSDP2 across processes (the parameters are sharded)."""
-    if cfg.checkpoint_every and (cfg.lora_r or (world.is_distributed and cfg.parallel == "fsdp2")):
-        warnings.warn("resumable checkpoints are off with --lora-r or --parallel fsdp2 (not supported yet)")
+    LoRA (the trained state is an adapter). FSDP2 across processes writes sharded ones
+    (:func:`ladtrain.checkpoint.save_training`)."""
+    if cfg.checkpoint_every and cfg.lora_r:
+        warnings.warn("resumable checkpoints are off with --lora-r (not supported yet)")
         return 0
     return cfg.checkpoint_every
 
@@ -183,7 +184,7 @@ class Begin:
             return 1, []
         return checkpoint.restore_training(out, self.state, optimizer=step.optimizer, scheduler=step.schedule,
                                            data_rng=data_rng, faults=faults, write=world.is_main,
-                                           modules=trained_modules(step))
+                                           modules=trained_modules(step), model=step.trained, world=world)
 
 
 def write_run_info(cfg: TrainConfig, out: Path, world: distributed.World, device: torch.device,
@@ -243,6 +244,7 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
     )
     z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss.needs_log_z else None
     head = list(z_head.parameters()) if z_head is not None else []
+    distributed.reshard(train_model)  # FSDP2: the optimizer gets the sharded parameters, not evaluation's
     optimizer = torch.optim.AdamW(list(models.trainable_parameters(train_model)) + head, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
