@@ -94,19 +94,32 @@ def train_main(argv: Sequence[str]) -> int:
 
 
 def eval_main(argv: Sequence[str]) -> int:
-    """``python -m ladtrain eval``: k samples per problem of a split, every metric, optional JSON."""
+    """``python -m ladtrain eval``: n samples per problem of a split and of every ``--eval-task`` set,
+    every metric with its 95% interval over problems, optional JSON."""
     import json
     import os
 
     import torch
 
-    from ladtrain import distributed, models, preflight, prompts, samples_log, trainer
+    from ladtrain import (
+        distributed,
+        heldout,
+        intervals,
+        models,
+        passk,
+        preflight,
+        prompts,
+        samples_log,
+        trainer,
+    )
 
     cfg = preflight.evaluation(parse_eval(argv))
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     task = trainer.load_task(cfg)
-    if not list(task.problems(cfg.split)):
+    problems = list(task.problems(cfg.split))[: cfg.problems or None]
+    if not problems:
         raise ConfigError(f"--task {cfg.task}: the {cfg.split} split is empty")
+    sets = heldout.eval_sets(cfg, task, problems, limit=cfg.problems)
     if cfg.model == models.BUILTIN:
         d = TrainConfig()
         warm = models.WarmUp(steps=d.warmup_steps, batch=d.warmup_batch, lr=d.warmup_lr, seed=d.seed)
@@ -121,44 +134,38 @@ def eval_main(argv: Sequence[str]) -> int:
     else:
         model, tokenizer = models.load(cfg.model)
     model.to(distributed.pick_device(cfg.device)).eval()
-    task = trainer.for_model(cfg, task, tokenizer)  # a chat model gets the task's chat form
-    problems = list(task.problems(cfg.split))[: cfg.problems or None]
-    records: list | None = [] if cfg.samples else None
-    result = trainer.evaluate(
-        model,
-        tokenizer,
-        task,
-        problems,
-        samples=cfg.k,
-        temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
-        seed=cfg.seed,
-        progress=cfg.progress,
-        system=prompts.system_of(cfg),
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        truncation=cfg.truncation,
-        records=records,
-        name="eval",
-    )
-    print(
-        f"{cfg.model} on {cfg.task} ({cfg.split}): {len(problems)} problems x {cfg.k} samples, "
-        f"temperature {cfg.temperature}"
-    )
-    for key, value in result.items():
-        if isinstance(value, float) and key not in ("seconds", "accuracy"):
-            print(f"  {key:<18} {value:.4f}")
-    print("  reasons            " + ", ".join(f"{r} {n}" for r, n in result["reasons"].items()))
-    if cfg.samples:
+    chat = trainer.for_model(cfg, task, tokenizer)  # a chat model gets the task's chat form
+    if chat is not task:
+        task, problems = chat, list(chat.problems(cfg.split))[: cfg.problems or None]
+        sets = heldout.eval_sets(cfg, task, problems, limit=cfg.problems)
+    log = None
+    if cfg.samples_file:
         try:
-            open(cfg.samples, "w").close()
+            open(cfg.samples_file, "w").close()
         except OSError as err:
-            raise ConfigError(f"--samples: cannot write {cfg.samples}: {err.strerror or err}") from None
-        samples_log.SamplesLog(cfg.samples, 0).write(records)
+            why = err.strerror or err
+            raise ConfigError(f"--samples-file: cannot write {cfg.samples_file}: {why}") from None
+        log = samples_log.SamplesLog(cfg.samples_file, 0)
+    ks, samples = passk.ks_of(cfg)
+    evaluator = heldout.Evaluator(sets, ks=ks, samples=samples, temperature=cfg.temperature,
+                                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch=cfg.batch,
+                                  progress=cfg.progress, samples_log=log, system=prompts.system_of(cfg),
+                                  top_p=cfg.top_p, top_k=cfg.top_k, truncation=cfg.truncation)
+    results = evaluator.run(model, tokenizer, 0, "eval")
+    for s in sets:
+        result = results[s.name]
+        split = cfg.split if s.name == heldout.MAIN else "test"
+        print(f"{cfg.model} on {s.spec} ({split}, set {s.name}): {len(s.problems)} problems x {samples} "
+              f"samples, temperature {cfg.temperature} (95% intervals over problems)")
+        for key, ci in result["intervals"].items():
+            print(f"  {key:<22} {intervals.fmt(ci, digits=4)}")
+        print("  reasons                " + ", ".join(f"{r} {k}" for r, k in result["reasons"].items()))
     if cfg.out:
+        main = results[heldout.MAIN]
+        extra = {name: r for name, r in results.items() if name != heldout.MAIN}
         try:
             with open(cfg.out, "w") as fh:
-                json.dump({"config": cfg.to_dict(), **result}, fh, indent=2)
+                json.dump({"config": cfg.to_dict(), **main, "eval_sets": extra}, fh, indent=2)
         except OSError as err:
             raise ConfigError(f"--out: cannot write {cfg.out}: {err.strerror or err}") from None
     return 0

@@ -109,7 +109,7 @@ def records(
             "reason": reasons[i],
             "advantage": None if advantages is None else _number(advantages[i]),
             "truncated": bool(truncated[i]),
-            "completion_tokens": int(lengths[i]),
+            "completion_tokens": None if lengths[i] is None else int(lengths[i]),
         }
         if components and len(components) > 1:
             rec["rewards"] = {name: _number(v[i]) for name, v in components.items()}

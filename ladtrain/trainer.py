@@ -39,12 +39,20 @@ import time
 import warnings
 from typing import Any, Sequence
 
-import torch
-
-from ladtrain import atomic, checkpoint, distributed, evaluation, losses, models, prompts, scoring, start
+from ladtrain import (
+    atomic,
+    checkpoint,
+    distributed,
+    eval_sampling,
+    heldout,
+    losses,
+    models,
+    prompts,
+    start,
+    tracking,
+)
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults, TrainingFault
-from ladtrain.rollout import HFSampler
 from ladtrain.start import Begin, lr_lambda, package_versions, run_folder, seed_everything  # noqa: F401 (API)
 from ladtrain.step import collect, draw, metrics, update
 from ladtrain.tasks import REASONS, Problem, Task, TaskError, get_task
@@ -76,72 +84,15 @@ def for_model(cfg, task: Task, tokenizer) -> Task:
 
 
 def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, samples: int, temperature: float,
-             max_new_tokens: int, seed: int = 0, chunk: int = 32, progress: bool = True,
-             desc: str = "eval", system: str | None = None, top_p: float = 1.0, top_k: int = 0,
-             truncation: str = "zero", records: list | None = None, step: int = 0,
-             name: str | None = None) -> dict[str, Any]:
-    """Sample ``samples`` completions per problem and summarise (accuracy = the share of samples the
-    task's verifier accepts, pass@k, distinct correct answers per prompt, ...; see
-    :mod:`ladtrain.evaluation`; dist-n counts n-grams of the model's tokens), plus ``reasons`` (how many
-    samples scored for each reason), ``per_problem`` (every metric per problem) and ``problem_ids``.
-    Correctness is the verifier's alone (a training reward never enters), a completion cut at
-    ``max_new_tokens`` counting under ``truncation`` (:func:`ladtrain.tasks.base.score_completions`).
-    ``system`` is the chat system prompt (:func:`ladtrain.prompts.render`). ``records``: a list that gets
-    one :mod:`ladtrain.samples_log` record per sample (``step``, ``name``). The sampling RNG is seeded
-    with ``seed`` without disturbing the training RNG, so base and trained policies are evaluated on the
-    same random stream."""
-    from tqdm.auto import tqdm
-
-    from ladtrain import samples_log
-    from ladtrain.rollout import ends_with_eos
-    from ladtrain.tasks.base import reason_counts, score_completions
-
-    sampler = HFSampler(model, tokenizer, temperature, max_new_tokens, top_p=top_p, top_k=top_k)
-    correct, answers, tokens, reasons = [], [], [], []
-    failed, t0 = 0, time.time()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for i in tqdm(range(0, len(problems), chunk), desc=desc, disable=not progress, dynamic_ncols=True,
-                      leave=False):
-            batch = problems[i : i + chunk]
-            texts = [models.format_prompt(tokenizer, p.prompt, system) for p in batch]
-            rollout = sampler.sample(texts, samples)
-            rows = [p for p in batch for _ in range(samples)]
-            cut = (~ends_with_eos(rollout, tokenizer.eos_token_id) & (rollout.lengths > 0)).tolist()
-            found = []
-
-            def score(ps, cs):
-                found.append(scoring.score(task, ps, cs))
-                return found[-1].scores
-
-            scores = score_completions(task, rows, rollout.texts, cut, truncation, scorer=score)
-            failed += sum(len(s.failures) for s in found)  # a sample that could not be scored: not solved
-            reasons += [s.reason for s in scores]
-            if records is not None:
-                records += samples_log.records(
-                    kind="eval", step=step, eval_name=name, problem_ids=[p.id for p in rows],
-                    prompts=[t for t in texts for _ in range(samples)], completions=rollout.texts,
-                    answers=[s.answer for s in scores], rewards=[s.reward for s in scores],
-                    correct=[s.reward for s in scores], reasons=[s.reason for s in scores], truncated=cut,
-                    lengths=rollout.lengths.tolist(), group_size=samples)
-            ids = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
-            for j in range(len(batch)):
-                group = scores[j * samples : (j + 1) * samples]
-                correct.append([s.reward is not None and s.reward >= 1.0 for s in group])
-                answers.append([s.answer for s in group])
-                tokens.append(ids[j * samples : (j + 1) * samples])  # dist-n over the model's own tokens
-    if failed:
-        warnings.warn(f"{desc}: the reward failed on {failed} samples (raised or not a finite number); they "
-                      "count as not solved")
-    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= samples]
-    samples_ = evaluation.Samples(correct, answers, tokens)
-    result = evaluation.summarize(samples_, ks=ks)
-    result["accuracy"] = result["avg@k"]
-    result["reasons"] = reason_counts(reasons)
-    result["seconds"] = time.time() - t0
-    result["problem_ids"] = [p.id for p in problems]
-    result["per_problem"] = evaluation.per_problem(samples_, ks=ks)  # for paired comparisons across runs
-    return result
+             max_new_tokens: int, seed: int = 0, progress: bool = True, desc: str = "eval",
+             **options) -> dict[str, Any]:
+    """Sample ``samples`` completions per problem and summarise them: every metric of
+    :mod:`ladtrain.evaluation` with its 95% interval over problems, per problem too
+    (:func:`ladtrain.eval_sampling.evaluate`, in bounded memory; ``options``: ``ks``, ``batch``,
+    ``on_problem``). The sampling RNG is seeded with ``seed`` without disturbing the training RNG."""
+    return eval_sampling.evaluate(model, tokenizer, task, problems, samples=samples, temperature=temperature,
+                                  max_new_tokens=max_new_tokens, seed=seed, progress=progress, desc=desc,
+                                  **options)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,6 +114,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     world, device = start.start_up(cfg, loss_fn)
     out = run_folder(cfg)
     task = load_task(cfg)
+    extra_sets = heldout.extra_sets(cfg, cfg.eval_problems)  # --eval-task: built before any training
     problems = start.splits(cfg, task)
     begin = Begin.resumed(cfg, out, world, problems) if cfg.resume else Begin.fresh(cfg, problems, world)
     chat_task = for_model(cfg, task, begin.tokenizer)  # a chat model gets the task's chat form
@@ -175,18 +127,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_problems, test_problems = start.fit_context(problems["train"], problems["test"], model,
                                                       begin.tokenizer, cfg, faults)
     eval_problems = test_problems[: cfg.eval_problems or None]
-    eval_kw = dict(samples=cfg.eval_samples, temperature=cfg.eval_temperature,
-                   max_new_tokens=cfg.max_new_tokens,
-                   seed=cfg.seed + 1 if cfg.eval_seed is None else cfg.eval_seed, progress=cfg.progress,
-                   system=prompts.system_of(cfg), top_p=cfg.top_p, top_k=cfg.top_k, truncation=cfg.truncation)
     samples = SamplesLog(out / SAMPLES if world.is_main else None, per_step(cfg.log_samples))
     resumed = begin.state.info if begin.state is not None else {}
     if begin.state is None and world.is_main:
         (out / SAMPLES).unlink(missing_ok=True)  # a fresh run starts a fresh file
-    records: list = []
-    base_eval = begin.base_eval or evaluate(model, begin.tokenizer, task, eval_problems, desc="eval base",
-                                            records=records, name="base", **eval_kw)
-    samples.write(records)
+    resumed_at = begin.state.step + 1 if begin.state is not None else None
+    trackers = tracking.open_trackers(cfg.report_to if world.is_main else "none", out, cfg.to_dict(),
+                                      purge_step=resumed_at)
+    evaluator = heldout.evaluator(cfg, task, eval_problems, model, begin.tokenizer, faults, extra=extra_sets,
+                                  log=out / "eval.jsonl" if world.is_main else None, trackers=trackers,
+                                  samples_log=samples)
+    if resumed_at is not None:
+        evaluator.resume(resumed_at)  # eval.jsonl keeps the rows up to the checkpoint
+    base_evals = heldout.by_set(begin.base_eval) or evaluator.run(model, begin.tokenizer, 0, "base")
     rl = start.rl_step(cfg, loss_fn, task, model, train_model, begin, world, device)
     rng = random.Random(cfg.seed)  # the prompt sampler (its state is the data position)
     first, rows = begin.restore(out, rl, rng, faults, world)  # a resumed run: every state back
@@ -215,22 +168,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             update_seconds = time.time() - t_update
             reasons = Counter(batch.rewarded.reasons)
             train_reasons.update(reasons)
-            row = {
-                "step": step,
-                **metrics(batch, stats, rl.schedule),
-                **batch.rewarded.component_means(),
-                **{f"reasons/{r}": n for r, n in reasons.items()},
-                "seconds": time.time() - t_rl,
-                "step_seconds": time.time() - t_step,
-                "update_seconds": update_seconds,
-                "prompt_ids": [p.id for p in batch.problems],
-                **faults.row(),
-                **{k: float(v) for k, v in stats.terms.items()},
-            }
+            row = metrics_row(step, batch, stats, rl, faults, t_rl, t_step, update_seconds)
+            row.update(batch.rewarded.component_means())
+            row.update({f"reasons/{r}": k for r, k in reasons.items()})
             row = distributed.mean_over_ranks(row, world)
             rows.append(row)
             log.write(row)
+            trackers.metrics(row)
             samples.write(step_records(batch, step, samples.train_rows(len(batch.completions))))
+            if heldout.due(step, cfg.eval_every, cfg.steps):  # before the checkpoint: a resume redoes it
+                evaluator.run(model, begin.tokenizer, step, "step")
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", loss=f"{row['loss']:.4f}")
             message = watch.step(batch.rewards_filled.tolist(), batch.group_size, batch.rewarded.reasons)
             if message:
@@ -244,7 +191,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 checkpoint.save_training(out, step, model, begin.tokenizer, optimizer=rl.optimizer,
                                          scheduler=rl.schedule, data_rng=rng, faults=faults,
                                          keep=cfg.keep_checkpoints, modules=start.trained_modules(rl),
-                                         extra={"base_info": begin.base_info, "base_eval": base_eval,
+                                         extra={"base_info": begin.base_info, "base_eval": base_evals,
                                                 "signal": watch.state_dict(), "elapsed": elapsed},
                                          world=world, optimizer_state=cfg.optimizer_state)
             if faults.fatal:
@@ -253,29 +200,30 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     # --- final evaluation, checkpoint, summary
     model.eval()
-    records = []
-    trained_eval = evaluate(model, begin.tokenizer, task, eval_problems, desc="eval trained", records=records,
-                            step=cfg.steps, name="trained", **eval_kw)
-    samples.write(records)
+    trained_evals = evaluator.run(model, begin.tokenizer, cfg.steps, "trained")
     plain = distributed.plain_model(model, world)  # None off rank 0; gathers FSDP2 shards, merges LoRA
     if not world.is_main:
         return {}
-    models.save(
-        plain,
-        begin.tokenizer,
-        out / "checkpoint",
-        extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}},
-    )
-    from ladtrain.plots import learning_curves
+    base_eval, trained_eval = base_evals[heldout.MAIN], trained_evals[heldout.MAIN]
+    versus = heldout.versus_all(base_evals, trained_evals)
+    provenance = {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}
+    models.save(plain, begin.tokenizer, out / "checkpoint", extra={"ladtrain.json": provenance})
+    from ladtrain.plots import learning_curves, pass_at_k_curves
 
     learning_curves(rows, out / "learning_curves.png", title=f"{loss_fn.name} on {cfg.task}",
-                    reference={"base": base_eval["accuracy"], "trained": trained_eval["accuracy"]})
-    seconds = {"warmup": warm_seconds, "base_eval": base_eval["seconds"], "rl": rl_seconds,
-               "trained_eval": trained_eval["seconds"], "total": earlier.get("total", 0.0) + time.time() - t0}
+                    reference={"base": base_eval["accuracy"], "trained": trained_eval["accuracy"]},
+                    evals=evaluator.rows)
+    pass_at_k_curves(versus, out / "pass_at_k.png", title=f"{loss_fn.name} on {cfg.task}",
+                     labels=("base", loss_fn.name))
+    seconds = {"warmup": warm_seconds, "base_eval": sum(r["seconds"] for r in base_evals.values()),
+               "rl": rl_seconds, "trained_eval": sum(r["seconds"] for r in trained_evals.values()),
+               "total": earlier.get("total", 0.0) + time.time() - t0}
     summary = summary_of(cfg, loss_fn.name, begin.base_info, len(eval_problems), base_eval, trained_eval,
                          faults, seconds, out, rewards=[c.describe() for c in rl.rewards],
                          train_reasons=train_reasons, no_signal=watch.fired)
+    summary.update(heldout.summary_fields(base_evals, trained_evals, versus))
     atomic.write_atomically(out / "summary.json", json.dumps(summary, indent=2))
+    trackers.close()
     if not cfg.keep_resumable:  # the final model is in checkpoint/; the resumable states are not needed
         checkpoint.remove_all(out)
     print(summary_table(summary), flush=True)
@@ -296,6 +244,22 @@ def step_records(batch, step: int, rows: Sequence[int]) -> list[dict[str, Any]]:
         correct=[v.reward for v in got.verdicts],
         reasons=got.reasons, truncated=batch.truncated.tolist(), lengths=batch.rollout.lengths.tolist(),
         group_size=G, advantages=batch.advantages.tolist(), components=got.components, rows=rows)
+
+
+def metrics_row(step: int, batch, stats, rl, faults: Faults, t_rl: float, t_step: float,
+                update_seconds: float) -> dict[str, Any]:
+    """One row of ``metrics.jsonl``: the step's rollout and update numbers (:func:`ladtrain.step.metrics`),
+    its timings, prompt ids, fault counts and the loss's diagnostics."""
+    return {
+        "step": step,
+        **metrics(batch, stats, rl.schedule),
+        "seconds": time.time() - t_rl,
+        "step_seconds": time.time() - t_step,
+        "update_seconds": update_seconds,
+        "prompt_ids": [p.id for p in batch.problems],
+        **faults.row(),
+        **{k: float(v) for k, v in stats.terms.items()},
+    }
 
 
 def summary_of(cfg: TrainConfig, loss: str, model: dict[str, Any], eval_problems: int, base: dict[str, Any],
@@ -329,22 +293,11 @@ def summary_of(cfg: TrainConfig, loss: str, model: dict[str, Any], eval_problems
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """The console table: held-out metrics of the base and the trained policy."""
-    base, trained = summary["base"], summary["trained"]
-    k = summary["eval_samples"]
-    rows = [("accuracy (mean over samples)", "accuracy")]
-    rows += [(f"pass@{j}", f"pass@{j}") for j in sorted({2, k}) if f"pass@{j}" in base]
-    rows += [
-        ("distinct correct answers / prompt", "distinct_correct"),
-        ("answer entropy (nats)", "answer_entropy"),
-    ]
-    name = summary["loss"]
-    width = max(len(r[0]) for r in rows) + 2
-    lines = [f"held-out {summary['eval_problems']} prompts x {k} samples, task {summary['task']}",
-             f"{'':<{width}}{'base':>10}{name:>12}{'change':>10}"]
-    for label, key in rows:
-        b, t = base[key], trained[key]
-        lines.append(f"{label:<{width}}{b:>10.3f}{t:>12.3f}{t - b:>+10.3f}")
+    """The console table: per evaluation set, the held-out metrics of the base and the trained policy with
+    95% intervals over problems and of their difference, the crossover k and the retained base answers
+    (:func:`ladtrain.heldout.summary_lines`)."""
+    lines = [f"task {summary['task']}, {summary['loss']} after {summary['steps']} steps"]
+    lines += heldout.summary_lines(summary["versus"], summary["loss"])
     for label, key in (("RL samples", "train"), ("held-out, trained", "trained_eval")):
         counts = summary.get("reasons", {}).get(key) or {}
         total = sum(counts.values())

@@ -51,7 +51,9 @@ def test_quick_benchmark_reports_the_three_ratios(step_profile, cache, tmp_path,
     assert "(3) share of the step outside" in printed
     # the phases partition the step
     assert sum(lad["phases_wall"].values()) == pytest.approx(lad["lad_step_wall"]["median"], rel=0.5)
-    assert lad["peak_rss_mb"] > lad["import_rss_mb"] > 0
+    # --quick runs the workers in this process, so the peak RSS is this process's: earlier tests in the same
+    # pytest process may have set it already (then peak == the value read before the model was built)
+    assert lad["peak_rss_mb"] >= lad["import_rss_mb"] > 0
 
 
 def test_lad_and_grpo_steps_see_the_same_rollout(step_profile, cache):
