@@ -31,6 +31,8 @@ from typing import Protocol, Sequence
 import torch
 from torch import Tensor
 
+from ladtrain import logprobs
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -162,48 +164,66 @@ class HFSampler:
 
 def _logprobs_of(logits: Tensor, ids: Tensor, temperature: float) -> Tensor:
     """(B, T) log-softmax of ``logits / temperature`` (B, T, V) at ``ids`` (B, T), in at least float32."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # (B, T, V)
-    return torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return logprobs.plain_logprobs(logits, ids, temperature)
 
 
 def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float = 1.0,
-                   share_prompts: bool | None = None) -> Tensor:
+                   share_prompts: bool | None = None, chunked: bool | None = None) -> Tensor:
     """(B, T) log-probabilities of the completion tokens under ``model`` (with grad if enabled).
 
     Logits are divided by the sampling temperature (as TRL and verl do), so at ``temperature != 1`` the
     policy being trained is the tempered one that actually produced the samples. ``share_prompts``
-    (default: when exact, see the module docstring) runs each group's prompt once."""
+    (default: when exact, see the module docstring) runs each group's prompt once. ``chunked`` (default:
+    where :func:`ladtrain.logprobs.output_head` allows it) scores the tokens from the final hidden states in
+    chunks, never holding the (B, T, V) logits (:mod:`ladtrain.logprobs`)."""
     if share_prompts is None:
         share_prompts = can_share_prompts(model, rollout.prompt_ids, rollout.prompt_mask, rollout.group_size)
+    head = logprobs.output_head(model) if chunked is not False else None
+    if chunked and head is None:
+        raise ValueError("token_logprobs(chunked=True): the model's logits are not lm_head(backbone(...))")
     if share_prompts:
-        return _shared_prompt_logprobs(model, rollout, temperature)
+        return _shared_prompt_logprobs(model, rollout, temperature, head)
     input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # (B, P + T)
     attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
     T = rollout.completion_ids.shape[1]
+    if head is not None:
+        hidden = head.backbone(input_ids=input_ids, attention_mask=attention,
+                               position_ids=positions(attention)).last_hidden_state  # (B, P + T, H)
+        return logprobs.selected_logprobs(hidden[:, -(T + 1) : -1], head, rollout.completion_ids,
+                                          rollout.completion_mask, temperature)  # (B, T), 0 on padding
     logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention),
                    **keep_last_logits(model, T + 1)).logits  # (B, T + 1 or P + T, V)
     logp = _logprobs_of(logits[:, -(T + 1) : -1], rollout.completion_ids, temperature)  # logits predicting each token
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
-def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float) -> Tensor:
+def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float,
+                            head: logprobs.OutputHead | None = None) -> Tensor:
     """:func:`token_logprobs` running each group's prompt once: the prompt's cache (with its autograd
-    graph) is copied to the ``G`` rows, then the completions run on top of it."""
-    G, keyword = rollout.group_size, cache_keyword(model)
+    graph) is copied to the ``G`` rows, then the completions run on top of it. With ``head``, the final
+    hidden states are scored in chunks (:func:`ladtrain.logprobs.selected_logprobs`)."""
+    G = rollout.group_size
     P = rollout.prompt_ids.shape[1]
     attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
     position = positions(attention)  # (B, P + T)
-    prompt = model(input_ids=rollout.prompt_ids[::G], attention_mask=rollout.prompt_mask[::G],
-                   position_ids=position[::G, :P], use_cache=True, **keep_last_logits(model, 1))  # (n,) rows
-    first = prompt.logits[:, -1:].repeat_interleave(G, 0)  # (B, 1, V): predicts completion token 0
-    logits = [first]
+    net = head.backbone if head is not None else model
+    keyword = cache_keyword(net)
+    extra = {} if head is not None else keep_last_logits(model, 1)
+    prompt = net(input_ids=rollout.prompt_ids[::G], attention_mask=rollout.prompt_mask[::G],
+                 position_ids=position[::G, :P], use_cache=True, **extra)  # (n,) rows
+    last = prompt.last_hidden_state if head is not None else prompt.logits
+    outputs = [last[:, -1:].repeat_interleave(G, 0)]  # (B, 1, H or V): predicts completion token 0
     if rollout.completion_ids.shape[1] > 1:
         cache = prompt[keyword]
         cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...)
-        rest = model(input_ids=rollout.completion_ids[:, :-1], attention_mask=attention[:, :-1],
-                     position_ids=position[:, P:-1], use_cache=True, **{keyword: cache})
-        logits.append(rest.logits)  # (B, T - 1, V): predict completion tokens 1..T-1
-    logp = _logprobs_of(torch.cat(logits, dim=1), rollout.completion_ids, temperature)  # (B, T)
+        rest = net(input_ids=rollout.completion_ids[:, :-1], attention_mask=attention[:, :-1],
+                   position_ids=position[:, P:-1], use_cache=True, **{keyword: cache})
+        # (B, T - 1, H or V): predict completion tokens 1..T-1
+        outputs.append(rest.last_hidden_state if head is not None else rest.logits)
+    if head is not None:
+        return logprobs.selected_logprobs(torch.cat(outputs, dim=1), head, rollout.completion_ids,
+                                          rollout.completion_mask, temperature)  # (B, T), 0 on padding
+    logp = _logprobs_of(torch.cat(outputs, dim=1), rollout.completion_ids, temperature)  # (B, T)
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
