@@ -14,6 +14,11 @@ Spec grammar: ``NAME[:ARG][,KEY=VALUE]...``
 ``ARG`` is everything between the first ``:`` and the first ``,`` (so a path may contain ``:`` but not
 ``,``). Values are typed: ``true``/``false``, ``none``, integers and floats become Python values, anything
 else stays a string. Keyword ``options`` given to ``get_task`` override those in the spec string.
+
+Escapes in values (so that an instruction can hold any text): ``\,`` is a comma that does not end the
+value, ``\n`` a newline, ``\t`` a tab and ``\\`` one backslash; any other backslash stays as written
+(``\boxed{}`` needs no escaping). An escaped value is always a string. Longer texts: the tasks that take an
+``instruction`` also take ``instruction_file=PATH``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ladtrain.tasks.base import Problem, Score, Task, score_all
+from ladtrain.tasks.base import REASONS, Problem, Score, Task, reason_counts, score_all, score_completions
 
 # spec prefix -> "module:factory"
 TASKS: dict[str, str] = {
@@ -52,16 +57,40 @@ def parse_value(text: str) -> Any:
     return text
 
 
+_ESCAPES = {",": ",", "n": "\n", "t": "\t", "\\": "\\"}
+
+
+def _split_unescaped(spec: str) -> list[tuple[str, bool]]:
+    """Split at commas not written ``\,``; each part unescaped, with whether it held an escape."""
+    parts: list[tuple[str, bool]] = []
+    buf: list[str] = []
+    escaped, i = False, 0
+    while i < len(spec):
+        c = spec[i]
+        if c == "\\" and i + 1 < len(spec) and spec[i + 1] in _ESCAPES:
+            buf.append(_ESCAPES[spec[i + 1]])
+            escaped, i = True, i + 2
+            continue
+        if c == ",":
+            parts.append(("".join(buf), escaped))
+            buf, escaped = [], False
+        else:
+            buf.append(c)
+        i += 1
+    parts.append(("".join(buf), escaped))
+    return parts
+
+
 def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
-    """Split ``NAME[:ARG][,KEY=VALUE]...`` into ``(name, arg, options)``."""
-    head, *pairs = spec.split(",")
+    """Split ``NAME[:ARG][,KEY=VALUE]...`` into ``(name, arg, options)`` (escapes: module docstring)."""
+    (head, _), *pairs = _split_unescaped(spec)
     name, _, arg = head.partition(":")
     options: dict[str, Any] = {}
-    for pair in pairs:
+    for pair, escaped in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key.strip().isidentifier():
             raise TaskError(f"task spec {spec!r}: expected KEY=VALUE after a comma, got {pair!r}")
-        options[key.strip()] = parse_value(value.strip())
+        options[key.strip()] = value if escaped else parse_value(value.strip())
     return name.strip(), (arg.strip() or None), options
 
 
@@ -81,5 +110,5 @@ def get_task(spec: str, **options) -> Task:
         raise TaskError(f"task spec {spec!r}: unknown option {bad}") from None
 
 
-__all__ = ["Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "parse_spec", "parse_value",
-           "score_all"]
+__all__ = ["REASONS", "Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "parse_spec",
+           "parse_value", "reason_counts", "score_all", "score_completions"]

@@ -2,6 +2,28 @@
 
 A task yields :class:`Problem` records (a prompt and whatever the scorer needs) and scores one
 completion at a time. Scorers never ``eval`` model text.
+
+Every :class:`Score` carries a ``reason`` from the fixed vocabulary :data:`REASONS` (why it scored
+what it did; ``info`` keeps the scorer's free-text detail):
+
+=================  ===============================================================================
+``correct``        the verifier accepted the answer (reward 1)
+``partial``        partial credit: 0 < reward < 1 (reasoning-gym scorers)
+``wrong``          an answer was found and parsed, and it is not the reference
+``no_answer``      nothing the extractor could take (an empty completion or tag, no number)
+``no_tag``         the required answer marker is missing (``<answer>`` tags, ``\boxed{}``, ``####``)
+``unparsable``     an answer was found but could not be read (not an expression, a syntax error)
+``truncated``      the completion was cut at ``max_new_tokens``: no final answer, not scored
+``timeout``        the check ran out of time (math-verify, the sandbox's wall or CPU limit)
+``sandbox_error``  the sandbox itself failed (reward None: no verdict on the code)
+``reward_error``   a reward function raised, returned None or a non-number for this sample
+=================  ===============================================================================
+
+A scorer that gives no reason gets one from its reward (:func:`default_reason`).
+:func:`score_completions` scores a rollout with the truncation policy: by default a completion cut at
+``max_new_tokens`` scores 0 with reason ``truncated`` (its text has no final answer, and a fallback
+such as "the last number" would read one out of cut text); ``truncation="score"`` scores it like any
+other (the behaviour before the policy existed).
 """
 
 from __future__ import annotations
@@ -21,14 +43,43 @@ class Problem:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+SEPARATOR = "\n\n"  # between a question and its answer instruction
+REASONS = ("correct", "partial", "wrong", "no_answer", "no_tag", "unparsable", "truncated", "timeout",
+           "sandbox_error", "reward_error")
+TRUNCATION = ("zero", "score")  # what a completion cut at max_new_tokens scores (see the module docstring)
+
+
+def default_reason(reward: float | None) -> str:
+    """The reason of a score whose scorer gave none: ``reward_error`` for None, ``correct`` at >= 1,
+    ``partial`` in (0, 1), else ``wrong``."""
+    if reward is None:
+        return "reward_error"
+    try:
+        value = float(reward)
+    except (TypeError, ValueError):
+        return "reward_error"
+    if value != value:  # NaN
+        return "reward_error"
+    return "correct" if value >= 1.0 else "partial" if value > 0.0 else "wrong"
+
+
 @dataclass(frozen=True)
 class Score:
     """``reward`` in [0, 1] for verifiable tasks (None = could not score: counted and skipped);
-    ``answer`` is the normalised final answer (for diversity metrics); ``info`` a short reason."""
+    ``answer`` is the normalised final answer (for diversity metrics); ``info`` a short free-text
+    detail; ``reason`` one word of :data:`REASONS` (default: from the reward, :func:`default_reason`).
+    A reason outside the vocabulary is a ValueError (a scorer bug)."""
 
     reward: float | None
     answer: str | None = None
     info: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.reason:
+            object.__setattr__(self, "reason", default_reason(self.reward))
+        elif self.reason not in REASONS:
+            raise ValueError(f"score reason {self.reason!r} is not one of {', '.join(REASONS)}")
 
 
 @runtime_checkable
@@ -54,6 +105,60 @@ def score_all(task: Task, problems: Sequence[Problem], completions: Sequence[str
     if batch is not None:
         return list(batch(problems, completions))
     return [task.score(p, c) for p, c in zip(problems, completions)]
+
+
+def score_completions(task: Task, problems: Sequence[Problem], completions: Sequence[str],
+                      truncated: Sequence[bool] | None = None, truncation: str = "zero",
+                      scorer=None) -> list[Score]:
+    """Score a rollout under the truncation policy: with ``truncation="zero"`` (default) every completion
+    whose ``truncated`` flag is set scores 0 with reason ``truncated`` and is never shown to the scorer;
+    ``"score"`` scores it as any other. The others go, in one batch, through ``scorer(problems,
+    completions)`` (default: :func:`score_all` on ``task``)."""
+    if truncation not in TRUNCATION:
+        raise ValueError(f"truncation must be one of {', '.join(TRUNCATION)}, got {truncation!r}")
+    n = len(completions)
+    cut = [False] * n if truncated is None or truncation == "score" else [bool(t) for t in truncated]
+    if len(cut) != n or len(problems) != n:
+        raise ValueError(f"{len(problems)} problems, {n} completions and {len(cut)} truncation flags")
+    keep = [i for i in range(n) if not cut[i]]
+    run = scorer or (lambda ps, cs: score_all(task, ps, cs))
+    scored = iter(run([problems[i] for i in keep], [completions[i] for i in keep]) if keep else [])
+    cut_score = Score(0.0, None, "cut at max_new_tokens: no final answer", "truncated")
+    return [cut_score if cut[i] else next(scored) for i in range(n)]
+
+
+def reason_counts(scores: Sequence[Score]) -> dict[str, int]:
+    """How many scores have each reason, in the order of :data:`REASONS` (reasons with no score left out)."""
+    counts = {r: 0 for r in REASONS}
+    for s in scores:
+        counts[s.reason] = counts.get(s.reason, 0) + 1
+    return {r: c for r, c in counts.items() if c}
+
+
+def instruction_text(instruction: str, instruction_file: str, where: str) -> str | None:
+    """The explicit instruction (``instruction_file`` wins), ``""`` for ``none``, None for ``auto``."""
+    if instruction_file:
+        from pathlib import Path
+
+        from ladtrain.tasks import TaskError
+
+        try:
+            text = Path(instruction_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise TaskError(f"{where}: instruction_file={instruction_file}: cannot read: "
+                            f"{getattr(e, 'strerror', None) or e}") from None
+        if not text.strip():
+            raise TaskError(f"{where}: instruction_file={instruction_file} is empty")
+        return text.strip()
+    text = "" if instruction is None else str(instruction)
+    if text.strip().lower() == "auto":
+        return None
+    return "" if text.strip().lower() in ("none", "") else text.strip()
+
+
+def with_instruction(question: str, instruction: str | None) -> str:
+    """The question, then a blank line and the instruction (the question alone when there is none)."""
+    return question if not instruction else question.rstrip() + SEPARATOR + instruction
 
 
 def options_of(cls: type, options: dict[str, Any], where: str):

@@ -12,8 +12,11 @@ first block is used, and when that block defines ``entry_point`` it is run after
 prompt's imports and helpers stay available and the new definition replaces the stub).
 
 Reward: 1 if the program ran to its end (every assertion of ``check`` held), else 0; None (could not
-score) only when the sandbox itself failed to start; ``info`` is the sandbox's short reason. Batches go
-through the sandbox's bounded worker pool (``score_batch``).
+score) only when the sandbox itself failed to start; ``info`` is the sandbox's short reason, mapped to
+a reason of :data:`ladtrain.tasks.base.REASONS` by :func:`reason_of` (``correct``, ``no_answer`` for an
+empty completion, ``unparsable`` for a SyntaxError or IndentationError, ``timeout`` for the wall-time or
+CPU limit, ``sandbox_error`` when the sandbox failed, else ``wrong``). Batches go through the sandbox's
+bounded worker pool (``score_batch``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,24 @@ def program(problem: Problem, completion: str) -> str:
     return f"{body}\n\n{ref['test']}\n\ncheck({ref['entry_point']})\n"
 
 
+_UNPARSABLE = re.compile(r"^(?:SyntaxError|IndentationError|TabError)\b")
+
+
+def reason_of(result, code: str) -> str:
+    """The score reason of a sandbox :class:`~ladtrain.sandbox.Result` for the completion's ``code``."""
+    if result.error:
+        return "sandbox_error"
+    if result.passed:
+        return "correct"
+    if not code.strip():
+        return "no_answer"
+    if result.reason.startswith("timeout") or "SIGXCPU" in result.reason:
+        return "timeout"
+    if _UNPARSABLE.match(result.reason):
+        return "unparsable"
+    return "wrong"
+
+
 @dataclass(frozen=True)
 class CodeTask:
     """HumanEval-format problems; ``reference`` holds ``test``, ``entry_point``, ``canonical_solution``."""
@@ -82,10 +103,11 @@ class CodeTask:
 
     def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Score]:
         results = self.sandbox.run_many([program(p, c) for p, c in zip(problems, completions)])
+        codes = [completion_code(c) for c in completions]
         return [
-            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(completion_code(c).split()),
-                  r.reason)
-            for r, c in zip(results, completions)
+            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(code.split()), r.reason,
+                  reason_of(r, code))
+            for r, code in zip(results, codes)
         ]
 
 
@@ -161,4 +183,4 @@ def make_jsonl(arg: str | None = None, **options) -> CodeTask:
 
 
 __all__ = ["CodeOptions", "CodeTask", "completion_code", "load_code_problems", "make_humaneval", "make_jsonl",
-           "program"]
+           "program", "reason_of"]

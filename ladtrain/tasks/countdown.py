@@ -25,9 +25,19 @@ canonical form is the multiset of signed products, rendered with factors in desc
 terms first, terms in descending order of their factors (``5+4*3-2``). Reward is 1 for a correct
 expression, else 0.
 
-Prompt (compact: every character is a token of the built-in model): ``5 2 4 3 -> 15\n``; the built-in
-model completes it with the expression and an end-of-sequence token. For chat models the answer may also
-be given inside ``<answer>...</answer>``; otherwise the first non-empty line of the completion is the answer.
+Prompts (``prompt=compact|worded|auto``, default ``auto``):
+
+* **compact** (every character is a token of the built-in model): ``5 2 4 3 -> 15\n``; the built-in
+  model completes it with the expression and an end-of-sequence token. The answer is the inside of
+  ``<answer>...</answer>`` if present, else the first non-empty line of the completion.
+* **worded**, for chat models: the rules in a sentence and an instruction to give only the expression
+  inside ``<answer></answer>`` tags (:data:`WORDED`); the answer must be in the tags (reason ``no_tag``
+  otherwise), so reasoning text before it is never read as the answer.
+* **auto**: compact, and worded once the trainer calls :meth:`CountdownTask.for_chat` (the tokenizer has
+  a chat template). Problem ids, splits and references are the same in every style.
+
+Reasons: ``correct``; ``wrong`` (other numbers, or another value); ``unparsable`` (not ``n (op n)*``);
+``no_answer`` (nothing to read); ``no_tag`` (worded prompt, no tags).
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +56,10 @@ from ladtrain.tasks import TaskError
 from ladtrain.tasks.base import Problem, Score
 
 PROMPT = "{numbers} -> {target}\n"  # compact: every character is a token for the built-in model
+WORDED = ("Use the numbers {numbers}, each exactly once, and only the operators +, - and * (no parentheses; "
+          "* binds tighter than + and -) to write an expression that equals {target}."
+          "\n\nThink briefly, then give only the expression inside <answer></answer> tags.")
+STYLES = ("auto", "compact", "worded")
 _TOKEN = re.compile(r"\s*(?:(\d+)|([-+*]))")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 
@@ -151,7 +165,25 @@ class CountdownTask:
     test_fraction: float = 0.15
     seed: int = 1234
     name: str = "countdown"
+    prompt: str = "auto"
     _splits: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.prompt not in STYLES:
+            raise TaskError(f"countdown: prompt={self.prompt!r}; known: {', '.join(STYLES)}")
+
+    @property
+    def worded(self) -> bool:
+        return self.prompt == "worded"
+
+    def for_chat(self) -> CountdownTask:
+        """This task for a chat model: ``prompt=auto`` becomes ``worded``; an explicit style is kept."""
+        return self if self.prompt != "auto" else replace(self, prompt="worded", _splits={})
+
+    def render_prompt(self, numbers: list[int], target: int) -> str:
+        if self.worded:
+            return WORDED.format(numbers=", ".join(map(str, numbers)), target=target)
+        return PROMPT.format(numbers=" ".join(map(str, numbers)), target=target)
 
     def _cache_file(self) -> Path:
         key = f"v1-n{self.n_numbers}-max{self.max_value}-draws{self.draws}-seed{self.seed}"
@@ -199,7 +231,7 @@ class CountdownTask:
                 key = f"{'-'.join(map(str, sorted(numbers)))}={target}"
                 problem = Problem(
                     id=key,
-                    prompt=PROMPT.format(numbers=" ".join(map(str, numbers)), target=target),
+                    prompt=self.render_prompt(numbers, target),
                     reference=target,
                     meta={"numbers": numbers, "target": target,
                           "solutions": list(solutions_by_target(tuple(sorted(numbers)))[target])},
@@ -209,17 +241,22 @@ class CountdownTask:
         return self._splits[split]
 
     def score(self, problem: Problem, completion: str) -> Score:
+        if self.worded and not _ANSWER_TAG.search(completion):
+            return Score(0.0, None, "no <answer> tag", "no_tag")
+        text = extract_answer(completion)
+        if not text:
+            return Score(0.0, None, "no expression", "no_answer")
         try:
-            numbers, ops = parse(extract_answer(completion))
+            numbers, ops = parse(text)
         except ExpressionError as err:
-            return Score(0.0, None, str(err))
+            return Score(0.0, None, str(err), "unparsable")
         terms = terms_of(numbers, ops)
         answer = render(terms)
         if sorted(numbers) != sorted(problem.meta["numbers"]):
-            return Score(0.0, answer, "numbers do not match")
+            return Score(0.0, answer, "numbers do not match", "wrong")
         if value_of(terms) != problem.meta["target"]:
-            return Score(0.0, answer, "wrong value")
-        return Score(1.0, answer, "correct")
+            return Score(0.0, answer, "wrong value", "wrong")
+        return Score(1.0, answer, "correct", "correct")
 
 
 def make(arg: str | None = None, **options) -> CountdownTask:
@@ -231,4 +268,5 @@ def make(arg: str | None = None, **options) -> CountdownTask:
     return CountdownTask(**options)
 
 
-__all__ = ["CountdownTask", "ExpressionError", "make", "parse", "render", "solutions_by_target", "terms_of"]
+__all__ = ["PROMPT", "STYLES", "WORDED", "CountdownTask", "ExpressionError", "make", "parse", "render",
+           "solutions_by_target", "terms_of"]

@@ -1,17 +1,21 @@
 """Any ``reasoning-gym`` generator as a task, scored by that generator's own ``score_answer``.
 
 Spec: ``reasoning_gym:NAME[,KEY=VALUE]...``. The keys ``size`` (train problems, default 1000),
-``test_size`` (default 200), ``seed`` (default 0) and ``instruction`` are ours; every other key goes to
-the generator's config class (for example ``reasoning_gym:basic_arithmetic,max_terms=4``), which
-validates it; a bad key or value is a one-line :class:`~ladtrain.tasks.TaskError`.
+``test_size`` (default 200), ``seed`` (default 0), ``instruction`` and ``instruction_file`` are ours;
+every other key goes to the generator's config class (for example
+``reasoning_gym:basic_arithmetic,max_terms=4``), which validates it; a bad key or value is a one-line
+:class:`~ladtrain.tasks.TaskError`.
 
 * **Split**: train is generated with ``seed``, test with ``seed + 1_000_003``; test problems whose question
   also occurs in train are dropped, so the splits are disjoint.
-* **Prompt**: the generator's question plus an instruction to put the final answer in
-  ``<answer>...</answer>`` (``instruction=none`` leaves the question alone; the chat template, if any,
-  is applied by the trainer).
+* **Prompt**: the generator's question, a blank line, and an instruction to put the final answer in
+  ``<answer>...</answer>`` (:data:`INSTRUCTION`; it matches the extractor, and is added for every model,
+  with or without a chat template). ``instruction=TEXT`` or ``instruction_file=PATH`` replaces it,
+  ``instruction=none`` leaves the question alone; the chat template, if any, is applied by the trainer.
 * **Score**: the text inside the last ``<answer>`` tags (reasoning-gym's ``extract_answer``), given to
-  the generator's ``score_answer``; partial credit in [0, 1] is kept as the reward.
+  the generator's ``score_answer``; partial credit in [0, 1] is kept as the reward. Reasons: ``no_tag``
+  (no ``<answer>`` tags), ``no_answer`` (empty tags), ``unparsable`` (the generator's scorer raised on
+  the text), ``correct`` (1), ``partial`` (between 0 and 1), ``wrong`` (0).
 * **Scorers that would evaluate model text** (``eval`` or sympy's ``parse_expr`` on the answer: n_queens,
   spiral_matrix, binary_matrix, string_insertion, number_sorting, the integration and polynomial
   generators, puzzle24, countdown) are guarded (:func:`guard_scorers`): literals only for ``eval``, plain
@@ -30,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ladtrain.tasks import TaskError
-from ladtrain.tasks.base import Problem, Score
+from ladtrain.tasks.base import Problem, Score, instruction_text, with_instruction
 
-INSTRUCTION = "\n\nThink step by step, then give only the final answer inside <answer></answer> tags."
+INSTRUCTION = "Think step by step, then give only the final answer inside <answer></answer> tags."
 _TEST_SEED_OFFSET = 1_000_003
 
 # ---------------------------------------------------------------- scorers that evaluate model text
@@ -168,11 +172,13 @@ class GymTask:
 
         answer = extract_answer(completion, tag_name="answer")
         if answer is None:
-            return Score(0.0, None, "no <answer> tag")
+            return Score(0.0, None, "no <answer> tag", "no_tag")
+        if not answer.strip():
+            return Score(0.0, None, "empty <answer> tags", "no_answer")
         try:
             reward = float(self.dataset.score_answer(answer=answer, entry=problem.reference))
         except Exception as e:  # a scorer that chokes on odd text: the answer is wrong, not the run
-            return Score(0.0, answer, f"scorer error: {type(e).__name__}")
+            return Score(0.0, answer, f"scorer error: {type(e).__name__}", "unparsable")
         return Score(reward, answer, "correct" if reward == 1.0 else f"score {reward:g}")
 
 
@@ -186,7 +192,7 @@ def _dataset(name: str, spec: str, **config):
 
 
 def make(arg: str | None = None, size: int = 1000, test_size: int = 200, seed: int = 0,
-         instruction: str | None = INSTRUCTION, **config) -> GymTask:
+         instruction: str | None = INSTRUCTION, instruction_file: str = "", **config) -> GymTask:
     """Registry factory for ``reasoning_gym:NAME``."""
     from reasoning_gym.factory import DATASETS
 
@@ -199,13 +205,16 @@ def make(arg: str | None = None, size: int = 1000, test_size: int = 200, seed: i
     for key, value in (("size", size), ("test_size", test_size), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key != "seed" else 0):
             raise TaskError(f"{spec}: option {key}={value!r} must be a positive integer")
-    suffix = "" if instruction in (None, "none", "") else str(instruction)
+    given = "auto" if instruction == INSTRUCTION else str(instruction)
+    text = instruction_text(given, instruction_file, spec)
+    text = INSTRUCTION if text is None else text
     train_ds = _dataset(arg, spec, size=size, seed=seed, **config)
     test_ds = _dataset(arg, spec, size=test_size, seed=seed + _TEST_SEED_OFFSET, **config)
-    train = tuple(Problem(f"{arg}/train/{i}", e["question"] + suffix, e, {"answer": e["answer"]})
+    train = tuple(Problem(f"{arg}/train/{i}", with_instruction(e["question"], text), e,
+                          {"answer": e["answer"]})
                   for i, e in enumerate(train_ds))
     seen = {p.reference["question"] for p in train}
-    test = tuple(Problem(f"{arg}/test/{i}", e["question"] + suffix, e, {"answer": e["answer"]})
+    test = tuple(Problem(f"{arg}/test/{i}", with_instruction(e["question"], text), e, {"answer": e["answer"]})
                  for i, e in enumerate(test_ds) if e["question"] not in seen)
     if not test:
         raise TaskError(f"{spec}: every test problem also occurs in train; use a larger generator config")

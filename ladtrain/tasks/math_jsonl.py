@@ -17,6 +17,15 @@ Spec: ``jsonl:PATH[,KEY=VALUE]...`` with the keys of :class:`MathOptions`, for e
   check runs in a helper process that is killed after ``timeout`` seconds (reward 0, info "timeout").
 * **Split**: ``test_every=N`` puts every N-th valid line in ``test`` (default 10); ``test_file=PATH`` uses a
   separate file instead (validated the same way).
+* **Instruction** (``instruction=TEXT``, ``instruction_file=PATH``, or ``auto``, the default): added after
+  the question, separated by a blank line. ``auto`` adds nothing for a model without a chat template (the
+  question alone, as a base model continues it) and, for a chat model (:meth:`MathTask.for_chat`, called
+  by the trainer when the tokenizer has a chat template), the instruction of :data:`INSTRUCTIONS` that
+  matches ``extract``, so the model is asked for the format the extractor reads. ``none``: never.
+* **Reasons** (:data:`ladtrain.tasks.base.REASONS`): ``no_tag`` when ``extract`` is ``boxed`` or ``hash``
+  and the completion has no ``\boxed{}`` / ``####``; ``no_answer`` when ``auto`` or ``last_number`` finds
+  nothing; ``unparsable`` when math-verify cannot read the answer (and it is not the reference's text);
+  ``timeout``; ``correct``; ``wrong``.
 """
 
 from __future__ import annotations
@@ -25,12 +34,12 @@ import re
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from ladtrain.tasks import TaskError, jsonl
-from ladtrain.tasks.base import Problem, Score, options_of
+from ladtrain.tasks.base import SEPARATOR, Problem, Score, instruction_text, options_of, with_instruction
 
 # ---------------------------------------------------------------- answer extraction
 
@@ -99,14 +108,21 @@ REFERENCE_EXTRACTORS: dict[str, Callable[[str], str | None]] = {
 # ---------------------------------------------------------------- equivalence
 
 
-def _verify(gold: str, pred: str, timeout: int | None) -> bool:
+def _verify(gold: str, pred: str, timeout: int | None) -> bool | str:
+    """True/False, or ``"unparsable"`` when math-verify cannot read the answer as maths (it parses to
+    nothing, or only to its raw text, while the reference is maths) and it is not equivalent to it."""
     from math_verify import parse, verify
 
     kw = {"parsing_timeout": timeout}
     g, p = parse(f"${gold}$", **kw), parse(f"${pred}$", **kw)
     if not g or not p:
-        return gold.strip() == pred.strip()
-    return bool(verify(g, p, timeout_seconds=timeout))
+        return True if gold.strip() == pred.strip() else "unparsable"
+    if verify(g, p, timeout_seconds=timeout):
+        return True
+    def text_only(parsed) -> bool:  # math-verify gives back only the raw text: not maths
+        return all(isinstance(x, str) for x in parsed)
+
+    return "unparsable" if text_only(p) and not text_only(g) else False
 
 
 _POOL: list[ProcessPoolExecutor] = []
@@ -131,8 +147,9 @@ def _reset_helper(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def equivalent(gold: str, pred: str, timeout: int = 5) -> bool | None:
-    """math-verify equivalence of two answers; None if it did not finish within ``timeout`` seconds."""
+def equivalent(gold: str, pred: str, timeout: int = 5) -> bool | str | None:
+    """math-verify equivalence of two answers; ``"unparsable"`` when one side cannot be parsed (and the
+    texts differ); None if it did not finish within ``timeout`` seconds."""
     if threading.current_thread() is threading.main_thread():
         try:
             return _verify(gold, pred, timeout)
@@ -162,8 +179,11 @@ class MathOptions:
     """How the completion's answer is found: auto, boxed, hash, last_number."""
     reference_extract: str = "auto"
     """How the reference answer is found: auto, boxed, hash, last_number, none (whole field)."""
-    instruction: str = ""
-    """Text appended to every prompt (e.g. ask for the answer in \\boxed{})."""
+    instruction: str = "auto"
+    """Text after the question (a blank line between): ``auto`` (chat models: :data:`INSTRUCTIONS`
+    for ``extract``; others: none), ``none``, or the text itself."""
+    instruction_file: str = ""
+    """A file whose whole text is the instruction (overrides ``instruction``)."""
     test_every: int = 10
     """Every N-th problem goes to the test split (0: test = train = all)."""
     test_file: str = ""
@@ -172,12 +192,20 @@ class MathOptions:
     """Seconds allowed for one math-verify comparison."""
 
 
+# the default instruction for chat models, one per completion extractor (what the extractor reads)
+INSTRUCTIONS: dict[str, str] = {
+    "auto": "Reason step by step, then give the final answer in \\boxed{}.",
+    "boxed": "Reason step by step, then give the final answer in \\boxed{}.",
+    "hash": "Reason step by step, then write the final answer alone on the last line, after ####.",
+    "last_number": "Reason step by step and end with the final answer as a number.",
+}
 _PROMPT_FIELDS = ("prompt", "question", "problem")
 _ANSWER_FIELDS = ("answer", "solution", "reference")
 
 
-def load_problems(path: Path, opts: MathOptions) -> list[Problem]:
-    """Parse and validate every line; raise TaskError(``file:line: what is wrong``) on the first bad one."""
+def load_problems(path: Path, opts: MathOptions, instruction: str | None = None) -> list[Problem]:
+    """Parse and validate every line; raise TaskError(``file:line: what is wrong``) on the first bad one.
+    ``instruction`` (if any) follows each question after a blank line."""
     get_reference = REFERENCE_EXTRACTORS[opts.reference_extract]
     prompt_field, answer_field = opts.prompt_field, opts.answer_field
     problems: list[Problem] = []
@@ -213,7 +241,7 @@ def load_problems(path: Path, opts: MathOptions) -> list[Problem]:
             continue
         pid = str(row[opts.id_field]) if opts.id_field and opts.id_field in row else f"{path.name}:{lineno}"
         meta = {k: v for k, v in row.items() if k not in (prompt_field, answer_field)}
-        problems.append(Problem(pid, str(row[prompt_field]) + opts.instruction, reference, meta))
+        problems.append(Problem(pid, with_instruction(str(row[prompt_field]), instruction), reference, meta))
     jsonl.raise_on_errors(path, problems, errors)
     return problems
 
@@ -232,14 +260,35 @@ class MathTask:
             raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
         return self.train if split == "train" else self.test
 
+    def for_chat(self) -> MathTask:
+        """This task for a chat model: with ``instruction=auto``, every prompt gets the instruction of
+        :data:`INSTRUCTIONS` for ``extract``; any other setting is kept as given."""
+        opts = self.options
+        if instruction_text(opts.instruction, opts.instruction_file, self.name) is not None:
+            return self
+        text = INSTRUCTIONS[opts.extract]
+
+        def add(problems: tuple[Problem, ...]) -> tuple[Problem, ...]:
+            return tuple(replace(p, prompt=with_instruction(p.prompt, text)) for p in problems)
+
+        return replace(self, train=add(self.train), test=add(self.test),
+                       options=replace(opts, instruction=text))
+
     def score(self, problem: Problem, completion: str) -> Score:
-        answer = EXTRACTORS[self.options.extract](completion)
+        extract = self.options.extract
+        answer = EXTRACTORS[extract](completion)
         if answer is None:
-            return Score(0.0, None, f"no answer found (extract={self.options.extract})")
+            marker = {"boxed": "\\boxed{}", "hash": "####"}.get(extract)
+            if marker:
+                return Score(0.0, None, f"no {marker} in the completion (extract={extract})", "no_tag")
+            return Score(0.0, None, f"no answer found (extract={extract})", "no_answer")
         same = equivalent(str(problem.reference), answer, self.options.timeout)
         if same is None:
-            return Score(0.0, answer, "timeout in math-verify")
-        return Score(1.0 if same else 0.0, answer, "correct" if same else "wrong")
+            return Score(0.0, answer, "timeout in math-verify", "timeout")
+        if same == "unparsable":
+            return Score(0.0, answer, "math-verify cannot parse the answer", "unparsable")
+        return Score(1.0 if same else 0.0, answer, "correct" if same else "wrong",
+                     "correct" if same else "wrong")
 
 
 def make(arg: str | None = None, **options) -> MathTask:
@@ -254,9 +303,10 @@ def make(arg: str | None = None, **options) -> MathTask:
                         f"known: {', '.join(REFERENCE_EXTRACTORS)}")
     if opts.test_every < 0 or opts.timeout <= 0:
         raise TaskError(f"jsonl:{arg}: test_every must be >= 0 and timeout > 0")
-    problems = load_problems(Path(arg), opts)
+    instruction = instruction_text(opts.instruction, opts.instruction_file, f"jsonl:{arg}")
+    problems = load_problems(Path(arg), opts, instruction)
     if opts.test_file:
-        train, test = problems, load_problems(Path(opts.test_file), opts)
+        train, test = problems, load_problems(Path(opts.test_file), opts, instruction)
     elif opts.test_every:
         n = opts.test_every
         held = [i % n == n - 1 for i in range(len(problems))]
@@ -269,5 +319,6 @@ def make(arg: str | None = None, **options) -> MathTask:
     return MathTask(f"jsonl:{arg}", tuple(train), tuple(test), opts)
 
 
-__all__ = ["EXTRACTORS", "MathOptions", "MathTask", "equivalent", "extract_boxed", "extract_hash",
-           "extract_last_number", "load_problems", "make"]
+__all__ = ["EXTRACTORS", "INSTRUCTIONS", "SEPARATOR", "MathOptions", "MathTask", "equivalent",
+           "extract_boxed", "extract_hash", "extract_last_number", "instruction_text", "load_problems",
+           "make", "with_instruction"]

@@ -96,7 +96,7 @@ def test_math_format_uses_boxed_references_with_nested_braces():
     assert [s.reward for s in score_all(task, probs, good)] == [1.0, 1.0, 1.0, 1.0]
     # extract=boxed: an unboxed right number is not accepted
     score = task.score(probs[1], "the answer is 0.5")
-    assert score.reward == 0.0 and "no answer found" in score.info
+    assert score.reward == 0.0 and score.reason == "no_tag" and "no \\boxed{}" in score.info
 
 
 def test_splits_are_disjoint_and_cover_the_file():
