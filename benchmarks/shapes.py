@@ -1,7 +1,7 @@
-"""Model shapes for the step benchmark: random weights built from a config, no download.
+"""Real-architecture model shapes for the step benchmark: random weights built from a config, no download
+(the built-in shapes ``tiny`` and ``6m`` are :func:`ladtrain.models.build_tiny_model` specs, see
+``benchmarks/step_profile.py``).
 
-* ``tiny``: the built-in model (Llama architecture, ~0.8M parameters, 100-token character vocabulary);
-* ``6m``: the same architecture at hidden 256 x 8 layers (~6.4M parameters);
 * ``smollm2-135m``: SmolLM2-135M's architecture (``HuggingFaceTB/SmolLM2-135M``'s config: Llama, hidden
   576, 30 layers, 9 attention heads, 3 key-value heads, intermediate 1536, vocabulary 49,152, tied
   embeddings, rope theta 100,000, RMSNorm eps 1e-5): ~135M parameters.
@@ -37,7 +37,7 @@ class Shape:
     heads: int
     kv_heads: int
     intermediate: int
-    vocab: int | None  # None: the built-in tokenizer's own (100 tokens + 3 specials)
+    vocab: int
     rope_theta: float = 10000.0
     max_positions: int = 64
     eos_hazard: float | None = None  # per-token EOS probability (None: the random model's own)
@@ -47,19 +47,17 @@ class Shape:
 
 
 SHAPES = {
-    "tiny": Shape("tiny", 128, 4, 4, 4, 352, None),
-    "6m": Shape("6m", 256, 8, 8, 8, 688, None),
     "smollm2-135m": Shape("smollm2-135m", 576, 30, 9, 3, 1536, 49152, rope_theta=100000.0, max_positions=8192,
                           eos_hazard=SMOLLM2_HAZARD, prompts=4, group=4, max_new_tokens=96),
 }
 
 
-def tokenizer(vocab: int | None):
+def tokenizer(vocab: int):
     """The built-in character tokenizer, padded with filler tokens to ``vocab`` ids."""
     from ladtrain import models
 
     tok = models.build_tokenizer()
-    if vocab is not None and vocab > len(tok):
+    if vocab > len(tok):
         tok.add_tokens([f"<v{i}>" for i in range(len(tok), vocab)])
     return tok
 
@@ -119,7 +117,7 @@ def build(name: str, seed: int = 0):
 def describe(name: str) -> str:
     s = SHAPES[name]
     text = (f"{name}: Llama, hidden {s.hidden}, {s.layers} layers, {s.heads} heads ({s.kv_heads} key-value), "
-            f"intermediate {s.intermediate}, vocabulary {s.vocab or 'built-in (103)'}")
+            f"intermediate {s.intermediate}, vocabulary {s.vocab}")
     if s.eos_hazard is not None:
         text += (f"; EOS hazard {s.eos_hazard:.4f} per token (P(cut at {s.max_new_tokens}) = "
                  f"{(1 - s.eos_hazard) ** s.max_new_tokens:.2f})")

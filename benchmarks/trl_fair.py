@@ -76,9 +76,16 @@ def applied(trainer: Any) -> dict[str, Any]:
     """What the trainer really runs with (read back after construction, so a renamed or ignored option
     shows up in the results)."""
     model = trainer.model
-    return {"gradient_checkpointing": bool(getattr(model, "is_gradient_checkpointing", False)),
-            "model_dtype": str(next(model.parameters()).dtype), "optimizer": type(trainer.optimizer).__name__
-            if trainer.optimizer is not None else trainer.args.optim, "bf16": bool(trainer.args.bf16),
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5
+    if checkpointing is None:
+        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    return {"gradient_checkpointing": bool(checkpointing), "model_dtype": str(next(model.parameters()).dtype),
+            "optimizer": type(optimizer).__name__ if optimizer is not None else str(trainer.args.optim),
+            "optimizer_groups": [{k: v for k, v in g.items() if k in ("lr", "betas", "eps", "weight_decay",
+                                                                       "foreach", "fused")}
+                                 for g in getattr(optimizer, "param_groups", [])],
+            "bf16": bool(trainer.args.bf16),
             "loss_type": trainer.loss_type, "beta": trainer.beta, "num_iterations": trainer.num_iterations}
 
 

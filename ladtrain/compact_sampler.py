@@ -64,6 +64,7 @@ class CompactSampler:
     temperature: float = 1.0
     max_new_tokens: int = 16
     same_draws: bool = True
+    share_prompts: bool = True  # False: prefill every row's prompt (an ablation; the same samples, slower)
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
@@ -81,12 +82,14 @@ class CompactSampler:
         B = prompt_ids.shape[0]
         was_training = self.model.training
         self.model.eval()
-        out = self.model(input_ids=unique_ids, attention_mask=unique_mask, position_ids=positions(unique_mask),
+        copies = G if self.share_prompts else 1  # rows per prefilled prompt
+        first_ids, first_mask = (unique_ids, unique_mask) if self.share_prompts else (prompt_ids, prompt_mask)
+        out = self.model(input_ids=first_ids, attention_mask=first_mask, position_ids=positions(first_mask),
                          use_cache=True, **keep_last_logits(self.model, 1))  # each prompt once
         cache = out[keyword]
-        if G > 1:
-            cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...), prompt-major
-        logits = out.logits[:, -1].repeat_interleave(G, 0)  # (B, V)
+        if copies > 1:
+            cache.batch_repeat_interleave(copies)  # (n, ...) -> (B, ...), prompt-major
+        logits = out.logits[:, -1].repeat_interleave(copies, 0)  # (B, V)
         completion = torch.full((B, T), tok.pad_token_id, dtype=prompt_ids.dtype, device=device)  # (B, T)
         live = torch.arange(B, device=device)  # (b,) the batch row of each live sequence
         attention = prompt_mask  # (b, P + t)

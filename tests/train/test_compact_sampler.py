@@ -52,6 +52,13 @@ def test_same_tokens_and_random_state_as_generate(temperature):
     assert 12 in lengths or temperature != 1.0  # and (at temperature 1) some rows cut at max_new_tokens
 
 
+def test_without_shared_prompts_the_same_samples():
+    model, tok = _model()
+    ref, _ = _sample(CompactSampler(model, tok, 1.0, 12), 5)
+    out, _ = _sample(CompactSampler(model, tok, 1.0, 12, share_prompts=False), 5)
+    assert torch.equal(out.completion_ids, ref.completion_ids)
+
+
 def test_the_comparison_catches_other_draws():
     """Drawing the exponentials for the live rows only (``same_draws=False``) keeps the distribution
     but not the values: the comparison above would fail on it. The first token (all rows live) agrees."""
