@@ -81,33 +81,50 @@ def eos_bias(model, eos_id: int, hazard: float, positions: int = 256, seed: int 
     return (lo + hi) / 2
 
 
-def build(name: str, seed: int = 0):
-    """``(model, tokenizer, info)`` for shape ``name`` with random weights (seeded)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def set_eos_bias(model, eos_id: int, bias: float) -> float:
+    """Give ``model`` an output layer with a bias ``bias`` at EOS, zero elsewhere, not trained (the weight
+    stays the tied embedding)."""
+    weight = model.get_output_embeddings().weight
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=True)
+    head.weight = weight
+    with torch.no_grad():
+        head.bias.zero_()
+        head.bias[eos_id] = bias
+    head.bias.requires_grad_(False)
+    model.lm_head = head
+    return bias
+
+
+def config(name: str, tok):
+    """The ``LlamaConfig`` of shape ``name`` for tokenizer ``tok`` (its vocabulary is the shape's)."""
+    from transformers import LlamaConfig
 
     if name not in SHAPES:
         raise ValueError(f"--shape: unknown shape {name!r} (one of {', '.join(SHAPES)})")
     s = SHAPES[name]
-    tok = tokenizer(s.vocab)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tok), hidden_size=s.hidden, intermediate_size=s.intermediate, num_hidden_layers=s.layers,
         num_attention_heads=s.heads, num_key_value_heads=s.kv_heads, max_position_embeddings=s.max_positions,
         rope_theta=s.rope_theta, rms_norm_eps=1e-5, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id, bos_token_id=None,
     )
+
+
+def build(name: str, seed: int = 0):
+    """``(model, tokenizer, info)`` for shape ``name`` with random weights (seeded)."""
+    from transformers import LlamaForCausalLM
+
+    if name not in SHAPES:
+        raise ValueError(f"--shape: unknown shape {name!r} (one of {', '.join(SHAPES)})")
+    s = SHAPES[name]
+    tok = tokenizer(s.vocab)
+    config_ = config(name, tok)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config_)
     info = {"shape": name, "vocab": len(tok), "eos_hazard": s.eos_hazard, "eos_bias": None}
     if s.eos_hazard is not None:
-        b = eos_bias(model, tok.eos_token_id, s.eos_hazard, seed=seed)
-        head = torch.nn.Linear(s.hidden, len(tok), bias=True)
-        head.weight = model.get_input_embeddings().weight  # still tied
-        with torch.no_grad():
-            head.bias.zero_()
-            head.bias[tok.eos_token_id] = b
-        head.bias.requires_grad_(False)
-        model.lm_head = head
-        info["eos_bias"] = b
+        info["eos_bias"] = set_eos_bias(model, tok.eos_token_id, eos_bias(model, tok.eos_token_id, s.eos_hazard,
+                                                                          seed=seed))
         info["expected_share_cut"] = (1 - s.eos_hazard) ** s.max_new_tokens
         info["expected_mean_length"] = (1 - (1 - s.eos_hazard) ** s.max_new_tokens) / s.eos_hazard
     info["parameters"] = sum(p.numel() for p in model.parameters())
@@ -124,7 +141,7 @@ def describe(name: str) -> str:
     return text
 
 
-__all__ = ["SHAPES", "SMOLLM2_HAZARD", "Shape", "build", "describe", "eos_bias", "tokenizer"]
+__all__ = ["SHAPES", "SMOLLM2_HAZARD", "Shape", "build", "config", "describe", "eos_bias", "set_eos_bias", "tokenizer"]
 
 if __name__ == "__main__":  # pragma: no cover - a quick look at a shape
     import sys
