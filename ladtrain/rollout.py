@@ -24,6 +24,7 @@ dropout is active; otherwise the full batch runs as before.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -168,21 +169,24 @@ def _logprobs_of(logits: Tensor, ids: Tensor, temperature: float) -> Tensor:
 
 
 def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float = 1.0,
-                   share_prompts: bool | None = None, chunked: bool | None = None) -> Tensor:
+                   share_prompts: bool | None = None, chunked: bool | None = None,
+                   buckets: list[Tensor] | None = None) -> Tensor:
     """(B, T) log-probabilities of the completion tokens under ``model`` (with grad if enabled).
 
     Logits are divided by the sampling temperature (as TRL and verl do), so at ``temperature != 1`` the
     policy being trained is the tempered one that actually produced the samples. ``share_prompts``
     (default: when exact, see the module docstring) runs each group's prompt once. ``chunked`` (default:
     where :func:`ladtrain.logprobs.output_head` allows it) scores the tokens from the final hidden states in
-    chunks, never holding the (B, T, V) logits (:mod:`ladtrain.logprobs`)."""
+    chunks, never holding the (B, T, V) logits (:mod:`ladtrain.logprobs`). ``buckets`` (shared prompts
+    only; default :func:`length_buckets`, ``[]`` for one pass) runs the completions in buckets of similar
+    lengths, each only up to its longest completion."""
     if share_prompts is None:
         share_prompts = can_share_prompts(model, rollout.prompt_ids, rollout.prompt_mask, rollout.group_size)
     head = logprobs.output_head(model) if chunked is not False else None
     if chunked and head is None:
         raise ValueError("token_logprobs(chunked=True): the model's logits are not lm_head(backbone(...))")
     if share_prompts:
-        return _shared_prompt_logprobs(model, rollout, temperature, head)
+        return _shared_prompt_logprobs(model, rollout, temperature, head, buckets)
     input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # (B, P + T)
     attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
     T = rollout.completion_ids.shape[1]
@@ -197,11 +201,25 @@ def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float 
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
+def length_buckets(lengths: Tensor, parts: int = 4, min_saving: float = 0.1) -> list[Tensor]:
+    """Rows sorted by completion length (longest first) in ``parts`` buckets, when running each bucket
+    only up to its own longest completion skips at least ``min_saving`` of the (B, T) completion
+    positions; else ``[]`` (one pass over the whole batch). Positions after a row's EOS are never read,
+    and under causal attention they do not change the positions before them, so the skip is exact."""
+    B = lengths.numel()
+    if parts < 2 or B < parts or B == 0:
+        return []
+    buckets = list(torch.argsort(lengths, descending=True, stable=True).chunk(parts))
+    work = sum(len(rows) * int(lengths[rows].max()) for rows in buckets)
+    return buckets if work <= (1 - min_saving) * B * int(lengths.max()) else []
+
+
 def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float,
-                            head: logprobs.OutputHead | None = None) -> Tensor:
+                            head: logprobs.OutputHead | None = None, buckets: list[Tensor] | None = None) -> Tensor:
     """:func:`token_logprobs` running each group's prompt once: the prompt's cache (with its autograd
-    graph) is copied to the ``G`` rows, then the completions run on top of it. With ``head``, the final
-    hidden states are scored in chunks (:func:`ladtrain.logprobs.selected_logprobs`)."""
+    graph) is copied to the ``G`` rows, then the completions run on top of it, bucket by bucket of similar
+    lengths where that saves work (``buckets``: default :func:`length_buckets`; ``[]``: one pass). With
+    ``head``, the final hidden states are scored in chunks (:func:`ladtrain.logprobs.selected_logprobs`)."""
     G = rollout.group_size
     P = rollout.prompt_ids.shape[1]
     attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
@@ -213,13 +231,33 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
                  position_ids=position[::G, :P], use_cache=True, **extra)  # (n,) rows
     last = prompt.last_hidden_state if head is not None else prompt.logits
     outputs = [last[:, -1:].repeat_interleave(G, 0)]  # (B, 1, H or V): predicts completion token 0
-    if rollout.completion_ids.shape[1] > 1:
+    T = rollout.completion_ids.shape[1]
+    buckets = length_buckets(rollout.lengths) if buckets is None else buckets
+    if T > 1 and not (buckets and hasattr(prompt[keyword], "layers")):
         cache = prompt[keyword]
         cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...)
         rest = net(input_ids=rollout.completion_ids[:, :-1], attention_mask=attention[:, :-1],
                    position_ids=position[:, P:-1], use_cache=True, **{keyword: cache})
         # (B, T - 1, H or V): predict completion tokens 1..T-1
         outputs.append(rest.last_hidden_state if head is not None else rest.logits)
+    elif T > 1:  # bucket by bucket, each only up to its longest completion (see length_buckets)
+        parts = []
+        for rows in buckets:
+            longest = int(rollout.lengths[rows].max())
+            part = last.new_zeros(len(rows), T - 1, last.shape[-1])  # (k, T - 1, H or V)
+            if longest > 1:
+                cache = copy.copy(prompt[keyword])  # its own layer objects, the same tensors
+                cache.layers = [copy.copy(layer) for layer in cache.layers]
+                cache.batch_select_indices(rows // G)  # the prompt rows of this bucket's completions
+                span = slice(P, P + longest - 1)
+                out = net(input_ids=rollout.completion_ids[rows, : longest - 1],
+                          attention_mask=attention[rows, : P + longest - 1], position_ids=position[rows, span],
+                          use_cache=True, **{keyword: cache})
+                hidden = out.last_hidden_state if head is not None else out.logits  # (k, longest - 1, H or V)
+                part = torch.nn.functional.pad(hidden, (0, 0, 0, T - longest))  # zeros where nothing is read
+            parts.append(part)
+        order = torch.cat(buckets)  # bucket rows -> batch rows
+        outputs.append(torch.cat(parts)[torch.argsort(order)])  # (B, T - 1, H or V), batch order
     if head is not None:
         return logprobs.selected_logprobs(torch.cat(outputs, dim=1), head, rollout.completion_ids,
                                           rollout.completion_mask, temperature)  # (B, T), 0 on padding
@@ -228,4 +266,5 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
 
 
 __all__ = ["HFSampler", "Rollout", "Sampler", "can_share_prompts", "cache_keyword", "completion_mask",
-           "dropout_active", "groups_share_prompts", "keep_last_logits", "positions", "token_logprobs"]
+           "dropout_active", "groups_share_prompts", "keep_last_logits", "length_buckets", "positions",
+           "token_logprobs"]

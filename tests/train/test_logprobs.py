@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ladtrain import logprobs
 from ladtrain.logprobs import ChunkedTokenLogprob, OutputHead, output_head, plain_logprobs, selected_logprobs
-from ladtrain.rollout import Rollout, token_logprobs
+from ladtrain.rollout import Rollout, length_buckets, token_logprobs
 
 
 def _llama(vocab=300, dtype=torch.float32, tie=True, seed=0):
@@ -123,13 +123,42 @@ def test_token_logprobs_chunked_equals_plain_float64(llama_in_float64, share, mo
     model.lm_head.bias = torch.nn.Parameter(torch.randn(300, dtype=torch.float64))
     rollout = _rollout()
     monkeypatch.setattr(logprobs, "CHUNK_LOGITS", 7 * 300)  # 7 rows per chunk
-    ref, ref_grads = _logp_and_grads(model, rollout, share_prompts=share, chunked=False)
+    assert length_buckets(rollout.lengths)  # the shared path runs its completions in length buckets
+    ref, ref_grads = _logp_and_grads(model, rollout, share_prompts=share, chunked=False, buckets=[])
     out, grads = _logp_and_grads(model, rollout, share_prompts=share, chunked=True)
     assert out.dtype == torch.float64 and torch.equal(out == 0, rollout.completion_mask == 0)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     assert ref_grads.keys() == grads.keys()
     for name in ref_grads:
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-12, atol=1e-13, msg=name)
+
+
+def test_length_buckets_exact_in_float64_and_the_oracle_catches_a_bucket_cut_short(llama_in_float64, monkeypatch):
+    """Buckets of similar lengths, each run only up to its longest completion: the same log-probs and
+    gradients as one pass (plain logits too). A bucket cut one position short changes them."""
+    model = _llama(dtype=torch.float64)
+    rollout = _rollout(n=4, G=3, T=8, seed=4)
+    buckets = length_buckets(rollout.lengths, parts=3, min_saving=0.0)
+    assert len(buckets) == 3 and sorted(torch.cat(buckets).tolist()) == list(range(12))
+    for chunked in (False, True):
+        ref, ref_grads = _logp_and_grads(model, rollout, share_prompts=True, chunked=chunked, buckets=[])
+        out, grads = _logp_and_grads(model, rollout, share_prompts=True, chunked=chunked, buckets=buckets)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        for name in ref_grads:
+            torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-12, atol=1e-13, msg=name)
+    short = rollout.lengths.clone()
+    short[buckets[0]] -= 1  # the longest bucket run one position short
+    monkeypatch.setattr(Rollout, "lengths", property(lambda self: short))
+    bug, _ = _logp_and_grads(model, rollout, share_prompts=True, chunked=True, buckets=buckets)
+    assert (bug - ref).abs().max() > 1e-3
+
+
+def test_length_buckets_only_where_they_save_work():
+    assert length_buckets(torch.full((16,), 8)) == []  # equal lengths: one pass
+    assert length_buckets(torch.tensor([8, 8, 8, 7])) == []  # saves 3%: one pass
+    buckets = length_buckets(torch.tensor([8, 1, 1, 8, 2, 1, 1, 1]), parts=2)
+    assert [b.tolist() for b in buckets] == [[0, 3, 4, 1], [2, 5, 6, 7]]
+    assert length_buckets(torch.tensor([3, 1]), parts=4) == []  # fewer rows than buckets
 
 
 def test_token_logprobs_chunked_float32_and_the_oracle_catches_a_dropped_head_gradient(monkeypatch):
