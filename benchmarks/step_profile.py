@@ -1,9 +1,10 @@
 """Where one RL step of ``ladtrain`` spends its time, and how it compares with GRPO and with TRL.
 
-Run (a few minutes on 2 shared CPU cores)::
+Run (minutes on 2 shared CPU cores; the 135M shape tens of minutes)::
 
     python benchmarks/step_profile.py                      # tiny + 6m models, TRL if installed
     python benchmarks/step_profile.py --write              # ... and write results/benchmarks/results.{json,md}
+    python benchmarks/step_profile.py --shape smollm2-135m --write   # ... results-smollm2-135m.{json,md}
     python benchmarks/step_profile.py --quick              # seconds: tiny model, small batch (the test)
 
 What it measures, per model (``tiny``: the built-in ~0.8M Llama; ``6m``: the same architecture at
@@ -19,27 +20,36 @@ hidden 256 x 8 layers, ~6.4M parameters, built from a config; or ``--model PATH`
   model, optimizer and RNG state and runs one LAD step and one GRPO step on the identical rollout, in
   alternating order (ABBA), so machine drift cancels; the median of the per-pair ratios and its spread
   (min, max) are reported, on wall time and on process CPU time.
-* **Ratio 2, TRL / ladtrain**: wall time per step of TRL's ``GRPOTrainer`` (``loss_type="grpo"``,
-  ``beta=0``, the same model weights, batch, group size, completion length, temperature, learning rate,
-  clip and one update per rollout) over ladtrain's GRPO step. Each implementation runs in its own
-  subprocess (so peak memory is per implementation); rounds alternate between them.
+* **Ratio 2, TRL / ladtrain**: time per step of TRL's ``GRPOTrainer`` over ladtrain's GRPO step, with
+  every TRL option that changes the work per step set explicitly to ladtrain's (``benchmarks/trl_fair.py``
+  lists them, and the results file prints the table; what TRL ran with is read back from the trainer),
+  both without and with gradient checkpointing (``--gradient-checkpointing both``, the default), on the
+  same weights and the same problems (only prompts of one length, so neither pads them). Each
+  implementation runs in its own subprocess; rounds alternate between them. Memory ratios beside it.
 * **Ratio 3, overhead**: the share of the step outside the model's own kernels. Kernel time = wall
   time inside the model's forward calls (a pre-/post-forward hook pair on the top module, so every
   ``generate`` step and every log-prob pass counts) + ``loss.backward()`` + the sampling kernels
   (softmax + multinomial on the (B, V) logits, timed on the same shapes and counts). Everything else
   (``generate``'s Python per token, tokenising, decoding, scoring, the loss, the optimizer, logging) is
-  overhead. The optimizer's share is printed separately.
+  overhead. The optimizer's share is printed separately. The **limit** is the kernel time alone (the
+  model's forward calls of generation, one forward and one backward of the update); the step and TRL's
+  step are reported as multiples of it.
 
-Memory: peak resident set size of each worker process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``),
-and the same before the model was built (imports only), so the difference is what the step used.
-``tracemalloc`` is not used: it does not see torch's tensor allocations.
+Memory (``benchmarks/rss.py``): peak resident set size per phase of each timed step (generation,
+update), sampled by a thread, with the RSS at the step's start (model, optimizer state); the process
+high-water mark (``ru_maxrss``) beside it. ``tracemalloc`` is not used: it does not see torch's tensors.
+
+Shapes: ``--shape smollm2-135m`` (``benchmarks/shapes.py``): SmolLM2-135M's architecture with random
+weights, a 49,152-token vocabulary and a controlled EOS hazard (about half the completions reach
+``max_new_tokens``), 4 prompts x 4 completions x 96 tokens, GRPO steps only (no LAD pairs).
 
 Threads: one torch thread per worker (the machine is shared; ``--threads`` to change). On a loaded
 machine wall time inflates with the other jobs; process CPU time is printed beside it.
 
-**Before / after.** ``--before 6m`` (default) also runs one pair of the step as it was before the
-speed-ups of issue 11 (``--no-share-prompts --old-pass``: every prompt run ``G`` times in sampling and
-log-probs, and a separate no-grad pass for ``logp_old``), in the same run.
+**Before / after.** ``--before`` (default ``6m,smollm2-135m``) also runs ladtrain's step as it was before
+issue 24 (``transformers``' ``generate`` as the sampler, log-probs from the (B, T, V) logits in one pass
+over the batch), in the same run, without gradient checkpointing. The ablations of issue 11's speed-ups
+stay available: ``--no-share-prompts --old-pass``.
 
 Reward: the built-in models are untrained, so the benchmark adds a small shaping term to the countdown
 score (:func:`shaped_reward`; the same function for TRL) to give non-zero advantages.

@@ -177,9 +177,9 @@ def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float 
     policy being trained is the tempered one that actually produced the samples. ``share_prompts``
     (default: when exact, see the module docstring) runs each group's prompt once. ``chunked`` (default:
     where :func:`ladtrain.logprobs.output_head` allows it) scores the tokens from the final hidden states in
-    chunks, never holding the (B, T, V) logits (:mod:`ladtrain.logprobs`). ``buckets`` (shared prompts
-    only; default :func:`length_buckets`, ``[]`` for one pass) runs the completions in buckets of similar
-    lengths, each only up to its longest completion."""
+    chunks, never holding the (B, T, V) logits (:mod:`ladtrain.logprobs`). ``buckets`` (default
+    :func:`length_buckets`, ``[]`` for one pass) runs the completions in buckets of similar lengths, each
+    only up to its longest completion."""
     if share_prompts is None:
         share_prompts = can_share_prompts(model, rollout.prompt_ids, rollout.prompt_mask, rollout.group_size)
     head = logprobs.output_head(model) if chunked is not False else None
@@ -187,18 +187,37 @@ def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float 
         raise ValueError("token_logprobs(chunked=True): the model's logits are not lm_head(backbone(...))")
     if share_prompts:
         return _shared_prompt_logprobs(model, rollout, temperature, head, buckets)
-    input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # (B, P + T)
-    attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
     T = rollout.completion_ids.shape[1]
+    buckets = length_buckets(rollout.lengths) if buckets is None else buckets
+    if buckets:  # bucket by bucket, each only up to its longest completion (see length_buckets)
+        parts = []
+        for rows in buckets:
+            length = int(rollout.lengths[rows].max())
+            part = _full_batch_outputs(model, head, rollout, rows, length)  # (k, length, H or V)
+            parts.append(torch.nn.functional.pad(part, (0, 0, 0, T - length)))  # zeros where nothing is read
+        outputs = torch.cat(parts)[torch.argsort(torch.cat(buckets))]  # (B, T, H or V), batch order
+    else:
+        outputs = _full_batch_outputs(model, head, rollout, slice(None), T)  # (B, T, H or V)
+    if head is not None:
+        return logprobs.selected_logprobs(outputs, head, rollout.completion_ids, rollout.completion_mask,
+                                          temperature)  # (B, T), 0 on padding
+    logp = _logprobs_of(outputs, rollout.completion_ids, temperature)  # (B, T)
+    return logp * rollout.completion_mask  # (B, T), 0 on padding
+
+
+def _full_batch_outputs(model: torch.nn.Module, head: logprobs.OutputHead | None, rollout: Rollout,
+                        rows: Tensor | slice, length: int) -> Tensor:
+    """(k, length, H or V): the final hidden states (with ``head``) or logits predicting completion tokens
+    ``0 .. length - 1`` of the rows ``rows``, prompt and completion run together."""
+    input_ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows, :length]], dim=1)  # (k, P + L)
+    attention = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows, :length]], dim=1)  # (k, P + L)
     if head is not None:
         hidden = head.backbone(input_ids=input_ids, attention_mask=attention,
-                               position_ids=positions(attention)).last_hidden_state  # (B, P + T, H)
-        return logprobs.selected_logprobs(hidden[:, -(T + 1) : -1], head, rollout.completion_ids,
-                                          rollout.completion_mask, temperature)  # (B, T), 0 on padding
+                               position_ids=positions(attention)).last_hidden_state  # (k, P + L, H)
+        return hidden[:, -(length + 1) : -1]
     logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention),
-                   **keep_last_logits(model, T + 1)).logits  # (B, T + 1 or P + T, V)
-    logp = _logprobs_of(logits[:, -(T + 1) : -1], rollout.completion_ids, temperature)  # logits predicting each token
-    return logp * rollout.completion_mask  # (B, T), 0 on padding
+                   **keep_last_logits(model, length + 1)).logits  # (k, L + 1 or P + L, V)
+    return logits[:, -(length + 1) : -1]  # the logits predicting each token
 
 
 def length_buckets(lengths: Tensor, parts: int = 4, min_saving: float = 0.1) -> list[Tensor]:

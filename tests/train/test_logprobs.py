@@ -135,14 +135,15 @@ def test_token_logprobs_chunked_equals_plain_float64(llama_in_float64, share, mo
 
 def test_length_buckets_exact_in_float64_and_the_oracle_catches_a_bucket_cut_short(llama_in_float64, monkeypatch):
     """Buckets of similar lengths, each run only up to its longest completion: the same log-probs and
-    gradients as one pass (plain logits too). A bucket cut one position short changes them."""
+    gradients as one pass (shared prompts or the full batch, chunked or plain logits). A bucket cut one
+    position short changes them."""
     model = _llama(dtype=torch.float64)
     rollout = _rollout(n=4, G=3, T=8, seed=4)
     buckets = length_buckets(rollout.lengths, parts=3, min_saving=0.0)
     assert len(buckets) == 3 and sorted(torch.cat(buckets).tolist()) == list(range(12))
-    for chunked in (False, True):
-        ref, ref_grads = _logp_and_grads(model, rollout, share_prompts=True, chunked=chunked, buckets=[])
-        out, grads = _logp_and_grads(model, rollout, share_prompts=True, chunked=chunked, buckets=buckets)
+    for chunked, share in ((False, True), (True, True), (False, False), (True, False)):
+        ref, ref_grads = _logp_and_grads(model, rollout, share_prompts=share, chunked=chunked, buckets=[])
+        out, grads = _logp_and_grads(model, rollout, share_prompts=share, chunked=chunked, buckets=buckets)
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
         for name in ref_grads:
             torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-12, atol=1e-13, msg=name)
