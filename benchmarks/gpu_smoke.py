@@ -9,7 +9,7 @@ GPU was lent). It reports, as one JSON object on stdout (and in ``--out`` when g
 * ``peak_mem_gib``: ``torch.cuda.max_memory_allocated`` over the two steps;
 * ``loss`` per step and ``finite``: every loss and gradient norm finite.
 
-It uses the trainer's own pieces (``token_logprobs``, ``losses.get("lad")``, ``distributed.backward``)
+It uses the trainer's own pieces (``token_logprobs``, ``losses.get("lad")``, ``ladtrain.step.backward``)
 on synthetic prompts (random token ids; rewards = fraction of even token ids in the completion), so it
 needs no tokenizer or data download. Runs on one GPU, or under ``torchrun --nproc-per-node N`` with
 ``--parallel ddp|fsdp2``.
@@ -30,9 +30,10 @@ from pathlib import Path
 
 import torch
 
-from ladtrain import distributed, losses
+from ladtrain import distributed, losses, models
 from ladtrain.advantages import group_advantages
 from ladtrain.rollout import Rollout, completion_mask, token_logprobs
+from ladtrain.step import Targets, backward
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     model = build(SIZES[args.size]).to(device)
     params = sum(p.numel() for p in model.parameters())
     if args.gradient_checkpointing:
-        distributed.enable_gradient_checkpointing(model)
+        models.enable_gradient_checkpointing(model)
     train_model, gen_model = distributed.prepare(model, args.parallel, world, device)
     optimizer = torch.optim.AdamW(train_model.parameters(), lr=1e-5)
     loss_fn = losses.get("lad")
-
-    def loss(logp, logp_old, adv, mask):
-        return loss_fn(losses.LossInputs(logp, logp_old, adv, mask), HP)
-
-    unit = distributed.loss_unit(loss_fn.name, HP)
+    hp = type("HPrun", (HP,), {"bf16": bf16})
     G, vocab = args.group_size, SIZES[args.size].vocab
     my_prompts = distributed.shard(list(range(args.prompts)), world)
     gen = torch.Generator().manual_seed(1000 + world.rank)
@@ -107,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt_mask = torch.ones_like(prompt_ids)
         sync(device)
         t = time.perf_counter()
-        with torch.no_grad(), distributed.autocast(device, bf16):
+        with torch.no_grad(), models.autocast(device, bf16):
             gen_model.eval()
             out = gen_model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True,
                                      temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=args.new_tokens,
@@ -122,12 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         gen_tokens += int(mask.sum())
         t = time.perf_counter()
         train_model.train()
-        with torch.no_grad(), distributed.autocast(device, bf16):
+        with torch.no_grad(), models.autocast(device, bf16):
             logp_old = token_logprobs(train_model, rollout)  # (B, T)
         optimizer.zero_grad(set_to_none=True)
-        value, _ = distributed.backward(train_model, rollout, logp_old, advantages, mask.float(), loss, unit=unit,
-                                        world=world, accumulation=min(args.grad_accumulation, len(mask)),
-                                        bf16=bf16)
+        value, _ = backward(train_model, rollout, Targets(advantages, mask.float(), logp_old), loss_fn, hp,
+                            world=world, accumulation=min(args.grad_accumulation, len(mask)))
         grad_norm = torch.nn.utils.clip_grad_norm_(train_model.parameters(), 1.0)
         optimizer.step()
         sync(device)

@@ -10,12 +10,12 @@ Run (minutes on 2 shared CPU cores; the 135M shape tens of minutes)::
 What it measures, per model (``tiny``: the built-in ~0.8M Llama; ``6m``: the same architecture at
 hidden 256 x 8 layers, ~6.4M parameters, built from a config; or ``--model PATH``, a local HF folder):
 
-* **Phases of one step**, mirroring the loop body of :func:`ladtrain.trainer.train` with the trainer's
-  own pieces (``HFSampler``, ``score_all``, ``group_advantages``, ``token_logprobs``,
-  ``distributed.backward``, ``losses.get``): generation, reward (scoring + advantages), old log-probs
-  (empty at one update per rollout: the trainer uses the update's own log-probs, detached),
-  forward+backward (log-probs, loss, backward), optimizer (clip, AdamW, schedule), bookkeeping (the
-  metrics row and its JSON line). Tokens per second = completion tokens / step wall time.
+* **Phases of one step**: the very step functions :func:`ladtrain.trainer.train` calls,
+  :func:`ladtrain.step.collect` and :func:`ladtrain.step.update`, timed through their ``phase`` hook:
+  generation, reward (scoring + advantages), old log-probs (empty at one update per rollout: the update
+  uses its own log-probs, detached), forward+backward (log-probs, loss, backward), optimizer (clip, AdamW,
+  schedule), bookkeeping (the metrics row of :func:`ladtrain.step.metrics` and its JSON line). Tokens per
+  second = completion tokens / step wall time.
 * **Ratio 1, LAD / GRPO**: step time with only the loss changed. Each repetition restores the same
   model, optimizer and RNG state and runs one LAD step and one GRPO step on the identical rollout, in
   alternating order (ABBA), so machine drift cancels; the median of the per-pair ratios and its spread
@@ -112,6 +112,7 @@ class Setup:
     gradient_checkpointing: bool = False  # both implementations: recompute activations in backward
     sampler: str = "compact"  # compact: ladtrain.compact_sampler (finished rows dropped) | hf: generate
     chunked: bool = True  # log-probs from the hidden states in chunks (False: the (B, T, V) logits)
+    buckets: bool = True  # the update's passes in length buckets where they save work (False: one pass)
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
     @property
@@ -283,22 +284,45 @@ def sampling_kernel_seconds(batch: int, vocab: int, calls: int, temperature: flo
 
 
 # --------------------------------------------------------------------------------------------------
-# ladtrain: one step, phase by phase (the loop body of ladtrain.trainer.train)
+# ladtrain: one step, phase by phase (ladtrain.step.collect and update, as ladtrain.trainer.train runs them)
 
 
 @dataclass
 class LadState:
     setup: Setup
-    model: Any
-    tokenizer: Any
-    task: Any
+    step: Any  # ladtrain.step.Step (its loss and config are replaced per step by lad_step)
     problems: list
-    sampler: Any
-    optimizer: Any
-    schedule: Any
     rng: random.Random
-    share_prompts: bool | None = None  # None: token_logprobs decides (shares where exact)
-    old_pass: bool = False
+
+    @property
+    def model(self):
+        return self.step.model
+
+    @property
+    def optimizer(self):
+        return self.step.optimizer
+
+    @property
+    def schedule(self):
+        return self.step.schedule
+
+
+@dataclass(frozen=True)
+class ShapedTask:
+    """The task with :func:`shaped_reward` as its score (the benchmark's reward, fed to the trainer's step)."""
+
+    task: Any
+
+    @property
+    def name(self) -> str:
+        return f"{self.task.name}+shaped"
+
+    def problems(self, split: str):
+        return self.task.problems(split)
+
+    def score(self, problem, completion: str):
+        s = self.task.score(problem, completion)
+        return replace(s, reward=shaped_reward(s.reward, completion))
 
 
 def make_sampler(setup: Setup, model, tok):
@@ -314,81 +338,44 @@ def make_sampler(setup: Setup, model, tok):
 def lad_state(setup: Setup) -> LadState:
     import torch
 
-    from ladtrain import trainer
+    from ladtrain import losses, models, start
+    from ladtrain.step import Step
 
-    trainer.seed_everything(setup.seed)
+    start.seed_everything(setup.seed)
     model, tok = build_model(setup)
     task, problems = training_problems(tok)
     cfg = train_config(setup, "grpo")
     if setup.gradient_checkpointing:
-        from ladtrain.distributed import enable_gradient_checkpointing
-
-        enable_gradient_checkpointing(model)
+        models.enable_gradient_checkpointing(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, trainer.lr_lambda(cfg))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, start.lr_lambda(cfg))
     sampler = make_sampler(setup, model, tok)
-    return LadState(setup, model, tok, task, problems, sampler, optimizer, schedule, random.Random(setup.seed),
-                    share_prompts=None if setup.share_prompts else False, old_pass=setup.old_pass)
+    step = Step(cfg, losses.get(cfg.loss), ShapedTask(task), model, tok, sampler, optimizer, schedule,
+                share_prompts=None if setup.share_prompts else False, old_pass=setup.old_pass,
+                chunked=None if setup.chunked else False, buckets=None if setup.buckets else [])
+    return LadState(setup, step, problems, random.Random(setup.seed))
 
 
 def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
-    """One RL step of the trainer, timed phase by phase. Returns the metrics row."""
-    import torch
-
-    from ladtrain import distributed, losses, models, trainer
-    from ladtrain.advantages import group_advantages
-    from ladtrain.losses import LossInputs
-    from ladtrain.rollout import token_logprobs
-    from ladtrain.tasks import score_all
+    """One RL step of the trainer (:func:`ladtrain.step.collect` and :func:`ladtrain.step.update`, the
+    functions :func:`ladtrain.trainer.train` calls), timed phase by phase. Returns the metrics row."""
+    from ladtrain import losses
+    from ladtrain.faults import Faults
+    from ladtrain.step import collect, draw, metrics, update
 
     cfg = train_config(st.setup, loss_spec)
-    loss_fn = losses.get(cfg.loss)
-    model, G, device = st.model, cfg.group_size, next(st.model.parameters()).device
+    step = replace(st.step, cfg=cfg, loss=losses.get(cfg.loss))
+    faults = Faults()
     with clock.phase("generation"):
-        batch = st.rng.sample(st.problems, min(cfg.prompts_per_step, len(st.problems)))
-        model.eval()
-        rollout = st.sampler.sample([models.format_prompt(st.tokenizer, p.prompt) for p in batch], G)
-    with clock.phase("reward"):
-        scores = score_all(st.task, [p for p in batch for _ in range(G)], rollout.texts)
-        values = [shaped_reward(s.reward, text) for s, text in zip(scores, rollout.texts)]
-        scored = torch.tensor([v is not None for v in values], device=device)  # (B,)
-        rewards = torch.tensor([v if v is not None else math.nan for v in values],
-                               dtype=torch.float32, device=device)  # (B,)
-        group_mean = torch.nanmean(rewards.view(-1, G), dim=1).nan_to_num(0.0).repeat_interleave(G)  # (B,)
-        rewards_filled = torch.where(scored, rewards, group_mean)  # (B,)
-        advantages = group_advantages(rewards_filled, G, scale=cfg.adv_scale)  # (B,)
-        mask = rollout.completion_mask * scored[:, None]  # (B, T)
-    with clock.phase("old_logprobs"):
-        model.train()
-        on_policy = cfg.updates_per_rollout == 1  # the trainer: logp_old = logp.detach(), no extra pass
-        if on_policy and not st.old_pass:
-            logp_old = torch.zeros(mask.shape, device=device)  # (B, T) placeholder, never read
-        else:
-            with torch.no_grad():
-                logp_old = token_logprobs(model, rollout, cfg.temperature, share_prompts=st.share_prompts)
-            on_policy = False
-
-    def step_loss(logp, old, adv, m):
-        return loss_fn(LossInputs(logp, logp.detach() if on_policy else old, adv, m), cfg)
-
-    with clock.phase("forward_backward"):
-        st.optimizer.zero_grad(set_to_none=True)
-        with _timed_backward(clock):
-            loss, terms = distributed.backward(model, rollout, logp_old, advantages, mask, step_loss,
-                                               unit=distributed.loss_unit(loss_fn.name, cfg), world=distributed.World(),
-                                               accumulation=1, temperature=cfg.temperature)
-    with clock.phase("optimizer"):
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
-        st.optimizer.step()
-        st.schedule.step()
+        problems = draw(st.rng, st.problems, cfg.prompts_per_step)
+    batch = collect(step, problems, faults, phase=clock.phase)
+    with _timed_backward(clock):
+        stats = update(step, batch, faults, phase=clock.phase)
     with clock.phase("bookkeeping"):
-        row = {
-            **trainer.step_stats(rewards, rewards_filled, scored, G, rollout, loss, grad_norm, st.schedule),
-            **{k: float(v) for k, v in terms.items()},
-        }
+        row = {**metrics(batch, stats, step.schedule), **{k: float(v) for k, v in stats.terms.items()}}
         io.StringIO().write(json.dumps(row) + "\n")
-    row["completion_tokens"] = int(rollout.lengths.sum())
-    row["vocab"] = int(model.get_output_embeddings().weight.shape[0])
+    row["completion_tokens"] = int(batch.rollout.lengths.sum())
+    row["vocab"] = int(step.model.get_output_embeddings().weight.shape[0])
     return row
 
 
@@ -505,9 +492,9 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from ladtrain import models, trainer
+    from ladtrain import models, start
 
-    trainer.seed_everything(setup.seed)
+    start.seed_everything(setup.seed)
     model, tok = build_model(setup)
     task, problems = training_problems(tok)
     rows = [{"prompt": models.format_prompt(tok, p.prompt), "index": i} for i, p in enumerate(problems)]
@@ -738,7 +725,7 @@ def report(result: dict[str, Any]) -> str:
         lines.append("(2) TRL comparison not run (trl not installed, or --no-trl)")
     if "before" in result:
         b, rb = result["before"], result["ratio_before_over_now"]
-        lines.append(f"before issue 24 (generate's sampler, (B, T, V) log-probs): GRPO step "
+        lines.append(f"before issue 24 (generate's sampler, (B, T, V) log-probs, one pass): GRPO step "
                      f"{b['grpo_step_wall']['median']:.3f}s wall, {b['grpo_step_cpu']['median']:.3f}s CPU; now "
                      f"{rb['wall']:.2f}x faster in wall time, {rb['cpu']:.2f}x in CPU time; memory now / before: "
                      f"step peak {rb['memory_peak']:.2f}, update peak {rb['memory_update']:.2f}, rise "
@@ -841,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
                        chunked=not args.no_chunked, pairs=name not in shapes.SHAPES)
         setups = [replace(base, gradient_checkpointing=gc) for gc in checkpointing]
         runs: dict[Setup, tuple[list, list]] = {setup: ([], []) for setup in setups}
-        before_setup = replace(base, sampler="hf", chunked=False)
+        before_setup = replace(base, sampler="hf", chunked=False, buckets=False)
         before: list[dict] = []
         for r in range(args.rounds):  # interleaved: ladtrain, TRL, (before), per setting, every round
             for setup in setups:

@@ -81,16 +81,17 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ladtheory import divergences
-from ladtheory.divergences import DivergenceError, FDivergence
+from ladtheory import divergences, flags, options
+from ladtheory.divergences import FDivergence
 from ladtheory.objective import lad_loss
+from ladtheory.options import Choice, Flag, Int, Real, Several, Text, option
 
 DTYPE = torch.float64
 
@@ -109,64 +110,69 @@ BASELINES = ("grpo", "flowrl")
 
 
 @dataclass(frozen=True)
-class BanditConfig:
-    """One bandit run. Field help strings are the CLI help."""
+class Bumps(options.Domain):
+    """A non-empty tuple of :class:`Bump` with finite centres and heights and positive finite widths."""
 
-    arms: int = field(default=50, metadata={"help": "number of arms K"})
-    bumps: tuple[Bump, ...] = field(default=DEFAULT_BUMPS, metadata={"help": "advantage bumps (Python API only)"})
-    adv_scale: float = field(default=1.0, metadata={"help": "advantage scale s: A = s * sum of bumps"})
-    centre_advantage: bool = field(default=False, metadata={
-        "help": "subtract the mean over arms from A (as group normalisation would); P_A is unchanged"})
-    eta: float = field(default=0.25, metadata={"help": "temperature eta; target P_A = softmax(A/eta)"})
-    steps: int = field(default=4000, metadata={"help": "optimiser steps"})
-    lr: float = field(default=5e-3, metadata={"help": "learning rate"})
-    optimizer: str = field(default="adam", metadata={"help": "adam or sgd (plain gradient descent)"})
-    mode: str = field(default="exact", metadata={"help": "exact (expected gradients over all arms) or "
-                                                           "sampled (G draws per step)"})
-    group_size: int = field(default=8, metadata={"help": "G, draws per step in sampled mode"})
-    seed: int = field(default=0, metadata={"help": "random seed (sampled mode)"})
-    divergences: tuple[str, ...] = field(
-        default=tuple(divergences.BUILTIN_NAMES),
-        metadata={"help": "LAD divergences, comma-separated (default: every built-in)"})
-    baselines: tuple[str, ...] = field(default=BASELINES,
-                                       metadata={"help": "baselines among grpo,flowrl ('none' for none)"})
-    reference: str = field(default="initial", metadata={
-        "help": "LAD's pi_old: initial (the uniform start, fixed; target P_A) or rollout (current policy)"})
-    clip_eps: float = field(default=0.2, metadata={"help": "clip range of GRPO's surrogate and FlowRL's weight"})
-    window: int = field(default=3, metadata={"help": "a mode's window: arms within this distance of its centre"})
-    recovered_fraction: float = field(default=0.7, metadata={
-        "help": "a mode is recovered if the policy's window mass is at least this fraction of P_A's"})
-    log_every: int = field(default=20, metadata={"help": "record distances every this many steps"})
+    def problem(self, value) -> str | None:
+        if not isinstance(value, tuple) or not value or not all(isinstance(b, Bump) for b in value):
+            return "expected a non-empty tuple of Bump"
+        finite = (math.isfinite(x) for b in value for x in (b.centre, b.height, b.width))
+        if not all(finite) or not all(b.width > 0 for b in value):
+            return "every bump needs a finite centre and height and a finite width > 0"
+        return None
+
+    def describe(self) -> str:
+        return "Bump(centre, width, height), ..."
+
+
+def check_baseline(name: str) -> None:
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+
+
+DIVERGENCE_NAMES = Text(lookup="ladtheory.divergences:get", hint="divergences")
+BASELINE_NAMES = Text(lookup="ladtheory.bandit:check_baseline", hint="grpo, flowrl")
+
+
+@dataclass(frozen=True)
+class BanditConfig:
+    """One bandit run. Each field declares its help (the CLI help) and its domain
+    (:mod:`ladtheory.options`)."""
+
+    arms: int = option(50, "number of arms K", Int(ge=2, le=10**6), cli=False)
+    bumps: tuple[Bump, ...] = option(DEFAULT_BUMPS, "advantage bumps (Python API only)", Bumps(), cli=False)
+    adv_scale: float = option(1.0, "advantage scale s: A = s * sum of bumps", Real(ge=0, le=100))
+    centre_advantage: bool = option(False, "subtract the mean over arms from A (as group normalisation "
+                                           "would); P_A is unchanged", Flag())
+    eta: float = option(0.25, "temperature eta; target P_A = softmax(A/eta)", Real(gt=0))
+    steps: int = option(4000, "optimiser steps", Int(ge=1))
+    lr: float = option(5e-3, "learning rate", Real(gt=0))
+    optimizer: str = option("adam", "adam or sgd (plain gradient descent)", Choice("adam", "sgd"))
+    mode: str = option("exact", "exact (expected gradients over all arms) or sampled (G draws per step)",
+                       Choice("exact", "sampled"))
+    group_size: int = option(8, "G, draws per step in sampled mode (at most 10^7: they are held at once)",
+                             Int(ge=2, le=10**7, why="GRPO normalises within the group"))
+    seed: int = option(0, "random seed (sampled mode)", Int(ge=0, le=2**32 - 1))
+    divergences: tuple[str, ...] = option(tuple(divergences.BUILTIN_NAMES),
+                                          "LAD divergences, comma-separated (default: every built-in)",
+                                          Several(DIVERGENCE_NAMES))
+    baselines: tuple[str, ...] = option(BASELINES, "baselines among grpo,flowrl ('none' for none)",
+                                        Several(BASELINE_NAMES))
+    reference: str = option("initial", "LAD's pi_old: initial (the uniform start, fixed; target P_A) or "
+                                       "rollout (current policy)", Choice("initial", "rollout"))
+    clip_eps: float = option(0.2, "clip range of GRPO's surrogate and FlowRL's weight", Real(gt=0, lt=1))
+    window: int = option(3, "a mode's window: arms within this distance of its centre", Int(ge=0))
+    recovered_fraction: float = option(0.7, "a mode is recovered if the policy's window mass is at least "
+                                            "this fraction of P_A's", Real(gt=0, le=1))
+    log_every: int = option(20, "record distances every this many steps", Int(ge=1))
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.arms < 2:
-            problems.append(f"arms must be >= 2, got {self.arms}")
-        if not self.eta > 0:
-            problems.append(f"eta must be > 0, got {self.eta}")
-        if self.steps < 1:
-            problems.append(f"steps must be >= 1, got {self.steps}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.mode not in ("exact", "sampled"):
-            problems.append(f"mode must be exact or sampled, got {self.mode!r}")
-        if self.group_size < 2:
-            problems.append(f"group_size must be >= 2 (GRPO normalises within the group), got {self.group_size}")
-        if self.reference not in ("initial", "rollout"):
-            problems.append(f"reference must be initial or rollout, got {self.reference!r}")
-        elif self.reference == "rollout" and self.mode == "exact":
+        options.validate(self, flags=False)  # every field against its declared domain (an OptionError)
+        if self.reference == "rollout" and self.mode == "exact":
             # lad_loss averages its rows uniformly; an exact expectation over a non-uniform pi_old would
             # need per-row weights, which the one definition of the loss does not take.
-            problems.append("reference=rollout needs mode=sampled (the exact mode assumes a uniform pi_old)")
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown:
-            problems.append(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
-        if self.log_every < 1:
-            problems.append(f"log_every must be >= 1, got {self.log_every}")
-        if problems:
-            raise ValueError("; ".join(problems))
+            raise options.OptionError("reference=rollout needs mode=sampled (the exact mode assumes a "
+                                      "uniform pi_old)")
 
 
 OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], float], torch.optim.Optimizer]] = {
@@ -601,55 +607,46 @@ def table(result: BanditResult) -> str:
 # CLI.
 
 
-def _names(text: str) -> tuple[str, ...]:
-    items = tuple(s.strip() for s in text.split(",") if s.strip())
-    return () if items == ("none",) else items
+@dataclass(frozen=True)
+class BanditCommand:
+    """``python -m ladtheory bandit``'s own options (the run's are :class:`BanditConfig`'s)."""
 
-
-_CLI_FIELDS = ("divergences", "baselines", "eta", "adv_scale", "centre_advantage", "steps", "lr", "optimizer", "mode", "group_size",
-               "seed", "reference", "window", "recovered_fraction", "log_every")
+    out: str = option(dataclasses.MISSING, "output folder for bandit.json and bandit.png",
+                      options.Path(folder=True))
+    progress: bool = option(True, "show a progress bar", Flag())
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ladtheory bandit",
-                                description="The 50-arm bandit: LAD (every divergence) vs GRPO vs FlowRL.")
-    p.add_argument("--out", required=True, help="output folder for bandit.json and bandit.png")
-    defaults = BanditConfig()
-    fields = {f.name: f for f in dataclasses.fields(BanditConfig)}
-    for name in _CLI_FIELDS:
-        f = fields[name]
-        default = getattr(defaults, name)
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            p.add_argument(flag, action="store_true", help=f.metadata["help"])
-        elif isinstance(default, tuple):
-            p.add_argument(flag, type=_names, default=default,
-                           help=f"{f.metadata['help']} [default: {','.join(default)}]")
-        else:
-            p.add_argument(flag, type=type(default), default=default,
-                           help=f"{f.metadata['help']} [default: {default}]")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = flags.Parser(prog="python -m ladtheory bandit",
+                       description="The 50-arm bandit: LAD (every divergence) vs GRPO vs FlowRL. Each "
+                                   "option's help ends with its domain and default in brackets.")
+    flags.add_arguments(p, BanditCommand)
+    flags.add_arguments(p, BanditConfig)
     return p
 
 
+def parse(argv: list[str] | None = None) -> tuple[BanditConfig, BanditCommand]:
+    """The run's configuration and the command's options; OptionError (``--flag: ...``) for a bad value."""
+    ns = vars(parser().parse_args(argv))
+    command = options.validate(BanditCommand(**flags.values(ns, BanditCommand)))
+    return BanditConfig(**flags.values(ns, BanditConfig)), command
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
-        config = BanditConfig(**{name: getattr(args, name) for name in _CLI_FIELDS})
-        for name in config.divergences:
-            divergences.get(name)
-    except (ValueError, DivergenceError) as err:  # DivergenceError is a ValueError; named for the reader
-        print(f"error: {err}", file=sys.stderr)
+        config, command = parse(argv)
+    except ValueError as err:  # OptionError, and DivergenceError for an unknown divergence name
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
-    result = run(config, progress=not args.no_progress)
-    json_path, png_path = write(result, Path(args.out))
+    result = run(config, progress=command.progress)
+    json_path, png_path = write(result, Path(command.out))
     print(table(result))
     print(f"\n{len(result.methods)} methods x {config.steps} steps ({config.mode}) in {result.seconds:.1f} s")
     print(f"wrote {json_path} and {png_path}")
     return 0
 
 
-__all__ = ["Bump", "BanditConfig", "Bandit", "BanditResult", "Method", "advantage", "build", "run",
-           "grpo_surrogate", "trajectory_balance", "lad_method", "methods_for", "distances", "mode_mass",
-           "summarise", "write", "plot", "main"]
+__all__ = ["Bump", "BanditCommand", "BanditConfig", "Bandit", "BanditResult", "Method", "advantage", "build",
+           "run", "grpo_surrogate", "trajectory_balance", "lad_method", "methods_for", "distances",
+           "mode_mass", "summarise", "write", "plot", "parse", "main"]

@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import sympy as sp
@@ -134,9 +134,10 @@ class FDivergence:
 
     @property
     def f_prime_at_1(self) -> float:
-        """``f'(1)``. Zero for every built-in except ``kl`` (1) and ``rkl`` (-1). Where it is zero, the
-        per-sample brake point of the LAD loss is exactly ``rho = e^{A/eta}``; otherwise it sits where
-        ``f'(u) = 0`` (KL: ``u = 1/e``; reverse KL: nowhere). Adding ``c (u - 1)`` to ``f`` changes no
+        """``f'(1)``. Zero for every built-in except ``kl`` (1) and ``rkl`` (-1). Where it is zero and ``f`` is
+        strictly convex at 1 (every built-in), the per-sample brake point of the LAD loss is exactly
+        ``rho = e^{A/eta}``; otherwise it sits where ``f'(u) = 0`` (KL: ``u = 1/e``; reverse KL: nowhere, no
+        brake), or, for a generator flat near 1, the step is zero around the target. Adding ``c (u - 1)`` to ``f`` changes no
         divergence between normalised distributions and adds only a zero-mean term to the gradient."""
         value = sp.simplify(sp.diff(self.expr, U).subs(U, 1))
         try:
@@ -146,7 +147,7 @@ class FDivergence:
 
     @property
     def f2_at_1(self) -> float:
-        """``f''(1)``: the curvature that sets the GRPO small-step limit (paper-notes section 6).
+        """``f''(1)``: the curvature that sets the GRPO small-step limit (``proofs/grpo_small_step_limit.py``).
         For TV (not twice differentiable at 1) this is ``nan``."""
         value = sp.simplify(sp.diff(self.expr, U, 2).subs(U, 1))
         try:
@@ -323,81 +324,51 @@ class Validation:
         return self.f_at_1_ok and self.convex
 
 
-_GRID_Z = np.linspace(-30.0, 30.0, 6001)
+def validate(expr: sp.Expr | str, params: Mapping[str, tuple] | None = None) -> Validation:
+    """Check that ``expr`` is a valid f-divergence generator: ``f(1) = 0`` and convex on ``(0, inf)``, for
+    every value of the declared parameters (``{"a": (0, 1)}``: open ranges). Convexity is decided by
+    :func:`ladtheory.convexity.convexity` (proved symbolically on exact input, or checked numerically on a
+    grid plus the asymptotics, under a time budget); an undecided convexity is not valid."""
+    from ladtheory import convexity as cx
 
-
-def _numeric_convex(expr: sp.Expr) -> tuple[bool, str]:
-    """Discrete convexity of ``f`` on a log-spaced grid of u in [e^-30, e^30]: slopes of consecutive
-    chords must not decrease (this also covers kinks such as |u - 1|, where f'' does not exist)."""
-    fn = sp.lambdify(U, expr, modules="mpmath")
-    import mpmath
-
-    mpmath.mp.dps = 50
-    us = [mpmath.e ** mpmath.mpf(float(z)) for z in _GRID_Z]
-    try:
-        vals = [fn(x) for x in us]
-    except (ZeroDivisionError, ValueError, TypeError, OverflowError) as err:
-        return False, f"cannot evaluate f on (0, inf): {err}"
-    for v in vals:
-        if not mpmath.isfinite(v) or mpmath.im(v) != 0:
-            return False, "f is not finite and real everywhere on (0, inf)"
-    slopes = [(vals[i + 1] - vals[i]) / (us[i + 1] - us[i]) for i in range(len(us) - 1)]
-    for i in range(len(slopes) - 1):
-        scale = max(abs(slopes[i]), abs(slopes[i + 1]), mpmath.mpf(1))
-        if slopes[i + 1] - slopes[i] < -mpmath.mpf(10) ** -30 * scale:
-            return False, f"f is not convex near u = {float(us[i + 1]):.4g} (chord slopes decrease)"
-    return True, ""
-
-
-def _symbolic_convex(expr: sp.Expr) -> bool | None:
-    """True if sympy proves ``f''(u) >= 0`` for ``u > 0``; None if it cannot decide."""
-    try:
-        second = sp.simplify(sp.diff(expr, U, 2))
-    except Exception:  # sympy can raise many things on odd input; undecided then
-        return None
-    if second.has(sp.DiracDelta, sp.Heaviside, sp.sign, sp.Abs):
-        return None
-    for candidate in (second, sp.factor(second), sp.together(second)):
-        if candidate.is_nonnegative:
-            return True
-    # Substitute u = e^z: sympy often decides positivity of exponentials where it cannot for powers.
-    in_z = sp.simplify(second.subs(U, sp.exp(Z)))
-    if in_z.is_nonnegative:
-        return True
-    return None
-
-
-def validate(expr: sp.Expr | str) -> Validation:
-    """Check that ``expr`` is a valid f-divergence generator: ``f(1) = 0`` and convex on ``(0, inf)``."""
-    expr = _as_expr(expr)
-    at_1 = sp.simplify(expr.subs(U, 1))
-    f_at_1_ok = at_1 == 0 or (at_1.is_number and abs(complex(sp.N(at_1, 30))) < 1e-25)
-    proved = _symbolic_convex(expr)
-    if proved:
-        convex, method, why = True, "symbolic", ""
-    else:
-        convex, why = _numeric_convex(expr)
-        method = "numeric grid"
+    expr = cx.exact(_as_expr(expr, params=tuple(params or ())))
+    symbols = {s.name: s for s in expr.free_symbols}
+    ranges = {symbols[k]: v for k, v in (params or {}).items() if k in symbols}
+    at_1, why = cx.budgeted(lambda: sp.simplify(expr.subs(U, 1)))
+    f_at_1_ok = at_1 == 0
+    if at_1 is None:
+        at_1 = expr.subs(U, 1)
+    if not f_at_1_ok and at_1.is_number:
+        f_at_1_ok = abs(complex(sp.N(at_1, 40))) < 1e-35
+    conv = cx.convexity(expr, U, ranges)
+    method = {"proved": "symbolic", "checked": "numeric grid"}.get(conv.verdict, conv.verdict)
     problems = []
     if not f_at_1_ok:
-        problems.append(f"f(1) = 0 fails: f(1) = {at_1}")
-    if not convex:
-        problems.append(f"convexity on (0, inf) fails: {why}")
-    message = "; ".join(problems) if problems else f"valid (convexity checked: {method})"
-    return Validation(f_at_1_ok, convex, method, message)
+        problems.append(f"f(1) = 0 fails: f(1) = {at_1}" + (f" ({why})" if why else ""))
+    if conv.convex is False:
+        problems.append(f"convexity on (0, inf) fails: {conv.detail}")
+    elif conv.convex is None:
+        problems.append(f"convexity on (0, inf) undecided: {conv.detail}")
+    message = "; ".join(problems) if problems else f"valid (convexity {conv.verdict}: {conv.detail})"
+    return Validation(f_at_1_ok, bool(conv.convex), method, message)
 
 
-_ALLOWED = re.compile(r"^[0-9A-Za-z_+\-*/^().,\s]*$")
+_ALLOWED = re.compile(r"^[0-9A-Za-z_+\-*/^().,<>=&|\s]*$")
 _FUNCTIONS = {
     name: getattr(sp, name)
-    for name in ("log", "exp", "sqrt", "Abs", "sin", "cos", "tanh", "sinh", "cosh", "pi", "E", "Rational")
+    for name in ("log", "exp", "sqrt", "Abs", "sin", "cos", "tanh", "sinh", "cosh", "pi", "E", "Rational",
+                 "Piecewise", "Max", "Min", "sign")
 }
+_FUNCTIONS["max"] = sp.Max
+_FUNCTIONS["min"] = sp.Min
 _FUNCTIONS["abs"] = sp.Abs
 _FUNCTIONS["ln"] = sp.log
 
 
-def _as_expr(expr: sp.Expr | str) -> sp.Expr:
-    """Parse a generator given as text (in the variable ``u``) or accept a sympy expression."""
+def _as_expr(expr: sp.Expr | str, params: tuple[str, ...] = ()) -> sp.Expr:
+    """Parse a generator given as text (in the variable ``u`` and the named real ``params``) or accept a
+    sympy expression."""
+    declared = {name: sp.Symbol(name, real=True) for name in params}
     if isinstance(expr, str):
         text = expr.strip()
         if not text:
@@ -415,7 +386,7 @@ def _as_expr(expr: sp.Expr | str) -> sp.Expr:
 
             parsed = parse_expr(
                 text,
-                local_dict={"u": U, **_FUNCTIONS},
+                local_dict={"u": U, **_FUNCTIONS, **declared},
                 global_dict={"Integer": sp.Integer, "Float": sp.Float, "Symbol": sp.Symbol,
                              "Function": sp.Function, "Rational": sp.Rational},
                 transformations=standard_transformations + (convert_xor, implicit_multiplication),
@@ -429,7 +400,8 @@ def _as_expr(expr: sp.Expr | str) -> sp.Expr:
     free = expr.free_symbols
     renames = {s: U for s in free if s.name == "u" and s is not U}
     expr = expr.xreplace(renames)
-    others = sorted(s.name for s in expr.free_symbols if s is not U)
+    expr = expr.xreplace({s: declared[s.name] for s in expr.free_symbols if s.name in declared})
+    others = sorted(s.name for s in expr.free_symbols if s is not U and s.name not in declared)
     if others:
         raise DivergenceError(f"the generator must be a function of u only; unknown symbols: {', '.join(others)}")
     undefined = sorted(str(f.func) for f in expr.atoms(sp.Function) if isinstance(f, sp.core.function.AppliedUndef))

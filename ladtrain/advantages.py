@@ -1,4 +1,4 @@
-r"""Group-normalised advantages (paper-notes.md, Setup; the GRPO convention).
+r"""Group-normalised advantages (the GRPO convention: Shao et al. 2024, arXiv 2402.03300).
 
 For prompt ``x`` with ``G`` sampled responses and rewards ``r_1..r_G``:
 

@@ -9,9 +9,10 @@ reference policies; ``advantages`` is ``(B,)`` (one number per sequence, broadca
 
 Ratios are formed in log space, ``log r = logp - logp_old``, and exponentiated once.
 
-The definitions follow the papers and the reference trainers (TRL ``GRPOTrainer._compute_loss``, verl
-``core_algos``, the FlowRL paper code); /work/shared/reference/trainers.md sections 2.2, 3.3 and 4 list
-the variants. Where those disagree, the choice made here is stated in the docstring.
+The definitions follow the papers (GRPO: arXiv 2402.03300; Dr. GRPO: arXiv 2503.20783; DAPO: arXiv
+2503.14476; GSPO: arXiv 2507.18071; FlowRL: arXiv 2509.15207) and the reference trainers (TRL
+``GRPOTrainer._compute_loss``, verl ``core_algos``, the FlowRL paper code). Where those disagree, the
+choice made here is stated in the docstring.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ def flowrl_loss(
     Gradient: ``dL/d log pi_theta(y_it) = 2 w_i delta_i / (B |y_i|)``. No 1/2 in front of the square
     (as in FlowRL's code); this doubles the step at a given learning rate, it does not move the minimum.
 
-    **Which clipping of w, and why.** FlowRL's code changed this four times (trainers.md section 4): the
+    **Which clipping of w, and why.** FlowRL's public code has used four versions of it: the
     paper code computes a clipped weight but uses the *unclipped* one; the upstream verl recipe clamps it
     from above at 10; a later branch clamps to [0.8, 1.28] and masks tokens CISPO-style. The default here
     is the upstream recipe's, ``w = min(exp(sum log-ratio), 10)``: it is the version the FlowRL authors
@@ -265,7 +266,8 @@ def flowrl_loss(
 
     **Reference model.** ``logp_ref`` comes from a frozen copy of the base model (FlowRL's ``pi_ref``); it
     is detached here. Relation to LAD: with ``pi_ref = pi_old``, ``beta = 1/eta``, ``r_hat = A`` FlowRL's
-    KL target is LAD's with ``f(u) = u log u`` (paper-notes.md section 5).
+    KL target is LAD's with ``f(u) = u log u`` (proved in ``proofs/flowrl_special_case.py``, computed in
+    ``ladtheory/reductions.py``).
 
     ``terms``: ``tb_loss`` (unweighted mean delta^2), ``delta_mean``, ``log_z_mean``, ``logp_avg`` /
     ``logp_ref_avg`` (mean length-normalised log-likelihoods), ``ref_kl`` (mean of their difference),

@@ -57,10 +57,10 @@ def build_chat_model(tokenizer=None, seed: int = 0, max_positions: int = 1024):
 
 def save_chat_model(folder: str | Path, seed: int = 0, max_positions: int = 1024) -> Path:
     """Write the tiny chat model and its tokenizer to ``folder`` (a Hugging Face folder)."""
-    from ladtrain import checkpoint
+    from ladtrain import models
 
     model, tokenizer = build_chat_model(seed=seed, max_positions=max_positions)
-    return checkpoint.save(model, tokenizer, folder)
+    return models.save(model, tokenizer, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,63 +1,49 @@
-"""Checkpoints: ordinary Hugging Face folders (``save_pretrained``, safetensors), written atomically,
-and the resumable training state.
+"""Resumable training state: ``RUN/checkpoints/step-NNNNNN/``, every ``--checkpoint-every`` steps (and
+when a fault stops the run), the newest ``--keep-checkpoints`` kept.
 
-Atomic: every checkpoint folder is written into a hidden temporary sibling (``.NAME.tmp-*``) and renamed
-into place only when complete, so a reader, or a run killed at any instant, sees either the previous
-complete folder or the new complete one, never a half-written one. Reload a model with
-``AutoModelForCausalLM.from_pretrained(path)`` and ``AutoTokenizer.from_pretrained(path)``.
+What one checkpoint folder holds:
 
-Resumable state (``RUN/checkpoints/step-NNNNNN/``, every ``--checkpoint-every`` steps, the newest
-``--keep-checkpoints`` kept): the model and tokenizer (a Hugging Face folder), ``trainer_state.pt``
-(optimizer, scheduler, torch RNG states), ``state.json`` (step, the prompt sampler's RNG state = the data
-position, python and numpy RNG states, fault counters, the base evaluation) and, written last, the
-completion marker ``manifest.json`` with the size and sha256 of every file. ``--resume RUN`` removes what
-a killed writer left (hidden folders, step folders without a manifest), verifies the newest checkpoint
-against its manifest, puts every state back and drops metrics rows logged after it; on CPU the resumed
-run then reproduces the uninterrupted one exactly (tested with a real SIGKILL).
+* the trained policy and its tokenizer, as a Hugging Face folder (:func:`ladtrain.models.save_folder`:
+  ``config.json``, ``model.safetensors``, tokenizer files; ``from_pretrained`` loads it);
+* ``trainer_state.pt`` (``torch.save``, loaded with ``weights_only=True``): the optimizer and learning-rate
+  scheduler state dicts, the torch RNG states (CPU and every CUDA device), and the state dicts of the other
+  trained modules the trainer names (FlowRL's learned log Z head, ``modules["log_z_head"]``);
+* ``state.json``: the step, the prompt sampler's RNG state (the data position), the python and numpy RNG
+  states, the fault counters (:meth:`ladtrain.faults.Faults.state_dict`), and what the trainer adds under
+  ``extra`` (the base policy's description and its held-out evaluation);
+* written last, the completion marker ``manifest.json``: the size and sha256 of every other file.
+
+The folder is built in a hidden temporary sibling and renamed into place only when complete
+(:func:`ladtrain.atomic.replace_folder`), so a run killed at any instant leaves either no
+``step-NNNNNN`` folder or a complete one. ``--resume RUN`` removes what a killed writer left (hidden
+folders, step folders without a manifest), verifies the newest checkpoint against its manifest, puts
+every state back and drops metrics rows logged after it; on CPU the resumed run then reproduces the
+uninterrupted one exactly (tested with a real SIGKILL: ``tests/train/test_resume.py``).
 
 Failures are one-line :class:`CheckpointError` messages: a full or unwritable disk (the temporary folder
-is removed, earlier checkpoints stay), a corrupt or unreadable checkpoint (nothing is changed).
+is removed, earlier checkpoints stay), a corrupt or unreadable checkpoint (nothing is changed). The final
+model of a run (``RUN/checkpoint/``) is a plain Hugging Face folder written by
+:func:`ladtrain.models.save`, not a resumable state.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-def save(model, tokenizer, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Save ``model`` and ``tokenizer`` to ``path`` atomically; ``extra`` maps file names to JSON values
-    written next to them (e.g. training state or provenance). An ``OSError`` (disk full, not writable)
-    becomes a one-line :class:`CheckpointError` and leaves ``path`` as it was."""
-    path = Path(path)
-
-    def write(tmp: Path) -> None:
-        _save_model(model, tokenizer, tmp)
-        for name, value in (extra or {}).items():
-            (tmp / name).write_text(json.dumps(value, indent=2, default=str))
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _replace_atomically(path, write)
-    except _write_errors() as err:
-        raise CheckpointError(f"cannot write checkpoint {path}: {_reason(err)}") from None
-    return path
-
+from ladtrain import atomic, models
 
 # --------------------------------------------------------------------------------------------------
-# Resumable training state
 
 CHECKPOINTS = "checkpoints"  # RUN/checkpoints/step-000012/ ...
 MANIFEST = "manifest.json"  # written last: the completion marker (size and sha256 of every other file)
-TENSORS = "trainer_state.pt"  # optimizer, scheduler and torch RNG states (torch.save; loads weights_only)
+TENSORS = "trainer_state.pt"  # optimizer, scheduler, torch RNG, trained modules (torch.save; weights_only)
 STATE = "state.json"  # step, data position, python/numpy RNG states, fault counters, base evaluation
 _STEP = re.compile(r"step-(\d+)")
 
@@ -112,20 +98,20 @@ def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[st
     final = step_folder(run, step)
 
     def write(tmp: Path) -> None:
-        _save_model(model, tokenizer, tmp)
+        models.save_folder(model, tokenizer, tmp)
         torch.save(tensors, tmp / TENSORS)
         (tmp / STATE).write_text(json.dumps(info, indent=1))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         manifest = {"step": step, "files": {name: _digest(tmp / name) for name in files}}
-        _durable_write(tmp / MANIFEST, json.dumps(manifest, indent=1))
+        atomic.durable_write(tmp / MANIFEST, json.dumps(manifest, indent=1))
 
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        _replace_atomically(final, write)
+        atomic.replace_folder(final, write)
         for old in complete_checkpoints(run)[:-keep] if keep > 0 else []:
-            _remove(old)
-    except _write_errors() as err:
-        raise CheckpointError(f"cannot write checkpoint {final}: {_reason(err)}") from None
+            atomic.remove_folder(old)
+    except atomic.write_errors() as err:
+        raise CheckpointError(f"cannot write checkpoint {final}: {atomic.reason(err)}") from None
     return final
 
 
@@ -178,110 +164,15 @@ def load_state(folder: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, 
     """``(model, tokenizer, tensors, info)`` from a verified checkpoint folder; CheckpointError if corrupt."""
     import torch
 
-    from ladtrain.models import ModelError, load
-
     folder = Path(folder)
     verify(folder)
     try:
-        model, tokenizer = load(folder)
+        model, tokenizer = models.load(folder)
         tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
         info = json.loads((folder / STATE).read_text())
-    except (ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
+    except (models.ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
         raise CheckpointError(f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}") from None
     return model, tokenizer, tensors, info
-
-
-def write_atomically(path: str | Path, text: str) -> None:
-    """Replace a small text file atomically (temporary sibling, then ``os.replace``); OSError ->
-    CheckpointError."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        _durable_write(tmp, text)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {path}: {err.strerror or err}") from None
-
-
-class MetricsLog:
-    """``metrics.jsonl``: one JSON row per line, flushed after each; a failed write (disk full, not
-    writable) is a one-line :class:`CheckpointError` (the rows and checkpoints already written stay)."""
-
-    def __init__(self, path: str | Path, append: bool = False):
-        self.path, self.mode, self.file = Path(path), "a" if append else "w", None
-
-    def __enter__(self) -> MetricsLog:
-        try:
-            self.file = open(self.path, self.mode)
-        except OSError as err:
-            raise CheckpointError(f"cannot write {self.path}: {err.strerror or err}") from None
-        return self
-
-    def write(self, row: dict[str, Any]) -> None:
-        try:
-            self.file.write(json.dumps(row) + "\n")
-            self.file.flush()
-        except OSError as err:
-            raise CheckpointError(f"cannot write {self.path}: {err.strerror or err}") from None
-
-    def __exit__(self, kind, value, tb) -> None:
-        try:
-            self.file.close()
-        except OSError as err:
-            if kind is None:
-                raise CheckpointError(f"cannot write {self.path}: {err.strerror or err}") from None
-
-
-def _write_errors() -> tuple[type[BaseException], ...]:
-    """What a full or unwritable disk raises: OSError, and safetensors' own error (it does not subclass
-    OSError: on a full tmpfs it raised ``SafetensorError: ... No space left on device (os error 28)``)."""
-    from safetensors import SafetensorError
-
-    return (OSError, SafetensorError)
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return "No space left on device" if "os error 28" in text else text
-
-
-def _save_model(model, tokenizer, folder: Path) -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # "Writing model shards" bars would interleave with ours
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-
-
-def _replace_atomically(path: Path, write) -> None:
-    """Run ``write(tmp)`` on a hidden temporary sibling folder, then put it at ``path`` by renames only."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the final folder gets the usual permissions
-        write(tmp)
-        _fsync_dir(tmp)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / "ckpt")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _remove(folder: Path) -> None:
-    hidden = folder.with_name(f".{folder.name}.del-{os.getpid()}")
-    os.replace(folder, hidden)
-    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def _digest(path: Path) -> dict[str, Any]:
@@ -290,26 +181,6 @@ def _digest(path: Path) -> dict[str, Any]:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
-
-
-def _durable_write(path: Path, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _jsonable(x: Any) -> Any:
@@ -398,10 +269,10 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
     if [r["step"] for r in rows] != list(range(1, step + 1)):
         raise CheckpointError(f"--resume: {path} does not hold the rows of steps 1..{step}")
     if write:
-        write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic.write_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
     return step + 1, rows
 
 
-__all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "MetricsLog", "TrainingState", "clean_leftovers",
-           "complete_checkpoints", "latest_training", "load_state", "restore_training", "rng_state", "save",
-           "save_state", "save_training", "set_rng_state", "step_folder", "verify", "write_atomically"]
+__all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "TrainingState", "clean_leftovers", "complete_checkpoints",
+           "latest_training", "load_state", "restore_training", "rng_state", "save_state", "save_training",
+           "set_rng_state", "step_folder", "verify"]

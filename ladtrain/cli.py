@@ -13,78 +13,82 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from dataclasses import fields
 from typing import Sequence
 
-from ladtrain.config import ConfigError, EvalConfig, TrainConfig, build, convert, field_types, flag
+from ladtheory import flags, options
+from ladtrain.config import ConfigError, EvalConfig, TrainConfig, build
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("ladtrain.cli:train_main", "warm up (built-in model), train with RL, evaluate against the base"),
-    "eval": ("ladtrain.cli:eval_main", "pass@k, avg@k, maj@k, diversity of a model on a task's held-out problems"),
-    "compare": ("ladtrain.compare:main", "LAD vs GRPO vs FlowRL (and ablations) under one budget, several seeds"),
+    "train": (
+        "ladtrain.cli:train_main",
+        "warm up (built-in model), train with RL, evaluate against the base",
+    ),
+    "eval": (
+        "ladtrain.cli:eval_main",
+        "pass@k, avg@k, maj@k, diversity of a model on a task's held-out problems",
+    ),
+    "compare": (
+        "ladtrain.compare:main",
+        "LAD vs GRPO vs FlowRL (and ablations) under one budget, several seeds",
+    ),
 }
 
 DESCRIPTION = """\
 Train a language model on a verifiable reasoning task with LAD (Learning Advantage Distribution).
 With no arguments: the built-in ~0.8M-parameter model is warmed up on Countdown (cached after the first
 run), trained with LAD (JS divergence, eta 0.25) and evaluated on held-out prompts against the base;
-the run folder gets metrics.jsonl, summary.json, a Hugging Face checkpoint and learning_curves.png."""
+the run folder gets metrics.jsonl, summary.json, a Hugging Face checkpoint and learning_curves.png.
+Each option's help ends with its domain and default in brackets."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing usage and exiting: errors stay one line."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise ConfigError(message)
-
-
-def _converter(name: str, cls: type = TrainConfig):
-    def conv(text: str):
-        try:
-            return convert(name, text, cls)
-        except ConfigError as err:
-            raise argparse.ArgumentTypeError(str(err).split(": ", 1)[-1]) from None
-
-    conv.__name__ = name
-    return conv
-
-
-def build_parser(prog: str = "python -m ladtrain train", cls: type = TrainConfig,
-                 description: str = DESCRIPTION) -> argparse.ArgumentParser:
-    """One flag per field of the config dataclass ``cls``; its help is the field's ``help`` metadata."""
+def build_parser(
+    prog: str = "python -m ladtrain train", cls: type = TrainConfig, description: str = DESCRIPTION
+) -> argparse.ArgumentParser:
+    """One flag per field of the config dataclass ``cls`` (:func:`ladtheory.flags.add_arguments`)."""
     commands = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items())
-    parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog=f"commands (python -m ladtrain COMMAND --help):\n{commands}" if cls is TrainConfig else None)
+    epilog = f"commands (python -m ladtrain COMMAND --help):\n{commands}" if cls is TrainConfig else None
+    parser = flags.Parser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     if cls is TrainConfig:
-        parser.add_argument("--config", metavar="FILE.yaml", default=None,
-                            help="YAML mapping of option: value (field names as below, with _); flags override it")
-    types = field_types(cls)
-    for f in fields(cls):
-        base, _ = types[f.name]
-        help_ = f.metadata["help"]
-        if "default" not in help_:  # a help text that explains its default says it better than "None"
-            help_ += f" (default: {f.default})"
-        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
-        if base is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        else:
-            kw["type"] = _converter(f.name, cls)
-            kw["metavar"] = "|".join(f.metadata["choices"]) if "choices" in f.metadata else base.__name__.upper()
-        parser.add_argument(flag(f.name), *f.metadata.get("aliases", ()), **kw)
+        parser.add_argument(
+            "--config",
+            metavar="FILE.yaml",
+            default=None,
+            help="YAML mapping of option: value (field names as below, with _), UTF-8; flags override it",
+        )
+    flags.add_arguments(parser, cls)
     return parser
 
 
 def parse_config(argv: Sequence[str]) -> TrainConfig:
+    """``train``'s flags (and ``--config``) -> a validated :class:`TrainConfig` (ConfigError otherwise)."""
     ns = vars(build_parser().parse_args(list(argv)))
     config_file = ns.pop("config", None)
-    return build(ns, config_file)
+    return build(_typed(ns, TrainConfig), config_file)
+
+
+def parse_eval(argv: Sequence[str]) -> EvalConfig:
+    """``eval``'s flags -> a validated :class:`EvalConfig`."""
+    parser = build_parser("python -m ladtrain eval", EvalConfig, (EvalConfig.__doc__ or "").strip())
+    return EvalConfig(**_typed(vars(parser.parse_args(list(argv))), EvalConfig)).validate()
+
+
+def _typed(ns: dict, cls: type) -> dict:
+    try:
+        return flags.values(ns, cls)
+    except options.OptionError as err:
+        raise ConfigError(str(err)) from None
 
 
 def train_main(argv: Sequence[str]) -> int:
-    from ladtrain import losses, trainer
+    from ladtrain import losses, preflight, trainer
 
-    cfg = parse_config(argv)
-    losses.get(cfg.loss)  # an unknown loss or divergence fails before any work
+    cfg = preflight.train(parse_config(argv))  # every check before the run folder is written
+    losses.get(cfg.loss)
     trainer.train(cfg)
     return 0
 
@@ -96,10 +100,9 @@ def eval_main(argv: Sequence[str]) -> int:
 
     import torch
 
-    from ladtrain import models, trainer
+    from ladtrain import distributed, models, preflight, trainer
 
-    parser = build_parser("python -m ladtrain eval", EvalConfig, (EvalConfig.__doc__ or "").strip())
-    cfg = EvalConfig(**vars(parser.parse_args(list(argv)))).validate()
+    cfg = preflight.evaluation(parse_eval(argv))
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
     task = trainer.load_task(cfg)
     problems = list(task.problems(cfg.split))[: cfg.problems or None]
@@ -108,15 +111,32 @@ def eval_main(argv: Sequence[str]) -> int:
     if cfg.model == models.BUILTIN:
         d = TrainConfig()
         warm = models.WarmUp(steps=d.warmup_steps, batch=d.warmup_batch, lr=d.warmup_lr, seed=d.seed)
-        model, tokenizer, _ = models.base_policy(cfg.model, cfg.task, list(task.problems("train")), warm,
-                                                 cfg.resolved_cache(), progress=cfg.progress)
+        model, tokenizer, _ = models.base_policy(
+            cfg.model,
+            cfg.task,
+            list(task.problems("train")),
+            warm,
+            cfg.resolved_cache(),
+            progress=cfg.progress,
+        )
     else:
         model, tokenizer = models.load(cfg.model)
-    model.to(trainer.pick_device(cfg.device)).eval()
-    result = trainer.evaluate(model, tokenizer, task, problems, samples=cfg.k, temperature=cfg.temperature,
-                              max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=cfg.progress)
-    print(f"{cfg.model} on {cfg.task} ({cfg.split}): {len(problems)} problems x {cfg.k} samples, "
-          f"temperature {cfg.temperature}")
+    model.to(distributed.pick_device(cfg.device)).eval()
+    result = trainer.evaluate(
+        model,
+        tokenizer,
+        task,
+        problems,
+        samples=cfg.k,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
+    print(
+        f"{cfg.model} on {cfg.task} ({cfg.split}): {len(problems)} problems x {cfg.k} samples, "
+        f"temperature {cfg.temperature}"
+    )
     for key, value in result.items():
         if isinstance(value, float) and key not in ("seconds", "accuracy"):
             print(f"  {key:<18} {value:.4f}")
@@ -132,12 +152,13 @@ def eval_main(argv: Sequence[str]) -> int:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean a user mistake (one line, exit 2)."""
     from ladtheory.divergences import DivergenceError
+    from ladtrain.atomic import WriteError
     from ladtrain.checkpoint import CheckpointError
     from ladtrain.losses import LossError
     from ladtrain.models import ModelError
     from ladtrain.tasks import TaskError
 
-    return (ConfigError, CheckpointError, DivergenceError, LossError, ModelError, TaskError)
+    return (options.OptionError, CheckpointError, DivergenceError, LossError, ModelError, TaskError, WriteError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,4 +186,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMANDS", "build_parser", "eval_main", "main", "parse_config", "train_main"]
+__all__ = ["COMMANDS", "build_parser", "eval_main", "main", "parse_config", "parse_eval", "train_main"]

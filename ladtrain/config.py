@@ -1,258 +1,358 @@
-"""The run configuration: one frozen dataclass; each field's ``help`` metadata is its CLI help text.
+"""The run configurations: frozen dataclasses whose fields each declare, once, their help text (the CLI
+help) and their domain (:mod:`ladtheory.options`: type, bounds, choices, paths that must exist, ...).
+
+Adding a field: ``name: type = _f(default, "help text", Domain(...))``, e.g.
+``top_p: float = _f(1.0, "nucleus sampling mass", Real(gt=0, le=1))``; :meth:`RunOptions.validate`, the
+flags, ``--help`` and ``tests/test_options.py`` (values drawn inside and outside every domain) pick it
+up with no other change. Fields shared by ``train`` and ``eval`` live once, in :class:`RunOptions`.
 
 Values come from (later wins) the defaults below, a YAML file (``--config run.yaml``, keys are the field
 names, unknown keys are an error naming the key and its line), and command-line flags
-(``--prompts-per-step 16``). :meth:`TrainConfig.validate` turns user mistakes into :class:`ConfigError`
-messages that name the flag.
+(``--prompts-per-step 16``). Every mistake is a :class:`ConfigError`: one line naming the flag (or
+``file:line``), ``--flag: what is wrong (got VALUE)``.
 """
 
 from __future__ import annotations
 
 import os
-import types
-import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ladtheory import options
+from ladtheory.options import CPU_CORES, Choice, Domain, Flag, Int, Invalid, OptionError, Real, Text
+from ladtheory.options import Path as PathDomain
 
-class ConfigError(ValueError):
+
+class ConfigError(OptionError):
     """A user mistake in the configuration: shown as one line, exit code 2."""
 
 
-def _f(default: Any, help: str, **meta: Any) -> Any:
-    return field(default=default, metadata={"help": help, **meta})
+def _f(default: Any, help: str, domain: Domain, **meta: Any) -> Any:
+    return options.option(default, help, domain, **meta)
 
 
-def check_model(model: str) -> None:
-    """``--model`` is ``builtin`` or a folder with a Hugging Face ``config.json`` (ConfigError otherwise)."""
-    if model != "builtin" and not (Path(model) / "config.json").is_file():
-        what = "does not exist" if not Path(model).exists() else "has no config.json"
-        raise ConfigError(f"--model: {model} {what} (expected 'builtin' or a Hugging Face model folder)")
+SEED = Int(ge=0, le=2**32 - 1, why="numpy's seed range")
+TEMPERATURE = Real(ge=1e-2, le=1e2, why="below, logits / T overflow; above, sampling is nearly uniform")
+
+
+def check_task(spec: str) -> None:
+    """A task spec's grammar and name (cheap: building the task, which may read files, is the preflight's)."""
+    from ladtrain.tasks import TASKS, TaskError, parse_spec
+
+    name = parse_spec(spec)[0]
+    if name not in TASKS:
+        raise TaskError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
+
+
+def check_reward(spec: str) -> None:
+    """``module:function`` or ``path/to/file.py:function`` (the import itself is in the preflight)."""
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name.isidentifier():
+        raise ValueError("expected module:function or path/to/file.py:function")
+    if target.endswith(".py") and not Path(target).is_file():
+        raise ValueError(f"no such file {target}")
+
+
+def check_loss(spec: str) -> None:
+    from ladtrain import losses
+
+    losses.get(spec)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    # --- what to train
-    model: str = _f("builtin", "'builtin' (the tiny built-in model, warmed up on the task and cached) or a local "
-                               "Hugging Face causal-LM folder (its tokenizer and chat template are used)")
-    task: str = _f("countdown", "task spec NAME or NAME:ARG (countdown, reasoning_gym:NAME, jsonl:FILE, humaneval, "
-                                "code_jsonl:FILE)")
-    reward: str | None = _f(None, "optional user reward 'module:function' replacing the task's scorer")
-    # --- the loss
-    loss: str = _f("lad", "loss: lad (= lad:js), lad:<divergence> (kl rkl js hellinger tv jeffreys pearson neyman "
-                          "triangular alpha:<a>), grpo, dr_grpo, dapo, gspo, flowrl, ladw:<divergence> (ablation)")
-    eta: float = _f(0.25, "LAD temperature eta > 0 (the trust-region multiplier; target ratio exp(A/eta))")
-    level: str = _f("token", "LAD ratio level", choices=("token", "sequence", "sequence_mean"))
-    clip_eps: float = _f(0.2, "GRPO clip range epsilon")
-    clip_eps_high: float | None = _f(None, "GRPO upper clip epsilon (default: = clip-eps; dapo: 0.28)")
-    flowrl_beta: float = _f(15.0, "FlowRL reward scale beta in its trajectory balance (the paper's 15)")
-    adv_scale: str = _f("group_std", "advantage scale: group std (GRPO), batch std, or none (centring only)",
-                        choices=("group_std", "batch_std", "none"))
-    # --- RL loop
-    steps: int = _f(200, "RL steps (one rollout each); also --max-steps (TRL's name)", aliases=("--max-steps",))
-    prompts_per_step: int = _f(16, "prompts per rollout")
-    group_size: int = _f(8, "completions sampled per prompt (G >= 2)")
-    updates_per_rollout: int = _f(1, "optimizer updates on each rollout (1 = on-policy)")
-    lr: float = _f(1e-4, "AdamW learning rate for RL (on the built-in model 5e-4 and 1e-3 collapsed)")
-    lr_schedule: str = _f("constant", "learning-rate schedule after the linear warm-up",
-                          choices=("constant", "cosine"))
-    lr_warmup_steps: int = _f(5, "linear learning-rate warm-up, in optimizer updates")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    max_grad_norm: float = _f(1.0, "gradient-norm clip (0 = off)")
-    temperature: float = _f(1.0, "sampling temperature for rollouts (log-probs use the same temperature)")
-    max_new_tokens: int = _f(16, "longest completion, in tokens")
-    # --- evaluation (held-out split)
-    eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)")
-    eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)")
-    eval_temperature: float = _f(1.0, "sampling temperature for evaluation")
-    # --- built-in model warm-up (supervised, cached)
-    warmup_steps: int = _f(600, "supervised warm-up steps of the built-in model (cached by settings)")
-    warmup_batch: int = _f(64, "warm-up batch size")
-    warmup_lr: float = _f(3e-3, "warm-up learning rate")
-    warmup_share: float = _f(1.0, "share of the training problems whose solutions the warm-up sees; RL prompts "
-                                  "come from the rest (1 = warm up and do RL on all of them)")
-    warmup_seed: int | None = _f(None, "seed of the warm-up (default: --seed); a study fixes it so that every "
-                                       "run starts from one base model")
-    # --- scale (ladtrain.distributed): torchrun --nproc-per-node N -m ladtrain train ...
-    parallel: str = _f("ddp", "data parallelism when launched by torchrun: ddp (a replica per process) or fsdp2 "
-                              "(parameters sharded, fully_shard); one process: ignored",
-                       choices=("none", "ddp", "fsdp2"))
-    grad_accumulation: int = _f(1, "micro-batches per update (the same update as the whole batch, less memory)")
-    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (less memory)")
-    bf16: bool = _f(False, "bf16 autocast of forward passes on CUDA (ignored on CPU)")
-    lora_r: int = _f(0, "LoRA rank through peft (0 = train all weights; needs the lora extra)")
-    lora_alpha: float = _f(32.0, "LoRA alpha (adapter scale alpha / r)")
-    # --- run
-    seed: int = _f(0, "random seed (python, numpy, torch)")
-    out: str | None = _f(None, "run folder (default runs/<date>-<time>-<loss>)")
-    checkpoint_every: int = _f(10, "save a resumable checkpoint (model, optimizer, scheduler, RNG states, data "
-                                   "position) in RUN/checkpoints/ every N RL steps and at the last one (0 = never)")
-    keep_checkpoints: int = _f(2, "resumable checkpoints kept (the newest ones)")
-    resume: str | None = _f(None, "continue the run in this folder from its newest complete checkpoint; its "
-                                  "config.json fixes every option except --progress, --threads and --device")
-    cache_dir: str | None = _f(None, "cache for generated problems and warmed-up base models "
-                                     "(default $LADTRAIN_CACHE or ~/.cache/ladtrain)")
-    device: str = _f("auto", "torch device: auto, cpu, cuda, cuda:N, mps")
-    threads: int = _f(0, "torch CPU threads (0 = half the CPU cores, at least 1: on a busy 2-core machine two "
-                         "threads ran 5-30x slower than one)")
-    progress: bool = _f(True, "show progress bars")
+class Device(Domain):
+    """A torch device this machine has: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``,
+    ``cuda:N`` (N below the CUDA device count), ``mps`` (where available)."""
+
+    metavar = "DEVICE"
+
+    def coerce(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise Invalid("expected auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, str):
+            return "expected auto, cpu, cuda, cuda:N or mps"
+        kind, _, index = value.partition(":")
+        if value in ("auto", "cpu"):
+            return None
+        if kind == "mps" and not index:
+            import torch
+
+            return None if torch.backends.mps.is_available() else "this machine has no MPS device"
+        if kind != "cuda" or (index and not index.isdigit()):
+            return "expected auto, cpu, cuda, cuda:N or mps"
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return "this machine has no CUDA device (use cpu or auto)"
+        if index and int(index) >= count:
+            return f"this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        return None
+
+    def describe(self) -> str:
+        return "auto, cpu, cuda, cuda:N or mps, one this machine has"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Fields that ``train`` and ``eval`` share (one definition), and what they do with them."""
+
+    model: str = _f(
+        "builtin",
+        "'builtin' (the tiny built-in model, warmed up on the task and cached) or a local "
+        "Hugging Face causal-LM folder, e.g. a run's checkpoint/ (its tokenizer and chat "
+        "template are used)",
+        PathDomain(
+            exists=True,
+            folder=True,
+            holding="config.json",
+            what="a Hugging Face model folder",
+            keywords=("builtin",),
+        ),
+    )
+    task: str = _f(
+        "countdown",
+        "task spec NAME or NAME:ARG (countdown, reasoning_gym:NAME, jsonl:FILE, humaneval, code_jsonl:FILE)",
+        Text(lookup="ladtrain.config:check_task", hint="a task spec"),
+    )
+    reward: str | None = _f(
+        None,
+        "optional user reward 'module:function' replacing the task's scorer",
+        Text(lookup="ladtrain.config:check_reward", hint="module:function or file.py:function"),
+    )
+    max_new_tokens: int = _f(16, "longest completion, in tokens", Int(ge=1))
+    seed: int = _f(0, "random seed (train: python, numpy, torch; eval: the sampling stream)", SEED)
+    cache_dir: str | None = _f(
+        None,
+        "cache for generated problems and warmed-up base models "
+        "(default $LADTRAIN_CACHE or ~/.cache/ladtrain)",
+        PathDomain(folder=True),
+    )
+    device: str = _f("auto", "torch device: auto, cpu, cuda, cuda:N, mps", Device())
+    threads: int = _f(
+        0,
+        "torch CPU threads (0 = half the CPU cores, at least 1: on a busy 2-core machine two "
+        "threads ran 5-30x slower than one)",
+        Int(ge=0, le=CPU_CORES),
+    )
+    progress: bool = _f(True, "show progress bars", Flag())
 
     def resolved_cache(self) -> Path:
         return Path(self.cache_dir or os.environ.get("LADTRAIN_CACHE") or Path.home() / ".cache" / "ladtrain")
 
-    def validate(self) -> TrainConfig:
-        """Check values that need no I/O beyond the model folder; return self. Raises ConfigError."""
-        ints_at_least = {"steps": 1, "prompts_per_step": 1, "updates_per_rollout": 1, "max_new_tokens": 1,
-                         "eval_samples": 1, "eval_problems": 0, "warmup_steps": 0, "warmup_batch": 1,
-                         "lr_warmup_steps": 0, "threads": 0, "grad_accumulation": 1, "lora_r": 0,
-                         "checkpoint_every": 0, "keep_checkpoints": 1}
-        for name, low in ints_at_least.items():
-            if getattr(self, name) < low:
-                raise ConfigError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")
-        if self.group_size < 2:
-            raise ConfigError(f"--group-size must be >= 2 (advantages are normalised within a group), "
-                              f"got {self.group_size}")
-        for name in ("eta", "lr", "temperature", "eval_temperature", "clip_eps", "warmup_lr", "flowrl_beta"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)}")
-        if not 0 < self.warmup_share <= 1:
-            raise ConfigError(f"--warmup-share must be in (0, 1], got {self.warmup_share}")
-        if not self.clip_eps < 1:
-            raise ConfigError(f"--clip-eps must be < 1 (the ratio is clipped to [1 - eps, 1 + eps]), got {self.clip_eps}")
-        if self.clip_eps_high is not None and not self.clip_eps_high > 0:
-            raise ConfigError(f"--clip-eps-high must be > 0, got {self.clip_eps_high}")
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ConfigError(f"{flag(f.name)} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
-        check_model(self.model)
-        return self
+    def validate(self):
+        """Check every field against its declared domain (no I/O beyond the model folder); return self.
+        Raises ConfigError."""
+        return options.validate(self, error=ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class TrainConfig(RunOptions):
+    """``python -m ladtrain train``: one RL run (warm-up of the built-in model, RL, held-out evaluation)."""
+
+    # --- the loss
+    loss: str = _f(
+        "lad",
+        "loss: lad (= lad:js), lad:<divergence> (kl rkl js hellinger tv jeffreys pearson neyman "
+        "triangular alpha:<a>), grpo, dr_grpo, dapo, gspo, flowrl, ladw:<divergence> (ablation)",
+        Text(lookup="ladtrain.config:check_loss", hint="a loss spec"),
+    )
+    eta: float = _f(
+        0.25, "LAD temperature eta > 0 (the trust-region multiplier; target ratio exp(A/eta))", Real(gt=0)
+    )
+    level: str = _f("token", "LAD ratio level", Choice("token", "sequence", "sequence_mean"))
+    clip_eps: float = _f(
+        0.2, "GRPO clip range epsilon", Real(gt=0, lt=1, why="the ratio is clipped to [1 - eps, 1 + eps]")
+    )
+    clip_eps_high: float | None = _f(
+        None, "GRPO upper clip epsilon (default: = clip-eps; dapo: 0.28)", Real(gt=0)
+    )
+    flowrl_beta: float = _f(
+        15.0, "FlowRL reward scale beta in its trajectory balance (the paper's 15)", Real(gt=0)
+    )
+    adv_scale: str = _f(
+        "group_std",
+        "advantage scale: group std (GRPO), batch std, or none (centring only)",
+        Choice("group_std", "batch_std", "none"),
+    )
+    # --- RL loop
+    steps: int = _f(
+        200, "RL steps (one rollout each); also --max-steps (TRL's name)", Int(ge=1), aliases=("--max-steps",)
+    )
+    prompts_per_step: int = _f(16, "prompts per rollout", Int(ge=1))
+    group_size: int = _f(
+        8,
+        "completions sampled per prompt (G >= 2)",
+        Int(ge=2, why="advantages are normalised within a group"),
+    )
+    updates_per_rollout: int = _f(1, "optimizer updates on each rollout (1 = on-policy)", Int(ge=1))
+    lr: float = _f(
+        1e-4, "AdamW learning rate for RL (on the built-in model 5e-4 and 1e-3 collapsed)", Real(gt=0)
+    )
+    lr_schedule: str = _f(
+        "constant", "learning-rate schedule after the linear warm-up", Choice("constant", "cosine")
+    )
+    lr_warmup_steps: int = _f(5, "linear learning-rate warm-up, in optimizer updates", Int(ge=0))
+    weight_decay: float = _f(0.0, "AdamW weight decay", Real(ge=0))
+    max_grad_norm: float = _f(
+        1.0, "gradient-norm clip (0 = off)", Real(ge=0, why="a negative norm would flip the gradient's sign")
+    )
+    temperature: float = _f(
+        1.0, "sampling temperature for rollouts (log-probs use the same temperature)", TEMPERATURE
+    )
+    # --- evaluation (held-out split)
+    eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)", Int(ge=1))
+    eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)", Int(ge=0))
+    eval_temperature: float = _f(1.0, "sampling temperature for evaluation", TEMPERATURE)
+    # --- built-in model warm-up (supervised, cached)
+    warmup_steps: int = _f(
+        600, "supervised warm-up steps of the built-in model (cached by settings)", Int(ge=0)
+    )
+    warmup_batch: int = _f(64, "warm-up batch size", Int(ge=1))
+    warmup_lr: float = _f(3e-3, "warm-up learning rate", Real(gt=0))
+    warmup_share: float = _f(
+        1.0,
+        "share of the training problems whose solutions the warm-up sees; RL prompts "
+        "come from the rest (1 = warm up and do RL on all of them)",
+        Real(gt=0, le=1),
+    )
+    warmup_seed: int | None = _f(
+        None,
+        "seed of the warm-up (default: --seed); a study fixes it so that every "
+        "run starts from one base model",
+        SEED,
+    )
+    # --- scale (ladtrain.distributed): torchrun --nproc-per-node N -m ladtrain train ...
+    parallel: str = _f(
+        "ddp",
+        "data parallelism when launched by torchrun: ddp (a replica per process) or fsdp2 "
+        "(parameters sharded, fully_shard); one process: ignored",
+        Choice("none", "ddp", "fsdp2"),
+    )
+    grad_accumulation: int = _f(
+        1, "micro-batches per update (the same update as the whole batch, less memory)", Int(ge=1)
+    )
+    gradient_checkpointing: bool = _f(
+        False, "recompute activations in the backward pass (less memory)", Flag()
+    )
+    bf16: bool = _f(False, "bf16 autocast of forward passes on CUDA (ignored on CPU)", Flag())
+    lora_r: int = _f(0, "LoRA rank through peft (0 = train all weights; needs the lora extra)", Int(ge=0))
+    lora_alpha: float = _f(32.0, "LoRA alpha (adapter scale alpha / r)", Real(gt=0))
+    # --- run
+    out: str | None = _f(None, "run folder (default runs/<date>-<time>-<loss>)", PathDomain(folder=True))
+    checkpoint_every: int = _f(
+        10,
+        "save a resumable checkpoint (model, optimizer, scheduler, RNG states, data "
+        "position) in RUN/checkpoints/ every N RL steps and at the last one (0 = never)",
+        Int(ge=0),
+    )
+    keep_checkpoints: int = _f(2, "resumable checkpoints kept (the newest ones)", Int(ge=1))
+    resume: str | None = _f(
+        None,
+        "continue the run in this folder from its newest complete checkpoint; its "
+        "config.json fixes every option except --progress, --threads and --device",
+        PathDomain(exists=True, folder=True, holding="config.json", what="a run folder"),
+    )
+
+
+@dataclass(frozen=True)
+class EvalConfig(RunOptions):
     """``python -m ladtrain eval``: sample k completions per held-out problem and report every metric of
     :mod:`ladtrain.evaluation`."""
 
-    model: str = _f("builtin", "a local Hugging Face causal-LM folder (e.g. a run's checkpoint/), or 'builtin' for "
-                               "the cached warmed-up built-in model (warmed up first if not cached)")
-    task: str = _f("countdown", "task spec NAME or NAME:ARG (as for train)")
-    reward: str | None = _f(None, "optional user reward 'module:function' replacing the task's scorer")
-    k: int = _f(16, "samples per problem (pass@k up to k)")
-    split: str = _f("test", "which problems", choices=("test", "train"))
-    problems: int = _f(0, "number of problems, from the start of the split (0 = all)")
-    temperature: float = _f(1.0, "sampling temperature")
-    max_new_tokens: int = _f(16, "longest completion, in tokens")
-    seed: int = _f(0, "sampling seed")
-    out: str | None = _f(None, "write the results (config, metrics, per-problem values) to this JSON file")
-    cache_dir: str | None = _f(None, "cache of generated problems and base models (default $LADTRAIN_CACHE or "
-                                     "~/.cache/ladtrain)")
-    device: str = _f("auto", "torch device: auto, cpu, cuda, cuda:N, mps")
-    threads: int = _f(0, "torch CPU threads (0 = half the CPU cores, at least 1)")
-    progress: bool = _f(True, "show a progress bar")
-
-    def resolved_cache(self) -> Path:
-        return Path(self.cache_dir or os.environ.get("LADTRAIN_CACHE") or Path.home() / ".cache" / "ladtrain")
-
-    def validate(self) -> EvalConfig:
-        for name, low in {"k": 1, "problems": 0, "max_new_tokens": 1, "threads": 0}.items():
-            if getattr(self, name) < low:
-                raise ConfigError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")
-        if not self.temperature > 0:
-            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
-        if self.split not in ("test", "train"):
-            raise ConfigError(f"--split must be test or train, got {self.split!r}")
-        check_model(self.model)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    k: int = _f(16, "samples per problem (pass@k up to k)", Int(ge=1))
+    split: str = _f("test", "which problems", Choice("test", "train"))
+    problems: int = _f(0, "number of problems, from the start of the split (0 = all)", Int(ge=0))
+    temperature: float = _f(1.0, "sampling temperature", TEMPERATURE)
+    out: str | None = _f(
+        None,
+        "write the results (config, metrics, per-problem values) to this JSON file",
+        PathDomain(file=True),
+    )
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+flag = options.flag
 
 
 def field_types(cls: type | None = None) -> dict[str, tuple[type, bool]]:
-    """``name -> (base type, optional)`` for every field of ``cls`` (default :class:`TrainConfig`;
-    ``str | None`` -> ``(str, True)``)."""
-    cls = cls or TrainConfig
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for f in fields(cls):
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-            out[f.name] = (next(a for a in args if a is not type(None)), True)
-        else:
-            out[f.name] = (hint, False)
-    return out
+    """``name -> (Python type, None allowed)`` for every field of ``cls`` (default :class:`TrainConfig`),
+    from the declared domains."""
+    kinds = {options.Real: float, options.Int: int, options.Flag: bool}
+    return {
+        f.name: (
+            next((t for k, t in kinds.items() if isinstance(f.metadata["domain"], k)), str),
+            f.metadata["nullable"],
+        )
+        for f in options.declared(cls or TrainConfig)
+    }
 
 
-def convert(name: str, value: Any, cls: type | None = None) -> Any:
-    """Coerce a YAML or CLI value to the type of field ``name`` of ``cls`` (default :class:`TrainConfig`);
-    ConfigError (naming the field) if impossible."""
-    base, optional = field_types(cls)[name]
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
-        if optional:
-            return None
-        raise ConfigError(f"{name}: a value is required")
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).lower()
-        if text in ("true", "yes", "1", "on"):
-            return True
-        if text in ("false", "no", "0", "off"):
-            return False
-        raise ConfigError(f"{name}: expected true or false, got {value!r}")
-    if base is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
-        return str(value)
-    try:
-        if base is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        if isinstance(value, bool):
-            raise ValueError
-        return base(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: expected {'an int' if base is int else 'a number'}, got {value!r}") from None
+def convert(name: str, value: Any, cls: type | None = None, *, flags: bool = True) -> Any:
+    """Coerce a YAML or CLI value to field ``name`` of ``cls`` (default :class:`TrainConfig`) and check it
+    against its domain; ConfigError naming the field (``--name: ...``, or ``name: ...`` with
+    ``flags=False``)."""
+    return options.convert(cls or TrainConfig, name, value, error=ConfigError, flags=flags)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Field values from a YAML mapping; ``file:line:`` errors for unknown keys and bad values."""
-    import yaml
-
+def read_text(path: str | Path, what: str = "--config") -> str:
+    """A config file's text: ConfigError unless it is readable UTF-8 text."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as err:
-        raise ConfigError(f"--config: cannot read {path}: {err.strerror or err}") from None
+        raise ConfigError(f"{what}: cannot read {path}: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{what}: {path} is not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start})"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{what}: {path} is not text (it holds a NUL byte at offset {text.index(chr(0))})")
+    return text
+
+
+def load_yaml(path: str | Path, cls: type | None = None) -> dict[str, Any]:
+    """Field values of ``cls`` (default :class:`TrainConfig`) from a YAML mapping in a UTF-8 file;
+    ``file:line:`` errors for unknown or repeated keys and bad values."""
+    import yaml
+
+    cls = cls or TrainConfig
+    path = Path(path)
+    text = read_text(path)
     try:
         node = yaml.compose(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+        why = getattr(err, "problem", None) or getattr(err, "reason", None) or type(err).__name__
+        raise ConfigError(f"{where}: not valid YAML: {options.shown(str(why))[1:-1]}") from None
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(f"{path}:{node.start_mark.line + 1}: expected a mapping of option: value")
-    known = {f.name for f in fields(TrainConfig)}
+    known = {f.name for f in fields(cls)}
     values: dict[str, Any] = {}
     for key_node, value_node in node.value:
         line = key_node.start_mark.line + 1
         key = str(key_node.value).replace("-", "_")
         if key not in known:
-            raise ConfigError(f"{path}:{line}: unknown key {key_node.value!r}")
-        value = yaml.safe_load(yaml.serialize(value_node))
+            raise ConfigError(f"{path}:{line}: unknown key {options.shown(str(key_node.value))}")
+        if key in values:
+            raise ConfigError(f"{path}:{line}: {key} is given twice")
         try:
-            values[key] = convert(key, value)
+            value = yaml.safe_load(yaml.serialize(value_node))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}:{line}: {key}: not a plain value ({type(err).__name__})") from None
+        try:
+            values[key] = convert(key, value, cls, flags=False)
         except ConfigError as err:
             raise ConfigError(f"{path}:{line}: {err}") from None
     return values
@@ -279,19 +379,35 @@ def resumed(overrides: dict[str, Any], config_file: str | None = None) -> TrainC
         raise ConfigError("--resume: cannot be combined with --config (the run's config.json is used)")
     changed = sorted(set(overrides) - set(RESUME_MAY_CHANGE))
     if changed:
-        raise ConfigError(f"--resume: {flag(changed[0])} cannot change when resuming (the run's config.json fixes "
-                          f"it; only {', '.join(flag(n) for n in RESUME_MAY_CHANGE[1:])} may)")
+        raise ConfigError(
+            f"--resume: {flag(changed[0])} cannot change when resuming (the run's config.json fixes "
+            f"it; only {', '.join(flag(n) for n in RESUME_MAY_CHANGE[1:])} may)"
+        )
     if not (run / "config.json").is_file():
-        raise ConfigError(f"--resume: {run} is not a run folder (no config.json)")
+        raise ConfigError(f"--resume: {options.shown(str(run))} is not a run folder (no config.json)")
     values = load_yaml(run / "config.json")
     values.update(overrides)
     values["out"] = str(run)
     return replace(TrainConfig(), **values).validate()
 
 
-def defaults() -> dict[str, Any]:
-    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+def defaults(cls: type | None = None) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls or TrainConfig) if f.default is not MISSING}
 
 
-__all__ = ["RESUME_MAY_CHANGE", "ConfigError", "EvalConfig", "TrainConfig", "build", "convert", "defaults", "field_types", "flag",
-           "load_yaml", "resumed"]
+__all__ = [
+    "RESUME_MAY_CHANGE",
+    "ConfigError",
+    "Device",
+    "EvalConfig",
+    "RunOptions",
+    "TrainConfig",
+    "build",
+    "convert",
+    "defaults",
+    "field_types",
+    "flag",
+    "load_yaml",
+    "read_text",
+    "resumed",
+]

@@ -1,22 +1,14 @@
-r"""Beyond one process: ``torchrun`` data parallelism (DDP or FSDP2), gradient accumulation, LoRA, and the
-memory options the trainer switches on with one line each.
+r"""Beyond one process: ``torchrun`` data parallelism (DDP or FSDP2): the process group, this rank's
+device and prompts, sums and means over ranks, and the parallel wrappers.
 
 Launch (CPU: gloo backend; CUDA: nccl, one GPU per process)::
 
     torchrun --nproc-per-node N -m ladtrain train --parallel ddp ...
 
-**What is exact.** Every loss the trainer uses is a mean over *units* of the step's batch: tokens for
-LAD at ``level="token"`` (a global token mean), sequences for LAD's sequence levels and for GRPO (a mean
-over sequences). Write ``n_p`` for the units held by one piece of the batch (a rank's shard, or a
-micro-batch of it) and ``N`` for the units of the whole step's batch. The piece's loss is its own mean
-times
-
-.. math::  c_p = W \, n_p / N,
-
-where ``W`` is the number of processes: DDP and FSDP2 *average* gradients over ranks and accumulation
-*sums* them over micro-batches, so ``sum_p c_p mean_p / W = N^{-1} sum_units l`` -- exactly the loss of
-the whole batch on one process, hence the same gradient and the same optimiser step (tested with two
-real processes: ``tests/train/test_distributed.py``). ``N`` is one all-reduce of the unit counts.
+**What is exact.** DDP and FSDP2 *average* gradients over the ``W`` processes. The step
+(:func:`ladtrain.step.update`) scales each rank's micro-batch losses so that the average is exactly the
+gradient of the whole step's batch on one process (the scale, and why, are in :mod:`ladtrain.step`;
+tested with two real processes: ``tests/train/test_distributed.py``).
 
 **Prompts.** Every rank draws the same step batch from the same seeded RNG and keeps the rows
 ``rank, rank + W, ...`` (:func:`shard`): no prompt is used twice, none is dropped, and the union is what one
@@ -34,14 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from ladtrain.config import ConfigError
-from ladtrain.rollout import Rollout, token_logprobs
+from ladtrain.models import merged
 
 
 class DistributedError(ConfigError):
@@ -72,21 +64,26 @@ def world_from_env(env: dict[str, str] | None = None) -> World:
     return World(rank=int(env.get("RANK", "0")), size=size, local_rank=int(env.get("LOCAL_RANK", "0")))
 
 
-def setup(device: str = "auto") -> tuple[World, torch.device]:
-    """Join the process group when launched by ``torchrun`` (gloo on CPU, nccl on CUDA) and pick this
-    rank's device (``cuda:LOCAL_RANK`` when CUDA is used)."""
-    world = world_from_env()
+def pick_device(device: str = "auto", world: World = World()) -> torch.device:
+    """The device of ``--device`` (``auto``: CUDA when available, else CPU) for this rank: under
+    ``torchrun`` with CUDA, ``cuda:LOCAL_RANK``."""
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda and world.is_distributed:
-        dev = torch.device(f"cuda:{world.local_rank}")
-    elif device == "auto":
-        dev = torch.device("cuda" if use_cuda else "cpu")
-    else:
-        dev = torch.device(device)
-    if use_cuda:
+        return torch.device(f"cuda:{world.local_rank}")
+    if device == "auto":
+        return torch.device("cuda" if use_cuda else "cpu")
+    return torch.device(device)
+
+
+def setup(device: str = "auto") -> tuple[World, torch.device]:
+    """Join the process group when launched by ``torchrun`` (gloo on CPU, nccl on CUDA) and pick this
+    rank's device (:func:`pick_device`)."""
+    world = world_from_env()
+    dev = pick_device(device, world)
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world.is_distributed and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+        torch.distributed.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return world, dev
 
 
@@ -147,91 +144,6 @@ def mean_over_ranks(row: dict[str, Any], world: World) -> dict[str, Any]:
     torch.distributed.all_reduce(values)
     mean = (values / world.size).cpu().tolist()
     return {**row, **{k: (round(m) if isinstance(row[k], int) else m) for k, m in zip(keys, mean)}}
-
-
-# --------------------------------------------------------------------------------------------------
-# Units of a loss's mean, and the scale that makes pieces of a batch add up to the whole batch
-
-
-def _lad_unit(hp: Any) -> str:
-    return "token" if getattr(hp, "level", "token") == "token" else "sequence"
-
-
-UNITS: dict[str, Callable[[Any], str]] = {
-    "lad": _lad_unit,  # lad_loss: global token mean at level="token", mean over sequences otherwise
-    "grpo": lambda hp: "sequence",  # grpo_loss(norm="grpo"): mean over sequences of per-sequence token means
-}
-
-
-def loss_unit(loss_name: str, hp: Any) -> str:
-    """``"token"`` or ``"sequence"``: what the loss ``loss_name`` (``lad:js``, ``grpo``) averages over."""
-    family = loss_name.partition(":")[0]
-    if family not in UNITS:
-        raise DistributedError(f"--loss {loss_name}: no averaging unit known for data parallelism or accumulation")
-    return UNITS[family](hp)
-
-
-def count_units(mask: Tensor, unit: str) -> Tensor:
-    """Units of a (B, T) mask: its tokens, or its rows."""
-    return mask.to(torch.bool).sum() if unit == "token" else torch.tensor(mask.shape[0])
-
-
-def piece_scale(mask: Tensor, unit: str, total: Tensor | float, world: World) -> float:
-    """``c_p = W n_p / N`` (module docstring): the factor on a piece's mean loss."""
-    return world.size * float(count_units(mask, unit)) / max(float(total), 1.0)
-
-
-def micro_batches(rows: int, accumulation: int) -> list[slice]:
-    """``accumulation`` contiguous row slices of sizes differing by at most one (none empty)."""
-    if accumulation < 1 or accumulation > rows:
-        raise DistributedError(f"--grad-accumulation {accumulation} must be between 1 and the {rows} rows per "
-                               "process")
-    bounds = [round(i * rows / accumulation) for i in range(accumulation + 1)]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def rows(rollout: Rollout, s: slice | Tensor) -> Rollout:
-    """The rows ``s`` (a slice or a 1-D index tensor) of a rollout, texts included."""
-    texts = rollout.texts[s] if isinstance(s, slice) else [rollout.texts[i] for i in s.tolist()]
-    return replace(rollout, prompt_ids=rollout.prompt_ids[s], prompt_mask=rollout.prompt_mask[s],
-                   completion_ids=rollout.completion_ids[s], completion_mask=rollout.completion_mask[s],
-                   texts=list(texts))
-
-
-def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA when asked; a no-op context otherwise (CPU bf16 matmuls are slow, not tested)."""
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def backward(model: torch.nn.Module, rollout: Rollout, logp_old: Tensor, advantages: Tensor, mask: Tensor,
-             loss: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, dict[str, Tensor]]], *, unit: str,
-             world: World, accumulation: int = 1, temperature: float = 1.0, bf16: bool = False
-             ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Accumulate into ``.grad`` the gradient of the whole step's loss (all ranks' rows together).
-
-    The rows of this rank are split into ``accumulation`` micro-batches; micro-batch ``p`` contributes
-    ``c_p * loss(logp_p, logp_old_p, A_p, mask_p)`` (``c_p`` from :func:`piece_scale`), with DDP's
-    gradient all-reduce only on the last one. Returns the step's loss value (the same on every rank) and
-    the diagnostics of the last micro-batch. Shapes: ``logp_old``/``mask`` (B, T), ``advantages`` (B,).
-    """
-    total = all_sum(count_units(mask, unit), world)  # N: units of the whole step batch
-    pieces = micro_batches(mask.shape[0], accumulation)
-    device = mask.device
-    value = torch.zeros((), dtype=torch.float64)
-    terms: dict[str, Tensor] = {}
-    for i, s in enumerate(pieces):
-        last = i == len(pieces) - 1
-        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
-            with autocast(device, bf16):
-                logp = token_logprobs(model, rows(rollout, s), temperature)  # (b, T)
-            piece_loss, terms = loss(logp, logp_old[s], advantages[s], mask[s])
-            c = piece_scale(mask[s], unit, total, world)
-            (c * piece_loss).backward()
-        value += c * piece_loss.detach().double().cpu()
-    return all_sum(value, world) / world.size, terms
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,54 +246,6 @@ def plain_model(model: torch.nn.Module, world: World) -> torch.nn.Module | None:
     return merged(getattr(model, "module", model))
 
 
-# --------------------------------------------------------------------------------------------------
-# Memory options
-
-
-def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    """Recompute activations in the backward pass (Hugging Face models); ``use_cache`` is turned off for
-    training forwards (generation still passes ``use_cache=True`` explicitly)."""
-    if not hasattr(model, "gradient_checkpointing_enable"):
-        raise DistributedError("--gradient-checkpointing: this model has no gradient_checkpointing_enable()")
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if getattr(model, "config", None) is not None:
-        model.config.use_cache = False
-
-
-@dataclass(frozen=True)
-class Lora:
-    """LoRA adapters through ``peft`` (extra ``lad[lora]``): rank ``r``, scale ``alpha / r``."""
-
-    r: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def apply_lora(model: torch.nn.Module, lora: Lora) -> torch.nn.Module:
-    """Freeze ``model`` and add trainable LoRA adapters on ``lora.target_modules`` that exist in it."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise DistributedError("--lora-r: needs peft (pip install 'lad[lora]')") from None
-    present = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()} & set(lora.target_modules))
-    if not present:
-        raise DistributedError(f"--lora-r: none of {', '.join(lora.target_modules)} is a module of this model")
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=present,
-                        task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
-
-
-def merged(model: torch.nn.Module) -> torch.nn.Module:
-    """A plain Hugging Face model to save: LoRA adapters merged into the base weights (in place)."""
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-
-
-def trainable_parameters(model: torch.nn.Module) -> Iterator[torch.nn.Parameter]:
-    return (p for p in model.parameters() if p.requires_grad)
-
-
-__all__ = ["STRATEGIES", "UNITS", "DistributedError", "Lora", "Strategy", "World", "all_sum", "apply_lora",
-           "autocast", "backward", "barrier", "check_batch", "count_units", "enable_gradient_checkpointing",
-           "full_state_dict", "loss_unit", "main_first", "mean_over_ranks", "merged", "micro_batches", "piece_scale",
-           "plain_model", "prepare", "rows", "setup", "shard", "teardown", "trainable_parameters", "world_from_env"]
+__all__ = ["STRATEGIES", "DistributedError", "Strategy", "World", "all_sum", "barrier", "check_batch",
+           "full_state_dict", "main_first", "mean_over_ranks", "pick_device", "plain_model", "prepare", "setup",
+           "shard", "teardown", "world_from_env"]

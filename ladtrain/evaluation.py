@@ -1,4 +1,4 @@
-r"""Evaluation metrics for k sampled completions per prompt: accuracy and diversity.
+r"""Evaluation metrics for k sampled completions per prompt: accuracy, diversity, base against trained.
 
 All functions are pure (lists/arrays in, numbers out). The input for one evaluation is, per problem
 ``i``, its ``n_i`` samples: correctness ``c_ij`` (a bool, or a reward turned into one by
@@ -13,7 +13,13 @@ weigh more). Definitions (each function's docstring repeats its own):
 - ``maj@k``   correctness of the most frequent answer among the first k samples, ties split evenly;
 - ``dist-n``  distinct n-grams / total n-grams over the k samples of one problem, then averaged;
 - ``distinct correct``  number of distinct answers among the correct samples of a problem;
+- ``distinct_correct@k``  unbiased expected number of distinct correct answers among k samples
+  (:mod:`ladtrain.coverage`);
 - ``answer entropy``  Shannon entropy (nats) of the empirical answer distribution of a problem.
+
+pass@k itself (any k up to n, stable at n = 1024) and the crossover k are in :mod:`ladtrain.passk`,
+retained base answers in :mod:`ladtrain.coverage`, the 95% intervals over problems in
+:mod:`ladtrain.intervals`; :func:`versus` puts them together for a base and a trained policy.
 """
 
 from __future__ import annotations
@@ -21,37 +27,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Hashable, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-
-class EvaluationError(ValueError):
-    """Inconsistent evaluation input (a user mistake: shown as one line)."""
-
+from ladtrain import coverage, intervals
+from ladtrain.passk import EvaluationError, crossover, pass_at_k, pass_at_k_curve
 
 # ---------------------------------------------------------------------------------------------------
 # Accuracy
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    r"""Unbiased pass@k for one problem with ``n`` samples of which ``c`` are correct (Chen et al. 2021).
-
-    .. math::  \mathrm{pass@}k = 1 - \binom{n-c}{k} \Big/ \binom{n}{k}
-               = 1 - \prod_{j=n-c+1}^{n} \Big(1 - \frac{k}{j}\Big),
-
-    the probability that a uniformly random k-subset of the n samples contains a correct one. The
-    product form avoids huge binomials; it equals 1 when ``n - c < k`` (every k-subset holds a correct
-    sample). Requires ``0 <= c <= n`` and ``1 <= k <= n``.
-    """
-    n, c, k = int(n), int(c), int(k)
-    if not 0 <= c <= n:
-        raise EvaluationError(f"need 0 <= c <= n, got c={c}, n={n}")
-    if not 1 <= k <= n:
-        raise EvaluationError(f"pass@{k} needs 1 <= k <= n samples, got n={n}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
 
 
 def _as_correct(correct: Sequence[Sequence[object]], threshold: float) -> list[list[bool]]:
@@ -62,7 +46,8 @@ def _as_correct(correct: Sequence[Sequence[object]], threshold: float) -> list[l
     return out
 
 
-def pass_at_k_per_problem(correct: Sequence[Sequence[object]], k: int, *, threshold: float = 1.0) -> np.ndarray:
+def pass_at_k_per_problem(correct: Sequence[Sequence[object]], k: int, *,
+                          threshold: float = 1.0) -> np.ndarray:
     """pass@k of every problem (shape (P,)); ``correct[i]`` is problem i's samples (bools or rewards,
     a reward counts as correct when ``>= threshold``; ``None`` is incorrect)."""
     rows = _as_correct(correct, threshold)
@@ -126,7 +111,8 @@ def tokenize(text: str) -> list[str]:
 def dist_n(samples: Sequence[Sequence[Hashable] | str], n: int) -> float:
     r"""dist-n of one problem's k samples (Li et al. 2016, as used by FlowRL/LAD):
 
-    .. math::  \mathrm{dist}\text{-}n = \frac{|\bigcup_j \mathrm{ngrams}_n(y_j)|}{\sum_j |\mathrm{ngrams}_n(y_j)|}
+    .. math::  \mathrm{dist}\text{-}n
+               = \frac{|\bigcup_j \mathrm{ngrams}_n(y_j)|}{\sum_j |\mathrm{ngrams}_n(y_j)|}
 
     where ``ngrams_n(y)`` is the list of contiguous n-grams of sample ``y`` (n-grams never span two
     samples), the numerator counts distinct n-grams pooled over the k samples and the denominator all of
@@ -186,7 +172,8 @@ class Samples:
     def __post_init__(self) -> None:
         shapes = [[len(r) for r in x] for x in (self.correct, self.answers, self.texts)]
         if not shapes[0] == shapes[1] == shapes[2]:
-            raise EvaluationError("correct, answers and texts must have the same number of samples per problem")
+            raise EvaluationError("correct, answers and texts must have the same number of samples per "
+                                  "problem")
         if not shapes[0] or min(shapes[0]) == 0:
             raise EvaluationError("need at least one problem and one sample per problem")
 
@@ -197,24 +184,44 @@ def _nanmean(x: Sequence[float]) -> float:
     return float(a.mean()) if a.size else math.nan
 
 
-def per_problem(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16), ns: Sequence[int] = (2, 3, 4)) -> dict:
-    """Every metric per problem (lists of length P), for paired comparisons across methods. ``pass@k``
-    is reported for each k in ``ks`` not larger than the smallest sample count."""
-    n_min = min(len(r) for r in samples.correct)
-    out: dict[str, list] = {}
-    for k in ks:
-        if k <= n_min:
-            out[f"pass@{k}"] = pass_at_k_per_problem(samples.correct, k).tolist()
-    out["avg@k"] = avg_at_k_per_problem(samples.correct).tolist()
-    out["maj@k"] = [maj_at_k(a, c) for a, c in zip(samples.answers, samples.correct)]
-    for n in ns:
-        out[f"dist-{n}"] = [dist_n(t, n) for t in samples.texts]
-    out["distinct_correct"] = [distinct_correct_answers(a, c) for a, c in zip(samples.answers, samples.correct)]
-    out["answer_entropy"] = [answer_entropy(a) for a in samples.answers]
+def problem_metrics(correct: Sequence[bool], answers: Sequence[Hashable | None],
+                    texts: Sequence[Sequence[Hashable] | str], *, ks: Sequence[int] = (1, 2, 4, 8, 16),
+                    ns: Sequence[int] = (2, 3, 4)) -> dict[str, float]:
+    """Every metric of one problem from its n samples: ``pass@k`` and ``distinct_correct@k``
+    (:func:`ladtrain.coverage.distinct_correct_at_k`) for each k of ``ks`` (all must be <= n),
+    ``avg@k``, ``maj@k``, ``dist-n`` for each n of ``ns``, ``distinct_correct`` (at k = n) and
+    ``answer_entropy``."""
+    n = len(correct)
+    if n == 0:
+        raise EvaluationError("every problem needs at least one sample")
+    c = int(sum(bool(v) for v in correct))
+    out: dict[str, float] = dict(zip((f"pass@{k}" for k in ks), pass_at_k_curve(n, c, ks).tolist()))
+    counts = coverage.correct_answer_counts(answers, correct)
+    distinct = coverage.distinct_correct_at_k(n, counts, ks).tolist()
+    out.update(zip((f"distinct_correct@{k}" for k in ks), distinct))
+    out["avg@k"] = c / n
+    out["maj@k"] = maj_at_k(answers, correct)
+    for m in ns:
+        out[f"dist-{m}"] = dist_n(texts, m)
+    out["distinct_correct"] = float(len(counts))
+    out["answer_entropy"] = answer_entropy(answers)
     return out
 
 
-def summarize(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16), ns: Sequence[int] = (2, 3, 4)) -> dict:
+def per_problem(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16),
+                ns: Sequence[int] = (2, 3, 4)) -> dict:
+    """Every metric per problem (lists of length P, :func:`problem_metrics`), for paired comparisons
+    across methods. ``pass@k`` is reported for each k in ``ks`` not larger than the smallest sample
+    count."""
+    n_min = min(len(r) for r in samples.correct)
+    ks = [k for k in ks if k <= n_min]
+    rows = [problem_metrics(c, a, t, ks=ks, ns=ns) for c, a, t in zip(samples.correct, samples.answers,
+                                                                       samples.texts)]
+    return {name: [r[name] for r in rows] for name in rows[0]}
+
+
+def summarize(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16),
+              ns: Sequence[int] = (2, 3, 4)) -> dict:
     """Mean over problems of every metric of :func:`per_problem` (NaN dist-n values skipped), plus
     ``problems`` and ``samples_per_problem`` (the smallest count)."""
     rows = per_problem(samples, ks=ks, ns=ns)
@@ -224,19 +231,107 @@ def summarize(samples: Samples, *, ks: Sequence[int] = (1, 2, 4, 8, 16), ns: Seq
     return out
 
 
+def intervals_of(rows: dict[str, Sequence[float]]) -> dict[str, dict[str, float]]:
+    """The 95% interval over problems (:func:`ladtrain.intervals.mean_interval`) of every per-problem
+    metric in ``rows``."""
+    return {name: intervals.mean_interval(values) for name, values in rows.items()}
+
+
+def result(rows: Sequence[dict[str, float]], correct_answers: Sequence[dict], problem_ids: Sequence[str],
+           samples: int, ks: Sequence[int]) -> dict[str, Any]:
+    """One evaluation as a JSON-ready dict, from the :func:`problem_metrics` row and the correct-answer
+    counts (:func:`ladtrain.coverage.correct_answer_counts`) of each problem: the mean of every metric
+    (NaN skipped), ``accuracy`` (= ``avg@k``), ``intervals`` (:func:`intervals_of`), ``problems``,
+    ``samples_per_problem``, ``ks``, ``problem_ids``, ``per_problem`` and ``correct_answers``."""
+    if not rows or len(rows) != len(correct_answers) or len(rows) != len(problem_ids):
+        raise EvaluationError(f"need one row, one answer count and one id per problem, got {len(rows)}, "
+                              f"{len(correct_answers)} and {len(problem_ids)}")
+    per = {name: [r[name] for r in rows] for name in rows[0]}
+    out: dict[str, Any] = {name: _nanmean(v) for name, v in per.items()}
+    out.update(problems=len(rows), samples_per_problem=int(samples), ks=list(ks))
+    out["accuracy"] = out["avg@k"]
+    out["intervals"] = intervals_of(per)
+    out["problem_ids"] = list(problem_ids)
+    out["per_problem"] = per
+    out["correct_answers"] = [dict(c) for c in correct_answers]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Base against trained
+
+
+def versus(base: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """Two evaluations of the same problems with the same number of samples (the results of
+    :func:`ladtrain.eval_sampling.evaluate`): per metric the base and trained means with their 95%
+    intervals over problems and the paired difference ``trained - base`` with its interval
+    (:mod:`ladtrain.intervals`); the pass@k curves; the **crossover k** (:func:`ladtrain.passk.crossover`:
+    smallest k with base mean >= trained mean, None = "none up to k_max") and ``crossover_significant_k``
+    (smallest k whose difference interval lies entirely below 0: the base is ahead beyond problem
+    noise); **retained** base answers and **new** answers per problem (:mod:`ladtrain.coverage`), with
+    intervals."""
+    if base["problem_ids"] != trained["problem_ids"]:
+        raise EvaluationError("base and trained evaluations are of different problems")
+    pb, pt = base["per_problem"], trained["per_problem"]
+    metrics = {}
+    for name in pb:
+        if name in pt:
+            metrics[name] = {"base": intervals.mean_interval(pb[name]),
+                             "trained": intervals.mean_interval(pt[name]),
+                             "difference": intervals.paired_interval(pt[name], pb[name])}
+    ks = [k for k in base["ks"] if k in trained["ks"]]
+    curve_b = [metrics[f"pass@{k}"]["base"]["mean"] for k in ks]
+    curve_t = [metrics[f"pass@{k}"]["trained"]["mean"] for k in ks]
+    significant = next((k for k in ks if metrics[f"pass@{k}"]["difference"]["hi"] < 0), None)
+    n = [base["samples_per_problem"]] * len(pb["avg@k"])
+    cov = coverage.per_problem(base["correct_answers"], trained["correct_answers"], n,
+                               [trained["samples_per_problem"]] * len(pt["avg@k"]))
+    return {
+        "problems": len(base["problem_ids"]),
+        "samples_per_problem": base["samples_per_problem"],
+        "ks": ks,
+        "k_max": ks[-1] if ks else None,
+        "metrics": metrics,
+        "pass_at_k": {"base": curve_b, "trained": curve_t},
+        "crossover_k": crossover(ks, curve_b, curve_t),
+        "crossover_significant_k": significant,
+        "retained": intervals.mean_interval(cov["retained"]),
+        "new_answers": intervals.mean_interval(cov["new"]),
+        "per_problem": cov,
+    }
+
+
+def crossover_text(v: dict[str, Any]) -> str:
+    """One line on the crossover of :func:`versus`, true whatever the numbers: the k, and whether the
+    base is ahead there beyond problem noise."""
+    k, sig, k_max = v["crossover_k"], v["crossover_significant_k"], v["k_max"]
+    if k is None:
+        return f"crossover: none up to k={k_max} (trained pass@k above the base at every k)"
+    d = v["metrics"][f"pass@{k}"]["difference"]
+    line = f"crossover: k={k} (base pass@{k} >= trained; trained - base {intervals.fmt(d, sign=True)})"
+    if sig is None:
+        return line + f"; at no k up to {k_max} is the base ahead beyond problem noise"
+    return line + f"; base ahead beyond problem noise from k={sig}"
+
+
 __all__ = [
     "EvaluationError",
     "NO_ANSWER",
     "Samples",
     "answer_entropy",
     "avg_at_k_per_problem",
+    "crossover_text",
     "dist_n",
     "distinct_correct_answers",
+    "intervals_of",
     "maj_at_k",
     "ngrams",
     "pass_at_k",
     "pass_at_k_per_problem",
     "per_problem",
+    "problem_metrics",
+    "result",
     "summarize",
     "tokenize",
+    "versus",
 ]

@@ -1,8 +1,11 @@
 """Faults during training: each has one defined behaviour, is counted in ``metrics.jsonl``, and is tested.
 
-The trainer keeps one :class:`Faults` record per run. It scores rollouts through :meth:`Faults.score`,
-counts what a rollout looks like with :meth:`Faults.rollout`, asks :meth:`Faults.update_ok` before every
-optimizer step, and adds :meth:`Faults.row` to every metrics row. A fault that cannot be skipped sets
+This module counts and decides; it computes nothing itself. The trainer keeps one :class:`Faults` record
+per run: :meth:`Faults.record` counts what the pure scorer :func:`ladtrain.scoring.score` reports
+(:meth:`Faults.score` does both), :meth:`Faults.rollout` counts what a rollout looks like,
+:meth:`Faults.update_ok` decides before every optimizer step, and :meth:`Faults.row` goes into every
+metrics row. Prompts too long for the model's context are found by
+:func:`ladtrain.models.fitting_prompts` and counted here (``prompts_too_long``). A fault that cannot be skipped sets
 :attr:`Faults.fatal`; the trainer then saves a checkpoint and raises :class:`TrainingFault` (one line;
 ``python -m ladtrain`` prints it and exits with code 1; ``--resume RUN`` continues from that checkpoint).
 
@@ -41,7 +44,9 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
-from ladtrain.tasks.base import Problem, Score, Task, score_all
+from ladtrain import scoring
+from ladtrain.rollout import ends_with_eos
+from ladtrain.tasks.base import Problem, Score, Task
 
 FAULT_LIMIT = 3  # consecutive failed steps / updates before the run stops
 QUIET = ("zero_adv_groups", "empty_completions", "truncated")  # ordinary events: counted, no warning
@@ -88,37 +93,20 @@ class Faults:
         """This step's counts, for the metrics row."""
         return dict(self.step)
 
-    # --- prompts
-    def fit_context(self, train: Sequence[Problem], test: Sequence[Problem], model, tokenizer,
-                    cfg) -> tuple[list[Problem], list[Problem]]:
-        """Drop the problems whose prompt (in the chat template) plus ``cfg.max_new_tokens`` does not fit
-        the model's context; count them (``prompts_too_long``). ConfigError if a split becomes empty."""
-        from ladtrain.config import ConfigError
-        from ladtrain.models import format_prompt
-
-        context = context_length(model)
-        kept = []
-        for split, problems in (("train", train), ("test", test)):
-            fit, dropped = fitting_prompts(problems, tokenizer, context, cfg.max_new_tokens, format_prompt)
-            if not fit:
-                raise ConfigError(f"--max-new-tokens {cfg.max_new_tokens}: no {split} prompt of --task {cfg.task} "
-                                  f"fits the model's context of {context} tokens with room for the completion")
-            self.count("prompts_too_long", dropped,
-                       f"{dropped} {split} prompts + --max-new-tokens exceed the model's context ({context})")
-            kept.append(fit)
-        return kept[0], kept[1]
-
     # --- rewards
     def score(self, task: Task, problems: Sequence[Problem], completions: Sequence[str]) -> list[Score]:
-        """Score a rollout; a sample whose reward raises or is not a finite number becomes ``Score(None)``."""
-        try:
-            scores = list(score_all(task, problems, completions))
-        except Exception as batch_error:  # find the failing samples: score one at a time
-            scores = [self._score_one(task, p, c) for p, c in zip(problems, completions)]
-            if not any(s.info.startswith(("reward_errors:", "reward_invalid:")) for s in scores):
-                self.fatal = (f"the reward failed on the whole batch but on no single sample: "
-                              f"{type(batch_error).__name__}: {_line(batch_error)}")
-        scores = [self._finite(s) for s in scores]
+        """Score a rollout (:func:`ladtrain.scoring.score`) and :meth:`record` what went wrong."""
+        return self.record(scoring.score(task, problems, completions))
+
+    def record(self, scored: scoring.Scored) -> list[Score]:
+        """Count the failures of a scored batch (a sample whose reward raised or is not a finite number
+        is unscored: ``Score(None)``); set :attr:`fatal` when the reward is broken for batches, or when no
+        sample could be scored on ``limit`` consecutive steps. Returns the scores."""
+        for kind, detail in scored.failures:
+            self.count(kind, detail=detail)
+        if scored.batch_error is not None:
+            self.fatal = scored.batch_error
+        scores = scored.scores
         if scores and all(s.reward is None for s in scores):
             self.failed_reward_steps += 1
             if self.failed_reward_steps >= self.limit and self.fatal is None:
@@ -129,41 +117,17 @@ class Faults:
             self.failed_reward_steps = 0
         return scores
 
-    def _score_one(self, task: Task, problem: Problem, completion: str) -> Score:
-        from ladtrain.rewards import RewardError
-
-        try:
-            return task.score(problem, completion)
-        except Exception as err:
-            kind = "reward_invalid" if isinstance(err, RewardError) else "reward_errors"
-            self.count(kind, detail=f"{type(err).__name__}: {_line(err)}")
-            return Score(None, None, f"{kind}: {type(err).__name__}: {_line(err)}")
-
-    def _finite(self, s: Score) -> Score:
-        if s.reward is None:
-            return s
-        try:
-            ok = math.isfinite(float(s.reward))
-        except (TypeError, ValueError):
-            ok = False
-        if ok:
-            return s
-        self.count("reward_invalid", detail=f"reward {s.reward!r}")
-        return Score(None, s.answer, f"reward_invalid: {s.reward!r}")
-
     # --- rollouts
     def rollout(self, rollout, eos_id: int | None, rewards: Tensor) -> None:
         """Count empty and truncated completions of a :class:`~ladtrain.rollout.Rollout` and its groups of
         equal rewards; ``rewards`` (B,) with unscored samples already filled."""
-        completion_ids, group_size = rollout.completion_ids, rollout.group_size  # (B, T)
         lengths = rollout.completion_mask.sum(-1)  # (B,)
-        last = completion_ids.gather(1, (lengths - 1).clamp(min=0).long().unsqueeze(1)).squeeze(1)  # (B,)
-        ends_with_eos = (last == eos_id) & (lengths > 0)  # (B,)
-        self.count("empty_completions", int(((lengths == 1) & ends_with_eos).sum()),
+        finished = ends_with_eos(rollout, eos_id)  # (B,)
+        self.count("empty_completions", int(((lengths == 1) & finished).sum()),
                    "a completion with no text (EOS first)")
-        self.count("truncated", int((~ends_with_eos & (lengths > 0)).sum()),
+        self.count("truncated", int((~finished & (lengths > 0)).sum()),
                    "a completion cut at --max-new-tokens (no EOS)")
-        groups = rewards.view(-1, group_size)  # (n_prompts, G)
+        groups = rewards.view(-1, rollout.group_size)  # (n_prompts, G)
         equal = (groups == groups[:, :1]).all(dim=1)  # (n_prompts,)
         self.count("zero_adv_groups", int(equal.sum()), "a group whose rewards are all equal (A = 0)")
 
@@ -207,31 +171,4 @@ class Faults:
         self.warned = set(state["warned"])
 
 
-def context_length(model) -> int | None:
-    """The model's context in tokens (``max_position_embeddings`` or ``n_positions``), None if unknown."""
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def fitting_prompts(problems: Sequence[Problem], tokenizer, context: int | None, max_new_tokens: int,
-                    render=lambda tok, prompt: prompt) -> tuple[list[Problem], int]:
-    """``(kept, dropped)``: the problems whose rendered prompt plus ``max_new_tokens`` fits ``context``."""
-    if context is None:
-        return list(problems), 0
-    kept = [p for p in problems
-            if len(tokenizer(render(tokenizer, p.prompt), add_special_tokens=False)["input_ids"]) + max_new_tokens
-            <= context]
-    return kept, len(problems) - len(kept)
-
-
-def _line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else ""
-
-
-__all__ = ["COUNTERS", "FAULT_LIMIT", "FaultWarning", "Faults", "TrainingFault", "context_length",
-           "fitting_prompts"]
+__all__ = ["COUNTERS", "FAULT_LIMIT", "FaultWarning", "Faults", "TrainingFault"]

@@ -21,7 +21,10 @@ A loss is picked by a spec string (``--loss``):
 Each spec resolves to a small frozen :class:`Loss` whose call takes a frozen :class:`LossInputs` and the
 hyperparameter source (the run config: anything with the attributes the entry reads) and returns
 ``(loss, terms)``. ``needs_ref`` / ``needs_log_z`` tell the trainer which optional inputs to supply.
-To add a loss, add one entry to :data:`FAMILIES`.
+``unit`` is the one answer to "what does this loss average over" (``"token"``: a mean over the batch's
+completion tokens; ``"sequence"``: a mean over its sequences): the step (:mod:`ladtrain.step`) weights
+micro-batches and processes by it so that their gradients add up to the whole batch's exactly.
+To add a loss, add one entry to :data:`FAMILIES`, declaring its unit.
 """
 
 from __future__ import annotations
@@ -43,30 +46,49 @@ class LossError(ValueError):
 
 @dataclass(frozen=True)
 class LossInputs:
-    """What a loss may read. Shapes: B sequences, T completion tokens."""
+    """What a loss may read. Shapes: B sequences, T completion tokens.
+
+    ``logp_old=None`` means on-policy: the rollout policy is the policy being trained, so ``logp_old`` is
+    ``logp`` itself, detached (:class:`Loss` fills it in; the same numbers as a separate no-grad pass, one
+    forward pass fewer). :meth:`rows` slices every tensor to a micro-batch."""
 
     logp: Tensor  # (B, T) log pi_theta of the sampled tokens (with grad)
-    logp_old: Tensor  # (B, T) log pi_old (the rollout policy), detached
+    logp_old: Tensor | None  # (B, T) log pi_old (the rollout policy), detached; None: logp.detach()
     advantages: Tensor  # (B,)
     mask: Tensor  # (B, T) 1 on completion tokens
     logp_ref: Tensor | None = None  # (B, T) log pi_ref of a frozen reference model (when needs_ref)
     log_z: Tensor | None = None  # (B,) a learned log-partition per sequence's prompt (when needs_log_z)
 
+    def rows(self, s: slice) -> LossInputs:
+        """The rows ``s`` of every input (``None`` stays ``None``)."""
+        return LossInputs(*(None if t is None else t[s] for t in (self.logp, self.logp_old, self.advantages,
+                                                                   self.mask, self.logp_ref, self.log_z)))
+
+
+def _level_unit(hp: Any) -> str:
+    """LAD's unit: a global token mean at ``level="token"``, a mean over sequences at the sequence levels."""
+    return "token" if getattr(hp, "level", "token") == "token" else "sequence"
+
+
+def _unit(name: str) -> Callable[[Any], str]:
+    return lambda hp: name
+
 
 @dataclass(frozen=True)
 class Loss:
-    """A resolved loss spec: ``loss(inputs, hp) -> (loss, terms)``."""
+    """A resolved loss spec: ``loss(inputs, hp) -> (loss, terms)``; ``unit(hp)`` is what it averages over,
+    ``"token"`` or ``"sequence"`` (exact gradient accumulation and data parallelism rely on it)."""
 
     name: str
     fn: Callable[[LossInputs, Any], tuple[Tensor, dict[str, Tensor]]]
+    unit: Callable[[Any], str]
     needs_ref: bool = False
     needs_log_z: bool = False
     uses_eta: bool = False  # reads the config's eta (an eta sweep varies it)
-    # what the loss averages over, "token" or "sequence" (for exact accumulation / data parallelism);
-    # None: ladtrain.distributed's own table (lad, grpo)
-    unit: Callable[[Any], str] | None = None
 
     def __call__(self, inputs: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        if inputs.logp_old is None:  # on-policy: the rollout policy is the current one
+            inputs = replace(inputs, logp_old=inputs.logp.detach())
         return self.fn(inputs, hp)
 
 
@@ -87,7 +109,7 @@ def _lad(arg: str | None) -> Loss:
     def fn(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
         return lad_loss(x.logp, x.logp_old, x.advantages, x.mask, divergence=divergence, eta=hp.eta, level=hp.level)
 
-    return Loss(f"lad:{divergence}", fn, uses_eta=True)
+    return Loss(f"lad:{divergence}", fn, _level_unit, uses_eta=True)
 
 
 def _ladw(arg: str | None) -> Loss:
@@ -103,14 +125,15 @@ def _ladw(arg: str | None) -> Loss:
                                 norm="dapo")
         return loss, terms
 
-    return Loss(f"ladw:{divergence}", fn, uses_eta=True, unit=_unit("token"))
+    return Loss(f"ladw:{divergence}", fn, _unit("token"), uses_eta=True)
 
 
-def _no_arg(name: str, fn: Callable[[LossInputs, Any], tuple[Tensor, dict[str, Tensor]]]) -> Callable[[str | None], Loss]:
+def _no_arg(name: str, fn: Callable[[LossInputs, Any], tuple[Tensor, dict[str, Tensor]]],
+            unit: str) -> Callable[[str | None], Loss]:
     def make(arg: str | None) -> Loss:
         if arg:
             raise LossError(f"--loss {name}:{arg}: {name} takes no argument")
-        return Loss(name, fn)
+        return Loss(name, fn, _unit(unit))
 
     return make
 
@@ -123,15 +146,6 @@ def _grpo_family(norm: str, default_high: float | None = None):
                          norm=norm, max_len=max_len)
 
     return fn
-
-
-def _unit(name: str) -> Callable[[Any], str]:
-    return lambda hp: name
-
-
-def _no_arg_unit(name: str, fn, unit: str) -> Callable[[str | None], Loss]:
-    make = _no_arg(name, fn)
-    return lambda arg: replace(make(arg), unit=_unit(unit))
 
 
 def _gspo(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
@@ -147,18 +161,21 @@ def _flowrl(arg: str | None) -> Loss:
             raise LossError("--loss flowrl: needs logp_ref and log_z from the trainer")
         return flowrl_loss(x.logp, x.logp_ref, x.logp_old, x.advantages, x.mask, x.log_z, beta=hp.flowrl_beta)
 
-    return Loss("flowrl", fn, needs_ref=True, needs_log_z=True, unit=_unit("sequence"))
+    return Loss("flowrl", fn, _unit("sequence"), needs_ref=True, needs_log_z=True)
 
 
 FAMILIES: dict[str, Family] = {
     "lad": Family(_lad, "LAD, lad:<divergence> (default js): ladtheory.objective.lad_loss with --eta, --level"),
-    "grpo": Family(_no_arg("grpo", _grpo_family("grpo")),
+    # grpo: a mean over sequences of per-sequence token means
+    "grpo": Family(_no_arg("grpo", _grpo_family("grpo"), "sequence"),
                    "GRPO clipped surrogate, per-sequence token mean, --clip-eps (--clip-eps-high)"),
-    "dr_grpo": Family(_no_arg_unit("dr_grpo", _grpo_family("dr_grpo"), "sequence"),
+    # dr_grpo: (token sum / max_new_tokens) averaged over sequences
+    "dr_grpo": Family(_no_arg("dr_grpo", _grpo_family("dr_grpo"), "sequence"),
                       "Dr. GRPO: clipped surrogate, token sum / (B * --max-new-tokens)"),
-    "dapo": Family(_no_arg_unit("dapo", _grpo_family("dapo", default_high=0.28), "token"),
+    "dapo": Family(_no_arg("dapo", _grpo_family("dapo", default_high=0.28), "token"),
                    "DAPO: clipped surrogate, global token mean, clip-higher (--clip-eps-high, default 0.28)"),
-    "gspo": Family(_no_arg_unit("gspo", _gspo, "sequence"), "GSPO: clip (3e-4, 4e-4) on the length-normalised sequence ratio"),
+    "gspo": Family(_no_arg("gspo", _gspo, "sequence"),
+                   "GSPO: clip (3e-4, 4e-4) on the length-normalised sequence ratio"),
     "flowrl": Family(_flowrl, "FlowRL trajectory balance (--flowrl-beta), learned log Z head, frozen reference"),
     "ladw": Family(_ladw, "ablation ladw:<divergence>: GRPO clip with LAD's effective weights at ratio 1"),
 }

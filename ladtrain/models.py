@@ -1,4 +1,6 @@
-"""Models: the tiny built-in causal LM (and its warm-up), or any local Hugging Face causal LM folder.
+"""Models: the tiny built-in causal LM (and its warm-up), or any local Hugging Face causal LM folder;
+saving and loading them as Hugging Face folders; which prompts fit their context; and the model options
+the trainer switches on with one line each (LoRA, gradient checkpointing, bf16 autocast).
 
 The built-in model is a Llama-architecture ``transformers`` model of about 0.8M parameters with a
 character-level tokenizer that is a real ``transformers`` tokenizer object built in code
@@ -12,10 +14,16 @@ Warm-up (:func:`warm_up`): supervised training on the task's enumerated solution
 uniformly among the valid solutions of a uniformly drawn training problem, so the base policy is diverse
 rather than collapsed on one canonical answer. :func:`base_policy` caches the warmed-up model under the
 cache directory, keyed by a hash of the model spec, the task and the warm-up settings.
+
+Saving (:func:`save`): an ordinary Hugging Face folder (``save_pretrained``, safetensors) written
+atomically (:func:`ladtrain.atomic.replace_folder`: a reader, or a run killed at any instant, sees the
+previous complete folder or the new one). Reload it with :func:`load`, or with
+``AutoModelForCausalLM.from_pretrained(path)`` and ``AutoTokenizer.from_pretrained(path)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -24,11 +32,11 @@ import string
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
-from ladtrain import checkpoint
+from ladtrain import atomic
 from ladtrain.tasks.base import Problem
 
 BUILTIN = "builtin"
@@ -99,6 +107,35 @@ def load(path: str | Path):
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return model, tokenizer
+
+
+def save(model, tokenizer, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` and ``tokenizer`` to ``path`` atomically; ``extra`` maps file names to JSON values
+    written next to them (e.g. provenance). An ``OSError`` (disk full, not writable) becomes a one-line
+    :class:`ladtrain.atomic.WriteError` and leaves ``path`` as it was."""
+    path = Path(path)
+
+    def write(tmp: Path) -> None:
+        save_folder(model, tokenizer, tmp)
+        for name, value in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(value, indent=2, default=str))
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.replace_folder(path, write)
+    except atomic.write_errors() as err:
+        raise atomic.WriteError(f"cannot write checkpoint {path}: {atomic.reason(err)}") from None
+    return path
+
+
+def save_folder(model, tokenizer, folder: Path) -> None:
+    """``save_pretrained`` of model (safetensors) and tokenizer into an existing folder (not atomic by
+    itself: :func:`save` and :mod:`ladtrain.checkpoint` call it on a temporary folder)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars would interleave with ours
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
 
 
 def format_prompt(tokenizer, prompt: str) -> str:
@@ -208,12 +245,94 @@ def base_policy(model: str, task_spec: str, problems: Sequence[Problem], warmup:
         tok = build_tokenizer()
         m = build_tiny_model(tok, tiny, seed=warmup.seed)
         stats = warm_up(m, tok, problems, warmup, progress=progress)
-        checkpoint.save(m, tok, folder, extra={"warmup.json": {**stats, **asdict(warmup), "task": task_spec}})
+        save(m, tok, folder, extra={"warmup.json": {**stats, **asdict(warmup), "task": task_spec}})
         info["warmup"] = stats
         info["warmup_cached"] = False
     info["parameters"] = count_parameters(m)
     return m, tok, info
 
 
-__all__ = ["BUILTIN", "ModelError", "TinySpec", "WarmUp", "base_policy", "build_tiny_model", "build_tokenizer",
-           "count_parameters", "format_prompt", "load", "sft_batch", "warm_up"]
+# --------------------------------------------------------------------------------------------------
+# Which prompts fit the model's context
+
+
+def context_length(model) -> int | None:
+    """The model's context in tokens (``max_position_embeddings`` or ``n_positions``), None if unknown."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def fitting_prompts(problems: Sequence[Problem], tokenizer, context: int | None, max_new_tokens: int,
+                    render=lambda tok, prompt: prompt) -> tuple[list[Problem], int]:
+    """``(kept, dropped)``: the problems whose rendered prompt plus ``max_new_tokens`` fits ``context``."""
+    if context is None:
+        return list(problems), 0
+    kept = [p for p in problems
+            if len(tokenizer(render(tokenizer, p.prompt), add_special_tokens=False)["input_ids"])
+            + max_new_tokens <= context]
+    return kept, len(problems) - len(kept)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model options: gradient checkpointing, LoRA, bf16 autocast
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass (Hugging Face models); ``use_cache`` is turned off for
+    training forwards (generation still passes ``use_cache=True`` explicitly)."""
+    if not hasattr(model, "gradient_checkpointing_enable"):
+        raise ModelError("--gradient-checkpointing: this model has no gradient_checkpointing_enable()")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(model, "config", None) is not None:
+        model.config.use_cache = False
+
+
+@dataclass(frozen=True)
+class Lora:
+    """LoRA adapters through ``peft`` (extra ``lad[lora]``): rank ``r``, scale ``alpha / r``."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                       "down_proj")
+
+
+def apply_lora(model: torch.nn.Module, lora: Lora) -> torch.nn.Module:
+    """Freeze ``model`` and add trainable LoRA adapters on ``lora.target_modules`` that exist in it."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ModelError("--lora-r: needs peft (pip install 'lad[lora]')") from None
+    present = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()} & set(lora.target_modules))
+    if not present:
+        raise ModelError(f"--lora-r: none of {', '.join(lora.target_modules)} is a module of this model")
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=present,
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def merged(model: torch.nn.Module) -> torch.nn.Module:
+    """A plain Hugging Face model to save: LoRA adapters merged into the base weights (in place)."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def trainable_parameters(model: torch.nn.Module) -> Iterator[torch.nn.Parameter]:
+    return (p for p in model.parameters() if p.requires_grad)
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on CUDA when asked; a no-op context otherwise (CPU bf16 matmuls are slow, not tested)."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+__all__ = ["BUILTIN", "Lora", "ModelError", "TinySpec", "WarmUp", "apply_lora", "autocast", "base_policy",
+           "build_tiny_model", "build_tokenizer", "context_length", "count_parameters",
+           "enable_gradient_checkpointing", "fitting_prompts", "format_prompt", "load", "merged", "save",
+           "save_folder", "sft_batch", "trainable_parameters", "warm_up"]

@@ -1,6 +1,6 @@
 r"""FlowRL's learned log-partition ``log Z_phi(x)``: a small MLP on the mean prompt hidden state.
 
-FlowRL (Zhu et al. 2025; trainers.md section 4.1) estimates the normaliser of its target
+FlowRL (Zhu et al. 2025, arXiv 2509.15207) estimates the normaliser of its target
 ``pi_ref(y|x) exp(beta r_hat(x, y)) / Z(x)`` with a head on the policy's own last hidden layer:
 
 .. math::  \log Z_\phi(x) = \mathrm{MLP}_\phi\Big(\frac{1}{|x|}\sum_{t \in x} h_L(x)_t\Big),
@@ -9,8 +9,10 @@ the masked mean over the *prompt* tokens of the last hidden state ``h_L`` (after
 ``transformers`` returns it), not detached, so the trajectory-balance loss also trains the backbone (as in
 FlowRL's code). The MLP is FlowRL's ``ProjZModule`` shape: ``layers - 1`` blocks of ``Linear(H, H), GELU,
 LayerNorm`` and a final ``Linear(H, 1)``; the default 3 layers is theirs. Deviation: no dropout (theirs is
-0.1) so runs are deterministic given the seed. The head is trained with the policy's optimizer and is not
-part of the saved checkpoint (FlowRL strips it before evaluation too).
+0.1) so runs are deterministic given the seed. The head is trained with the policy's optimizer; it is saved
+in every resumable checkpoint (``trainer_state.pt``, restored by ``--resume``: :mod:`ladtrain.checkpoint`)
+but not in the final Hugging Face checkpoint, which holds the policy alone (FlowRL strips it before
+evaluation too).
 
 Shapes: ``B = n_prompts * G`` rows prompt-major; the head runs once per distinct prompt (rows
 ``0, G, 2G, ...``) and its value is repeated over the group.

@@ -74,8 +74,9 @@ def load_reward(spec: str) -> RewardFn:
             module = importlib.import_module(target)
     except RewardError:
         raise
-    except Exception as e:  # the user's module failed to import: say which and why, in one line
-        raise RewardError(f"--reward {spec}: cannot import {target}: {type(e).__name__}: {e}") from None
+    except BaseException as e:  # the user's module failed to import (SystemExit, KeyboardInterrupt in it too)
+        why = " ".join(str(e).split())[:120]
+        raise RewardError(f"--reward {spec}: cannot import {target}: {type(e).__name__}: {why}") from None
     fn = getattr(module, name, None)
     if fn is None:
         raise RewardError(f"--reward {spec}: {target} has no attribute {name!r}")

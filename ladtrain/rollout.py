@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 import torch
@@ -47,6 +47,20 @@ class Rollout:
     @property
     def lengths(self) -> Tensor:
         return self.completion_mask.sum(-1)  # (B,)
+
+    def rows(self, s: slice | Tensor) -> Rollout:
+        """The rows ``s`` (a slice or a 1-D index tensor), texts included."""
+        texts = self.texts[s] if isinstance(s, slice) else [self.texts[i] for i in s.tolist()]
+        return replace(self, prompt_ids=self.prompt_ids[s], prompt_mask=self.prompt_mask[s],
+                       completion_ids=self.completion_ids[s], completion_mask=self.completion_mask[s],
+                       texts=list(texts))
+
+
+def ends_with_eos(rollout: Rollout, eos_id: int | None) -> Tensor:
+    """(B,) bool: the completion ended with EOS (False for a completion cut at ``max_new_tokens``)."""
+    lengths = rollout.completion_mask.sum(-1)  # (B,)
+    last = rollout.completion_ids.gather(1, (lengths - 1).clamp(min=0).long().unsqueeze(1)).squeeze(1)  # (B,)
+    return (last == eos_id) & (lengths > 0)
 
 
 class Sampler(Protocol):
@@ -128,6 +142,7 @@ class HFSampler:
     tokenizer: object
     temperature: float = 1.0
     max_new_tokens: int = 16
+    share_prompts: bool = True  # False: prefill every row's prompt (an ablation; the same samples, slower)
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
@@ -142,7 +157,7 @@ class HFSampler:
         self.model.eval()
         shared = {}
         keyword = cache_keyword(self.model)
-        if keyword is not None and group_size >= 2 and unique_ids.shape[1] >= 2 and len(prompts) > 0:
+        if self.share_prompts and keyword is not None and group_size >= 2 and unique_ids.shape[1] >= 2 and len(prompts) > 0:
             # the prompt once per group (all but its last token: generate runs that one and samples)
             prefill = self.model(input_ids=unique_ids[:, :-1], attention_mask=unique_mask[:, :-1],
                                  position_ids=positions(unique_mask[:, :-1]), use_cache=True,
@@ -285,5 +300,5 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
 
 
 __all__ = ["HFSampler", "Rollout", "Sampler", "can_share_prompts", "cache_keyword", "completion_mask",
-           "dropout_active", "groups_share_prompts", "keep_last_logits", "length_buckets", "positions",
-           "token_logprobs"]
+           "dropout_active", "ends_with_eos", "groups_share_prompts", "keep_last_logits", "length_buckets",
+           "positions", "token_logprobs"]

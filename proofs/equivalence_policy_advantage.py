@@ -36,33 +36,48 @@ eta, Z, S_pi, S_A = sp.symbols(r"eta Z S_pi S_A", positive=True)
 Z_DEF = Fact("Z", sp.Eq(Z, sp.Sum(q[z] * sp.exp(A[z] / eta), (z, 1, n))), "definition")
 S_PI_DEF = Fact("S_pi", sp.Eq(S_pi, sp.Sum(pi[z] / q[z], (z, 1, n))), "definition")
 S_A_DEF = Fact("S_A", sp.Eq(S_A, sp.Sum(sp.exp(A[z] / eta), (z, 1, n))), "definition")
-PI_STAR = Fact("pi = pi*", sp.Eq(pi[y], q[y] * sp.exp(A[y] / eta) / Z), "hypothesis", r"for $\Rightarrow$",
+PI_STAR_FACT = Fact("pi = pi*", sp.Eq(pi[y], q[y] * sp.exp(A[y] / eta) / Z), "hypothesis", r"for $\Rightarrow$",
                forall=y)
 NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis")
+
+
+P_THETA = (pi[y] / q[y]) / S_pi
+P_A = sp.exp(A[y] / eta) / S_A
+PI_STAR = q[y] * sp.exp(A[y] / eta) / Z
+PI_OF_NORMALISERS = q[y] * sp.exp(A[y] / eta) * S_pi / S_A
 
 
 def forward_direction() -> Derivation:
     d = Derivation(
         "pi = pi* implies P_theta = P_A", r"($\Rightarrow$) $P_\theta$ at $\pi = \pi^*$ is $P_A$",
-        (pi[y] / q[y]) / S_pi,
-        statement=r"\pi = \pi^* \Rightarrow P_\theta(y) = P_A(y)",
-        facts=[PI_STAR, S_PI_DEF, S_A_DEF],
+        P_THETA,
+        claim=sp.Eq(P_THETA, P_A),
+        facts=[PI_STAR_FACT, S_PI_DEF, S_A_DEF],
     )
     d.step((sp.exp(A[y] / eta) / Z) / sp.Sum(sp.exp(A[z] / eta) / Z, (z, 1, n)), "substitute",
            r"$\pi = \pi^*$ in the numerator and in $S_\pi$", using=["S_pi", "pi = pi*"])
     d.step(sp.exp(A[y] / eta) / sp.Sum(sp.exp(A[z] / eta), (z, 1, n)), "linearity", r"$1/Z$ leaves the sum")
-    d.step(sp.exp(A[y] / eta) / S_A, "substitute", r"definition of $S_A$: this is $P_A(y)$", using="S_A")
+    d.step(P_A, "substitute", r"definition of $S_A$: this is $P_A(y)$", using="S_A")
+    return d
+
+
+def converse_solve() -> Derivation:
+    d = Derivation(
+        "P_theta = P_A: solve for pi", r"($\Leftarrow$) $P_\theta = P_A$ is linear in $\pi(y)$",
+        sp.Eq(P_THETA, P_A),
+        claim=sp.Implies(sp.Eq(P_THETA, P_A), sp.Eq(pi[y], PI_OF_NORMALISERS)),
+    )
+    d.step(sp.Eq(pi[y], PI_OF_NORMALISERS), "solve", r"linear in $\pi(y)$", var=pi[y])
     return d
 
 
 def converse_direction() -> Derivation:
     d = Derivation(
-        "P_theta = P_A implies pi = pi*: normaliser", r"($\Leftarrow$) solving $P_\theta = P_A$ fixes $S_\pi = S_A/Z$",
-        sp.Eq((pi[y] / q[y]) / S_pi, sp.exp(A[y] / eta) / S_A),
-        statement=r"P_\theta = P_A \Rightarrow \pi(y) = \pi_{old}(y) e^{A(y)/\eta} S_\pi / S_A,\ S_\pi = S_A / Z",
+        "P_theta = P_A implies pi = pi*: normaliser", r"($\Leftarrow$) summing fixes $S_\pi = S_A/Z$",
+        sp.Eq(pi[y], PI_OF_NORMALISERS),
+        claim=sp.Implies(sp.Eq(pi[y], PI_OF_NORMALISERS), sp.Eq(S_pi, S_A / Z)),
         facts=[Z_DEF, NORMALISED],
     )
-    d.step(sp.Eq(pi[y], q[y] * sp.exp(A[y] / eta) * S_pi / S_A), "solve", r"linear in $\pi(y)$", var=pi[y])
     d.step(sp.Eq(sp.Sum(pi[y], (y, 1, n)), S_pi / S_A * sp.Sum(q[y] * sp.exp(A[y] / eta), (y, 1, n))),
            "sum_both_sides", "sum over all responses", index=y, limits=(1, n))
     d.step(sp.Eq(1, S_pi * Z / S_A), "substitute", r"$\sum_y\pi(y) = 1$, definition of $Z$",
@@ -74,11 +89,12 @@ def converse_direction() -> Derivation:
 def converse_conclusion() -> Derivation:
     d = Derivation(
         "P_theta = P_A implies pi = pi*", r"($\Leftarrow$) hence $\pi = \pi^*$",
-        q[y] * sp.exp(A[y] / eta) * S_pi / S_A,
-        statement=r"\pi(y) = \pi_{old}(y) e^{A(y)/\eta} / Z = \pi^*(y)",
-        facts=[Fact("S_pi value", sp.Eq(S_pi, S_A / Z), "derived", "previous derivation")],
+        sp.Eq(pi[y], PI_OF_NORMALISERS),
+        claim=sp.Implies(sp.Eq(pi[y], PI_OF_NORMALISERS), sp.Eq(pi[y], PI_STAR)),
+        facts=[Fact("S_pi value", sp.Eq(S_pi, S_A / Z), "derived",
+                    proved_by="P_theta = P_A implies pi = pi*: normaliser")],
     )
-    d.step(q[y] * sp.exp(A[y] / eta) / Z, "substitute", r"$S_\pi = S_A/Z$", using="S_pi value")
+    d.step(sp.Eq(pi[y], PI_STAR), "substitute", r"$S_\pi = S_A/Z$", using="S_pi value")
     return d
 
 
@@ -107,11 +123,10 @@ def result() -> Result:
     return Result(
         name="equivalence_policy_advantage",
         title=r"Equivalence: $\pi = \pi^*$ iff $P_\theta = P_A$",
-        statement=r"\pi = \frac{\pi_{old}e^{A/\eta}}{Z} \iff \frac{\pi/\pi_{old}}{\sum_z \pi(z)/\pi_{old}(z)}"
-                  r" = \frac{e^{A/\eta}}{\sum_z e^{A(z)/\eta}}",
+        claims=[sp.Eq(P_THETA, P_A), sp.Implies(sp.Eq(P_THETA, P_A), sp.Eq(pi[y], PI_STAR))],
         assumptions=(r"$\pi_{old}(y) > 0$ for all $y$", r"$\pi$ is a distribution", r"$\eta > 0$"),
         parts=[
-            forward_direction(), converse_direction(), converse_conclusion(),
+            forward_direction(), converse_solve(), converse_direction(), converse_conclusion(),
             NumericCheck("random instances", "both directions on random instances",
                          r"\|P_\theta(\pi^*) - P_A\|_\infty \le 10^{-12}", _check_random, 1e-12),
         ],

@@ -62,15 +62,19 @@ R_HAT = Fact("r_hat", sp.Eq(r[y], A[y]), "hypothesis", r"FlowRL's $\hat r = A$",
 REF = Fact("pi_ref", sp.Eq(ref[y], q[y]), "hypothesis", r"$\pi_{ref} = \pi_{old}$", forall=y)
 THETA_NORMALISED = Fact("normalised(theta)", sp.Eq(sp.Sum(P(theta, y), (y, 1, n)), 1), "hypothesis",
                         r"$\sum_y\pi_\theta(y) = 1$ for every $\theta$")
-SCORE_MEAN_ZERO = Fact("score has mean 0", sp.Eq(sp.Sum(sp.Derivative(P(theta, y), theta), (y, 1, n)), 0), "derived",
-                       "derivation 'score has mean zero'")
+SCORE_SUM = sp.Sum(sp.Derivative(P(theta, y), theta), (y, 1, n))
+SCORE_MEAN_ZERO = Fact("score has mean 0", sp.Eq(SCORE_SUM, 0), "derived", proved_by="score has mean zero")
+
+
+LAD_KL = sp.Sum(q[y] * sp.exp(A[y] / eta) * kl_generator(pi[y] * sp.exp(-A[y] / eta) / q[y]), (y, 1, n))
+FLOWRL_KL = sp.Sum(pi[y] * sp.log(pi[y] / (ref[y] * sp.exp(beta * r[y]) / Z)), (y, 1, n)) - sp.log(Z)
 
 
 def special_case() -> Derivation:
     d = Derivation(
         "LAD with f = u log u", r"(a) the KL generator turns the practical loss into FlowRL's KL",
-        sp.Sum(q[y] * sp.exp(A[y] / eta) * kl_generator(pi[y] * sp.exp(-A[y] / eta) / q[y]), (y, 1, n)),
-        statement=r"\mathcal L_{\mathrm{LAD}} = \mathrm{KL}(\pi_\theta\|\pi_{old}e^{A/\eta}/Z) - \log Z",
+        LAD_KL,
+        claim=sp.Eq(LAD_KL, FLOWRL_KL),
         facts=[NORMALISED, BETA, R_HAT, REF],
         assumptions=[r"$f(u) = u\log u$ from the divergence registry (`kl`)"],
     )
@@ -81,7 +85,7 @@ def special_case() -> Derivation:
     d.step(sp.Sum(pi[y] * sp.log(pi[y] / (q[y] * sp.exp(A[y] / eta) / Z)), (y, 1, n)) - sp.log(Z), "substitute",
            r"$\sum_y\pi_\theta(y) = 1$: this is $\mathrm{KL}(\pi_\theta\|\pi_{old}e^{A/\eta}/Z) - \log Z$",
            using="normalised")
-    d.step(sp.Sum(pi[y] * sp.log(pi[y] / (ref[y] * sp.exp(beta * r[y]) / Z)), (y, 1, n)) - sp.log(Z), "substitute",
+    d.step(FLOWRL_KL, "substitute",
            r"FlowRL's objective $\mathrm{KL}(\pi_\theta\|\pi_{ref}e^{\beta\hat r}/Z)$, shifted by $-\log Z$",
            using=["beta", "r_hat", "pi_ref"])
     return d
@@ -90,8 +94,8 @@ def special_case() -> Derivation:
 def score_mean_zero() -> Derivation:
     d = Derivation(
         "score has mean zero", r"$\sum_y \partial_\theta\pi_\theta(y) = 0$",
-        sp.Sum(sp.Derivative(P(theta, y), theta), (y, 1, n)),
-        statement=r"\mathbb E_{\pi_\theta}[\partial_\theta\log\pi_\theta] = \sum_y\partial_\theta\pi_\theta(y) = 0",
+        SCORE_SUM,
+        claim=sp.Eq(SCORE_SUM, 0),
         facts=[THETA_NORMALISED],
     )
     d.step(sp.Derivative(sp.Sum(P(theta, y), (y, 1, n)), theta), "algebra", "the sum is finite")
@@ -103,12 +107,15 @@ def _tb(yy) -> sp.Expr:
     return sp.Rational(1, 2) * (c + sp.log(P(theta, yy)) - b[yy]) ** 2
 
 
+KL_B = sp.Sum(P(theta, y) * (sp.log(P(theta, y)) - b[y] + sp.log(Z)), (y, 1, n))
+TB_MINUS_KL = sp.Sum(P(theta, y) * sp.diff(_tb(y), theta), (y, 1, n)) - sp.diff(KL_B, theta)
+
+
 def prop_1() -> Derivation:
-    kl = sp.Sum(P(theta, y) * (sp.log(P(theta, y)) - b[y] + sp.log(Z)), (y, 1, n))
     d = Derivation(
         "FlowRL Prop. 1", r"(b) expected TB gradient minus KL gradient vanishes, for any $c = \log Z_\phi$",
-        sp.Sum(P(theta, y) * sp.diff(_tb(y), theta), (y, 1, n)) - sp.diff(kl, theta),
-        statement=r"\sum_y\pi_\theta(y)\,\partial_\theta\ell_y - \partial_\theta\mathrm{KL}(\pi_\theta\|e^b/Z) = 0",
+        TB_MINUS_KL,
+        claim=sp.Eq(TB_MINUS_KL, 0),
         facts=[SCORE_MEAN_ZERO],
         assumptions=[r"$\ell_y = \frac12(c + \log\pi_\theta(y) - b_y)^2$, $b_y = \log\pi_{ref}(y) + \beta\hat r(y)$,"
                      r" $Z = \sum_y e^{b_y}$"],
@@ -155,9 +162,7 @@ def result() -> Result:
     return Result(
         name="flowrl_special_case",
         title="FlowRL as the KL special case of LAD; FlowRL Prop. 1",
-        statement=r"f(u) = u\log u:\quad \mathcal L_{\mathrm{LAD}} = \mathrm{KL}\big(\pi_\theta\,\|\,"
-                  r"\pi_{old}e^{A/\eta}/Z\big) - \log Z = \mathrm{KL}\big(\pi_\theta\,\|\,\pi_{ref}e^{\beta\hat r}/Z\big)"
-                  r" - \log Z\ \ (\pi_{ref} = \pi_{old},\ \beta = 1/\eta,\ \hat r = A)",
+        claims=[sp.Eq(LAD_KL, FLOWRL_KL), sp.Eq(TB_MINUS_KL, 0)],
         assumptions=(r"$\pi_{old}, \pi_\theta > 0$ distributions on a finite response set",
                      "whole-response log-probabilities (no 1/|y| normalisation)",
                      "(b): the sampling distribution is not differentiated (on-policy update)"),

@@ -48,31 +48,36 @@ def f_prime(arg: sp.Expr) -> sp.Expr:
 U_Y = P(theta, y) * sp.exp(-A[y] / eta) / q[y]  # u = rho e^{-A/eta}
 
 
+LOSS = sp.Sum(q[y] * sp.exp(A[y] / eta) * f(U_Y), (y, 1, n))
+GRADIENT = sp.Sum(P(theta, y) * f_prime(U_Y) * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n))
+S_LOG, S_OLD = sp.symbols("s s_old", real=True)
+A_ETA = sp.Symbol("a", real=True)  # a = A / eta
+PER_SAMPLE = sp.exp(A_ETA) * f(sp.exp(S_LOG - S_OLD - A_ETA))
+PER_SAMPLE_SLOPE = sp.exp(S_LOG - S_OLD) * f_prime(sp.exp(S_LOG - S_OLD - A_ETA))
+
+
 def gradient() -> Derivation:
     d = Derivation(
         "gradient of the exact loss", r"$\partial_\theta$ of the practical loss",
-        sp.Sum(q[y] * sp.exp(A[y] / eta) * f(U_Y), (y, 1, n)),
-        statement=r"\partial_\theta\mathcal L = \sum_y \pi_\theta(y) f'(u_y)\,\partial_\theta\log\pi_\theta(y),"
-                  r"\quad u_y = \rho(y) e^{-A(y)/\eta}",
+        LOSS,
+        claim=sp.Eq(sp.Derivative(LOSS, theta), GRADIENT),
         assumptions=[r"$f$ differentiable; $\pi_\theta(y) > 0$ differentiable in $\theta$; finite sum"],
     )
     d.step(sp.Sum(f_prime(U_Y) * sp.Derivative(P(theta, y), theta), (y, 1, n)), "diff",
            r"chain rule; $\pi_{old}e^{A/\eta}$ cancels $e^{-A/\eta}/\pi_{old}$", var=theta)
-    d.step(sp.Sum(P(theta, y) * f_prime(U_Y) * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n)), "algebra",
+    d.step(GRADIENT, "algebra",
            r"$\partial_\theta\pi = \pi\,\partial_\theta\log\pi$: this is $\mathbb E_{\pi_\theta}[f'(u)\nabla\log\pi_\theta]$")
     return d
 
 
 def per_sample() -> Derivation:
-    s, s_old = sp.symbols("s s_old", real=True)
-    a = sp.Symbol("a", real=True)  # a = A / eta
     d = Derivation(
         "per-sample weight", r"the derivative ``lad_loss`` sees: $\partial \ell/\partial \log\pi_\theta = \rho f'(u)$",
-        sp.exp(a) * f(sp.exp(s - s_old - a)),
-        statement=r"\frac{\partial}{\partial s} e^{a} f(e^{s - s_{old} - a}) = \rho f'(u) = -w(A,\rho),"
-                  r"\quad s = \log\pi_\theta,\ a = A/\eta",
+        PER_SAMPLE,
+        claim=sp.Eq(sp.Derivative(PER_SAMPLE, S_LOG), PER_SAMPLE_SLOPE),
+        assumptions=[r"$s = \log\pi_\theta$, $a = A/\eta$; $\rho f'(u) = -w(A,\rho)$"],
     )
-    d.step(sp.exp(s - s_old) * f_prime(sp.exp(s - s_old - a)), "diff", r"chain rule: $\rho = e^{s - s_{old}}$", var=s)
+    d.step(PER_SAMPLE_SLOPE, "diff", r"chain rule: $\rho = e^{s - s_{old}}$", var=S_LOG)
     return d
 
 
@@ -129,8 +134,8 @@ def result() -> Result:
     return Result(
         name="gradient_formula",
         title="The LAD gradient formula",
-        statement=r"\nabla_\theta\mathcal L_{\mathrm{LAD}} = \mathbb E_{y\sim\pi_\theta}\big[f'(\rho e^{-A/\eta})"
-                  r"\,\nabla_\theta\log\pi_\theta(y)\big]",
+        claims=[sp.Eq(sp.Derivative(LOSS, theta), GRADIENT),
+                sp.Eq(sp.Derivative(PER_SAMPLE, S_LOG), PER_SAMPLE_SLOPE)],
         assumptions=(r"$f$ differentiable on $(0,\infty)$ (TV: away from $u = 1$)",
                      r"$\pi_\theta(y) > 0$ differentiable in $\theta$", "finite response set"),
         parts=[

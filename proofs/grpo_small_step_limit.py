@@ -42,7 +42,11 @@ c1, c2 = sp.symbols(r"f'(1) f''(1)", real=True)
 C1_DEF = Fact("f'(1)", sp.Eq(c1, fp(1)), "definition")
 C2_DEF = Fact("f''(1)", sp.Eq(c2, sp.diff(fp(x), x).subs(x, 1)), "definition")
 SCORE_MEAN_ZERO = Fact("score has mean 0", sp.Eq(sp.Sum(sp.Derivative(P(theta, y), theta), (y, 1, n)), 0),
-                       "derived", "proofs/flowrl_special_case.py, 'score has mean zero'")
+                       "derived", proved_by=("flowrl_special_case", "score has mean zero"))
+W_GENERIC = -fp(sp.exp(-a * eps))
+W_FIRST_ORDER = -c1 + c2 * a * eps + sp.O(eps**2)
+DIRECTION = sp.Sum(P(theta, y) * (-c1 + c2 * A[y] * eps) * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n))
+GRPO_DIRECTION = c2 * eps * sp.Sum(P(theta, y) * A[y] * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n))
 
 STRICT = ("kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "triangular",
           "alpha:-1", "alpha:0.5", "alpha:2")
@@ -52,8 +56,8 @@ STRICT = ("kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "tria
 def generic_weight() -> Derivation:
     d = Derivation(
         "weight at rho = 1, generic f", r"Taylor expansion of $w(A,1) = -f'(e^{-A\epsilon})$ in $\epsilon = 1/\eta$",
-        -fp(sp.exp(-a * eps)),
-        statement=r"-f'(e^{-A/\eta}) = -f'(1) + f''(1)A/\eta + O(\eta^{-2})",
+        W_GENERIC,
+        claim=sp.Eq(W_GENERIC, W_FIRST_ORDER),
         facts=[C1_DEF, C2_DEF],
         assumptions=[r"$f'$ differentiable at 1"],
     )
@@ -66,16 +70,14 @@ def generic_weight() -> Derivation:
 def expected_direction() -> Derivation:
     d = Derivation(
         "expected direction", r"the constant $-f'(1)$ drops out in expectation",
-        sp.Sum(P(theta, y) * (-c1 + c2 * A[y] * eps) * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n)),
-        statement=r"\mathbb E_{\pi_\theta}[(-f'(1) + f''(1)A\epsilon)\nabla\log\pi_\theta]"
-                  r" = f''(1)\,\epsilon\,\mathbb E_{\pi_\theta}[A\nabla\log\pi_\theta]",
+        DIRECTION,
+        claim=sp.Eq(DIRECTION, GRPO_DIRECTION),
         facts=[SCORE_MEAN_ZERO],
     )
     d.step(-c1 * sp.Sum(sp.Derivative(P(theta, y), theta), (y, 1, n))
            + c2 * eps * sp.Sum(P(theta, y) * A[y] * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n)),
            "algebra", r"linearity; $\pi\,\partial\log\pi = \partial\pi$")
-    d.step(c2 * eps * sp.Sum(P(theta, y) * A[y] * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n)),
-           "substitute", "the score has mean zero", using="score has mean 0")
+    d.step(GRPO_DIRECTION, "substitute", "the score has mean zero", using="score has mean 0")
     return d
 
 
@@ -90,7 +92,8 @@ def builtin_weight(name: str) -> Derivation:
     d = Derivation(
         f"f = {name}", rf"`{name}`: $w(A,1) = {sp.latex(-k1 + k2 * a * eps)} + O(\epsilon^2)$",
         -fprime.subs(divergences.U, sp.exp(-a * eps)),
-        statement=rf"f'(1) = {sp.latex(k1)},\ f''(1) = {sp.latex(k2)}",
+        claim=sp.Eq(-fprime.subs(divergences.U, sp.exp(-a * eps)), -k1 + k2 * a * eps + sp.O(eps**2)),
+        assumptions=[rf"$f'(1) = {sp.latex(k1)}$, $f''(1) = {sp.latex(k2)}$"],
     )
     d.step(-k1 + k2 * a * eps, "series", r"first order in $\epsilon = 1/\eta$", var=eps, point=0, order=2)
     return d
@@ -138,8 +141,8 @@ def result() -> Result:
     return Result(
         name="grpo_small_step_limit",
         title="GRPO as the small-step limit of LAD",
-        statement=r"\mathbb E_{\pi_\theta}[w(A,1)\nabla\log\pi_\theta] = \frac{f''(1)}{\eta}\,"
-                  r"\mathbb E_{\pi_\theta}[A\,\nabla\log\pi_\theta] + O(\eta^{-2})",
+        claims=[sp.Eq(W_GENERIC, W_FIRST_ORDER), sp.Eq(DIRECTION, GRPO_DIRECTION),
+                *[builtin_weight(name).claim for name in STRICT]],
         assumptions=(r"$f$ twice differentiable at 1 (not TV)", r"$\rho = 1$ (the first step of an iteration)",
                      "finite response set"),
         parts=[

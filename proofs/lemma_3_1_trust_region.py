@@ -37,7 +37,7 @@ import numpy as np
 import sympy as sp
 
 from ladtheory import trust_region
-from ladtheory.proof import Derivation, Fact, NumericCheck, Result
+from ladtheory.proof import Derivation, Fact, NumericCheck, Result, approximately
 
 n = sp.Symbol("n", integer=True, positive=True)
 y, k = sp.symbols("y k", integer=True)
@@ -49,24 +49,41 @@ lam = sp.Symbol("lambda", real=True)
 
 Z_DEF = Fact("Z", sp.Eq(Z, sp.Sum(q[y] * sp.exp(A[y] / eta), (y, 1, n))), "definition", "partition function")
 NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis", r"$\pi$ is a distribution")
-OLD_NORMALISED = Fact("old normalised", sp.Eq(sp.Sum(q[y], (y, 1, n)), 1), "hypothesis",
-                      r"$\pi_{old}$ is a distribution")
+
+# The two Lagrangians, built once and shared by every part that is about them.
+L_FORWARD = sp.Sum(pi[y] * A[y] - eta * pi[y] * sp.log(pi[y] / q[y]) - lam * pi[y], (y, 1, n)) + lam
+"""sum_y [pi_y A_y - eta pi_y log(pi_y / pi_old,y)] - lambda (sum_y pi_y - 1): KL(pi || pi_old)."""
+L_REVERSE = sp.Sum(pi[y] * A[y] - eta * q[y] * sp.log(q[y] / pi[y]) - lam * pi[y], (y, 1, n)) + lam
+"""sum_y [pi_y A_y - eta pi_old,y log(pi_old,y / pi_y)] - lambda (sum_y pi_y - 1): KL(pi_old || pi)."""
+
+PI_K_OF_LAMBDA = q[k] * sp.exp(A[k] / eta) * sp.exp(-(lam + eta) / eta)  # the stationary point, lambda open
+PI_STAR_FORWARD = q[k] * sp.exp(A[k] / eta) / Z
+PI_STAR_REVERSE = eta * q[k] / (lam - A[k])
+STATIONARY_FORWARD = sp.Eq(sp.Derivative(L_FORWARD, pi[k]), 0)
+STATIONARY_REVERSE = sp.Eq(sp.Derivative(L_REVERSE, pi[k]), 0)
 
 
 def forward_stationarity() -> Derivation:
-    d = Derivation(
-        "forward: stationary point", r"(a) KKT for $\mathrm{KL}(\pi\|\pi_{old})$: the multiplier",
-        sp.Sum(pi[y] * A[y] - eta * pi[y] * sp.log(pi[y] / q[y]) - lam * pi[y], (y, 1, n)) + lam,
-        statement=r"\partial\mathcal L/\partial\pi_k = 0,\ \sum_y\pi_y = 1 \Rightarrow \lambda = \eta\log Z - \eta",
-        facts=[Z_DEF, NORMALISED],
-        assumptions=[r"$\mathcal L = \sum_y[\pi_y A_y - \eta\pi_y\log(\pi_y/\pi_{old,y})] - "
-                     r"\lambda(\sum_y\pi_y - 1)$, the Lagrangian"],
-    )
     g = A[k] - eta * (sp.log(pi[k] / q[k]) + 1) - lam
+    d = Derivation(
+        "forward: stationary point", r"(a) KKT for $\mathrm{KL}(\pi\|\pi_{old})$: $\pi_k$ given $\lambda$",
+        L_FORWARD,
+        claim=sp.Implies(STATIONARY_FORWARD, sp.Eq(pi[k], PI_K_OF_LAMBDA)),
+        assumptions=[r"$\mathcal L$ is the Lagrangian of the forward problem"],
+    )
     d.step(g, "partial_separable", r"only the $k$-th summand depends on $\pi_k$", base=pi, index=k)
     d.step(sp.Eq(g, 0), "stationary", "interior maximiser")
-    d.step(sp.Eq(pi[k], q[k] * sp.exp(A[k] / eta) * sp.exp(-(lam + eta) / eta)), "solve",
-           r"$\log$ is injective", var=pi[k])
+    d.step(sp.Eq(pi[k], PI_K_OF_LAMBDA), "solve", r"$\log$ is injective", var=pi[k])
+    return d
+
+
+def forward_multiplier() -> Derivation:
+    d = Derivation(
+        "forward: multiplier", r"(a) the normalisation fixes $\lambda = \eta\log Z - \eta$",
+        sp.Eq(pi[k], PI_K_OF_LAMBDA),
+        claim=sp.Implies(sp.Eq(pi[k], PI_K_OF_LAMBDA), sp.Eq(lam, eta * sp.log(Z) - eta)),
+        facts=[Z_DEF, NORMALISED],
+    )
     d.step(sp.Eq(sp.Sum(pi[y], (y, 1, n)), sp.exp(-(lam + eta) / eta) * sp.Sum(q[y] * sp.exp(A[y] / eta), (y, 1, n))),
            "sum_both_sides", "sum over all responses", index=k, as_index=y, limits=(1, n))
     d.step(sp.Eq(1, sp.exp(-(lam + eta) / eta) * Z), "substitute", r"$\sum_y\pi_y = 1$ and the definition of $Z$",
@@ -75,53 +92,63 @@ def forward_stationarity() -> Derivation:
     return d
 
 
-LAMBDA_FORWARD = Fact("lambda", sp.Eq(lam, eta * sp.log(Z) - eta), "derived", "previous derivation")
+LAMBDA_FORWARD = Fact("lambda", sp.Eq(lam, eta * sp.log(Z) - eta), "derived", proved_by="forward: multiplier")
 
 
 def forward_solution() -> Derivation:
     d = Derivation(
         "forward: closed form", r"(a) the maximiser is $\pi_{old} e^{A/\eta}/Z$",
-        q[k] * sp.exp(A[k] / eta) * sp.exp(-(lam + eta) / eta),
-        statement=r"\pi^*_k = \pi_{old,k}\, e^{A_k/\eta} / Z",
+        sp.Eq(pi[k], PI_K_OF_LAMBDA),
+        claim=sp.Implies(sp.Eq(pi[k], PI_K_OF_LAMBDA), sp.Eq(pi[k], PI_STAR_FORWARD)),
         facts=[LAMBDA_FORWARD],
     )
-    d.step(q[k] * sp.exp(A[k] / eta) * sp.exp(-sp.log(Z)), "substitute", r"the multiplier $\lambda$", using="lambda")
-    d.step(q[k] * sp.exp(A[k] / eta) / Z, "algebra", r"$e^{-\log Z} = 1/Z$")
+    d.step(sp.Eq(pi[k], q[k] * sp.exp(A[k] / eta) * sp.exp(-sp.log(Z))), "substitute", r"the multiplier $\lambda$",
+           using="lambda")
+    d.step(sp.Eq(pi[k], PI_STAR_FORWARD), "algebra", r"$e^{-\log Z} = 1/Z$")
     return d
 
 
 def forward_concavity() -> Derivation:
-    x = sp.Symbol("x", positive=True)
-    a, c = sp.Symbol("a", real=True), sp.Symbol("c", positive=True)
     d = Derivation(
-        "forward: strict concavity", r"(a) each summand is strictly concave, so the maximiser is unique",
-        x * a - eta * x * sp.log(x / c),
-        statement=r"\frac{d^2}{dx^2}\left[x a - \eta x\log(x/c)\right] = -\eta/x < 0",
-        assumptions=[r"$x = \pi_y > 0$, $a = A_y$, $c = \pi_{old,y} > 0$"],
+        "forward: strict concavity", r"(a) the Lagrangian is separable and strictly concave in each $\pi_k$",
+        L_FORWARD,
+        claim=sp.Lt(sp.Derivative(L_FORWARD, (pi[k], 2)), 0),
     )
-    d.step(a - eta * sp.log(x / c) - eta, "diff", var=x)
-    d.step(-eta / x, "diff", var=x)
-    d.step(sp.Integer(0), "negative", r"$\eta > 0$, $x > 0$")
+    d.step(A[k] - eta * (sp.log(pi[k] / q[k]) + 1) - lam, "partial_separable",
+           r"only the $k$-th summand depends on $\pi_k$ (so the Hessian is diagonal)", base=pi, index=k)
+    d.step(-eta / pi[k], "diff", var=pi[k])
+    d.step(sp.Integer(0), "negative", r"$\eta > 0$, $\pi_k > 0$")
     return d
 
 
 def reverse_stationarity() -> Derivation:
+    g = A[k] + eta * q[k] / pi[k] - lam
     d = Derivation(
         "reverse: stationary point", r"(b) KKT for $\mathrm{KL}(\pi_{old}\|\pi)$: the reciprocal form",
-        sp.Sum(pi[y] * A[y] - eta * q[y] * sp.log(q[y] / pi[y]) - lam * pi[y], (y, 1, n)) + lam,
-        statement=r"\pi^*_k = \eta\,\pi_{old,k}/(\lambda - A_k),\quad \sum_y \eta\,\pi_{old,y}/(\lambda - A_y) = 1",
-        facts=[NORMALISED],
-        assumptions=[r"$\mathcal L = \sum_y[\pi_y A_y - \eta\pi_{old,y}\log(\pi_{old,y}/\pi_y)] - "
-                     r"\lambda(\sum_y\pi_y - 1)$", r"$\lambda > \max_y A_y$ (so that $\pi^* > 0$)"],
+        L_REVERSE,
+        claim=sp.Implies(STATIONARY_REVERSE, sp.Eq(pi[k], PI_STAR_REVERSE)),
+        assumptions=[r"$\mathcal L$ is the Lagrangian of the reverse problem",
+                     r"$\lambda > \max_y A_y$ (so that $\pi^* > 0$)"],
     )
-    g = A[k] + eta * q[k] / pi[k] - lam
     d.step(g, "partial_separable", r"only the $k$-th summand depends on $\pi_k$", base=pi, index=k)
     d.step(sp.Eq(g, 0), "stationary", "interior maximiser")
-    d.step(sp.Eq(pi[k], eta * q[k] / (lam - A[k])), "solve", "linear in $1/\\pi_k$", var=pi[k])
+    d.step(sp.Eq(pi[k], PI_STAR_REVERSE), "solve", "linear in $1/\\pi_k$", var=pi[k])
+    return d
+
+
+REVERSE_NORMALISATION = sp.Eq(1, sp.Sum(eta * q[y] / (lam - A[y]), (y, 1, n)))
+
+
+def reverse_normalisation() -> Derivation:
+    d = Derivation(
+        "reverse: normalisation", r"(b) the multiplier solves $\sum_y \eta\pi_{old,y}/(\lambda - A_y) = 1$",
+        sp.Eq(pi[k], PI_STAR_REVERSE),
+        claim=sp.Implies(sp.Eq(pi[k], PI_STAR_REVERSE), REVERSE_NORMALISATION),
+        facts=[NORMALISED],
+    )
     d.step(sp.Eq(sp.Sum(pi[y], (y, 1, n)), sp.Sum(eta * q[y] / (lam - A[y]), (y, 1, n))), "sum_both_sides",
            "sum over all responses", index=k, as_index=y, limits=(1, n))
-    d.step(sp.Eq(1, sp.Sum(eta * q[y] / (lam - A[y]), (y, 1, n))), "substitute", r"$\sum_y\pi_y = 1$",
-           using="normalised")
+    d.step(REVERSE_NORMALISATION, "substitute", r"$\sum_y\pi_y = 1$", using="normalised")
     return d
 
 
@@ -132,30 +159,28 @@ def reverse_multiplier_unique() -> list[Derivation]:
     term = eta * cc / t
     common = dict(assumptions=[r"$t = \lambda - A_y > 0$ (i.e. $\lambda > \max_y A_y$), $c = \pi_{old,y} > 0$"])
     slope = Derivation("reverse: multiplier, monotone", r"(b) each normalisation term decreases in $\lambda$",
-                       term, statement=r"\partial_\lambda \frac{\eta c}{\lambda - A_y} < 0", **common)
+                       term, claim=sp.Lt(sp.Derivative(term, t), 0), **common)
     slope.step(-eta * cc / t**2, "diff", r"$\partial_\lambda = \partial_t$ since $t = \lambda - A_y$", var=t)
     slope.step(sp.Integer(0), "negative", r"$\eta, c, t > 0$")
     near = Derivation("reverse: multiplier, near max A", r"(b) the term blows up as $\lambda \downarrow A_y$",
-                      term, statement=r"\lim_{t\to 0^+} \eta c/t = +\infty", **common)
+                      term, claim=sp.Eq(sp.Limit(term, t, 0, "+"), sp.oo), **common)
     near.step(sp.oo, "limit", var=t, point=0, dir="+")
     far = Derivation("reverse: multiplier, far", r"(b) the term vanishes as $\lambda \to \infty$",
-                     term, statement=r"\lim_{t\to\infty} \eta c/t = 0", **common)
+                     term, claim=sp.Eq(sp.Limit(term, t, sp.oo), 0), **common)
     far.step(sp.Integer(0), "limit", var=t, point=sp.oo)
     return [slope, near, far]
 
 
 def reverse_concavity() -> Derivation:
-    x, c = sp.symbols("x c", positive=True)
-    a = sp.Symbol("a", real=True)
     d = Derivation(
-        "reverse: strict concavity", r"(b) each summand is strictly concave, so the maximiser is unique",
-        x * a - eta * c * sp.log(c / x),
-        statement=r"\frac{d^2}{dx^2}\left[x a - \eta c\log(c/x)\right] = -\eta c/x^2 < 0",
-        assumptions=[r"$x = \pi_y > 0$, $a = A_y$, $c = \pi_{old,y} > 0$"],
+        "reverse: strict concavity", r"(b) the Lagrangian is separable and strictly concave in each $\pi_k$",
+        L_REVERSE,
+        claim=sp.Lt(sp.Derivative(L_REVERSE, (pi[k], 2)), 0),
     )
-    d.step(a + eta * c / x, "diff", var=x)
-    d.step(-eta * c / x**2, "diff", var=x)
-    d.step(sp.Integer(0), "negative", r"$\eta, c, x > 0$")
+    d.step(A[k] + eta * q[k] / pi[k] - lam, "partial_separable",
+           r"only the $k$-th summand depends on $\pi_k$ (so the Hessian is diagonal)", base=pi, index=k)
+    d.step(-eta * q[k] / pi[k] ** 2, "diff", var=pi[k])
+    d.step(sp.Integer(0), "negative", r"$\eta, \pi_{old,k}, \pi_k > 0$")
     return d
 
 
@@ -167,19 +192,20 @@ CUBIC = 3 * _L**3 - 3 * _L**2 - 3 * _L + 1
 LAMBDA_C = sp.CRootOf(CUBIC, 2)
 FORWARD_C = sp.E / (sp.E + 1 + sp.exp(-1))  # pi*(y=1) under (a)
 REVERSE_C = sp.Rational(1, 3) / (LAMBDA_C - 1)  # pi*(y=1) under (b)
+GAP_C = sp.Float("0.017827005451599837359145551124", 30)
 
 
-def counterexample() -> Derivation:
-    d = Derivation(
-        "counterexample: the two differ", r"(c) $\pi_{old} = (\frac13,\frac13,\frac13)$, $A = (1,0,-1)$, $\eta = 1$",
-        FORWARD_C - REVERSE_C,
-        statement=r"\pi^*_{\mathrm{fwd}}(1) - \pi^*_{\mathrm{rev}}(1) > 0",
-        assumptions=[r"$\lambda$ is the largest root of $3\lambda^3 - 3\lambda^2 - 3\lambda + 1$ "
-                     r"(the reverse normalisation times $3\lambda(\lambda^2 - 1)$)"],
-    )
-    d.step(sp.Float("0.0178270", 30), "evaluate", "50-digit evaluation", digits=6)
-    d.step(sp.Integer(0), "positive", "sympy decides the sign of the exact constant")
-    return d
+def counterexample() -> list[Derivation]:
+    common = dict(assumptions=[r"$\pi_{old} = (\frac13,\frac13,\frac13)$, $A = (1,0,-1)$, $\eta = 1$; $\lambda$ is "
+                               r"the largest root of $3\lambda^3 - 3\lambda^2 - 3\lambda + 1$ (the reverse "
+                               r"normalisation times $3\lambda(\lambda^2 - 1)$)"])
+    sign = Derivation("counterexample: the two differ", r"(c) the two maximisers differ at $y = 1$",
+                      FORWARD_C - REVERSE_C, claim=sp.Gt(FORWARD_C - REVERSE_C, 0, evaluate=False), **common)
+    sign.step(sp.Integer(0), "positive", "sympy decides the sign of the exact constant")
+    size = Derivation("counterexample: the gap", r"(c) by how much", FORWARD_C - REVERSE_C,
+                      claim=approximately(FORWARD_C - REVERSE_C, GAP_C), **common)
+    size.step(GAP_C, "evaluate", "50-digit evaluation")
+    return [sign, size]
 
 
 def _check_cubic() -> tuple[float, str]:
@@ -220,15 +246,20 @@ def result() -> Result:
     return Result(
         name="lemma_3_1_trust_region",
         title="Lemma 3.1: the trust-region maximiser, in both KL directions",
-        statement=r"\arg\max_\pi\, \mathbb E_\pi[A] - \eta\,\mathrm{KL}(\pi\|\pi_{old}) = "
-                  r"\frac{\pi_{old}e^{A/\eta}}{Z};\qquad "
-                  r"\arg\max_\pi\, \mathbb E_\pi[A] - \eta\,\mathrm{KL}(\pi_{old}\|\pi) = "
-                  r"\frac{\eta\,\pi_{old}}{\lambda - A}",
+        claims=[
+            sp.Implies(STATIONARY_FORWARD, sp.Eq(pi[k], PI_STAR_FORWARD)),
+            sp.Lt(sp.Derivative(L_FORWARD, (pi[k], 2)), 0),
+            sp.Implies(STATIONARY_REVERSE, sp.Eq(pi[k], PI_STAR_REVERSE)),
+            sp.Implies(STATIONARY_REVERSE, REVERSE_NORMALISATION),
+            sp.Lt(sp.Derivative(L_REVERSE, (pi[k], 2)), 0),
+            sp.Gt(FORWARD_C - REVERSE_C, 0, evaluate=False),
+        ],
         assumptions=(r"$\pi_{old}(y) > 0$ for every response $y$", r"$\eta > 0$",
                      "the maximum over the simplex is attained in its interior"),
         parts=[
-            forward_stationarity(), forward_solution(), forward_concavity(),
-            reverse_stationarity(), *reverse_multiplier_unique(), reverse_concavity(), counterexample(),
+            forward_stationarity(), forward_multiplier(), forward_solution(), forward_concavity(),
+            reverse_stationarity(), reverse_normalisation(), *reverse_multiplier_unique(), reverse_concavity(),
+            *counterexample(),
             NumericCheck("counterexample: cubic root", "(c) the multiplier solves the normalisation",
                          r"\tfrac13\sum_y 1/(\lambda - A_y) = 1,\ \lambda > 1", _check_cubic, 1e-40),
             NumericCheck("counterexample: scipy", "(c) scipy optimisation agrees with both closed forms",

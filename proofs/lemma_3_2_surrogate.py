@@ -50,7 +50,7 @@ def lower_bound() -> Derivation:
     d = Derivation(
         "lower bound (Jensen)", r"the practical loss is at least $Z_g f(1/Z_g)$",
         LOSS,
-        statement=r"\sum_y g_y f(\pi_y/g_y) \ge Z_g f(1/Z_g)",
+        claim=sp.Ge(LOSS, Zg * f(1 / Zg)),
         facts=[ZG_DEF, NORMALISED],
         convex=[f],
         assumptions=[r"$f$ strictly convex on $(0,\infty)$"],
@@ -67,7 +67,7 @@ def bound_attained() -> Derivation:
     d = Derivation(
         "the bound is attained at g/Z_g", r"at $\pi = g/Z_g$ the loss equals the bound",
         LOSS,
-        statement=r"\pi = g/Z_g \Rightarrow \sum_y g_y f(\pi_y/g_y) = Z_g f(1/Z_g)",
+        claim=sp.Eq(LOSS, Zg * f(1 / Zg)),
         facts=[ZG_DEF, PROPORTIONAL],
     )
     d.step(sp.Sum(g[y] * f(1 / Zg), (y, 1, n)), "substitute", r"$\pi_y = g_y/Z_g$", using="pi = g/Z_g")
@@ -80,7 +80,7 @@ def equality_case() -> Derivation:
     d = Derivation(
         "equality only at g/Z_g", r"equality in Jensen forces $\pi = g/Z_g$",
         sp.Eq(pi[y], c * g[y]),
-        statement=r"\pi_y/g_y = c\ \forall y \Rightarrow c = 1/Z_g",
+        claim=sp.Implies(sp.Eq(pi[y], c * g[y]), sp.Eq(c, 1 / Zg)),
         facts=[ZG_DEF, NORMALISED],
         assumptions=[r"strict convexity: equality in Jensen iff $\pi_y/g_y = c$ is constant in $y$"],
     )
@@ -95,7 +95,7 @@ def same_minimiser() -> Derivation:
     d = Derivation(
         "the minimiser is Lemma 3.1's target", r"$g/Z_g = \pi_{old}e^{A/\eta}/Z = \pi^*$",
         g[y] / Zg,
-        statement=r"g_y / Z_g = \pi^*_y",
+        claim=sp.Eq(g[y] / Zg, q[y] * sp.exp(A[y] / eta) / Z),
         facts=[G_DEF, ZG_DEF, Z_DEF],
     )
     d.step(q[y] * sp.exp(A[y] / eta) / sp.Sum(q[y] * sp.exp(A[y] / eta), (y, 1, n)), "substitute",
@@ -152,8 +152,9 @@ def result() -> Result:
     return Result(
         name="lemma_3_2_surrogate",
         title="Lemma 3.2: the practical loss has the same minimiser",
-        statement=r"\arg\min_{\pi\in\Delta} \sum_y g(y) f\!\left(\frac{\pi(y)}{g(y)}\right) = \frac{g}{Z_g}"
-                  r" = \frac{\pi_{old}e^{A/\eta}}{Z},\qquad g = \pi_{old}e^{A/\eta}",
+        claims=[sp.Ge(LOSS, Zg * f(1 / Zg)), sp.Eq(LOSS, Zg * f(1 / Zg)),
+                sp.Implies(sp.Eq(pi[y], c * g[y]), sp.Eq(c, 1 / Zg)),
+                sp.Eq(g[y] / Zg, q[y] * sp.exp(A[y] / eta) / Z)],
         assumptions=(r"$f$ strictly convex on $(0,\infty)$", r"$g(y) > 0$ for all $y$",
                      r"$\pi$ ranges over distributions"),
         parts=[

@@ -26,7 +26,23 @@ read. TRL features that would change the loss beyond LAD are refused at construc
 (``beta != 0``, the entropy bonus, ``top_entropy_quantile < 1``, the off-policy mask, vLLM importance
 correction, Liger): LAD needs no reference model and its brake replaces clipping.
 
-Logged metrics: every diagnostic of ``lad_loss`` as ``lad/<name>`` (mean over processes).
+vLLM importance-sampling correction (decision: refused). With ``use_vllm`` TRL samples from vLLM's copy
+``q`` of the policy, whose log-probs differ from the trainer's ``pi_old`` by kernel and precision
+differences, and by default multiplies each token's loss by a truncated ratio ``pi_old / q``. That weight
+makes a *token-level* estimator approximately unbiased for an expectation under ``pi_old``; LAD's exact
+objective is a *sequence-level* expectation ``E_{y ~ pi_old}[...]``, whose importance weight is the product
+of the token ratios, not a per-token factor; multiplying LAD's per-token terms by truncated per-token
+ratios is a heuristic whose effect on LAD's target is not derived here. Rather than ship an unproved
+correction, the
+trainer refuses ``vllm_importance_sampling_correction=True`` with one line saying to set it to ``False``.
+The consequence, stated: the LAD expectation is then over vLLM's samples (``y ~ q``), i.e. LAD with
+``pi_old`` replaced by ``q`` in the sampling distribution while ``rho`` still uses the trainer's
+``pi_old``; TRL logs ``sampling/sampling_logp_difference/*`` so the size of the mismatch stays visible.
+
+Logged metrics: the loss under TRL's usual key ``policy_loss``, whose logged value (TRL averages what its
+micro-batches append) is the loss of the optimiser window, mean over processes (TRL's own ``dapo`` logs
+the mean of its partial sums, 1/accumulation of that); and every diagnostic of ``lad_loss`` as
+``lad/<name>`` (mean over processes).
 
 The classes are built on first access, so this module imports without TRL (the error then names the
 extra). Usage::
@@ -48,8 +64,9 @@ from ladtheory import divergences
 from ladtheory.objective import LEVELS, lad_loss
 
 TESTED_TRL = "1.16.0"
-_EXTRA_MODEL_INPUTS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
-                       "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
+_EXTRA_MODEL_INPUTS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask",
+                       "spatial_shapes", "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids",
+                       "image_position_ids")
 
 
 def _refusals(args: Any) -> list[str]:
@@ -64,7 +81,9 @@ def _refusals(args: Any) -> list[str]:
     if args.off_policy_mask_threshold is not None:
         out.append("off_policy_mask_threshold")
     if args.use_vllm and args.vllm_importance_sampling_correction:
-        out.append("vllm_importance_sampling_correction (set it to False with use_vllm)")
+        out.append("vllm_importance_sampling_correction=True (TRL's default with use_vllm; set it to False: "
+                   "lad_loss takes no per-token weight, and LAD's expectation is then over vLLM's samples; "
+                   "see ladtrain/integrations/trl.py)")
     if args.use_liger_kernel:
         out.append("use_liger_kernel")
     return out
@@ -84,8 +103,10 @@ def _classes() -> dict[str, type]:
 
         lad_divergence: str = field(default="js", metadata={"help": "f-divergence: a name of "
                                     "ladtheory.divergences.names() or alpha:<a>."})
-        lad_eta: float = field(default=0.25, metadata={"help": "LAD temperature eta > 0 (target ratio e^{A/eta})."})
-        lad_level: str = field(default="token", metadata={"help": "Ratio level: token, sequence or sequence_mean."})
+        lad_eta: float = field(default=0.25,
+                               metadata={"help": "LAD temperature eta > 0 (target ratio e^{A/eta})."})
+        lad_level: str = field(default="token",
+                               metadata={"help": "Ratio level: token, sequence or sequence_mean."})
 
     class LADGRPOTrainer(GRPOTrainer):
         """``GRPOTrainer`` whose loss is :func:`ladtheory.objective.lad_loss` (see the module docstring)."""
@@ -140,8 +161,13 @@ def _lad_compute_loss(trainer: Any, model: Any, inputs: dict[str, Any]) -> torch
         if mode == "train":
             window = window * trainer.current_gradient_accumulation_steps / args.steps_per_generation
         loss = loss * (mask.to(torch.bool).sum() / window)
-    elif mode == "train":  # sequence levels: equal-size micro-batches, so the mean of their means
-        loss = loss / trainer.current_gradient_accumulation_steps
+        # TRL averages the logged values of a window's micro-batches: log each partial sum times their number
+        policy_loss = loss.detach() * (trainer.current_gradient_accumulation_steps if mode == "train" else 1)
+    else:  # sequence levels: equal-size micro-batches, so the mean of their means
+        policy_loss = loss.detach()
+        if mode == "train":
+            loss = loss / trainer.current_gradient_accumulation_steps
+    trainer._metrics[mode]["policy_loss"].append(trainer.accelerator.gather(policy_loss).nanmean().item())
     for name, value in terms.items():
         gathered = trainer.accelerator.gather(value.detach().float().reshape(1))
         trainer._metrics[mode][f"lad/{name}"].append(gathered.nanmean().item())

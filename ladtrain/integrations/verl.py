@@ -68,12 +68,14 @@ def response_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.T
     per_response = a.sum(-1) / count  # (B,)
     spread = torch.where(keep, (advantages - per_response[:, None]).abs(), torch.zeros_like(a))  # (B, T)
     if bool((spread > ADVANTAGE_SPREAD_TOL * (1.0 + per_response.abs()[:, None])).any()):
-        raise ValueError("loss_mode=lad needs one advantage per response (an outcome estimator such as grpo or "
+        raise ValueError("loss_mode=lad needs one advantage per response (an outcome estimator such as grpo "
+                         "or "
                          "rloo); got advantages that vary along a response")
     return per_response
 
 
-def policy_loss(divergence: str | None = None, eta: float | None = None, level: str | None = None) -> PolicyLossFn:
+def policy_loss(divergence: str | None = None, eta: float | None = None,
+                level: str | None = None) -> PolicyLossFn:
     """A verl policy-loss function for LAD. ``None`` arguments are read from ``LAD_DIVERGENCE``,
     ``LAD_ETA``, ``LAD_LEVEL`` at each call (defaults js, 0.25, token)."""
 
@@ -92,20 +94,23 @@ def policy_loss(divergence: str | None = None, eta: float | None = None, level: 
         settings()  # fail at registration, not in the middle of a run
 
     def compute_policy_loss_lad(old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor,
-                                response_mask: torch.Tensor, loss_agg_mode: str = "token-mean", config: Any = None,
-                                rollout_is_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                                response_mask: torch.Tensor, loss_agg_mode: str = "token-mean",
+                                config: Any = None, rollout_is_weights: torch.Tensor | None = None,
+                                ) -> tuple[torch.Tensor, dict[str, Any]]:
         d, e, lv = settings()
         if loss_agg_mode not in _AGG_MODES[lv]:
             raise ValueError(f"loss_mode=lad with LAD level {lv!r} needs loss_agg_mode in {_AGG_MODES[lv]}, "
                              f"got {loss_agg_mode!r}")
         if rollout_is_weights is not None:
-            raise ValueError("loss_mode=lad does not take rollout_is_weights; disable algorithm.rollout_correction")
+            raise ValueError("loss_mode=lad does not take rollout_is_weights; disable "
+                             "algorithm.rollout_correction")
         a = response_advantages(advantages, response_mask)  # (B,)
         loss, terms = lad_loss(log_prob, old_log_prob, a, response_mask, divergence=d, eta=e, level=lv)
         info = _global_batch_info(config)
         dp_size = info.get("dp_size", 1)
         if lv == "token" and info.get("batch_num_tokens") is not None:
-            loss = loss * (response_mask.to(torch.bool).sum().to(loss.dtype) * dp_size / info["batch_num_tokens"])
+            n_local = response_mask.to(torch.bool).sum().to(loss.dtype)
+            loss = loss * (n_local * dp_size / info["batch_num_tokens"])
         elif lv != "token" and info.get("global_batch_size") is not None:
             loss = loss * (log_prob.shape[0] * dp_size / info["global_batch_size"])
         return loss, {f"actor/lad_{k}": v.item() for k, v in terms.items()}
@@ -114,7 +119,8 @@ def policy_loss(divergence: str | None = None, eta: float | None = None, level: 
 
 
 def register(name: str = "lad", *, registry_decorator: Callable[[str], Callable] | None = None,
-             divergence: str | None = None, eta: float | None = None, level: str | None = None) -> PolicyLossFn:
+             divergence: str | None = None, eta: float | None = None,
+             level: str | None = None) -> PolicyLossFn:
     """Register :func:`policy_loss` under ``name`` with verl's ``register_policy_loss`` (or the given
     decorator with the same signature) and return the registered function."""
     if registry_decorator is None:

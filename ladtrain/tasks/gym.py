@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ladtrain.tasks import TaskError
-from ladtrain.tasks.base import Problem, Score, instruction_text, with_instruction
+from ladtrain.tasks.base import HeldOutSplit, Problem, Score, instruction_text, with_instruction
 
 INSTRUCTION = "Think step by step, then give only the final answer inside <answer></answer> tags."
 _TEST_SEED_OFFSET = 1_000_003
@@ -154,18 +154,13 @@ def guard_scorers() -> None:
 
 
 @dataclass(frozen=True)
-class GymTask:
+class GymTask(HeldOutSplit):
     """A reasoning-gym generator; ``reference`` is the generator's entry (question, answer, metadata)."""
 
     name: str
     train: tuple[Problem, ...]
     test: tuple[Problem, ...]
     dataset: Any  # the reasoning_gym ProceduralDataset whose score_answer scores both splits
-
-    def problems(self, split: str) -> tuple[Problem, ...]:
-        if split not in ("train", "test"):
-            raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
-        return self.train if split == "train" else self.test
 
     def score(self, problem: Problem, completion: str) -> Score:
         from reasoning_gym.utils import extract_answer

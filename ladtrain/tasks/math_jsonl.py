@@ -36,10 +36,19 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from ladtrain.tasks import TaskError, jsonl
-from ladtrain.tasks.base import SEPARATOR, Problem, Score, instruction_text, options_of, with_instruction
+from ladtrain.tasks.base import (
+    SEPARATOR,
+    HeldOutSplit,
+    Problem,
+    Score,
+    every_nth,
+    instruction_text,
+    options_of,
+    with_instruction,
+)
 
 # ---------------------------------------------------------------- answer extraction
 
@@ -203,14 +212,19 @@ _PROMPT_FIELDS = ("prompt", "question", "problem")
 _ANSWER_FIELDS = ("answer", "solution", "reference")
 
 
-def load_problems(path: Path, opts: MathOptions, instruction: str | None = None) -> list[Problem]:
+def load_problems(path: Path, opts: MathOptions, instruction: str | None = None,
+                  rows: Iterable[tuple[str, str, dict | None, str | None]] | None = None) -> list[Problem]:
     """Parse and validate every line; raise TaskError(``file:line: what is wrong``) on the first bad one.
-    ``instruction`` (if any) follows each question after a blank line."""
+    ``instruction`` (if any) follows each question after a blank line. ``rows``: ``(default id, where,
+    row, error)`` records from another reader (parquet, a ``datasets`` folder:
+    :mod:`ladtrain.tasks.sources`); default: the lines of the JSONL file ``path``."""
     get_reference = REFERENCE_EXTRACTORS[opts.reference_extract]
     prompt_field, answer_field = opts.prompt_field, opts.answer_field
     problems: list[Problem] = []
     errors: list[str] = []
-    for lineno, where, row, error in jsonl.objects(path):
+    if rows is None:
+        rows = ((f"{path.name}:{line}", where, row, error) for line, where, row, error in jsonl.objects(path))
+    for default_id, where, row, error in rows:
         if error:
             errors.append(error)
             continue
@@ -239,7 +253,7 @@ def load_problems(path: Path, opts: MathOptions, instruction: str | None = None)
         if bad is not None:
             errors.append(f"{where}: {bad}")
             continue
-        pid = str(row[opts.id_field]) if opts.id_field and opts.id_field in row else f"{path.name}:{lineno}"
+        pid = str(row[opts.id_field]) if opts.id_field and opts.id_field in row else default_id
         meta = {k: v for k, v in row.items() if k not in (prompt_field, answer_field)}
         problems.append(Problem(pid, with_instruction(str(row[prompt_field]), instruction), reference, meta))
     jsonl.raise_on_errors(path, problems, errors)
@@ -247,18 +261,13 @@ def load_problems(path: Path, opts: MathOptions, instruction: str | None = None)
 
 
 @dataclass(frozen=True)
-class MathTask:
+class MathTask(HeldOutSplit):
     """Problems from JSONL; reward 1 when the extracted answer is math-verify-equivalent to the reference."""
 
     name: str
     train: tuple[Problem, ...]
     test: tuple[Problem, ...]
     options: MathOptions
-
-    def problems(self, split: str) -> tuple[Problem, ...]:
-        if split not in ("train", "test"):
-            raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
-        return self.train if split == "train" else self.test
 
     def for_chat(self) -> MathTask:
         """This task for a chat model: with ``instruction=auto``, every prompt gets the instruction of
@@ -291,34 +300,33 @@ class MathTask:
                      "correct" if same else "wrong")
 
 
+def check_options(where: str, options: dict) -> MathOptions:
+    """:class:`MathOptions` from a spec's options; a bad key or value is a TaskError naming ``where``."""
+    opts = options_of(MathOptions, options, where)
+    if opts.extract not in EXTRACTORS:
+        raise TaskError(f"{where}: unknown extract={opts.extract!r}; known: {', '.join(EXTRACTORS)}")
+    if opts.reference_extract not in REFERENCE_EXTRACTORS:
+        raise TaskError(f"{where}: unknown reference_extract={opts.reference_extract!r}; "
+                        f"known: {', '.join(REFERENCE_EXTRACTORS)}")
+    if opts.test_every < 0 or opts.timeout <= 0:
+        raise TaskError(f"{where}: test_every must be >= 0 and timeout > 0")
+    return opts
+
+
 def make(arg: str | None = None, **options) -> MathTask:
     """Registry factory for ``jsonl:PATH``."""
     if not arg:
         raise TaskError("jsonl: give a file, e.g. jsonl:data/gsm8k.jsonl")
-    opts = options_of(MathOptions, options, f"jsonl:{arg}")
-    if opts.extract not in EXTRACTORS:
-        raise TaskError(f"jsonl:{arg}: unknown extract={opts.extract!r}; known: {', '.join(EXTRACTORS)}")
-    if opts.reference_extract not in REFERENCE_EXTRACTORS:
-        raise TaskError(f"jsonl:{arg}: unknown reference_extract={opts.reference_extract!r}; "
-                        f"known: {', '.join(REFERENCE_EXTRACTORS)}")
-    if opts.test_every < 0 or opts.timeout <= 0:
-        raise TaskError(f"jsonl:{arg}: test_every must be >= 0 and timeout > 0")
+    opts = check_options(f"jsonl:{arg}", options)
     instruction = instruction_text(opts.instruction, opts.instruction_file, f"jsonl:{arg}")
     problems = load_problems(Path(arg), opts, instruction)
     if opts.test_file:
         train, test = problems, load_problems(Path(opts.test_file), opts, instruction)
-    elif opts.test_every:
-        n = opts.test_every
-        held = [i % n == n - 1 for i in range(len(problems))]
-        if not any(held) and len(problems) > 1:
-            held[-1] = True  # a short file still gets a held-out problem
-        train = [p for p, h in zip(problems, held) if not h] or problems
-        test = [p for p, h in zip(problems, held) if h] or problems
     else:
-        train = test = problems
+        train, test = every_nth(problems, opts.test_every, at_least_one=True)
     return MathTask(f"jsonl:{arg}", tuple(train), tuple(test), opts)
 
 
-__all__ = ["EXTRACTORS", "INSTRUCTIONS", "SEPARATOR", "MathOptions", "MathTask", "equivalent",
-           "extract_boxed", "extract_hash", "extract_last_number", "instruction_text", "load_problems",
-           "make", "with_instruction"]
+__all__ = ["EXTRACTORS", "INSTRUCTIONS", "SEPARATOR", "MathOptions", "MathTask", "check_options",
+           "equivalent", "extract_boxed", "extract_hash", "extract_last_number", "instruction_text",
+           "load_problems", "make", "with_instruction"]

@@ -258,10 +258,10 @@ def test_cli_writes_json_and_png(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--mode", "bogus"], "mode must be exact or sampled"),
+    (["--mode", "bogus"], "--mode: must be exact or sampled"),
     (["--divergences", "nope"], "unknown divergence 'nope'"),
     (["--baselines", "ppo"], "unknown baseline"),
-    (["--eta", "0"], "eta must be > 0"),
+    (["--eta", "0"], "--eta: must be > 0"),
     (["--reference", "rollout"], "reference=rollout needs mode=sampled"),
 ])
 def test_cli_rejects_bad_options_with_one_line_and_exit_2(tmp_path, capsys, argv, words):

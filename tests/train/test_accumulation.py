@@ -1,7 +1,7 @@
 """Gradient accumulation gives the gradient of the whole batch (STYLE.md 9: batch 8 x 1 equals 4 x 2).
 
 A fixed rollout on the tiny model (unequal completion lengths, off-policy ``logp_old``) is pushed through
-:func:`ladtrain.distributed.backward` with 1 and with k micro-batches; the accumulated ``.grad`` must
+:func:`ladtrain.step.backward` with 1 and with k micro-batches; the accumulated ``.grad`` must
 match. The control shows the test can fail: averaging the micro-batch means without the unit weights
 ``c_p`` (the naive accumulation) gives a visibly different gradient when token counts differ."""
 
@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from ladtrain import distributed, losses, models
+from ladtrain.config import ConfigError
 from ladtrain.rollout import Rollout, token_logprobs
+from ladtrain.step import Targets, backward, micro_batches
 
 G, PROMPTS, P, T = 3, 4, 5, 7
 
@@ -41,15 +43,13 @@ def fixed_batch(seed: int = 0):
 
 
 def loss_of(spec: str):
-    fn = losses.get(spec)
-    return (lambda lp, lo, a, m: fn(losses.LossInputs(lp, lo, a, m), HP)), distributed.loss_unit(fn.name, HP)
+    return losses.get(spec)
 
 
 def grads(model, rollout, logp_old, advantages, mask, spec, accumulation):
     model = copy.deepcopy(model)
-    loss, unit = loss_of(spec)
-    value, _ = distributed.backward(model, rollout, logp_old, advantages, mask, loss, unit=unit,
-                                    world=distributed.World(), accumulation=accumulation)
+    value, _ = backward(model, rollout, Targets(advantages, mask, logp_old), loss_of(spec), HP,
+                        world=distributed.World(), accumulation=accumulation)
     return torch.cat([p.grad.flatten() for p in model.parameters()]), value
 
 
@@ -70,17 +70,17 @@ def test_accumulation_without_unit_weights_would_differ():
     model, rollout, logp_old, advantages, mask = fixed_batch()
     whole, _ = grads(model, rollout, logp_old, advantages, mask, "lad:js", 1)
     naive_model = copy.deepcopy(model)
-    loss, _ = loss_of("lad:js")
-    pieces = distributed.micro_batches(mask.shape[0], 2)
+    loss = loss_of("lad:js")
+    pieces = micro_batches(mask.shape[0], 2)
     for s in pieces:
-        logp = token_logprobs(naive_model, distributed.rows(rollout, s))
-        (loss(logp, logp_old[s], advantages[s], mask[s])[0] / len(pieces)).backward()
+        logp = token_logprobs(naive_model, rollout.rows(s))
+        (loss(losses.LossInputs(logp, logp_old[s], advantages[s], mask[s]), HP)[0] / len(pieces)).backward()
     naive = torch.cat([p.grad.flatten() for p in naive_model.parameters()])
     assert (naive - whole).abs().max() > 100 * 1e-6 * whole.abs().max()
 
 
 def test_micro_batches_cover_every_row_once_and_refuse_impossible_splits():
-    assert distributed.micro_batches(10, 3) == [slice(0, 3), slice(3, 7), slice(7, 10)]
-    assert distributed.micro_batches(4, 4) == [slice(i, i + 1) for i in range(4)]
-    with pytest.raises(distributed.DistributedError, match="--grad-accumulation"):
-        distributed.micro_batches(3, 4)
+    assert micro_batches(10, 3) == [slice(0, 3), slice(3, 7), slice(7, 10)]
+    assert micro_batches(4, 4) == [slice(i, i + 1) for i in range(4)]
+    with pytest.raises(ConfigError, match="--grad-accumulation"):
+        micro_batches(3, 4)

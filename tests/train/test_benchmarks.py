@@ -73,7 +73,7 @@ def test_grpo_only_worker_and_before_configuration(step_profile, cache):
     torch.set_num_threads(1)
     setup = step_profile.Setup(model="tiny", prompts=2, group=2, max_new_tokens=5, pairs=False)
     now = step_profile.ladtrain_worker(setup, 1)
-    before = step_profile.ladtrain_worker(step_profile.replace(setup, sampler="hf", chunked=False), 1)
+    before = step_profile.ladtrain_worker(step_profile.replace(setup, sampler="hf", chunked=False, buckets=False), 1)
     assert set(now["records"]) == {"grpo"} == set(before["records"])
     result = step_profile.summarise(setup, [now], [], [before])
     assert "ratio_lad_over_grpo" not in result and result["ratio_before_over_now"]["cpu"] > 0

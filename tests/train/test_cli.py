@@ -85,15 +85,15 @@ def test_cli_as_a_subprocess_gives_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ladtrain", "train", "--eta", "-0.5"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --eta must be > 0, got -0.5"
+    assert proc.stderr.strip() == "error: --eta: must be > 0 (got -0.5)"
 
 
 def test_train_accepts_any_local_hf_model_folder(capsys, cache, tmp_path, tiny):
     """``--model PATH``: a folder saved by transformers (here the built-in architecture, untrained)."""
-    from ladtrain import checkpoint, models
+    from ladtrain import models
 
     tok = models.build_tokenizer()
-    checkpoint.save(models.build_tiny_model(tok), tok, tmp_path / "hf-model")
+    models.save(models.build_tiny_model(tok), tok, tmp_path / "hf-model")
     argv = ["train", "--model", str(tmp_path / "hf-model"), "--out", str(tmp_path / "run")]
     for key, value in tiny.items():
         argv += [f"--{key.replace('_', '-')}"] + ([] if value is False else [str(value)])

@@ -6,7 +6,7 @@ same tiny model and the same fixed rollout of 4 prompts x G=3 completions (unequ
 off-policy ``logp_old``; :func:`test_accumulation.fixed_batch`), keeps its prompts with
 :func:`ladtrain.distributed.shard` (rank 0: prompts 0 and 2; rank 1: prompts 1 and 3, so the ranks hold
 different numbers of tokens), wraps the model with DDP (then, separately, FSDP2 ``fully_shard``), accumulates the gradient over 2
-micro-batches with :func:`ladtrain.distributed.backward` and takes one SGD step. Rank 0 also takes the step on one process
+micro-batches with :func:`ladtrain.step.backward` and takes one SGD step. Rank 0 also takes the step on one process
 with the whole batch (the reference) and with the naive data-parallel loss (each rank's own mean, no unit
 weights: the control that shows the tolerance can fail). Tolerance: the update (parameter change) must
 agree to ``1e-5`` of its largest entry (float32 log-probs, different summation order).
@@ -15,7 +15,6 @@ agree to ``1e-5`` of its largest entry (float32 log-probs, different summation o
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ports import free_port  # sibling helper module (tests/train/ports.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,23 +32,25 @@ WORKER = textwrap.dedent('''
     sys.path.insert(0, sys.argv[1])
     from test_accumulation import G, HP, PROMPTS, fixed_batch, loss_of
     from ladtrain import distributed
+    from ladtrain.losses import LossInputs
+    from ladtrain.step import Targets, backward
 
     accumulation, out = int(sys.argv[2]), sys.argv[3]
     torch.set_num_threads(1)
     world, device = distributed.setup("cpu")
     model, rollout, logp_old, advantages, mask = fixed_batch()
-    loss, unit = loss_of("lad:js")
+    loss = loss_of("lad:js")
     LR = 0.5
 
     def step(m, rows, world, accumulation, unit_weights=True):
         opt = torch.optim.SGD(m.parameters(), lr=LR)
-        ro = distributed.rows(rollout, rows)
+        ro = rollout.rows(rows)
         if unit_weights:
-            distributed.backward(m, ro, logp_old[rows], advantages[rows], mask[rows], loss, unit=unit,
-                                 world=world, accumulation=accumulation)
+            backward(m, ro, Targets(advantages[rows], mask[rows], logp_old[rows]), loss, HP, world=world,
+                     accumulation=accumulation)
         else:  # naive: this rank's own mean; DDP averages the ranks
             from ladtrain.rollout import token_logprobs
-            loss(token_logprobs(m, ro), logp_old[rows], advantages[rows], mask[rows])[0].backward()
+            loss(LossInputs(token_logprobs(m, ro), logp_old[rows], advantages[rows], mask[rows]), HP)[0].backward()
         opt.step()
 
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -71,12 +73,6 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_step(tmp_path_factory) -> dict:
     """One torchrun launch (process start-up dominates: about 20 s) serving both strategies' tests."""
@@ -88,7 +84,7 @@ def run_two_processes(tmp_path: Path, accumulation: int = 1) -> dict:
     script.write_text(WORKER)
     out = tmp_path / "result"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), str(script), str(Path(__file__).parent), str(accumulation), str(out)]
+           "--master-port", str(free_port()), str(script), str(Path(__file__).parent), str(accumulation), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

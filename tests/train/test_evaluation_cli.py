@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from ladtrain import checkpoint, cli, models
+from ladtrain import cli, models
 
 
 @pytest.fixture
 def model_folder(tmp_path):
     tok = models.build_tokenizer()
     model = models.build_tiny_model(tok, models.TinySpec(hidden=32, layers=1, heads=2, intermediate=64), seed=0)
-    return checkpoint.save(model, tok, tmp_path / "model")
+    return models.save(model, tok, tmp_path / "model")
 
 
 def test_eval_writes_every_metric_per_problem(cache, tmp_path, model_folder, capsys):

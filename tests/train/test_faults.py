@@ -143,9 +143,9 @@ def test_a_fatal_fault_on_one_process_stops_every_process():
 def test_prompts_longer_than_the_context_are_dropped_and_counted():
     tok = models.build_tokenizer()
     short, long_ = Problem("s", "1 2 -> 3\n"), Problem("l", "1 " * 30 + "-> 3\n")  # 8 and 35 characters
-    kept, dropped = faults.fitting_prompts([short, long_, short], tok, context=40, max_new_tokens=8)
+    kept, dropped = models.fitting_prompts([short, long_, short], tok, context=40, max_new_tokens=8)
     assert kept == [short, short] and dropped == 1
-    kept, dropped = faults.fitting_prompts([short, long_], tok, context=None, max_new_tokens=8)
+    kept, dropped = models.fitting_prompts([short, long_], tok, context=None, max_new_tokens=8)
     assert dropped == 0
 
 
@@ -193,7 +193,7 @@ def test_one_non_finite_loss_skips_that_update_only(cache, tmp_path, tiny, monke
         loss, terms = real(x, hp)
         return (loss * math.nan if calls["n"] == 2 else loss), terms
 
-    monkeypatch.setattr(losses, "get", lambda spec: losses.Loss(real.name, nan_on_second))
+    monkeypatch.setattr(losses, "get", lambda spec: replace(real, fn=nan_on_second))
     varied = lambda prompts, completions, **kw: [len(set(c)) / 8 for c in completions]  # noqa: E731
     monkeypatch.setattr(trainer, "load_task", lambda cfg: with_reward(trainer.get_task(cfg.task), varied))
     with pytest.warns(faults.FaultWarning, match="skipped_updates: non-finite loss nan"):
@@ -210,8 +210,8 @@ def test_one_non_finite_loss_skips_that_update_only(cache, tmp_path, tiny, monke
 def test_a_loss_that_stays_non_finite_stops_with_one_line_exit_1_and_a_checkpoint(cache, tmp_path, tiny,
                                                                                   monkeypatch, capsys):
     real = losses.get("lad")
-    monkeypatch.setattr(losses, "get", lambda spec: losses.Loss(
-        real.name, lambda x, hp: (real(x, hp)[0] * math.inf, real(x, hp)[1])))
+    monkeypatch.setattr(losses, "get", lambda spec: replace(
+        real, fn=lambda x, hp: (real(x, hp)[0] * math.inf, real(x, hp)[1])))
     argv = ["train", *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"], "--no-progress",
             "--out", str(tmp_path / "run"), "--steps", "10", "--checkpoint-every", "100", "--threads", "1"]
     with pytest.warns(faults.FaultWarning, match="skipped_updates"):

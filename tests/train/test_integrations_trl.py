@@ -25,7 +25,8 @@ def _reward(completions, **_):
 
 
 def _config(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path), per_device_train_batch_size=G, num_generations=G, max_completion_length=6,
+    base = dict(output_dir=str(tmp_path), per_device_train_batch_size=G, num_generations=G,
+                max_completion_length=6,
                 max_steps=2, learning_rate=0.05, report_to="none", bf16=False, use_cpu=True,
                 gradient_checkpointing=False, logging_steps=1, save_strategy="no", temperature=TEMPERATURE,
                 num_iterations=2, seed=0, lad_divergence="js", lad_eta=0.5)
@@ -35,7 +36,8 @@ def _config(tmp_path, **kw):
 
 def _tiny():
     tokenizer = models.build_tokenizer()
-    model = models.build_tiny_model(tokenizer, models.TinySpec(hidden=32, layers=1, heads=2, intermediate=64), seed=0)
+    spec = models.TinySpec(hidden=32, layers=1, heads=2, intermediate=64)
+    model = models.build_tiny_model(tokenizer, spec, seed=0)
     return model, tokenizer
 
 
@@ -45,7 +47,8 @@ def _independent_logp(model, inputs) -> torch.Tensor:
     attn = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)  # (B, P + T)
     T = inputs["completion_ids"].shape[1]
     with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, -T - 1 : -1].float() / TEMPERATURE  # (B, T, V)
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, -T - 1 : -1].float()  # (B, T, V)
+        logits = logits / TEMPERATURE
     return torch.log_softmax(logits, -1).gather(-1, inputs["completion_ids"][..., None]).squeeze(-1)  # (B, T)
 
 
@@ -102,6 +105,10 @@ def test_trl_grpo_trainer_trains_two_steps_with_the_lad_loss(tmp_path):
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert logged == pytest.approx([c["loss"].item() for c in calls], rel=1e-3, abs=1e-4)
     assert any("lad/weight_mean" in h for h in trainer.state.log_history)
+    # TRL's usual per-step key for the policy loss (its own losses log it; a _compute_loss override does not
+    # unless it says so): one value per step, equal to the loss back-propagated at that step.
+    policy = [h["policy_loss"] for h in trainer.state.log_history if "policy_loss" in h]
+    assert policy == pytest.approx([c["loss"].item() for c in calls], rel=1e-4, abs=1e-6)
     assert any(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters())
 
 
@@ -143,7 +150,8 @@ def test_trl_gradient_accumulation_window_loss_is_the_window_token_mean(tmp_path
                           "logp": _independent_logp(model, inputs), "loss": loss.detach().clone()})
             return loss
 
-    args = _config(tmp_path, max_steps=1, num_iterations=1, gradient_accumulation_steps=2, max_completion_length=8)
+    args = _config(tmp_path, max_steps=1, num_iterations=1, gradient_accumulation_steps=2,
+                   max_completion_length=8)
     trainer = Recording(model=model, reward_funcs=_reward, args=args, train_dataset=dataset,
                         processing_class=tokenizer)
     trainer.train()
@@ -164,3 +172,21 @@ def test_trl_gradient_accumulation_window_loss_is_the_window_token_mean(tmp_path
     naive = sum(lad_loss(pad(c["logp"]).double(), pad(c["logp"]).double(), c["inputs"]["advantages"].double(),
                          pad(c["inputs"]["completion_mask"]), divergence="js", eta=0.5)[0] for c in calls) / 2
     assert not torch.allclose(naive, want, rtol=1e-3)
+    # policy_loss is logged per optimiser window (TRL's convention): the window's loss, not a micro-batch's
+    policy = [h["policy_loss"] for h in trainer.state.log_history if "policy_loss" in h]
+    assert policy == pytest.approx([float(want)], rel=1e-4, abs=1e-6)
+
+
+def test_trl_refuses_vllm_importance_correction_saying_what_to_set_and_why(tmp_path):
+    """TRL's default with use_vllm multiplies token losses by pi_old / pi_vllm; LAD refuses it (module
+    docstring: the decision and its consequence) with one line naming the setting."""
+    from ladtrain.integrations import trl as lad_trl
+
+    args = _config(tmp_path)
+    # set after __post_init__ (which would look for vLLM, absent here)
+    args.use_vllm, args.vllm_importance_sampling_correction = True, True
+    (message,) = lad_trl._refusals(args)
+    assert "vllm_importance_sampling_correction" in message and "set it to False" in message
+    assert "\n" not in message
+    args.vllm_importance_sampling_correction = False
+    assert lad_trl._refusals(args) == []

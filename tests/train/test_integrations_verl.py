@@ -1,8 +1,10 @@
 """verl plug-in: the ``"lad"`` policy loss, called exactly as verl calls a registered policy loss.
 
-verl does not install next to torch 2.13 + transformers 5.24 here (verl 0.9.1 pins transformers<5.11), so
-most tests use a local stand-in of verl's registry (``register_policy_loss`` = a decorator filling a dict,
-verl 0.9.1 ``core_algos.py`` L50-L68). The last test runs against the real verl when it is importable."""
+verl cannot share an environment with ``lad[train]`` (verl 0.9.1 pins transformers<5.11), so these tests use
+a local stand-in of verl's registry (``register_policy_loss`` = a decorator filling a dict, as in verl 0.9.1
+``core_algos.py``) and run in the main environment; the last two also run against the real verl. CI runs this
+file and ``test_integrations_verl_installed.py`` (verl's own config objects and loss call site) in a second
+environment with verl installed (``.venv-verl``, see ``.ci/run``)."""
 
 from __future__ import annotations
 

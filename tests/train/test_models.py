@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ladtrain import checkpoint, models
+from ladtrain import models
 from ladtrain.rollout import HFSampler, completion_mask, token_logprobs
 
 TEXT = "5 2 4 3 -> 15\n5+4*3-2  end\twith tabs, CAPS & punctuation!?"
@@ -26,7 +26,7 @@ def test_checkpoint_reloads_through_auto_classes_with_identical_ids_and_logits(t
 
     tok = models.build_tokenizer()
     model = models.build_tiny_model(tok, seed=3).eval()
-    checkpoint.save(model, tok, tmp_path / "ckpt")
+    models.save(model, tok, tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "model.safetensors").is_file()
     tok2 = AutoTokenizer.from_pretrained(tmp_path / "ckpt")
     model2 = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").eval()
@@ -47,8 +47,8 @@ def test_atomic_save_replaces_an_existing_checkpoint_and_leaves_no_temporary_fol
     tok = models.build_tokenizer()
     first = models.build_tiny_model(tok, seed=1)
     second = models.build_tiny_model(tok, seed=2)
-    checkpoint.save(first, tok, tmp_path / "ckpt", extra={"note.json": {"which": 1}})
-    checkpoint.save(second, tok, tmp_path / "ckpt", extra={"note.json": {"which": 2}})
+    models.save(first, tok, tmp_path / "ckpt", extra={"note.json": {"which": 1}})
+    models.save(second, tok, tmp_path / "ckpt", extra={"note.json": {"which": 2}})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     assert json.loads((tmp_path / "ckpt" / "note.json").read_text()) == {"which": 2}
     reloaded, _ = models.load(tmp_path / "ckpt")

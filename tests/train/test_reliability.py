@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ladtrain import checkpoint, cli, trainer
+from ladtrain import atomic, checkpoint, cli, trainer
 from ladtrain.config import TrainConfig
 from ladtrain.rewards import with_reward
 
@@ -210,8 +210,8 @@ def test_metrics_and_small_files_on_a_full_device_raise_one_line_errors():
     full = Path("/dev/full")
     if not full.exists():
         pytest.skip("no /dev/full on this system")
-    with pytest.raises(checkpoint.CheckpointError, match=r"cannot write /dev/full: No space left on device$"):
-        with checkpoint.MetricsLog(full) as log:
+    with pytest.raises(atomic.WriteError, match=r"cannot write /dev/full: No space left on device$"):
+        with atomic.MetricsLog(full) as log:
             log.write({"step": 1, "loss": 0.5})
 
 
@@ -223,9 +223,9 @@ def test_a_failed_small_file_write_leaves_the_old_file_and_no_temporary(tmp_path
         Path(tmp).write_text(text[:3])  # part of it reached the disk
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "_durable_write", full)
-    with pytest.raises(checkpoint.CheckpointError, match="cannot write .*summary.json: No space left on device"):
-        checkpoint.write_atomically(path, "new contents")
+    monkeypatch.setattr(atomic, "durable_write", full)
+    with pytest.raises(atomic.WriteError, match="cannot write .*summary.json: No space left on device"):
+        atomic.write_atomically(path, "new contents")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 

@@ -1,9 +1,13 @@
 """Attacks by model-written code, actually run, each shown contained.
 
 Every attack is a completion of a real HumanEval-format problem (``add`` from tests/data/code_small.jsonl)
-that would *pass* if the attack worked (it asserts its own success), so reward 0 means contained. Each
-test also checks the effect on the host directly (the file is not there, the listener saw no connection,
-the victim process lives, no sandbox process is left) and that the run ended within its time limit.
+that would *pass* if the attack worked (it asserts its own success), so reward 0 means contained; where
+the attack ends by raising, the reason names the exception class the harness saw (never its message).
+Each test also checks the effect on the host directly (the file is not there, the listener saw no
+connection, the victim process lives, no sandbox process is left) and that the run ended within its time
+limit. The attacks of issue 17 (forged verdicts, IPC, nested namespaces, memfd, sockets, mounts, CPU
+sessions, keyrings) are in tests/train/test_sandbox_verdict_attacks.py and
+tests/train/test_sandbox_isolation_attacks.py.
 
 The fork bomb only runs after the process cap has been shown to work with a bounded number of forks,
 so a broken cap cannot take down the shared machine.
@@ -22,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from ladtrain import sandbox as sandbox_module
-from ladtrain.sandbox import Limits, Sandbox, isolation_mode
+from ladtrain.sandbox import Limits, Sandbox, isolation_mode, runner
+from ladtrain.sandbox.uids import UidPool
 from ladtrain.tasks import get_task
 
 # LAD_REQUIRE_SANDBOX=1 (for CI) turns the skip into a failure where isolation is missing
@@ -39,7 +43,7 @@ UID_BASE = 991000 + (os.getpid() % 500) * 8  # uids only this test process uses
 
 @pytest.fixture(autouse=True)
 def own_uids(monkeypatch):
-    monkeypatch.setattr(sandbox_module, "_UIDS", sandbox_module._UidPool(UID_BASE))
+    monkeypatch.setattr(runner, "_UIDS", UidPool(UID_BASE))
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +57,12 @@ def sandbox_processes() -> list[int]:
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
-        try:
-            st = os.stat(f"/proc/{pid}")
-        except OSError:
+        try:  # the real uid (/proc/PID itself is root's once a process is not dumpable)
+            uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError, ValueError):
             continue
-        if UID_BASE <= st.st_uid < UID_BASE + 8:
+        if UID_BASE <= uid < UID_BASE + 8 and state not in "ZX":
             found.append(int(pid))
     return found
 
@@ -108,11 +113,10 @@ def process_cap_holds() -> tuple[bool, str]:
     """)
     r = Sandbox(limits).run(code)
     forked = int(r.stdout.strip() or -1)
-    return (0 <= forked < limits.nproc and not r.passed and "BlockingIOError" in r.reason), r.reason
+    return (0 <= forked < limits.nproc and not r.passed and "BlockingIOError" in r.stderr), r.stderr
 
 
-def test_process_cap_stops_a_bounded_fork_loop(monkeypatch):
-    monkeypatch.setattr(sandbox_module, "_UIDS", sandbox_module._UidPool(UID_BASE))
+def test_process_cap_stops_a_bounded_fork_loop():
     held, reason = process_cap_holds()
     assert held, reason
 
@@ -140,18 +144,21 @@ def test_attack_memory_bomb_hits_the_address_space_limit(task):
             hoard.append(bytearray(64 << 20))
             hoard[-1][::4096] = b"x" * len(hoard[-1][::4096])
     """)
-    assert score.reward == 0.0 and score.info.startswith(("MemoryError", "killed by")), score.info
+    assert score.reward == 0.0 and score.info in (
+        "failed: the program did not load or define the function (MemoryError)",
+        "failed: the program exited or died during a call", "failed: killed at the memory limit"), score.info
     assert elapsed < WALL + MARGIN
 
 
 def test_attack_writing_outside_the_temporary_directory_changes_nothing(task):
     token = secrets.token_hex(6)
     name = f"lad_escape_{token}"
-    new_files = [REPO / name, DATA / name, Path.home() / name, Path("/run/lock") / name]
-    # /tmp, /var/tmp and /dev/shm inside the sandbox are its own fresh tmpfs: writing there succeeds,
-    # and the host's directories of the same name must stay untouched.
-    private = [Path(d) / f"lad_escape_{token}" for d in ("/tmp", "/var/tmp", "/dev/shm")]
-    existing = [REPO / "pyproject.toml", Path(__file__)]
+    new_files = [REPO / name, DATA / name, Path.home() / name, Path("/run/lock") / name, Path("/etc") / name,
+                 Path("/usr") / name, Path("/var/tmp") / name]
+    # /tmp and /dev/shm inside the sandbox are its own fresh tmpfs: writing there succeeds, and the
+    # host's directories of the same name must stay untouched.
+    private = [Path(d) / f"lad_escape_{token}" for d in ("/tmp", "/dev/shm")]
+    existing = [REPO / "pyproject.toml", Path(__file__), Path("/etc/hostname")]
     before = {p: p.stat().st_mtime_ns for p in existing}
     score, _ = attack(task, f"""
         wrote = []
@@ -171,9 +178,10 @@ def test_attack_writing_outside_the_temporary_directory_changes_nothing(task):
         for path in {[str(p) for p in private]!r}:
             open(path, "w").write("only the sandbox's own tmpfs")
         assert not wrote, "wrote outside the sandbox: " + " ".join(wrote)
-        raise OSError("no write outside the sandbox succeeded")
+        raise LookupError("no write outside the sandbox succeeded")
     """)
-    assert score.reward == 0.0 and score.info == "OSError: no write outside the sandbox succeeded", score.info
+    reason = "failed: the program did not load or define the function (LookupError)"
+    assert score.reward == 0.0 and score.info == reason, score.info
     assert [p for p in new_files + private if p.exists()] == []
     assert {p: p.stat().st_mtime_ns for p in existing} == before
 
@@ -194,7 +202,7 @@ def test_attack_reading_environment_secrets_finds_nothing(task, monkeypatch):
                 found.append(path)
         assert found, "no secret found"
     """)
-    assert score.reward == 0.0 and "no secret found" in score.info
+    assert score.reward == 0.0 and score.info.endswith("(AssertionError)"), score.info
 
 
 def test_attack_opening_a_socket_reaches_nothing(task):
@@ -208,7 +216,7 @@ def test_attack_opening_a_socket_reaches_nothing(task):
             s = socket.create_connection(("127.0.0.1", {port}), timeout=1)
             s.sendall(b"stolen")
         """)
-        assert score.reward == 0.0 and score.info.startswith("OSError"), score.info
+        assert score.reward == 0.0 and score.info.endswith("(OSError)"), score.info
         listener.settimeout(0)
         with pytest.raises(BlockingIOError):
             listener.accept()
@@ -249,13 +257,15 @@ def test_attack_killing_the_parent_leaves_the_trainer_and_a_victim_alive(task):
 @pytest.mark.parametrize("exit_code", ["import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n", "quit()\n"])
 def test_attack_exiting_early_with_status_zero_does_not_pass(task, exit_code):
     score, _ = attack(task, exit_code)
-    assert score.reward == 0.0 and "before the tests finished" in score.info, score.info
+    assert score.reward == 0.0 and score.info in (
+        "failed: the program did not load or define the function",
+        "failed: the program exited or died during a call"), score.info
 
 
 def test_attack_exit_inside_the_tested_function_does_not_pass(task):
     problem = task.problems("train")[0]
     score = task.score(problem, "    import sys\n    sys.exit(0)\n")
-    assert score.reward == 0.0 and score.info == "SystemExit(0) before the tests finished"
+    assert score.reward == 0.0 and score.info == "failed: the program exited or died during a call"
 
 
 def test_attack_huge_output_is_cut_off_quickly(task):
@@ -272,7 +282,10 @@ def test_attack_a_detached_daemon_dies_with_the_run(task):
     score, elapsed = attack(task, """
         import os, time
         if os.fork() == 0:
-            os.setsid()
+            try:
+                os.setsid()  # denied by the seccomp filter; the double fork detaches anyway
+            except OSError:
+                pass
             if os.fork() == 0:
                 while True:
                     time.sleep(0.1)
@@ -280,7 +293,8 @@ def test_attack_a_detached_daemon_dies_with_the_run(task):
         time.sleep(0.3)
         raise RuntimeError("daemon started")
     """)
-    assert score.reward == 0.0 and score.info == "RuntimeError: daemon started"
+    assert score.reward == 0.0
+    assert score.info == "failed: the program did not load or define the function (RuntimeError)"
     assert elapsed < WALL
 
 

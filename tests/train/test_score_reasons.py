@@ -119,10 +119,13 @@ def test_code_reasons_from_sandbox_results():
     assert reason_of(Result(False, "cannot start sandbox: x", error=True), "x") == "sandbox_error"
     assert reason_of(Result(False, "timeout after 5s"), "x") == "timeout"
     assert reason_of(Result(False, "killed by SIGXCPU (CPU limit)"), "x") == "timeout"
-    assert reason_of(Result(False, "SyntaxError: invalid syntax"), "x") == "unparsable"
-    assert reason_of(Result(False, "IndentationError: unexpected indent"), "x") == "unparsable"
-    assert reason_of(Result(False, "AssertionError"), "x") == "wrong"
-    assert reason_of(Result(False, "AssertionError"), "  \n") == "no_answer"
+    assert reason_of(Result(False, "failed: the program was killed by SIGXCPU (CPU limit)"), "x") == "timeout"
+    load = "failed: the program did not load or define the function ({})"
+    assert reason_of(Result(False, load.format("SyntaxError")), "x") == "unparsable"
+    assert reason_of(Result(False, load.format("IndentationError")), "x") == "unparsable"
+    assert reason_of(Result(False, load.format("NameError")), "x") == "wrong"
+    assert reason_of(Result(False, "failed: AssertionError in the test (line 2)"), "x") == "wrong"
+    assert reason_of(Result(False, "failed: AssertionError in the test (line 2)"), "  \n") == "no_answer"
 
 
 @pytest.mark.skipif(NO_SANDBOX, reason="no isolation on this machine")

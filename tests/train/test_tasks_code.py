@@ -14,7 +14,8 @@ from ladtrain.tasks.code import completion_code, program
 DATA = Path(__file__).resolve().parents[1] / "data"
 # LAD_REQUIRE_SANDBOX=1 (for CI) turns the skip into a failure where isolation is missing
 NO_SANDBOX = isolation_mode() is None and os.environ.get("LAD_REQUIRE_SANDBOX") != "1"
-needs_sandbox = pytest.mark.skipif(NO_SANDBOX, reason="no isolation on this machine (needs root or user namespaces)")
+needs_sandbox = pytest.mark.skipif(NO_SANDBOX,
+                                   reason="no isolation on this machine (needs root or user namespaces)")
 WRONG = "    return None\n"  # wrong for every HumanEval problem (each test checks a real value)
 
 
@@ -72,14 +73,15 @@ def test_completion_code_takes_the_first_fenced_block_or_the_text():
     assert completion_code("```python\nunterminated = 1\n") == "unterminated = 1\n"
 
 
-def test_program_is_prompt_completion_test_and_check():
+def test_the_sandboxed_program_is_prompt_and_completion_without_the_tests():
     task_problem = type("P", (), {})()
     task_problem.prompt = "def f(x):\n    \"\"\"doc\"\"\"\n"
     task_problem.reference = {"test": "def check(c):\n    assert c(1) == 2\n", "entry_point": "f"}
     text = program(task_problem, "    return x + 1\n")
-    assert text == ("def f(x):\n    \"\"\"doc\"\"\"\n    return x + 1\n\n\n"
-                    "def check(c):\n    assert c(1) == 2\n\n\ncheck(f)\n")
+    assert text == "def f(x):\n    \"\"\"doc\"\"\"\n    return x + 1\n\n"
     compile(text, "program", "exec")  # valid Python
+    full = program(task_problem, "```python\ndef f(x):\n    return x + 1\n```")
+    assert full == "def f(x):\n    \"\"\"doc\"\"\"\n\n    pass\n\ndef f(x):\n    return x + 1\n\n"
 
 
 @needs_sandbox
@@ -91,7 +93,7 @@ def test_code_jsonl_file_scores_its_canonical_solutions():
     assert [s.reward for s in scores] == [1.0, 1.0, 1.0]
     bad = score_all(task, probs, ["    return a - b\n", "    return xs\n", "    return True\n"])
     assert [s.reward for s in bad] == [0.0, 0.0, 0.0]
-    assert bad[0].info.startswith("AssertionError")
+    assert bad[0].info == "failed: AssertionError in the test (line 2)"
 
 
 def test_code_jsonl_missing_field_is_rejected_with_its_line_number():

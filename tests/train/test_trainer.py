@@ -135,7 +135,7 @@ def test_first_update_on_a_rollout_is_on_policy_and_later_ones_are_not(cache, tm
         signal = torch.tensor([1.0, -1.0]).repeat(x.advantages.shape[0] // 2)  # the tiny base solves nothing
         return real(replace(x, advantages=signal), hp)
 
-    monkeypatch.setattr(losses, "get", lambda spec: losses.Loss(real.name, spy))
+    monkeypatch.setattr(losses, "get", lambda spec: replace(real, fn=spy))
     trainer.train(cfg.validate())
     assert len(seen) == 3
     assert seen[0] == 0.0 and seen[1] > 0 and seen[2] > 0
