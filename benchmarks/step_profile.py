@@ -637,9 +637,13 @@ def _versus(slow: dict[str, Any], fast: dict[str, Any], slow_key: str = "step", 
     sw, fw = slow[f"{slow_key}_wall"], fast[f"{fast_key}_wall"]
     sc, fc = slow[f"{slow_key}_cpu"], fast[f"{fast_key}_cpu"]
     sm, fm = slow["memory"], fast["memory"]
-    return {"wall": sw["median"] / fw["median"], "wall_low": sw["min"] / fw["max"], "wall_high": sw["max"] / fw["min"],
-            "cpu": sc["median"] / fc["median"], "memory_peak": fm["peak_mb"] / sm["peak_mb"],
-            "memory_update": fm["update_mb"] / sm["update_mb"], "memory_rise": fm["rise_mb"] / sm["rise_mb"]}
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else math.nan  # a tiny model's step can rise 0 MB
+
+    return {"wall": ratio(sw["median"], fw["median"]), "wall_low": ratio(sw["min"], fw["max"]),
+            "wall_high": ratio(sw["max"], fw["min"]), "cpu": ratio(sc["median"], fc["median"]),
+            "memory_peak": ratio(fm["peak_mb"], sm["peak_mb"]), "memory_update": ratio(fm["update_mb"], sm["update_mb"]),
+            "memory_rise": ratio(fm["rise_mb"], sm["rise_mb"])}
 
 
 def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: list[dict] | None = None
