@@ -792,7 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round, workers in this process")
     ap.add_argument("--write", action="store_true",
-                    help=f"write {RESULTS.relative_to(ROOT)}/results.{{json,md}} (results-SHAPE.* with --shape)")
+                    help=f"write {RESULTS.relative_to(ROOT)}/results.{{json,md}} (results-SHAPE.* with --shape, "
+                         "-gc-off / -gc-on appended unless --gradient-checkpointing both)")
     ap.add_argument("--json", help="write the results as JSON to this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--setup", help=argparse.SUPPRESS)
@@ -854,7 +855,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(doc, indent=2))
     if args.write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        stem = f"results-{args.shape}" if args.shape else "results"
+        stem = (f"results-{args.shape}" if args.shape else "results") + (
+            "" if args.gradient_checkpointing == "both" or args.quick else f"-gc-{args.gradient_checkpointing}")
         (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=2))
         (RESULTS / f"{stem}.md").write_text(markdown(doc))
     print(f"total {time.time() - started:.0f}s", flush=True)
