@@ -103,7 +103,8 @@ def config(name: str, tok):
         raise ValueError(f"--shape: unknown shape {name!r} (one of {', '.join(SHAPES)})")
     s = SHAPES[name]
     return LlamaConfig(
-        vocab_size=len(tok), hidden_size=s.hidden, intermediate_size=s.intermediate, num_hidden_layers=s.layers,
+        vocab_size=len(tok), hidden_size=s.hidden, intermediate_size=s.intermediate,
+        num_hidden_layers=s.layers,
         num_attention_heads=s.heads, num_key_value_heads=s.kv_heads, max_position_embeddings=s.max_positions,
         rope_theta=s.rope_theta, rms_norm_eps=1e-5, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id, bos_token_id=None,
@@ -123,8 +124,8 @@ def build(name: str, seed: int = 0):
     model = LlamaForCausalLM(config_)
     info = {"shape": name, "vocab": len(tok), "eos_hazard": s.eos_hazard, "eos_bias": None}
     if s.eos_hazard is not None:
-        info["eos_bias"] = set_eos_bias(model, tok.eos_token_id, eos_bias(model, tok.eos_token_id, s.eos_hazard,
-                                                                          seed=seed))
+        bias = eos_bias(model, tok.eos_token_id, s.eos_hazard, seed=seed)
+        info["eos_bias"] = set_eos_bias(model, tok.eos_token_id, bias)
         info["expected_share_cut"] = (1 - s.eos_hazard) ** s.max_new_tokens
         info["expected_mean_length"] = (1 - (1 - s.eos_hazard) ** s.max_new_tokens) / s.eos_hazard
     info["parameters"] = sum(p.numel() for p in model.parameters())
@@ -141,7 +142,8 @@ def describe(name: str) -> str:
     return text
 
 
-__all__ = ["SHAPES", "SMOLLM2_HAZARD", "Shape", "build", "config", "describe", "eos_bias", "set_eos_bias", "tokenizer"]
+__all__ = ["SHAPES", "SMOLLM2_HAZARD", "Shape", "build", "config", "describe", "eos_bias", "set_eos_bias",
+           "tokenizer"]
 
 if __name__ == "__main__":  # pragma: no cover - a quick look at a shape
     import sys

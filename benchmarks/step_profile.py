@@ -331,7 +331,8 @@ def make_sampler(setup: Setup, model, tok):
     from ladtrain.rollout import HFSampler
 
     if setup.sampler == "compact":
-        return CompactSampler(model, tok, setup.temperature, setup.max_new_tokens, share_prompts=setup.share_prompts)
+        return CompactSampler(model, tok, setup.temperature, setup.max_new_tokens,
+                              share_prompts=setup.share_prompts)
     return HFSampler(model, tok, setup.temperature, setup.max_new_tokens)
 
 
@@ -557,7 +558,8 @@ def run_worker(kind: str, setup: Setup, count: int, in_process: bool = False) ->
         return (ladtrain_worker if kind == "ladtrain" else trl_worker)(setup, count)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--setup", json.dumps(asdict(setup)),
            "--count", str(count)]
-    env = {**os.environ, **rss.MALLOC_ENV, "OMP_NUM_THREADS": str(setup.threads), "TOKENIZERS_PARALLELISM": "false",
+    env = {**os.environ, **rss.MALLOC_ENV, "OMP_NUM_THREADS": str(setup.threads),
+           "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
@@ -585,7 +587,8 @@ def _median(values) -> float:
 
 def _memory(records: list[dict]) -> dict[str, float]:
     """Medians over steps of each phase's peak RSS (MB) and of the step's rise above its start."""
-    out = {k: _median(r["memory"][k] for r in records) for k in ("start_mb", "generation_mb", "update_mb", "peak_mb")}
+    keys = ("start_mb", "generation_mb", "update_mb", "peak_mb")
+    out = {k: _median(r["memory"][k] for r in records) for k in keys}
     out["rise_mb"] = _median(r["memory"]["peak_mb"] - r["memory"]["start_mb"] for r in records)
     return out
 
@@ -596,7 +599,8 @@ def _ladtrain_summary(runs: list[dict]) -> dict[str, Any]:
     lad = [r for run in runs for r in run["records"].get("lad", [])]
     main = lad or grpo  # the step the phase table shows: LAD where it ran, else GRPO
     out = {
-        "grpo_step_wall": spread([r["wall"] for r in grpo]), "grpo_step_cpu": spread([r["cpu"] for r in grpo]),
+        "grpo_step_wall": spread([r["wall"] for r in grpo]),
+        "grpo_step_cpu": spread([r["cpu"] for r in grpo]),
         "phases_wall": {p: _median(r["phases"].get(p, 0.0) for r in main) for p in PHASES},
         "kernel": {k: _median(r["kernel"].get(k, 0.0) for r in main) for k in main[0]["kernel"]},
         "completion_tokens": _median(r["completion_tokens"] for r in grpo),
@@ -612,7 +616,8 @@ def _ladtrain_summary(runs: list[dict]) -> dict[str, Any]:
         out["lad_step_cpu"] = spread([r["cpu"] for r in lad])
         out["ratio_lad_over_grpo"] = {"wall": spread([a["wall"] / b["wall"] for a, b in zip(lad, grpo)]),
                                       "cpu": spread([a["cpu"] / b["cpu"] for a, b in zip(lad, grpo)])}
-        out["loss_only_cpu"] = {spec: _median(run["loss_only"][spec] for run in runs) for spec in ("lad", "grpo")}
+        out["loss_only_cpu"] = {spec: _median(run["loss_only"][spec] for run in runs)
+                                for spec in ("lad", "grpo")}
     k = out["kernel"]
     # the limit of this step's work: the model's forward calls in generation, one forward and one backward
     out["kernel_limit"] = sum(v for name, v in k.items() if name.startswith("forward:") or name == "backward")
@@ -624,7 +629,8 @@ def _trl_summary(runs: list[dict]) -> dict[str, Any]:
     records = [r for run in runs for r in run["records"]]
     lens = [x for run in runs for x in run["completion_len"]]
     return {"version": runs[0]["trl_version"], "applied": runs[0]["applied"],
-            "step_wall": spread([r["wall"] for r in records]), "step_cpu": spread([r["cpu"] for r in records]),
+            "step_wall": spread([r["wall"] for r in records]),
+            "step_cpu": spread([r["cpu"] for r in records]),
             "completion_len": _median(lens), "memory": _memory(records),
             "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
             "import_rss_mb": max(run["import_rss_mb"] for run in runs)}
@@ -642,7 +648,8 @@ def _versus(slow: dict[str, Any], fast: dict[str, Any], slow_key: str = "step", 
 
     return {"wall": ratio(sw["median"], fw["median"]), "wall_low": ratio(sw["min"], fw["max"]),
             "wall_high": ratio(sw["max"], fw["min"]), "cpu": ratio(sc["median"], fc["median"]),
-            "memory_peak": ratio(fm["peak_mb"], sm["peak_mb"]), "memory_update": ratio(fm["update_mb"], sm["update_mb"]),
+            "memory_peak": ratio(fm["peak_mb"], sm["peak_mb"]),
+            "memory_update": ratio(fm["update_mb"], sm["update_mb"]),
             "memory_rise": ratio(fm["rise_mb"], sm["rise_mb"])}
 
 
@@ -651,8 +658,8 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: 
     """One configuration (model, batch, gradient checkpointing): ladtrain now, TRL, and ladtrain before
     issue 24 (generate's sampler and the (B, T, V) log-probs), with the ratios between them."""
     lt = _ladtrain_summary(lad_runs)
-    out: dict[str, Any] = {"setup": asdict(setup), "batch": setup.batch, "parameters": lad_runs[0]["parameters"],
-                           "ladtrain": lt}
+    out: dict[str, Any] = {"setup": asdict(setup), "batch": setup.batch,
+                           "parameters": lad_runs[0]["parameters"], "ladtrain": lt}
     for key in ("ratio_lad_over_grpo", "loss_only_cpu"):
         if key in lt:
             out[key] = lt.pop(key)
@@ -672,15 +679,18 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: 
 
 
 def _memory_line(name: str, m: dict[str, float]) -> str:
-    return (f"{name} peak RSS per step: generation {m['generation_mb']:.0f} MB, update {m['update_mb']:.0f} MB "
+    return (f"{name} peak RSS per step: generation {m['generation_mb']:.0f} MB, "
+            f"update {m['update_mb']:.0f} MB "
             f"(step start {m['start_mb']:.0f} MB, rise {m['rise_mb']:.0f} MB)")
 
 
 def report(result: dict[str, Any]) -> str:
     s, lt = result["setup"], result["ladtrain"]
     lines = [f"== model {s['model']} ({result['parameters'] / 1e6:.2f}M parameters): B = {s['prompts']} prompts x "
-             f"G = {s['group']} = {result['batch']} sequences, T = {s['max_new_tokens']} new tokens, temperature "
-             f"{s['temperature']}, lr {s['lr']}, clip {s['clip_eps']}, grad clip {s['max_grad_norm']}, 1 update "
+             f"G = {s['group']} = {result['batch']} sequences, T = {s['max_new_tokens']} new tokens, "
+             "temperature "
+             f"{s['temperature']}, lr {s['lr']}, clip {s['clip_eps']}, grad clip {s['max_grad_norm']}, 1 "
+             "update "
              f"per rollout, {s['threads']} torch thread(s), gradient checkpointing "
              f"{'on' if s['gradient_checkpointing'] else 'off'}, sampler {s['sampler']}, log-probs "
              f"{'chunked' if s['chunked'] else 'full logits'}"]
@@ -688,7 +698,8 @@ def report(result: dict[str, Any]) -> str:
     shown_step = lt["lad_step_wall"]["median"] if "lad_step_wall" in lt else step
     lines.append(f"ladtrain GRPO step {step:.3f}s wall, {lt['grpo_step_cpu']['median']:.3f}s CPU (median of "
                  f"{lt['grpo_step_wall']['n']}), {lt['completion_tokens_per_s']:.0f} "
-                 f"completion tokens/s ({lt['completion_tokens']:.0f} tokens), process peak RSS {lt['peak_rss_mb']:.0f} MB "
+                 f"completion tokens/s ({lt['completion_tokens']:.0f} tokens), process peak RSS "
+                 f"{lt['peak_rss_mb']:.0f} MB "
                  f"({lt['import_rss_mb']:.0f} MB after imports)")
     shown = "LAD" if "lad_step_wall" in lt else "GRPO"
     lines.append(f"  phases of the {shown} step:")
@@ -703,9 +714,11 @@ def report(result: dict[str, Any]) -> str:
     lines.append("  " + _memory_line("ladtrain", lt["memory"]))
     if "ratio_lad_over_grpo" in result:
         r1 = result["ratio_lad_over_grpo"]
-        lines.append(f"(1) LAD / GRPO step time, median of {r1['cpu']['n']} interleaved pairs on identical rollouts: "
+        lines.append(f"(1) LAD / GRPO step time, median of {r1['cpu']['n']} interleaved pairs on identical "
+                     f"rollouts: "
                      f"{r1['cpu']['median']:.4f} in process CPU time (min {r1['cpu']['min']:.4f}, max "
-                     f"{r1['cpu']['max']:.4f}); {r1['wall']['median']:.4f} in wall time (min {r1['wall']['min']:.4f}, "
+                     f"{r1['cpu']['max']:.4f}); {r1['wall']['median']:.4f} in wall time (min "
+                     f"{r1['wall']['min']:.4f}, "
                      f"max {r1['wall']['max']:.4f}; wall time carries the other jobs' load)")
         lo = result["loss_only_cpu"]
         cpu_step = lt["grpo_step_cpu"]["median"]
@@ -717,10 +730,13 @@ def report(result: dict[str, Any]) -> str:
     if "trl" in result:
         t, r2 = result["trl"], result["ratio_trl_over_ladtrain_grpo"]
         lines.append(f"(2) TRL {t['version']} GRPOTrainer step {t['step_wall']['median']:.3f}s wall, "
-                     f"{t['step_cpu']['median']:.3f}s CPU (n {t['step_wall']['n']}, min {t['step_wall']['min']:.3f}, "
+                     f"{t['step_cpu']['median']:.3f}s CPU (n {t['step_wall']['n']}, min "
+                     f"{t['step_wall']['min']:.3f}, "
                      f"max {t['step_wall']['max']:.3f}; completion length {t['completion_len']:.1f}; applied "
-                     f"{t['applied']}) vs ladtrain GRPO step {step:.3f}s: ladtrain is {r2['wall']:.2f}x faster "
-                     f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x); TRL's step is "
+                     f"{t['applied']}) vs ladtrain GRPO step {step:.3f}s: ladtrain is {r2['wall']:.2f}x "
+                     "faster "
+                     f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x); TRL's "
+                     "step is "
                      f"{t['over_ladtrain_kernel_limit']:.2f}x ladtrain's limit")
         lines.append("    " + _memory_line("TRL", t["memory"]))
         lines.append(f"    memory ladtrain / TRL: step peak {r2['memory_peak']:.2f}, update peak "
@@ -730,14 +746,17 @@ def report(result: dict[str, Any]) -> str:
     if "before" in result:
         b, rb = result["before"], result["ratio_before_over_now"]
         lines.append(f"before issue 24 (generate's sampler, (B, T, V) log-probs, one pass): GRPO step "
-                     f"{b['grpo_step_wall']['median']:.3f}s wall, {b['grpo_step_cpu']['median']:.3f}s CPU; now "
-                     f"{rb['wall']:.2f}x faster in wall time, {rb['cpu']:.2f}x in CPU time; memory now / before: "
+                     f"{b['grpo_step_wall']['median']:.3f}s wall, {b['grpo_step_cpu']['median']:.3f}s CPU; "
+                     "now "
+                     f"{rb['wall']:.2f}x faster in wall time, {rb['cpu']:.2f}x in CPU time; memory now / "
+                     "before: "
                      f"step peak {rb['memory_peak']:.2f}, update peak {rb['memory_update']:.2f}, rise "
                      f"{rb['memory_rise']:.2f}")
         lines.append("    " + _memory_line("before", b["memory"]))
         if "ratio_trl_over_before" in result:
             rt = result["ratio_trl_over_before"]
-            lines.append(f"    before vs TRL: ladtrain was {rt['wall']:.2f}x faster (CPU {rt['cpu']:.2f}x), memory "
+            lines.append(f"    before vs TRL: ladtrain was {rt['wall']:.2f}x faster (CPU {rt['cpu']:.2f}x), "
+                         f"memory "
                          f"step peak {rt['memory_peak']:.2f}, update peak {rt['memory_update']:.2f} of TRL's")
     o, opt = result["overhead_fraction"], result["optimizer_fraction"]
     lines.append(f"(3) share of the step outside model forward/backward and sampling kernels: "
@@ -765,13 +784,17 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="tiny,6m", help="comma-separated: tiny, 6m, a --shape, or local HF folders")
+    ap.add_argument("--models", default="tiny,6m",
+                    help="comma-separated: tiny, 6m, a --shape, or local HF folders")
     ap.add_argument("--shape", choices=sorted(shapes.SHAPES),
                     help="one real architecture's shape (random weights) with its own batch: "
                          + "; ".join(shapes.describe(n) for n in shapes.SHAPES))
-    ap.add_argument("--reps", type=int, help="interleaved LAD/GRPO pairs per round (3), or GRPO steps at a --shape (1)")
-    ap.add_argument("--rounds", type=int, help="alternating ladtrain/TRL rounds per configuration (2; 1 at a --shape)")
-    ap.add_argument("--trl-steps", type=int, help="timed TRL steps per round after one untimed (2; 1 at a --shape)")
+    ap.add_argument("--reps", type=int,
+                    help="interleaved LAD/GRPO pairs per round (3), or GRPO steps at a --shape (1)")
+    ap.add_argument("--rounds", type=int,
+                    help="alternating ladtrain/TRL rounds per configuration (2; 1 at a --shape)")
+    ap.add_argument("--trl-steps", type=int,
+                    help="timed TRL steps per round after one untimed (2; 1 at a --shape)")
     ap.add_argument("--prompts", type=int)
     ap.add_argument("--group", type=int)
     ap.add_argument("--max-new-tokens", type=int)
@@ -780,7 +803,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run both implementations without, with, or both (default)")
     ap.add_argument("--sampler", choices=("compact", "hf"), default=Setup.sampler,
                     help="ladtrain's sampler: compact (finished rows dropped; default) or hf (generate)")
-    ap.add_argument("--no-chunked", action="store_true", help="ladtrain's log-probs from the (B, T, V) logits")
+    ap.add_argument("--no-chunked", action="store_true",
+                    help="ladtrain's log-probs from the (B, T, V) logits")
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
     ap.add_argument("--no-share-prompts", action="store_true",
                     help="ablation: run every prompt G times (ladtrain before the shared-prompt change)")
@@ -792,7 +816,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round, workers in this process")
     ap.add_argument("--write", action="store_true",
-                    help=f"write {RESULTS.relative_to(ROOT)}/results.{{json,md}} (results-SHAPE.* with --shape, "
+                    help=f"write {RESULTS.relative_to(ROOT)}/results.{{json,md}} "
+                         "(results-SHAPE.* with --shape, "
                          "-gc-off / -gc-on appended unless --gradient-checkpointing both)")
     ap.add_argument("--json", help="write the results as JSON to this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -823,7 +848,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores (shared; load average {info['load_average_at_start']}), "
-          f"python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, trl {info['trl']}",
+          f"python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, trl "
+          f"{info['trl']}",
           flush=True)
     results = []
     for name in args.models.split(","):
@@ -850,13 +876,15 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/step_profile.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
                                                               if a not in ("--write",))
     doc = {"machine": info, "seconds": time.time() - started, "command": command.strip(), "results": results,
-           "trl_settings": [list(row) for row in trl_fair.SETTINGS], "trl_not_settable": list(trl_fair.NOT_SETTABLE)}
+           "trl_settings": [list(row) for row in trl_fair.SETTINGS],
+           "trl_not_settable": list(trl_fair.NOT_SETTABLE)}
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2))
     if args.write:
         RESULTS.mkdir(parents=True, exist_ok=True)
         stem = (f"results-{args.shape}" if args.shape else "results") + (
-            "" if args.gradient_checkpointing == "both" or args.quick else f"-gc-{args.gradient_checkpointing}")
+            "" if args.gradient_checkpointing == "both" or args.quick
+            else f"-gc-{args.gradient_checkpointing}")
         (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=2))
         (RESULTS / f"{stem}.md").write_text(markdown(doc))
     print(f"total {time.time() - started:.0f}s", flush=True)
@@ -872,9 +900,11 @@ def markdown(doc: dict[str, Any]) -> str:
              f"Reproduce: `{doc['command']} --write` ({doc['seconds']:.0f} s here).", "",
              "Memory: peak resident set size per phase of a step, sampled every 2 ms by a thread "
              "(`benchmarks/rss.py`; glibc's mmap threshold fixed at 128 KiB in every worker so that freed "
-             "tensors leave the RSS); the process high-water mark is printed beside it. \"Rise\" is the step's "
+             "tensors leave the RSS); the process high-water mark is printed beside it. \"Rise\" is the "
+             "step's "
              "peak minus the RSS at its start (model, gradients freed, optimizer state allocated).", "",
-             "## TRL settings (every option that changes the work per step)", "", trl_fair.markdown_table(), ""]
+             "## TRL settings (every option that changes the work per step)", "",
+             trl_fair.markdown_table(), ""]
     for result in doc["results"]:
         lines += ["```", report(result), "```", ""]
     return "\n".join(lines)

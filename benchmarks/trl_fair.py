@@ -61,13 +61,15 @@ def config_kwargs(setup: Any, output_dir: str, steps: int) -> dict[str, Any]:
         max_completion_length=setup.max_new_tokens, temperature=setup.temperature, top_k=0, top_p=1.0,
         min_p=None, repetition_penalty=1.0, generation_kwargs={}, use_vllm=False,
         use_transformers_continuous_batching=False, cache_implementation=None,
-        gradient_checkpointing=setup.gradient_checkpointing, bf16=False, fp16=False, cast_lm_head_to_fp32=False,
-        beta=0.0, loss_type="grpo", scale_rewards="group", epsilon=setup.clip_eps, epsilon_high=None, delta=None,
+        gradient_checkpointing=setup.gradient_checkpointing, bf16=False, fp16=False,
+        cast_lm_head_to_fp32=False, beta=0.0, loss_type="grpo", scale_rewards="group", epsilon=setup.clip_eps,
+        epsilon_high=None, delta=None,
         importance_sampling_level="token", mask_truncated_completions=False, top_entropy_quantile=1.0,
         entropy_coef=0.0, use_adaptive_entropy=False, optim="adamw_torch", weight_decay=0.0, adam_beta1=0.9,
         adam_beta2=0.999, adam_epsilon=1e-8, lr_scheduler_type="constant", warmup_steps=0,
         learning_rate=setup.lr, max_grad_norm=setup.max_grad_norm, logging_steps=1, log_completions=False,
-        report_to="none", save_strategy="no", torch_compile=False, use_liger_kernel=False, pad_to_multiple_of=None,
+        report_to="none", save_strategy="no", torch_compile=False, use_liger_kernel=False,
+        pad_to_multiple_of=None,
         dataloader_num_workers=0, disable_tqdm=True, max_steps=steps, seed=setup.seed, use_cpu=True,
     )
 

@@ -70,8 +70,8 @@ class CompactSampler:
     def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
         keyword = cache_keyword(self.model)
         if keyword is None or len(prompts) == 0:  # a model that takes no cache: generate's loop
-            return HFSampler(self.model, self.tokenizer, self.temperature, self.max_new_tokens).sample(prompts,
-                                                                                                        group_size)
+            fallback = HFSampler(self.model, self.tokenizer, self.temperature, self.max_new_tokens)
+            return fallback.sample(prompts, group_size)
         tok, G, T = self.tokenizer, group_size, self.max_new_tokens
         enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         device = next(self.model.parameters()).device
@@ -106,9 +106,9 @@ class CompactSampler:
                 keep = going.nonzero().squeeze(1)  # (b',)
                 cache.batch_select_indices(keep)
                 live, attention, token = live[keep], attention[keep], token[keep]
-            attention = torch.cat([attention, attention.new_ones(attention.shape[0], 1)], dim=1)  # (b, P + t + 1)
-            out = self.model(input_ids=token[:, None], attention_mask=attention,
-                             position_ids=attention.sum(-1, keepdim=True) - 1, use_cache=True, **{keyword: cache})
+            attention = torch.cat([attention, attention.new_ones(attention.shape[0], 1)], dim=1)  # (b, P+t+1)
+            out = self.model(input_ids=token[:, None], attention_mask=attention, use_cache=True,
+                             position_ids=attention.sum(-1, keepdim=True) - 1, **{keyword: cache})
             logits = out.logits[:, -1]  # (b, V)
         self.model.train(was_training)
         completion = completion[:, :steps]  # (B, T') as generate: no column after the longest completion

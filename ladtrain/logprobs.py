@@ -108,7 +108,8 @@ class ChunkedTokenLogprob(torch.autograd.Function):
             b = bias.to(dtype) if bias is not None else None
             for s in range(0, hidden.shape[0], rows):
                 z = _chunk_logits(hidden[s : s + rows].to(dtype), w, b, temperature)  # (n, V)
-                out[s : s + rows] = z.gather(1, ids[s : s + rows, None]).squeeze(1) - torch.logsumexp(z, dim=1)
+                picked = z.gather(1, ids[s : s + rows, None]).squeeze(1)  # (n,)
+                out[s : s + rows] = picked - torch.logsumexp(z, dim=1)
         ctx.save_for_backward(hidden, weight, bias, ids)
         ctx.temperature, ctx.rows, ctx.dtype = temperature, rows, dtype
         return out
@@ -149,7 +150,8 @@ def selected_logprobs(hidden: Tensor, head: OutputHead, ids: Tensor, mask: Tenso
     others are 0 (as the plain path's ``logp * mask``)."""
     keep = mask.bool()  # (B, T)
     rows = chunk_rows(head.weight.shape[0], chunk_logits)
-    scored = ChunkedTokenLogprob.apply(hidden[keep], head.weight, head.bias, ids[keep], temperature, rows)  # (N,)
+    scored = ChunkedTokenLogprob.apply(hidden[keep], head.weight, head.bias, ids[keep], temperature,
+                                       rows)  # (N,)
     # masked_scatter keeps the result attached to the graph even when nothing is scored
     return scored.new_zeros(ids.shape).masked_scatter(keep, scored)  # (B, T)
 

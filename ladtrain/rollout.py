@@ -224,8 +224,8 @@ def _full_batch_outputs(model: torch.nn.Module, head: logprobs.OutputHead | None
                         rows: Tensor | slice, length: int) -> Tensor:
     """(k, length, H or V): the final hidden states (with ``head``) or logits predicting completion tokens
     ``0 .. length - 1`` of the rows ``rows``, prompt and completion run together."""
-    input_ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows, :length]], dim=1)  # (k, P + L)
-    attention = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows, :length]], dim=1)  # (k, P + L)
+    input_ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows, :length]], dim=1)  # k, P+L
+    attention = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows, :length]], dim=1)
     if head is not None:
         hidden = head.backbone(input_ids=input_ids, attention_mask=attention,
                                position_ids=positions(attention)).last_hidden_state  # (k, P + L, H)
@@ -249,7 +249,8 @@ def length_buckets(lengths: Tensor, parts: int = 4, min_saving: float = 0.1) -> 
 
 
 def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float,
-                            head: logprobs.OutputHead | None = None, buckets: list[Tensor] | None = None) -> Tensor:
+                            head: logprobs.OutputHead | None = None,
+                            buckets: list[Tensor] | None = None) -> Tensor:
     """:func:`token_logprobs` running each group's prompt once: the prompt's cache (with its autograd
     graph) is copied to the ``G`` rows, then the completions run on top of it, bucket by bucket of similar
     lengths where that saves work (``buckets``: default :func:`length_buckets`; ``[]``: one pass). With
@@ -285,8 +286,8 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
                 cache.batch_select_indices(rows // G)  # the prompt rows of this bucket's completions
                 span = slice(P, P + longest - 1)
                 out = net(input_ids=rollout.completion_ids[rows, : longest - 1],
-                          attention_mask=attention[rows, : P + longest - 1], position_ids=position[rows, span],
-                          use_cache=True, **{keyword: cache})
+                          attention_mask=attention[rows, : P + longest - 1],
+                          position_ids=position[rows, span], use_cache=True, **{keyword: cache})
                 hidden = out.last_hidden_state if head is not None else out.logits  # (k, longest - 1, H or V)
                 part = torch.nn.functional.pad(hidden, (0, 0, 0, T - longest))  # zeros where nothing is read
             parts.append(part)

@@ -226,7 +226,7 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
             world: distributed.World, device: torch.device) -> Step:
     """The step's objects: the sampler, FlowRL's frozen reference (a copy of the base) and learned log Z
     head, and AdamW over the policy and the head with the warm-up-then-constant/cosine schedule."""
-    sampler = CompactSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens)  # finished rows free
+    sampler = CompactSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens)  # ended rows free
     ref_model = copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
     z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss.needs_log_z else None
     head = list(z_head.parameters()) if z_head is not None else []

@@ -83,13 +83,14 @@ class Step:
     z_head: partition.LogZHead | None = None  # FlowRL's learned log Z (loss.needs_log_z)
     share_prompts: bool | None = None  # token_logprobs: None = run each group's prompt once where exact
     old_pass: bool = False  # a no-grad logp_old pass even at one update per rollout (benchmark ablation)
-    chunked: bool | None = None  # token_logprobs: None = chunked log-probs where exact; False = (B, T, V) logits
+    chunked: bool | None = None  # token_logprobs: None = chunked where exact; False = the (B, T, V) logits
     buckets: bool = True  # token_logprobs: length buckets where they save work; False = one pass (ablation)
 
     @property
     def logprob_options(self) -> dict[str, Any]:
         """How :func:`ladtrain.rollout.token_logprobs` scores this step's tokens (all exact)."""
-        return {"share_prompts": self.share_prompts, "chunked": self.chunked, "buckets": None if self.buckets else []}
+        return {"share_prompts": self.share_prompts, "chunked": self.chunked,
+                "buckets": None if self.buckets else []}
 
     @property
     def device(self) -> torch.device:

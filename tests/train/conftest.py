@@ -63,7 +63,8 @@ def llama_in_float64(monkeypatch):
     def rope(self, x, position_ids):
         freqs = position_ids[..., None].to(torch.float64) * self.inv_freq.to(torch.float64)
         emb = torch.cat((freqs, freqs), dim=-1)
-        return (emb.cos() * self.attention_scaling).to(x.dtype), (emb.sin() * self.attention_scaling).to(x.dtype)
+        scale = self.attention_scaling
+        return (emb.cos() * scale).to(x.dtype), (emb.sin() * scale).to(x.dtype)
 
     def norm(self, h):
         return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))

@@ -25,11 +25,13 @@ def test_smollm2_shape_is_the_real_architecture():
 
     tok = shapes.tokenizer(49152)
     assert len(tok) == 49152 and tok.decode([49151]) == "<v49151>"
-    assert tok("1 2", add_special_tokens=False)["input_ids"] == shapes.tokenizer(103)("1 2", add_special_tokens=False)[
-        "input_ids"]  # the character ids are the built-in tokenizer's
+    plain = shapes.tokenizer(103)  # the built-in tokenizer's size: nothing added
+    ids = tok("1 2", add_special_tokens=False)["input_ids"]
+    assert ids == plain("1 2", add_special_tokens=False)["input_ids"]
     config = shapes.config("smollm2-135m", tok)
-    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads,
-            config.intermediate_size, config.vocab_size) == (576, 30, 9, 3, 1536, 49152)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
+            config.num_key_value_heads, config.intermediate_size, config.vocab_size) == (
+        576, 30, 9, 3, 1536, 49152)
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
@@ -41,8 +43,9 @@ def test_eos_bias_gives_the_hazard_it_was_solved_for():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=500, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=500, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                                         tie_word_embeddings=True))
     for hazard in (0.01, 0.2):
         b = shapes.eos_bias(model, 1, hazard, positions=128)
         gen = torch.Generator().manual_seed(0)  # the same positions eos_bias used
@@ -75,10 +78,11 @@ def test_trl_settings_table_names_only_options_that_are_passed():
                             clip_eps=0.2, lr=1e-4, max_grad_norm=1.0, seed=0)
     kwargs = trl_fair.config_kwargs(setup, "/tmp/unused", steps=2)
     named = {name.strip().split("/")[0] for row in trl_fair.SETTINGS for name in row[0].split(",")}
-    named -= {"model", "prompts", "threads", "adam_beta1"}  # not GRPOConfig options / listed as "adam_beta1/2"
+    named -= {"model", "prompts", "threads", "adam_beta1"}  # not GRPOConfig options; "adam_beta1/2"
     assert named <= kwargs.keys(), named - kwargs.keys()
     assert {"adam_beta1", "adam_beta2"} <= kwargs.keys()
-    assert kwargs["gradient_checkpointing"] is False and kwargs["bf16"] is False and kwargs["loss_type"] == "grpo"
+    assert kwargs["gradient_checkpointing"] is False and kwargs["bf16"] is False
+    assert kwargs["loss_type"] == "grpo"
     trl = pytest.importorskip("trl")
     config = trl.GRPOConfig(**kwargs)  # every option exists in this TRL version
     assert config.gradient_checkpointing is False and config.optim == "adamw_torch"

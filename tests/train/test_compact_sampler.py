@@ -19,7 +19,8 @@ PROMPTS = ["1 2 3 4 -> 10\n", "5 5 -> 25\n", "3 1 2 -> 7\n"]  # different length
 
 def _model(eos_bias=3.5):
     tok = models.build_tokenizer()
-    model = models.build_tiny_model(tok, models.TinySpec(hidden=32, layers=2, heads=4, intermediate=64), seed=0)
+    spec = models.TinySpec(hidden=32, layers=2, heads=4, intermediate=64)
+    model = models.build_tiny_model(tok, spec, seed=0)
     head = torch.nn.Linear(32, len(tok), bias=True)
     head.weight = model.model.embed_tokens.weight  # still tied
     with torch.no_grad():

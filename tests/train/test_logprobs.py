@@ -76,7 +76,10 @@ def _grads(fn, h, w, b, ids):
 
 
 def _plain(temperature):
-    return lambda h, w, b, ids: plain_logprobs(torch.nn.functional.linear(h, w, b)[None], ids[None], temperature)[0]
+    def plain(h, w, b, ids):
+        return plain_logprobs(torch.nn.functional.linear(h, w, b)[None], ids[None], temperature)[0]
+
+    return plain
 
 
 def _chunked(temperature, rows):
@@ -133,7 +136,7 @@ def test_token_logprobs_chunked_equals_plain_float64(llama_in_float64, share, mo
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-12, atol=1e-13, msg=name)
 
 
-def test_length_buckets_exact_in_float64_and_the_oracle_catches_a_bucket_cut_short(llama_in_float64, monkeypatch):
+def test_length_buckets_exact_and_the_oracle_catches_a_bucket_cut_short(llama_in_float64, monkeypatch):
     """Buckets of similar lengths, each run only up to its longest completion: the same log-probs and
     gradients as one pass (shared prompts or the full batch, chunked or plain logits). A bucket cut one
     position short changes them."""
