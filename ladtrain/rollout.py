@@ -20,6 +20,13 @@ those of the full batch up to floating-point summation order (tested in float64 
 identical samples; ``tests/train/test_benchmarks_exactness.py``). It is used only where it is exact: the
 rows of each group share their prompt, the model is a Hugging Face causal LM taking a cache, and no
 dropout is active; otherwise the full batch runs as before.
+
+**No full logits, no padding.** :func:`token_logprobs` scores the tokens from the final hidden states in
+chunks where the model allows it (:mod:`ladtrain.logprobs`: no (B, T, V) tensor, recomputed in the
+backward pass), and, where it skips at least 10% of the positions, runs the completions in buckets of
+similar lengths, each only up to its own longest completion (:func:`length_buckets`); both are exact to
+float32 round-off (``tests/train/test_logprobs.py``). :class:`ladtrain.compact_sampler.CompactSampler`,
+the trainer's sampler, drops finished rows from the batch and the KV cache.
 """
 
 from __future__ import annotations
