@@ -1,4 +1,4 @@
-"""``python -m ladtheory {bandit, check, proofs, book}``: each subcommand lives in its own module."""
+"""``python -m ladtheory {bandit, bandit-iterated, check, proofs, book}``: one module per subcommand."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 COMMANDS = {
     "bandit": ("ladtheory.bandit", "the controlled 50-arm bandit experiment (LAD vs GRPO vs FlowRL)"),
+    "bandit-iterated": ("ladtheory.bandit_iterated", "iterated LAD vs GRPO, reference refreshed each round"),
     "check": ("ladtheory.check", "validate a user-defined f-divergence generator and try it on the bandit"),
     "proofs": ("ladtheory.proof", "check every step-checked derivation in proofs/"),
     "book": ("ladtheory.book", "build the Jupyter Book of derivations"),
@@ -15,7 +16,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: python -m ladtheory COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<15} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines.append("\n`python -m ladtheory COMMAND --help` for the options of one command.")
     return "\n".join(lines)
 

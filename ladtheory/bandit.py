@@ -1,4 +1,4 @@
-r"""The controlled bandit experiment: LAD recovers a multimodal target, advantage maximisation collapses.
+r"""The controlled bandit: with a fixed reference LAD recovers a multimodal target, GRPO collapses.
 
 Setup (paper-notes.md section 7; the paper states only "50 arms, three Gaussian bumps, 4000 steps at
 learning rate 5e-3"; every number below is **[ours]** and is a field of :class:`BanditConfig`):

@@ -312,9 +312,11 @@ def check(expr: str | sp.Expr, *, name: str | None = None, run_bandit: bool = Tr
     elif conv.convex is None:
         report["bandit_skipped"] = "convexity is undecided"
     else:
-        div = divergences.from_expression(parsed, name=label)
+        div, why = cx.budgeted(lambda: divergences.from_expression(parsed, name=label), 4 * cx.BUDGET_S)
         report["divergence"] = div
-        if run_bandit:
+        if div is None:
+            report["bandit_skipped"] = f"compiling f for the runtime: {why}"
+        elif run_bandit:
             base = config or bandit_mod.BanditConfig()
             cfg = bandit_mod.BanditConfig(**{**_config_fields(base), "divergences": ("js",), "baselines": ()})
             try:

@@ -15,7 +15,7 @@ Every generator here is a frozen :class:`FDivergence` holding
   They accept numpy arrays and torch tensors (autograd flows through the torch path).
 * ``f(u)`` / ``f_prime(u)``: the same in ordinary coordinates (``f_log(log u)``).
 
-Built-ins (paper-notes.md section 3; ``[ours]`` marks additions beyond the paper's ablation):
+Built-ins (the paper's ablation, arXiv 2602.20132; ``[ours]`` marks additions beyond the paper's ablation):
 
 ==============  ==========================================  =====================================
 name            f(u)                                        note
@@ -309,9 +309,9 @@ BUILTIN_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 class Validation:
     """The outcome of :func:`validate`.
 
-    ``convexity_method`` is ``"symbolic"`` when sympy proved ``f''(u) >= 0`` for all ``u > 0``, and
-    ``"numeric grid"`` when it could not and convexity was checked on a dense grid of ``u`` (a check,
-    not a proof; the report says so).
+    ``convexity_method`` is ``"symbolic"`` when sympy proved ``f''(u) >= 0`` for all ``u > 0``,
+    ``"numeric grid"`` when it could not and convexity was checked numerically (grid plus asymptotics,
+    :mod:`ladtheory.convexity`; a check, not a proof), ``"refuted"`` or ``"undecided"`` otherwise.
     """
 
     f_at_1_ok: bool

@@ -32,7 +32,9 @@ So the descent direction is ``w(A, rho) grad log pi`` with the **effective weigh
 Since ``f'`` is non-decreasing, for a generator with ``f'(1) = 0`` that is strictly convex at 1 (``f'``
 strictly increasing through 1) descent raises ``log pi(y)`` exactly while ``rho < e^{A/eta}`` and lowers it
 once ``rho > e^{A/eta}``: the **brake** on over-confident growth (a generator flat near 1 takes a zero step
-there instead; ``python -m ladtheory check`` says which case a generator is in).
+there instead; ``python -m ladtheory check`` says which case a generator is in; ``proofs/brake_lemma.py``).
+The brake acts per unit of the chosen ``level``: per token, a response's ratio can reach ``e^{|y| A/eta}``
+(``proofs/token_level_ratio.py``).
 Every built-in has ``f'(1) = 0`` except the paper's ``kl = u log u`` (``f'(1) = 1``: the per-sample brake
 point moves to ``rho = e^{A/eta - 1}``) and ``rkl = -log u`` (``f'(1) = -1``: ``w = e^{A/eta} > 0``, no
 per-sample brake at all). The term ``f'(1) rho grad log pi`` that separates them from their

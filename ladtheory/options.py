@@ -358,13 +358,11 @@ class Path(Text):
         return None
 
     def describe(self) -> str:
-        kind = "a folder" if self.folder else "a file" if self.file else "a path"
-        kind = self.what if self.holding else kind
-        text = (
-            ("an existing " if self.exists else "")
-            + kind
-            + (f" holding {self.holding}" if self.holding else "")
-        )
+        if self.holding:  # "a run folder holding config.json"
+            text = f"{self.what} holding {self.holding}"
+        else:
+            text = ("a folder" if self.folder else "a file" if self.file else "a path") + (
+                " that exists" if self.exists else "")
         return " or ".join([*self.keywords, text]) if self.keywords else text
 
 
@@ -525,6 +523,16 @@ def validate(obj: Any, *, error: type[OptionError] = OptionError, flags: bool = 
         if problem:
             raise error(message(f.name, problem, value, flags=flags))
     return obj
+
+
+def __getattr__(name: str) -> Any:
+    """The command-line helpers live in :mod:`ladtheory.flags`; ``options.Parser`` and friends still
+    resolve there, for code written against the first layout."""
+    if name in ("Parser", "add_arguments", "help_text", "values"):
+        from ladtheory import flags
+
+        return getattr(flags, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -161,7 +161,8 @@ class TrainConfig(RunOptions):
     loss: str = _f(
         "lad",
         "loss: lad (= lad:js), lad:<divergence> (kl rkl js hellinger tv jeffreys pearson neyman "
-        "triangular alpha:<a>), grpo, dr_grpo, dapo, gspo, flowrl, ladw:<divergence> (ablation)",
+        "triangular alpha:<a>), grpo, grpo_tokenmean (control), dr_grpo, dapo, gspo, flowrl, "
+        "ladw:<divergence> (ablation)",
         Text(lookup="ladtrain.config:check_loss", hint="a loss spec"),
     )
     eta: float = _f(
@@ -193,6 +194,12 @@ class TrainConfig(RunOptions):
         Int(ge=2, why="advantages are normalised within a group"),
     )
     updates_per_rollout: int = _f(1, "optimizer updates on each rollout (1 = on-policy)", Int(ge=1))
+    mini_batches: int = _f(
+        1,
+        "minibatches per rollout, split by groups: one optimizer step each, repeated for "
+        "--updates-per-rollout epochs (1 = the whole rollout per step)",
+        Int(ge=1),
+    )
     lr: float = _f(
         1e-4, "AdamW learning rate for RL (on the built-in model 5e-4 and 1e-3 collapsed)", Real(gt=0)
     )

@@ -10,6 +10,9 @@ A loss is picked by a spec string (``--loss``):
 * ``grpo``: GRPO's clipped surrogate, per-sequence token mean (``clip_eps``, ``clip_eps_high``);
 * ``dr_grpo``: the same surrogate summed over tokens and divided by ``B * max_new_tokens`` (Dr. GRPO);
 * ``dapo``: the same surrogate, global token mean, clip-higher (``clip_eps_high`` defaults to 0.28);
+* ``grpo_tokenmean`` (control): GRPO's surrogate with its symmetric clip, aggregated as ``lad`` at
+  ``level="token"`` (global token mean), so ``lad`` vs ``grpo_tokenmean`` differs in the objective alone
+  and ``grpo_tokenmean`` vs ``grpo`` in the aggregation alone (``dapo`` without clip-higher);
 * ``gspo``: sequence-level length-normalised ratio with GSPO's clip range (3e-4, 4e-4);
 * ``flowrl``: FlowRL's trajectory balance (``flowrl_beta``) with a learned log Z head and a frozen
   reference model (the trainer supplies both: ``needs_ref``, ``needs_log_z``);
@@ -172,6 +175,10 @@ FAMILIES: dict[str, Family] = {
     # dr_grpo: (token sum / max_new_tokens) averaged over sequences
     "dr_grpo": Family(_no_arg("dr_grpo", _grpo_family("dr_grpo"), "sequence"),
                       "Dr. GRPO: clipped surrogate, token sum / (B * --max-new-tokens)"),
+    # grpo_tokenmean: the control arm with GRPO's objective and LAD's (token-level) aggregation
+    "grpo_tokenmean": Family(_no_arg("grpo_tokenmean", _grpo_family("dapo"), "token"),
+                             "control: GRPO clipped surrogate (symmetric --clip-eps unless --clip-eps-high), "
+                             "global token mean as lad"),
     "dapo": Family(_no_arg("dapo", _grpo_family("dapo", default_high=0.28), "token"),
                    "DAPO: clipped surrogate, global token mean, clip-higher (--clip-eps-high, default 0.28)"),
     "gspo": Family(_no_arg("gspo", _gspo, "sequence"),

@@ -179,11 +179,24 @@ def check_task(cfg: RunOptions) -> None:
     try:
         get_task(cfg.task)
     except TaskError as err:
-        raise ConfigError(f"--task: {' '.join(str(err).split())}") from None
+        raise ConfigError(options.message("task", _reason(err, cfg.task), cfg.task)) from None
     if cfg.reward:
         from ladtrain.rewards import load_reward
 
-        load_reward(cfg.reward)
+        try:
+            load_reward(cfg.reward)
+        except TaskError as err:  # a RewardError: the module does not import or has no such function
+            raise ConfigError(options.message("reward", _reason(err, cfg.reward), cfg.reward)) from None
+
+
+def _reason(err: Exception, value: str) -> str:
+    """The error's text on one line, without a leading ``--flag VALUE:`` or ``VALUE:`` (shown once, at the
+    end, by :func:`ladtheory.options.message`)."""
+    text = " ".join(str(err).split())
+    for lead in (f"--reward {value}: ", f"--reward {value!r}: ", f"task spec {value!r}: ", f"{value}: "):
+        if text.startswith(lead):
+            return text[len(lead):]
+    return text
 
 
 def train(cfg: TrainConfig) -> TrainConfig:

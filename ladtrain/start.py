@@ -64,7 +64,7 @@ def start_up(cfg: TrainConfig, loss: Loss) -> tuple[distributed.World, torch.dev
     seed_everything(cfg.seed)
     world, device = distributed.setup(cfg.device)  # torchrun: join the group; rank 0 alone writes files
     distributed.check_batch(cfg.prompts_per_step, world)
-    check(loss, world, cfg.grad_accumulation)
+    check(loss, world, cfg.grad_accumulation, cfg)
     return world, device
 
 
@@ -100,7 +100,7 @@ def checkpoint_every(cfg: TrainConfig, world: distributed.World) -> int:
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     """The learning-rate factor after ``update`` optimizer steps: a linear warm-up over
     ``--lr-warmup-steps``, then constant or a cosine decay to 0 at the last update."""
-    total = cfg.steps * cfg.updates_per_rollout
+    total = cfg.steps * cfg.updates_per_rollout * cfg.mini_batches  # the run's optimizer steps
 
     def factor(update: int) -> float:
         ramp = min(1.0, (update + 1) / cfg.lr_warmup_steps) if cfg.lr_warmup_steps else 1.0

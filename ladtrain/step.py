@@ -13,8 +13,10 @@ completion tokens)::
 **On-policy.** With one update per rollout the policy has not moved when the loss is formed, so
 ``logp_old`` is the update's own ``logp``, detached (``LossInputs.logp_old=None``; the same numbers as a
 separate no-grad pass, bit for bit, and one forward pass fewer, as TRL does). With several updates per
-rollout a no-grad pass records the rollout policy's log-probs first; every update reuses the whole batch
-(no minibatching), as GRPO's ``mu`` iterations do.
+rollout or ``--mini-batches K > 1`` a no-grad pass records the rollout policy's log-probs first; each
+epoch then takes one optimizer step per minibatch (K contiguous blocks of whole groups, in rollout order),
+so from the second step on pi has moved from pi_old and LAD's brake and the clips can act (PPO's
+minibatch regime); the unit weights below then apply within each minibatch.
 
 **Exact accumulation and data parallelism.** Every loss is a mean over *units* of the step's batch,
 declared by the loss (``Loss.unit``: tokens, or sequences). Write ``n_p`` for the units of one piece of
@@ -40,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ContextManager, Sequence
 
 import torch
@@ -106,8 +108,13 @@ class Step:
         return list(self.trained.parameters()) + head
 
 
-def check(loss: Loss, world: World, accumulation: int) -> None:
-    """Configuration errors of the step, raised at start-up (not mid-run)."""
+def check(loss: Loss, world: World, accumulation: int, cfg: Any = None) -> None:
+    """Configuration errors of the step, raised at start-up (not mid-run); with ``cfg``, also that each
+    process's prompts split into ``--mini-batches`` minibatches, each with ``--grad-accumulation`` rows."""
+    if cfg is not None and getattr(cfg, "mini_batches", 1) > 1:
+        groups = cfg.prompts_per_step // world.size
+        parts = group_slices(groups * cfg.group_size, cfg.group_size, cfg.mini_batches)
+        micro_batches(min(s.stop - s.start for s in parts), accumulation)
     if (loss.needs_ref or loss.needs_log_z) and (world.is_distributed or accumulation != 1):
         raise ConfigError(f"--loss {loss.name}: needs one process and --grad-accumulation 1")
 
@@ -166,7 +173,7 @@ def collect(step: Step, problems: Sequence[Problem], faults: Faults, phase: Phas
                                dtype=torch.float32, device=device)  # (B,)
         group_mean = torch.nanmean(rewards.view(-1, G), dim=1).nan_to_num(0.0).repeat_interleave(G)  # (B,)
         rewards_filled = torch.where(scored, rewards, group_mean)  # (B,)
-        advantages = group_advantages(rewards_filled, G, scale=step.cfg.adv_scale)  # (B,)
+        advantages = group_advantages(rewards, G, scale=step.cfg.adv_scale)  # (B,) unscored: dropped, A = 0
         faults.rollout(rollout, step.tokenizer.eos_token_id, rewards_filled)  # empty, truncated, equal groups
         mask = rollout.completion_mask * scored[:, None]  # (B, T)
     return Batch(list(problems), rollout, scores, rewards, rewards_filled, scored, advantages, mask,
@@ -194,40 +201,72 @@ class Targets:
 
 @dataclass(frozen=True)
 class UpdateStats:
-    """The last update's loss (the whole step's value, equal on every rank), gradient norm (before
-    clipping) and the loss's diagnostics (of the last micro-batch)."""
+    """The last optimizer step's loss (its minibatch's value, equal on every rank), gradient norm (before
+    clipping) and the loss's diagnostics (of its last micro-batch); ``per_rollout``: the means over the
+    rollout's optimizer steps (:func:`update`) of the brake, ratio, clip and gradient-clip diagnostics."""
 
     loss: Tensor
     grad_norm: Tensor
     terms: dict[str, Tensor]
+    per_rollout: dict[str, float] = field(default_factory=dict)
+
+
+# loss terms averaged over a rollout's optimizer steps (where the loss reports them), and their row names
+PER_ROLLOUT = {"past_target_frac": "brake_frac", "log_ratio_abs_mean": "log_ratio_abs_mean",
+               "clip_frac": "clip_frac_mean"}
 
 
 def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) -> UpdateStats:
-    """``--updates-per-rollout`` optimizer steps on ``batch``; a step whose loss or gradient is not finite
-    (or that has no scored token on any rank) is skipped and counted by ``faults``."""
+    """``--updates-per-rollout`` epochs over ``batch``, each one optimizer step per minibatch of
+    ``--mini-batches`` (:func:`group_slices`: whole groups, in rollout order, no shuffling); ``K = 1`` and
+    one epoch is the on-policy step. A step whose loss or gradient is not finite (or that has no scored
+    token on any rank) is skipped and counted by ``faults``. ``per_rollout`` holds the means over the
+    rollout's optimizer steps of the loss's ``past_target_frac`` (LAD: the share of units past their target
+    ratio, the brake active), ``log_ratio_abs_mean`` (mean |log rho| over tokens), ``clip_frac`` (a clipped
+    loss's share of clipped units), each from a step's last micro-batch, and ``grad_clip_frac`` (the share
+    of optimizer steps whose gradient norm exceeded ``--max-grad-norm``, 0 when it is 0 = off)."""
     cfg, model = step.cfg, step.model
+    K = getattr(cfg, "mini_batches", 1)
     with phase("old_logprobs"):
         model.train()
         targets = Targets(batch.advantages, batch.mask)  # on-policy: logp_old = the update's own, detached
         with torch.no_grad(), models.autocast(step.device, cfg.bf16):
-            if cfg.updates_per_rollout > 1 or step.old_pass:
+            if cfg.updates_per_rollout > 1 or K > 1 or step.old_pass:
                 targets = replace(targets, logp_old=token_logprobs(model, batch.rollout, cfg.temperature,
                                                                    **step.logprob_options))  # (B, T)
             if step.ref_model is not None:
                 targets = replace(targets, logp_ref=token_logprobs(step.ref_model, batch.rollout, cfg.temperature))
-    tokens = distributed.all_sum(batch.mask.sum(), step.world)  # the step's trained tokens, all ranks
+    seen: dict[str, list[float]] = {}
     for _ in range(cfg.updates_per_rollout):
-        with phase("forward_backward"):
-            step.optimizer.zero_grad(set_to_none=True)
-            loss, terms = backward(step.trained, batch.rollout, targets, step.loss, cfg, world=step.world,
-                                   accumulation=cfg.grad_accumulation, z_head=step.z_head,
-                                   **step.logprob_options)
-        with phase("optimizer"):
-            grad_norm = torch.nn.utils.clip_grad_norm_(step.parameters(), cfg.max_grad_norm or math.inf)
-            if faults.update_ok(loss, grad_norm, tokens):  # else skipped and counted
-                step.optimizer.step()
-                step.schedule.step()
-    return UpdateStats(loss, grad_norm, terms)
+        for s in group_slices(targets.mask.shape[0], batch.group_size, K):
+            rows, part = batch.rollout.rows(s), targets.rows(s)
+            tokens = distributed.all_sum(part.mask.sum(), step.world)  # this minibatch's tokens, all ranks
+            with phase("forward_backward"):
+                step.optimizer.zero_grad(set_to_none=True)
+                loss, terms = backward(step.trained, rows, part, step.loss, cfg, world=step.world,
+                                       accumulation=cfg.grad_accumulation, z_head=step.z_head,
+                                       **step.logprob_options)
+            with phase("optimizer"):
+                grad_norm = torch.nn.utils.clip_grad_norm_(step.parameters(), cfg.max_grad_norm or math.inf)
+                if faults.update_ok(loss, grad_norm, tokens):  # else skipped and counted
+                    step.optimizer.step()
+                    step.schedule.step()
+            for k in PER_ROLLOUT:
+                if k in terms:
+                    seen.setdefault(k, []).append(float(terms[k]))
+            seen.setdefault("grad_clip_frac", []).append(float(bool(cfg.max_grad_norm)
+                                                               and float(grad_norm) > cfg.max_grad_norm))
+    per_rollout = {PER_ROLLOUT.get(k, k): sum(v) / len(v) for k, v in seen.items()}
+    return UpdateStats(loss, grad_norm, terms, per_rollout)
+
+
+def group_slices(rows: int, group_size: int, k: int) -> list[slice]:
+    """``k`` contiguous row slices made of whole groups of ``group_size`` rows, group counts differing by
+    at most one (the minibatches of :func:`update`); ConfigError unless ``1 <= k <= groups``."""
+    groups = rows // group_size
+    if k < 1 or k > groups:
+        raise ConfigError(f"--mini-batches {k} must be between 1 and the {groups} prompts per process")
+    return [slice(a.start * group_size, a.stop * group_size) for a in micro_batches(groups, k)]
 
 
 def backward(model: torch.nn.Module, rollout: Rollout, targets: Targets, loss: Loss, hp: Any, *,
@@ -258,10 +297,19 @@ def backward(model: torch.nn.Module, rollout: Rollout, targets: Targets, loss: L
                      if z_head is not None else None)  # (b,)
             piece_loss, terms = loss(LossInputs(logp, piece.logp_old, piece.advantages, piece.mask,
                                                 piece.logp_ref, log_z), hp)
+            terms = {**terms, "log_ratio_abs_mean": abs_log_ratio(logp, piece.logp_old, piece.mask)}
             c = piece_scale(piece.mask, unit, total, world)
             (c * piece_loss).backward()
         value += c * piece_loss.detach().double().cpu()
     return distributed.all_sum(value, world) / world.size, terms
+
+
+def abs_log_ratio(logp: Tensor, logp_old: Tensor | None, mask: Tensor) -> Tensor:
+    """Mean ``|log pi - log pi_old|`` over the masked tokens of (b, T) log-probs (0 on-policy: ``None``)."""
+    if logp_old is None:
+        return torch.zeros(())
+    keep = mask.to(torch.bool)
+    return ((logp.detach() - logp_old).abs() * keep).sum().float().cpu() / keep.sum().clamp(min=1).cpu()
 
 
 def count_units(mask: Tensor, unit: str) -> Tensor:
@@ -299,9 +347,10 @@ def metrics(batch: Batch, stats: UpdateStats, schedule) -> dict[str, Any]:
         "completion_len": float(batch.rollout.lengths.float().mean()),
         "unscored": int((~batch.scored).sum()),
         "grad_norm": float(stats.grad_norm),
+        **stats.per_rollout,
         "lr": schedule.get_last_lr()[0],
     }
 
 
 __all__ = ["Batch", "Step", "Targets", "UpdateStats", "backward", "check", "collect", "count_units", "draw",
-           "metrics", "micro_batches", "no_phase", "piece_scale", "update"]
+           "group_slices", "metrics", "micro_batches", "no_phase", "piece_scale", "update"]

@@ -11,11 +11,12 @@ stats = update(...); log; checkpoint``, final evaluation.
 3. RL, one step at a time (:mod:`ladtrain.step`): :func:`~ladtrain.step.collect` samples
    ``prompts_per_step`` training prompts and ``G = group_size`` completions each (HF ``generate``, KV
    cache, temperature), scores them and group-normalises the rewards into advantages;
-   :func:`~ladtrain.step.update` takes ``updates_per_rollout`` AdamW steps on the loss (gradient-norm
-   clipping, linear warm-up then constant or cosine learning rate); a metrics row per step; every
-   ``--checkpoint-every`` steps an atomic resumable checkpoint (:mod:`ladtrain.checkpoint`; ``--resume``
-   continues from it, exactly on CPU); faults (a reward that raises or is NaN, a non-finite loss, ...) are
-   skipped and counted, or stop the run after a checkpoint (:mod:`ladtrain.faults` documents each);
+   :func:`~ladtrain.step.update` takes ``updates_per_rollout`` epochs of ``mini_batches`` AdamW steps
+   each on the loss (gradient-norm clipping, linear warm-up then constant or cosine learning rate); a
+   metrics row per step; every ``--checkpoint-every`` steps an atomic resumable checkpoint
+   (:mod:`ladtrain.checkpoint`; ``--resume`` continues from it, exactly on CPU); faults (a reward that
+   raises or is NaN, a non-finite loss, ...) are skipped and counted, or stop the run after a checkpoint
+   (:mod:`ladtrain.faults` documents each);
 4. held-out evaluation of the trained policy, an atomic HF checkpoint of it (``RUN/checkpoint``),
    ``summary.json``, a PNG of the learning curves, and a summary table on the console.
 

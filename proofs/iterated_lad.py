@@ -5,8 +5,8 @@ practical loss's minimiser with the previous policy as :math:`\pi_{\mathrm{old}}
 target :math:`\pi_{k}\propto\pi_{k-1}e^{a}` for every strictly convex generator).
 
 (a) :math:`\log\pi_k(y) = \log\pi_0(y) + k\,a(y) - C_k`, i.e. :math:`\pi_k\propto\pi_0 e^{kA/\eta}`; hence for
-    :math:`A(y) = A(y')`: :math:`\pi_k(y)/\pi_k(y') = \pi_0(y)/\pi_0(y')` **exactly, for every generator and
-    every** :math:`k`. The same holds with round-dependent advantages :math:`A_k` as long as
+    :math:`A(y) = A(y')`: :math:`\pi_k(y)/\pi_k(y') = \pi_0(y)/\pi_0(y')` **exactly, for every strictly convex
+    generator and every** :math:`k`. The same holds with round-dependent advantages :math:`A_k` as long as
     :math:`A_k(y) = A_k(y')` every round (e.g. group-normalised rewards when :math:`y, y'` earn the same
     reward):
     then :math:`\pi_k\propto\pi_0 e^{\sum_{j<k}A_j/\eta}`.

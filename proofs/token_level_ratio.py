@@ -20,10 +20,11 @@ for all
    :math:`t`, i.e. the implied sequence ratio is :math:`\rho = e^{|y|A/\eta}`; :math:`\ell_{\mathrm{seq}}` is
    stationary iff :math:`\rho = e^{A/\eta}`. ``level="sequence_mean"`` (mean log-ratio) is stationary iff
    :math:`\frac1T\sum_t d_t = a`: again :math:`\rho = e^{|y|A/\eta}`. The per-sample brake points agree iff
-   :math:`|y| = 1` or :math:`A = 0`. When each prefix is sampled once (LLM training), a policy free at every
-   prefix minimises the sampled token-level loss by putting each token at its own target :math:`d_t = a`
-   wherever :math:`\pi_{\mathrm{old}}(y_t|h_t)e^{a} < 1` (the unnormalised case of
-   ``proofs/lemma_3_2_uniqueness.py`` at each prefix).
+   :math:`|y| = 1` or :math:`A = 0`. At a prefix that only one sampled response visits (in LLM training
+   every prefix past the first few tokens), a policy free at every prefix minimises the sampled
+   token-level loss by putting that token at its own target :math:`d_t = a` wherever
+   :math:`\pi_{\mathrm{old}}(y_t|h_t)e^{a} < 1` (the unnormalised case of ``proofs/lemma_3_2_uniqueness.py``:
+   the term depends on that one conditional probability only).
 3. (expected minimiser, fully expressive policy) With a free conditional :math:`\pi(\cdot|h)` at every
    prefix, the expected token-level loss separates over prefixes; at prefix :math:`h` the conditional
    minimises :math:`\sum_v \pi_{\mathrm{old}}(v|h)\,\mathbb E[e^{a}f(r_v e^{-a})\mid hv]` over

@@ -3,7 +3,8 @@ property test draws values outside the domain (exit 2, one ``error: --flag: ...`
 written to ``--out``) and values inside it (parsed and validated to that very value). The commands are
 called in process through their own parse-and-validate function (``cli.parse_config``, ``cli.parse_eval``,
 ``compare.parse``, ``bandit.parse``) and their ``main`` (for the exit code and stderr); a domain kind this
-file cannot draw from fails the test, so a new kind must come with its strategies."""
+file cannot draw from fails the test, so a new kind must come with its strategies. The same outside
+values in a ``--config`` file are refused naming ``FILE:LINE: key``."""
 
 from __future__ import annotations
 
@@ -215,6 +216,31 @@ def _bandit(argv):
     }
 
 
+def _iterated_parse(argv):
+    """``python -m ladtheory bandit-iterated``'s flags, parsed and validated as its ``main`` does."""
+    from ladtheory import bandit_iterated as bi
+
+    parser = flags.Parser(prog="bandit-iterated")
+    flags.add_arguments(parser, bi.IteratedCommand)
+    flags.add_arguments(parser, bi.IteratedConfig)
+    ns = vars(parser.parse_args(argv))
+    command = options.validate(bi.IteratedCommand(**flags.values(ns, bi.IteratedCommand)))
+    config = bi.IteratedConfig(**flags.values(ns, bi.IteratedConfig))
+    return {**{f.name: getattr(config, f.name) for f in fields(config)}, "out": command.out}
+
+
+def _iterated_main(argv):
+    from ladtheory import bandit_iterated as bi
+
+    return bi.main(argv)
+
+
+def _iterated_classes():
+    from ladtheory import bandit_iterated as bi
+
+    return [bi.IteratedCommand, bi.IteratedConfig]
+
+
 def _value(parsed, name):
     return parsed[name] if isinstance(parsed, dict) else getattr(parsed, name)
 
@@ -224,6 +250,7 @@ COMMANDS = {
     "eval": (_eval, lambda argv: cli.main(["eval", *argv]), [EvalConfig]),
     "compare": (_compare, lambda argv: cli.main(["compare", *argv]), [CompareConfig, TrainConfig]),
     "bandit": (_bandit, bandit.main, [bandit.BanditCommand, bandit.BanditConfig]),
+    "bandit-iterated": (_iterated_parse, _iterated_main, _iterated_classes()),
 }
 REFUSED = {("compare", "loss"), ("compare", "seed"), ("compare", "resume")}  # tested below
 EXTRA = {("bandit", "reference"): ["--mode=sampled"]}  # rollout needs the sampled mode
@@ -245,7 +272,7 @@ FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthChe
 
 def _base_argv(command, name, out):
     argv = list(EXTRA.get((command, name), []))
-    if command == "bandit" and name != "out":
+    if command in ("bandit", "bandit-iterated") and name != "out":
         argv.append(f"--out={out}")
     elif command in ("train", "compare") and name not in ("out", "resume"):
         argv.append(f"--out={out}")
@@ -309,7 +336,14 @@ def test_a_value_inside_the_domain_is_accepted_as_that_value(command, f, paths, 
 
 
 def test_every_field_of_every_config_declares_a_domain_and_a_help_that_shows_it():
-    for cls in (TrainConfig, EvalConfig, CompareConfig, bandit.BanditConfig, bandit.BanditCommand):
+    for cls in (
+        TrainConfig,
+        EvalConfig,
+        CompareConfig,
+        bandit.BanditConfig,
+        bandit.BanditCommand,
+        *_iterated_classes(),
+    ):
         for f in options.declared(cls):  # raises for a field without a domain
             assert f.metadata["help"], f.name
             text = flags.help_text(f)
@@ -382,3 +416,47 @@ def test_a_shown_value_is_one_line_of_at_most_80_characters(value, shown):
         assert text == shown
     else:
         assert text.endswith("[5000002 chars]")
+
+
+TRAIN_FIELDS = [pytest.param(f, id=f.name) for f in options.declared(TrainConfig) if f.name != "resume"]
+
+
+@pytest.mark.parametrize("f", TRAIN_FIELDS)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_value_outside_the_domain_in_a_config_file_names_the_file_line_and_key(f, paths, data, tmp_path):
+    from ladtrain.config import ConfigError, load_yaml
+
+    domain = f.metadata["domain"]
+    strategy = (
+        st.sampled_from(["maybe", "2", "[1, 2]"])
+        if isinstance(domain, Flag)
+        else outside(f.name, domain, paths)
+    )
+    if f.metadata["nullable"]:
+        strategy = strategy.filter(lambda t: t.strip().lower() not in ("", "none", "null"))
+    text = data.draw(strategy, label="value")
+    path = tmp_path / "run.yaml"
+    value = text if isinstance(domain, Flag) and text.startswith("[") else json.dumps(text)
+    first = "steps: 3" if f.name != "steps" else "seed: 1"
+    path.write_text(f"{first}\n{f.name}: {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_yaml(path)
+    line = str(err.value)
+    assert (
+        line.startswith(f"{path}:2: {f.name}: ") and "\n" not in line and len(line) < 400 + len(str(path))
+    ), line
+
+
+def test_python_api_only_fields_are_validated_too():
+    with pytest.raises(options.OptionError, match=r"^arms: must be in \[2, 1000000\] \(got 1\)$"):
+        bandit.BanditConfig(arms=1)
+    with pytest.raises(options.OptionError, match="^bumps: expected a non-empty tuple of Bump"):
+        bandit.BanditConfig(bumps=())
+    with pytest.raises(options.OptionError, match="^bumps: every bump needs"):
+        bandit.BanditConfig(bumps=(bandit.Bump(10.0, 0.0, 1.0),))
+    with pytest.raises(options.OptionError, match=r"^eta: must be finite \(got inf\)$"):
+        bandit.BanditConfig(eta=math.inf)
+    with pytest.raises(options.OptionError, match=r"^--eta: must be > 0 \(got -1\)$"):
+        TrainConfig(eta=-1).validate()  # the Python API of the trainer's config: the same check
+    assert bandit.BanditConfig(arms=2).arms == 2

@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    check {rep.status.value.upper()}: error {rep.error:.3g} <= {rep.tolerance:.0e}? "
                           f"{rep.detail}")
             failed += not rep.ok
+        hyps = [f.name for f in res.hypotheses]
+        if hyps:
+            print(f"{'':<32} assumptions (hypotheses, not proved): {', '.join(hyps)}"[:110])
         for k, v in enumerate(report.claims):
             if v.status is Status.FAILED or args.verbose:
                 print(f"    result claim {k + 1} {v.status.value.upper()}: {v.detail}")

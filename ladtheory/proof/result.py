@@ -12,7 +12,7 @@ import sympy as sp
 
 from ladtheory.proof.chain import Derivation, DerivationReport
 from ladtheory.proof.core import Fact, ProofError, Status, Verdict
-from ladtheory.proof.equality import same_relation
+from ladtheory.proof.equality import canonical_sums, same_relation
 
 PROOFS_DIR = Path(__file__).resolve().parent.parent.parent / "proofs"
 
@@ -179,9 +179,25 @@ def _claim_proved(claim: sp.Basic, res: Result, reports: dict) -> Verdict:
         numeric = any(reports[n].numeric_steps for n in names)
         return Status.NUMERIC if numeric else Status.SYMBOLIC
 
+    def under(names) -> str:
+        hyps = list(dict.fromkeys(h for n in names for h in reports[n].hypotheses))
+        return f"; under {', '.join(hyps)}" if hyps else ""
+
+    for compare in (_written_alike, same_relation):  # the cheap structural pass first
+        verdict = _claim_search(claim, good, compare, status, under)
+        if verdict is not None:
+            return verdict
+    return Verdict(Status.FAILED, "claim", f"no checked part of {res.name!r} proves {sp.sstr(claim)}")
+
+
+def _written_alike(a: sp.Basic, b: sp.Basic) -> bool:
+    return canonical_sums(a) == canonical_sums(b)
+
+
+def _claim_search(claim, good, same, status, under) -> Verdict | None:
     for p in good:
-        if same_relation(claim, p.claim):
-            return Verdict(status([p.name]), "claim", f"proved by part {p.name!r}")
+        if same(claim, p.claim):
+            return Verdict(status([p.name]), "claim", f"proved by part {p.name!r}{under([p.name])}")
     if isinstance(claim, sp.Implies):
         arrows = [(p.name, p.claim.args[0], p.claim.args[1]) for p in good if isinstance(p.claim, sp.Implies)]
         arrows += [(p.name, a, b) for p in good if isinstance(p.claim, sp.Equivalent)
@@ -191,13 +207,13 @@ def _claim_proved(claim: sp.Basic, res: Result, reports: dict) -> Verdict:
             nxt = []
             for premise, path in frontier:
                 for name, a, b in arrows:
-                    if name not in path and same_relation(premise, a):
-                        if same_relation(b, claim.args[1]):
-                            return Verdict(status(path + [name]), "claim",
-                                           "proved by the chain of parts " + " => ".join(path + [name]))
+                    if name not in path and same(premise, a):
+                        if same(b, claim.args[1]):
+                            return Verdict(status(path + [name]), "claim", "proved by the chain of parts "
+                                           + " => ".join(path + [name]) + under(path + [name]))
                         nxt.append((b, path + [name]))
             frontier = nxt
-    return Verdict(Status.FAILED, "claim", f"no checked part of {res.name!r} proves {sp.sstr(claim)}")
+    return None
 
 
 # --- links: a derived fact is the claim of the derivation that proves it ---------------------------------

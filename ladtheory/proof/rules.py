@@ -275,7 +275,7 @@ def _leading_term_limit(expr: sp.Expr, var: sp.Symbol, point, direction: str):
     """The limit from the leading term of the expansion at the point (a second symbolic route), or None."""
     t = sp.Symbol("t_", positive=True)
     sub = {sp.oo: 1 / t, -sp.oo: -1 / t}.get(point, point + (t if direction == "+" else -t))
-    lead = within(lambda: sp.simplify(expr.xreplace({var: sub})).as_leading_term(t), SYMPY_CALL_BUDGET_S)
+    lead = within(lambda: expr.xreplace({var: sub}).as_leading_term(t), SYMPY_CALL_BUDGET_S)
     coeff, power = lead.as_coeff_exponent(t)
     if coeff.has(t) or not power.is_number:
         return None

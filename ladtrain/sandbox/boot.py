@@ -21,9 +21,11 @@ first step that does not work:
    message queues); every capability dropped (bounding set, ambient, effective, permitted,
    inheritable) under locked ``SECBIT_NOROOT``, ``no_new_privs`` set, capabilities re-read and checked;
 6. the seccomp filter of :mod:`ladtrain.sandbox.seccomp` installed;
-7. one ``ok`` on the status pipe, which is then closed (what the candidate later writes cannot reach
-   it); then the candidate: ``program`` mode runs a whole program, ``serve`` mode loads a module and
-   answers calls (one line of :mod:`ladtrain.sandbox.values` text each way) on two pipes to the judge.
+7. one ``ok`` on the status pipe; then a fork: this process stays pid 1 (it reaps, and reports how
+   the candidate ended on the status pipe), the child closes the status pipe before any candidate code
+   runs (what the candidate writes cannot reach it) and runs the candidate: ``program`` mode a whole
+   program, ``serve`` mode a module that answers calls (one line of :mod:`ladtrain.sandbox.values`
+   text each way) on two pipes to the judge.
 
 ``off`` (tests only) names protections to leave out, so each attack test can show the attack working
 without its protection.

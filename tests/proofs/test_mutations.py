@@ -96,9 +96,12 @@ def l31_concavity_start_other_direction(m):
 
 def l31_concavity_negated(m):  # every line negated, the sign rule and the claim adjusted: true, but not the claim
     d = m.forward_concavity()
+    total, lam = m.L_FORWARD.as_independent(sp.Sum, as_Add=True)[1], m.lam
+    negated = sp.Sum(-total.function, total.limits[0]) - lam  # -L written as one sum, as an author would
     lines = [neg(st.expr) for st in d.steps]
-    mutated = rebuild(d, start=-m.L_FORWARD, claim=sp.Gt(sp.Derivative(-m.L_FORWARD, (m.pi[m.k], 2)), 0),
+    mutated = rebuild(d, start=negated, claim=sp.Gt(sp.Derivative(negated, (m.pi[m.k], 2)), 0),
                       lines=lines, rules=["partial_separable", "diff", "positive"])
+    assert mutated.check().ok  # the negated chain is true on its own: only the result's claim rejects it
     return replace(derivations(m), d.name, mutated)
 
 

@@ -1,7 +1,7 @@
 """``python -m ladtheory check``: validation, the effective weight at rho = 1 and its bounds, the bandit run.
 
 The weight is checked against :func:`ladtheory.objective.effective_weight` (a second implementation of
-``-rho f'(rho e^{-A/eta})``) and against the closed forms in paper-notes.md section 2 (JS: 0.5 log((1 +
+``-rho f'(rho e^{-A/eta})``) and against the closed forms (proofs/effective_weight_range.py; JS: 0.5 log((1 +
 e^{A/eta})/2), bounded below by -0.5 log 2; TV: sign(A)).
 """
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from ladtheory.options import shown
 from ladtrain import cli, preflight
 from ladtrain.config import EvalConfig, TrainConfig
 
@@ -92,7 +93,7 @@ def test_a_reward_module_that_exits_on_import_is_one_line_and_trains_nothing(cap
     )
     assert code == 2
     line = one_line(capsys)
-    assert line.startswith(f"error: --reward {module}:reward: cannot import")
+    assert line.startswith("error: --reward: cannot import") and line.endswith(f"(got {shown(f'{module}:reward')})")
     assert any(name in line for name in ("SystemExit", "KeyboardInterrupt", "ModuleNotFoundError")), line
     assert not (tmp_path / "run").exists()
 

@@ -42,7 +42,13 @@ def test_compare_tiny_study_writes_a_consistent_report(cache, tmp_path):
     assert res["table"]["lad:js"]["pass@1"]["mean"] == pytest.approx(mean_of_runs)
     assert set(res["pairs"]) == {"lad:js", "flowrl"} and res["pairs"]["lad:js"]["pass@1"]["problems"] == 3
     assert res["cost"]["grpo"]["update_seconds_ratio"] == pytest.approx(1.0)
+    for lab in labels:  # the share of optimizer steps where gradient-norm clipping bound, per arm
+        rows = [json.loads(line) for s in ("0", "1") for line in
+                (out / "runs" / lab.replace(":", "-") / f"seed{s}" / "metrics.jsonl").read_text().splitlines()]
+        assert res["training"][lab]["grad_clip_frac"] == pytest.approx(sum(r["grad_clip_frac"] for r in rows)
+                                                                      / len(rows))
     text = (out / "report.md").read_text()
+    assert "grad clip binds" in text
     assert "| lad:js |" in text and "`lad:js` vs `grpo`" in text and "`lad:js` vs `flowrl`" in text
 
 

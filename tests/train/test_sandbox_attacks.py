@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -313,3 +314,37 @@ def test_attack_a_fork_bomb_in_one_worker_does_not_starve_the_others(task):
     completions = [bomb] + [p.reference["canonical_solution"] + thread for p in problems]
     scores = task.score_batch(batch, completions)
     assert [s.reward for s in scores] == [0.0, 1.0, 1.0, 1.0], [s.info for s in scores]
+
+
+CROSS_BOMB = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from ladtrain.sandbox import Limits, Sandbox
+bomb = "import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n"
+print("started", flush=True)
+print(Sandbox(Limits(wall_s=4.0)).run(bomb).reason, flush=True)
+"""
+
+
+def test_attack_a_fork_bomb_in_another_trainer_process_does_not_fail_honest_runs_here(task):
+    """Two trainer processes on one host (e.g. torchrun ranks): a fork bomb scored in one while the other
+    scores honest programs that start a thread. Contained three ways: each process has its own uid range
+    (tests/train/test_sandbox.py shows two processes get disjoint ranges), each run its own user namespace
+    (RLIMIT_NPROC counts per namespace) and, where there is a cgroup backend, its own pids.max."""
+    held, reason = process_cap_holds()
+    if not held:
+        pytest.skip(f"process cap not shown to work ({reason}); not running a real fork bomb")
+    other = subprocess.Popen([sys.executable, "-c", CROSS_BOMB.format(repo=str(REPO))],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "started"
+        time.sleep(0.5)  # the bomb is running
+        problems = list(task.problems("train"))
+        thread = ("\n\nimport threading\nworker = threading.Thread(target=print)\nworker.start()\n"
+                  "worker.join()\n")
+        scores = task.score_batch(problems, [p.reference["canonical_solution"] + thread for p in problems])
+        assert [s.reward for s in scores] == [1.0, 1.0, 1.0], [s.info for s in scores]
+        assert other.stdout.readline().strip() == f"timeout after {4.0:g}s"  # the bomb was still running
+    finally:
+        other.kill()
+        other.wait()
