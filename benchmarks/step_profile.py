@@ -3,7 +3,7 @@
 Run (minutes on 2 shared CPU cores; the 135M shape tens of minutes)::
 
     python benchmarks/step_profile.py                      # tiny + 6m models, TRL if installed
-    python benchmarks/step_profile.py --write              # ... and write results/benchmarks/results.{json,md}
+    python benchmarks/step_profile.py --write              # ... and results/benchmarks/results.{json,md}
     python benchmarks/step_profile.py --shape smollm2-135m --write   # ... results-smollm2-135m.{json,md}
     python benchmarks/step_profile.py --quick              # seconds: tiny model, small batch (the test)
 
@@ -268,7 +268,8 @@ def _timed_backward(clock: Clock):
         torch.Tensor.backward = original
 
 
-def sampling_kernel_seconds(batch: int, vocab: int, calls: int, temperature: float, repeats: int = 3) -> float:
+def sampling_kernel_seconds(batch: int, vocab: int, calls: int, temperature: float,
+                            repeats: int = 3) -> float:
     """Seconds of the sampling kernels of ``calls`` generation steps: temperature, softmax, multinomial
     on a (B, V) logits tensor (what ``generate`` does per token besides the forward)."""
     import torch
@@ -309,7 +310,8 @@ class LadState:
 
 @dataclass(frozen=True)
 class ShapedTask:
-    """The task with :func:`shaped_reward` as its score (the benchmark's reward, fed to the trainer's step)."""
+    """The task with :func:`shaped_reward` as its score (the benchmark's reward, fed to the trainer's
+    step)."""
 
     task: Any
 
@@ -331,8 +333,9 @@ def make_sampler(setup: Setup, model, tok):
     from ladtrain.rollout import HFSampler
 
     if setup.sampler == "compact":
-        return CompactSampler(model, tok, setup.temperature, setup.max_new_tokens,
-                              share_prompts=setup.share_prompts)
+        return CompactSampler(
+            model, tok, setup.temperature, setup.max_new_tokens, share_prompts=setup.share_prompts
+        )
     return HFSampler(model, tok, setup.temperature, setup.max_new_tokens)
 
 
@@ -351,9 +354,20 @@ def lad_state(setup: Setup) -> LadState:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, start.lr_lambda(cfg))
     sampler = make_sampler(setup, model, tok)
-    step = Step(cfg, losses.get(cfg.loss), ShapedTask(task), model, tok, sampler, optimizer, schedule,
-                share_prompts=None if setup.share_prompts else False, old_pass=setup.old_pass,
-                chunked=None if setup.chunked else False, buckets=None if setup.buckets else [])
+    step = Step(
+        cfg,
+        losses.get(cfg.loss),
+        ShapedTask(task),
+        model,
+        tok,
+        sampler,
+        optimizer,
+        schedule,
+        share_prompts=None if setup.share_prompts else False,
+        old_pass=setup.old_pass,
+        chunked=None if setup.chunked else False,
+        buckets=None if setup.buckets else [],
+    )
     return LadState(setup, step, problems, random.Random(setup.seed))
 
 
@@ -383,9 +397,13 @@ def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
 def snapshot(st: LadState) -> dict[str, Any]:
     import torch
 
-    return {"model": copy.deepcopy(st.model.state_dict()), "optimizer": copy.deepcopy(st.optimizer.state_dict()),
-            "schedule": copy.deepcopy(st.schedule.state_dict()), "torch_rng": torch.get_rng_state(),
-            "rng": st.rng.getstate()}
+    return {
+        "model": copy.deepcopy(st.model.state_dict()),
+        "optimizer": copy.deepcopy(st.optimizer.state_dict()),
+        "schedule": copy.deepcopy(st.schedule.state_dict()),
+        "torch_rng": torch.get_rng_state(),
+        "rng": st.rng.getstate(),
+    }
 
 
 def restore(st: LadState, snap: dict[str, Any]) -> None:
@@ -404,10 +422,17 @@ def step_record(clock: Clock, row: dict[str, Any], setup: Setup) -> dict[str, An
     sampling = sampling_kernel_seconds(setup.batch, row["vocab"], calls, setup.temperature)
     kernel = sum(clock.kernel.values()) + sampling
     wall = clock.total()
-    return {"wall": wall, "cpu": sum(clock.cpu.values()), "phases": dict(clock.wall), "phases_cpu": dict(clock.cpu),
-            "kernel": {**clock.kernel, "sampling": sampling}, "overhead_fraction": 1.0 - kernel / wall,
-            "optimizer_fraction": clock.wall.get("optimizer", 0.0) / wall,
-            "completion_tokens": row["completion_tokens"], "generate_calls": calls}
+    return {
+        "wall": wall,
+        "cpu": sum(clock.cpu.values()),
+        "phases": dict(clock.wall),
+        "phases_cpu": dict(clock.cpu),
+        "kernel": {**clock.kernel, "sampling": sampling},
+        "overhead_fraction": 1.0 - kernel / wall,
+        "optimizer_fraction": clock.wall.get("optimizer", 0.0) / wall,
+        "completion_tokens": row["completion_tokens"],
+        "generate_calls": calls,
+    }
 
 
 def loss_only_seconds(setup: Setup, spec: str, repeats: int = 25) -> float:
@@ -439,8 +464,12 @@ def memory_record(peaks: rss.PhasePeaks, start: int) -> dict[str, float]:
     mb = rss.megabytes
     generation = peaks.peaks.get("generation", 0)
     update = max([v for k, v in peaks.peaks.items() if k not in ("generation", "reward", "outside")] or [0])
-    return {"start_mb": mb(start), "generation_mb": mb(generation), "update_mb": mb(update),
-            "peak_mb": mb(max([*peaks.peaks.values(), start]))}
+    return {
+        "start_mb": mb(start),
+        "generation_mb": mb(generation),
+        "update_mb": mb(update),
+        "peak_mb": mb(max([*peaks.peaks.values(), start])),
+    }
 
 
 def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
@@ -473,10 +502,14 @@ def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
     from ladtrain.models import count_parameters
 
     loss_only = {spec: loss_only_seconds(setup, spec) for spec in specs}
-    return {"implementation": "ladtrain", "parameters": count_parameters(st.model), "records": records,
-            "loss_only": loss_only,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "import_rss_mb": rss_before / 1024}
+    return {
+        "implementation": "ladtrain",
+        "parameters": count_parameters(st.model),
+        "records": records,
+        "loss_only": loss_only,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "import_rss_mb": rss_before / 1024,
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -525,8 +558,14 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(**trl_fair.config_kwargs(setup, out, steps=steps + 1))
         timer = StepTimes()
-        grpo = GRPOTrainer(model=model, reward_funcs=countdown_reward, args=args,
-                           train_dataset=Dataset.from_list(rows), processing_class=tok, callbacks=[timer])
+        grpo = GRPOTrainer(
+            model=model,
+            reward_funcs=countdown_reward,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tok,
+            callbacks=[timer],
+        )
         generate = grpo._generate
 
         def timed_generate(*a, **k):  # the generation phase, for the memory per phase
@@ -538,13 +577,22 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
         with contextlib.redirect_stdout(io.StringIO()):  # the worker's stdout carries its JSON
             grpo.train()
         applied = trl_fair.applied(grpo)
-        lengths = [h.get("completions/mean_length") for h in grpo.state.log_history if "completions/mean_length" in h]
+        lengths = [
+            h.get("completions/mean_length") for h in grpo.state.log_history if "completions/mean_length" in h
+        ]
     peaks.stop()
-    return {"implementation": "trl", "trl_version": trl.__version__, "applied": applied,
-            "records": [{"wall": w, "cpu": c, "memory": m}
-                        for w, c, m in zip(timer.wall[1:], timer.cpu[1:], timer.memory[1:])],
-            "completion_len": lengths[1:], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "import_rss_mb": rss_before / 1024}
+    return {
+        "implementation": "trl",
+        "trl_version": trl.__version__,
+        "applied": applied,
+        "records": [
+            {"wall": w, "cpu": c, "memory": m}
+            for w, c, m in zip(timer.wall[1:], timer.cpu[1:], timer.memory[1:])
+        ],
+        "completion_len": lengths[1:],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "import_rss_mb": rss_before / 1024,
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -556,11 +604,23 @@ def run_worker(kind: str, setup: Setup, count: int, in_process: bool = False) ->
     in this process (no second start-up of torch and transformers; memory then is this process's)."""
     if in_process:
         return (ladtrain_worker if kind == "ladtrain" else trl_worker)(setup, count)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--setup", json.dumps(asdict(setup)),
-           "--count", str(count)]
-    env = {**os.environ, **rss.MALLOC_ENV, "OMP_NUM_THREADS": str(setup.threads),
-           "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--setup",
+        json.dumps(asdict(setup)),
+        "--count",
+        str(count),
+    ]
+    env = {
+        **os.environ,
+        **rss.MALLOC_ENV,
+        "OMP_NUM_THREADS": str(setup.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} worker failed:\n{proc.stderr[-3000:]}")
@@ -614,10 +674,13 @@ def _ladtrain_summary(runs: list[dict]) -> dict[str, Any]:
     if lad:
         out["lad_step_wall"] = spread([r["wall"] for r in lad])
         out["lad_step_cpu"] = spread([r["cpu"] for r in lad])
-        out["ratio_lad_over_grpo"] = {"wall": spread([a["wall"] / b["wall"] for a, b in zip(lad, grpo)]),
-                                      "cpu": spread([a["cpu"] / b["cpu"] for a, b in zip(lad, grpo)])}
-        out["loss_only_cpu"] = {spec: _median(run["loss_only"][spec] for run in runs)
-                                for spec in ("lad", "grpo")}
+        out["ratio_lad_over_grpo"] = {
+            "wall": spread([a["wall"] / b["wall"] for a, b in zip(lad, grpo)]),
+            "cpu": spread([a["cpu"] / b["cpu"] for a, b in zip(lad, grpo)]),
+        }
+        out["loss_only_cpu"] = {
+            spec: _median(run["loss_only"][spec] for run in runs) for spec in ("lad", "grpo")
+        }
     k = out["kernel"]
     # the limit of this step's work: the model's forward calls in generation, one forward and one backward
     out["kernel_limit"] = sum(v for name, v in k.items() if name.startswith("forward:") or name == "backward")
@@ -628,38 +691,53 @@ def _ladtrain_summary(runs: list[dict]) -> dict[str, Any]:
 def _trl_summary(runs: list[dict]) -> dict[str, Any]:
     records = [r for run in runs for r in run["records"]]
     lens = [x for run in runs for x in run["completion_len"]]
-    return {"version": runs[0]["trl_version"], "applied": runs[0]["applied"],
-            "step_wall": spread([r["wall"] for r in records]),
-            "step_cpu": spread([r["cpu"] for r in records]),
-            "completion_len": _median(lens), "memory": _memory(records),
-            "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
-            "import_rss_mb": max(run["import_rss_mb"] for run in runs)}
+    return {
+        "version": runs[0]["trl_version"],
+        "applied": runs[0]["applied"],
+        "step_wall": spread([r["wall"] for r in records]),
+        "step_cpu": spread([r["cpu"] for r in records]),
+        "completion_len": _median(lens),
+        "memory": _memory(records),
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "import_rss_mb": max(run["import_rss_mb"] for run in runs),
+    }
 
 
-def _versus(slow: dict[str, Any], fast: dict[str, Any], slow_key: str = "step", fast_key: str = "grpo_step"
-            ) -> dict[str, float]:
+def _versus(
+    slow: dict[str, Any], fast: dict[str, Any], slow_key: str = "step", fast_key: str = "grpo_step"
+) -> dict[str, float]:
     """``slow / fast`` step-time ratios (medians; low/high from the extreme pairings) and the memory ratios
     ``fast / slow`` (peak RSS of the step, and its rise above the step's start)."""
     sw, fw = slow[f"{slow_key}_wall"], fast[f"{fast_key}_wall"]
     sc, fc = slow[f"{slow_key}_cpu"], fast[f"{fast_key}_cpu"]
     sm, fm = slow["memory"], fast["memory"]
+
     def ratio(a: float, b: float) -> float:
         return a / b if b > 0 else math.nan  # a tiny model's step can rise 0 MB
 
-    return {"wall": ratio(sw["median"], fw["median"]), "wall_low": ratio(sw["min"], fw["max"]),
-            "wall_high": ratio(sw["max"], fw["min"]), "cpu": ratio(sc["median"], fc["median"]),
-            "memory_peak": ratio(fm["peak_mb"], sm["peak_mb"]),
-            "memory_update": ratio(fm["update_mb"], sm["update_mb"]),
-            "memory_rise": ratio(fm["rise_mb"], sm["rise_mb"])}
+    return {
+        "wall": ratio(sw["median"], fw["median"]),
+        "wall_low": ratio(sw["min"], fw["max"]),
+        "wall_high": ratio(sw["max"], fw["min"]),
+        "cpu": ratio(sc["median"], fc["median"]),
+        "memory_peak": ratio(fm["peak_mb"], sm["peak_mb"]),
+        "memory_update": ratio(fm["update_mb"], sm["update_mb"]),
+        "memory_rise": ratio(fm["rise_mb"], sm["rise_mb"]),
+    }
 
 
-def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: list[dict] | None = None
-              ) -> dict[str, Any]:
+def summarise(
+    setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: list[dict] | None = None
+) -> dict[str, Any]:
     """One configuration (model, batch, gradient checkpointing): ladtrain now, TRL, and ladtrain before
     issue 24 (generate's sampler and the (B, T, V) log-probs), with the ratios between them."""
     lt = _ladtrain_summary(lad_runs)
-    out: dict[str, Any] = {"setup": asdict(setup), "batch": setup.batch,
-                           "parameters": lad_runs[0]["parameters"], "ladtrain": lt}
+    out: dict[str, Any] = {
+        "setup": asdict(setup),
+        "batch": setup.batch,
+        "parameters": lad_runs[0]["parameters"],
+        "ladtrain": lt,
+    }
     for key in ("ratio_lad_over_grpo", "loss_only_cpu"):
         if key in lt:
             out[key] = lt.pop(key)
@@ -679,89 +757,114 @@ def summarise(setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: 
 
 
 def _memory_line(name: str, m: dict[str, float]) -> str:
-    return (f"{name} peak RSS per step: generation {m['generation_mb']:.0f} MB, "
-            f"update {m['update_mb']:.0f} MB "
-            f"(step start {m['start_mb']:.0f} MB, rise {m['rise_mb']:.0f} MB)")
+    return (
+        f"{name} peak RSS per step: generation {m['generation_mb']:.0f} MB, "
+        f"update {m['update_mb']:.0f} MB "
+        f"(step start {m['start_mb']:.0f} MB, rise {m['rise_mb']:.0f} MB)"
+    )
 
 
 def report(result: dict[str, Any]) -> str:
     s, lt = result["setup"], result["ladtrain"]
-    lines = [f"== model {s['model']} ({result['parameters'] / 1e6:.2f}M parameters): B = {s['prompts']} prompts x "
-             f"G = {s['group']} = {result['batch']} sequences, T = {s['max_new_tokens']} new tokens, "
-             "temperature "
-             f"{s['temperature']}, lr {s['lr']}, clip {s['clip_eps']}, grad clip {s['max_grad_norm']}, 1 "
-             "update "
-             f"per rollout, {s['threads']} torch thread(s), gradient checkpointing "
-             f"{'on' if s['gradient_checkpointing'] else 'off'}, sampler {s['sampler']}, log-probs "
-             f"{'chunked' if s['chunked'] else 'full logits'}"]
+    lines = [
+        f"== model {s['model']} ({result['parameters'] / 1e6:.2f}M parameters): B = {s['prompts']} prompts x "
+        f"G = {s['group']} = {result['batch']} sequences, T = {s['max_new_tokens']} new tokens, "
+        "temperature "
+        f"{s['temperature']}, lr {s['lr']}, clip {s['clip_eps']}, grad clip {s['max_grad_norm']}, 1 "
+        "update "
+        f"per rollout, {s['threads']} torch thread(s), gradient checkpointing "
+        f"{'on' if s['gradient_checkpointing'] else 'off'}, sampler {s['sampler']}, log-probs "
+        f"{'chunked' if s['chunked'] else 'full logits'}"
+    ]
     step = lt["grpo_step_wall"]["median"]
     shown_step = lt["lad_step_wall"]["median"] if "lad_step_wall" in lt else step
-    lines.append(f"ladtrain GRPO step {step:.3f}s wall, {lt['grpo_step_cpu']['median']:.3f}s CPU (median of "
-                 f"{lt['grpo_step_wall']['n']}), {lt['completion_tokens_per_s']:.0f} "
-                 f"completion tokens/s ({lt['completion_tokens']:.0f} tokens), process peak RSS "
-                 f"{lt['peak_rss_mb']:.0f} MB "
-                 f"({lt['import_rss_mb']:.0f} MB after imports)")
+    lines.append(
+        f"ladtrain GRPO step {step:.3f}s wall, {lt['grpo_step_cpu']['median']:.3f}s CPU (median of "
+        f"{lt['grpo_step_wall']['n']}), {lt['completion_tokens_per_s']:.0f} "
+        f"completion tokens/s ({lt['completion_tokens']:.0f} tokens), process peak RSS "
+        f"{lt['peak_rss_mb']:.0f} MB "
+        f"({lt['import_rss_mb']:.0f} MB after imports)"
+    )
     shown = "LAD" if "lad_step_wall" in lt else "GRPO"
     lines.append(f"  phases of the {shown} step:")
     for p in PHASES:
         v = lt["phases_wall"][p]
         lines.append(f"  {p:<17}{v:8.3f}s {100 * v / shown_step:5.1f}%")
     k = lt["kernel"]
-    lines.append("  kernels: " + ", ".join(f"{name} {v:.3f}s" for name, v in k.items())
-                 + f"; {lt['generate_calls']:.0f} generate forward calls")
-    lines.append(f"  limit (model forward calls of generation + one forward and backward of the update): "
-                 f"{lt['kernel_limit']:.3f}s; the step takes {lt['over_kernel_limit']:.2f}x that")
+    lines.append(
+        "  kernels: "
+        + ", ".join(f"{name} {v:.3f}s" for name, v in k.items())
+        + f"; {lt['generate_calls']:.0f} generate forward calls"
+    )
+    lines.append(
+        f"  limit (model forward calls of generation + one forward and backward of the update): "
+        f"{lt['kernel_limit']:.3f}s; the step takes {lt['over_kernel_limit']:.2f}x that"
+    )
     lines.append("  " + _memory_line("ladtrain", lt["memory"]))
     if "ratio_lad_over_grpo" in result:
         r1 = result["ratio_lad_over_grpo"]
-        lines.append(f"(1) LAD / GRPO step time, median of {r1['cpu']['n']} interleaved pairs on identical "
-                     f"rollouts: "
-                     f"{r1['cpu']['median']:.4f} in process CPU time (min {r1['cpu']['min']:.4f}, max "
-                     f"{r1['cpu']['max']:.4f}); {r1['wall']['median']:.4f} in wall time (min "
-                     f"{r1['wall']['min']:.4f}, "
-                     f"max {r1['wall']['max']:.4f}; wall time carries the other jobs' load)")
+        lines.append(
+            f"(1) LAD / GRPO step time, median of {r1['cpu']['n']} interleaved pairs on identical "
+            f"rollouts: "
+            f"{r1['cpu']['median']:.4f} in process CPU time (min {r1['cpu']['min']:.4f}, max "
+            f"{r1['cpu']['max']:.4f}); {r1['wall']['median']:.4f} in wall time (min "
+            f"{r1['wall']['min']:.4f}, "
+            f"max {r1['wall']['max']:.4f}; wall time carries the other jobs' load)"
+        )
         lo = result["loss_only_cpu"]
         cpu_step = lt["grpo_step_cpu"]["median"]
-        lines.append(f"    the loss alone (forward + backward at (B, T)): LAD {1e3 * lo['lad']:.2f} ms, GRPO "
-                     f"{1e3 * lo['grpo']:.2f} ms CPU; the difference is "
-                     f"{100 * (lo['lad'] - lo['grpo']) / cpu_step:+.3f}% of a step")
+        lines.append(
+            f"    the loss alone (forward + backward at (B, T)): LAD {1e3 * lo['lad']:.2f} ms, GRPO "
+            f"{1e3 * lo['grpo']:.2f} ms CPU; the difference is "
+            f"{100 * (lo['lad'] - lo['grpo']) / cpu_step:+.3f}% of a step"
+        )
     else:
         lines.append("(1) LAD / GRPO pairs not run at this shape (GRPO steps only)")
     if "trl" in result:
         t, r2 = result["trl"], result["ratio_trl_over_ladtrain_grpo"]
-        lines.append(f"(2) TRL {t['version']} GRPOTrainer step {t['step_wall']['median']:.3f}s wall, "
-                     f"{t['step_cpu']['median']:.3f}s CPU (n {t['step_wall']['n']}, min "
-                     f"{t['step_wall']['min']:.3f}, "
-                     f"max {t['step_wall']['max']:.3f}; completion length {t['completion_len']:.1f}; applied "
-                     f"{t['applied']}) vs ladtrain GRPO step {step:.3f}s: ladtrain is {r2['wall']:.2f}x "
-                     "faster "
-                     f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x); TRL's "
-                     "step is "
-                     f"{t['over_ladtrain_kernel_limit']:.2f}x ladtrain's limit")
+        lines.append(
+            f"(2) TRL {t['version']} GRPOTrainer step {t['step_wall']['median']:.3f}s wall, "
+            f"{t['step_cpu']['median']:.3f}s CPU (n {t['step_wall']['n']}, min "
+            f"{t['step_wall']['min']:.3f}, "
+            f"max {t['step_wall']['max']:.3f}; completion length {t['completion_len']:.1f}; applied "
+            f"{t['applied']}) vs ladtrain GRPO step {step:.3f}s: ladtrain is {r2['wall']:.2f}x "
+            "faster "
+            f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x); TRL's "
+            "step is "
+            f"{t['over_ladtrain_kernel_limit']:.2f}x ladtrain's limit"
+        )
         lines.append("    " + _memory_line("TRL", t["memory"]))
-        lines.append(f"    memory ladtrain / TRL: step peak {r2['memory_peak']:.2f}, update peak "
-                     f"{r2['memory_update']:.2f}, rise above the step's start {r2['memory_rise']:.2f}")
+        lines.append(
+            f"    memory ladtrain / TRL: step peak {r2['memory_peak']:.2f}, update peak "
+            f"{r2['memory_update']:.2f}, rise above the step's start {r2['memory_rise']:.2f}"
+        )
     else:
         lines.append("(2) TRL comparison not run (trl not installed, or --no-trl)")
     if "before" in result:
         b, rb = result["before"], result["ratio_before_over_now"]
-        lines.append(f"before issue 24 (generate's sampler, (B, T, V) log-probs, one pass): GRPO step "
-                     f"{b['grpo_step_wall']['median']:.3f}s wall, {b['grpo_step_cpu']['median']:.3f}s CPU; "
-                     "now "
-                     f"{rb['wall']:.2f}x faster in wall time, {rb['cpu']:.2f}x in CPU time; memory now / "
-                     "before: "
-                     f"step peak {rb['memory_peak']:.2f}, update peak {rb['memory_update']:.2f}, rise "
-                     f"{rb['memory_rise']:.2f}")
+        lines.append(
+            f"before issue 24 (generate's sampler, (B, T, V) log-probs, one pass): GRPO step "
+            f"{b['grpo_step_wall']['median']:.3f}s wall, {b['grpo_step_cpu']['median']:.3f}s CPU; "
+            "now "
+            f"{rb['wall']:.2f}x faster in wall time, {rb['cpu']:.2f}x in CPU time; memory now / "
+            "before: "
+            f"step peak {rb['memory_peak']:.2f}, update peak {rb['memory_update']:.2f}, rise "
+            f"{rb['memory_rise']:.2f}"
+        )
         lines.append("    " + _memory_line("before", b["memory"]))
         if "ratio_trl_over_before" in result:
             rt = result["ratio_trl_over_before"]
-            lines.append(f"    before vs TRL: ladtrain was {rt['wall']:.2f}x faster (CPU {rt['cpu']:.2f}x), "
-                         f"memory "
-                         f"step peak {rt['memory_peak']:.2f}, update peak {rt['memory_update']:.2f} of TRL's")
+            lines.append(
+                f"    before vs TRL: ladtrain was {rt['wall']:.2f}x faster (CPU {rt['cpu']:.2f}x), "
+                f"memory "
+                f"step peak {rt['memory_peak']:.2f}, update peak {rt['memory_update']:.2f} of TRL's"
+            )
     o, opt = result["overhead_fraction"], result["optimizer_fraction"]
-    lines.append(f"(3) share of the step outside model forward/backward and sampling kernels: "
-                 f"{100 * o['median']:.1f}% (min {100 * o['min']:.1f}%, max {100 * o['max']:.1f}%), of which "
-                 f"the optimizer {100 * opt['median']:.1f}%")
+    lines.append(
+        f"(3) share of the step outside model forward/backward and sampling kernels: "
+        f"{100 * o['median']:.1f}% (min {100 * o['min']:.1f}%, max {100 * o['max']:.1f}%), of which "
+        f"the optimizer {100 * opt['median']:.1f}%"
+    )
     return "\n".join(lines)
 
 
@@ -777,48 +880,86 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "trl": trl_available(), "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl_available(),
+        "platform": platform.platform(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="tiny,6m",
-                    help="comma-separated: tiny, 6m, a --shape, or local HF folders")
-    ap.add_argument("--shape", choices=sorted(shapes.SHAPES),
-                    help="one real architecture's shape (random weights) with its own batch: "
-                         + "; ".join(shapes.describe(n) for n in shapes.SHAPES))
-    ap.add_argument("--reps", type=int,
-                    help="interleaved LAD/GRPO pairs per round (3), or GRPO steps at a --shape (1)")
-    ap.add_argument("--rounds", type=int,
-                    help="alternating ladtrain/TRL rounds per configuration (2; 1 at a --shape)")
-    ap.add_argument("--trl-steps", type=int,
-                    help="timed TRL steps per round after one untimed (2; 1 at a --shape)")
+    ap.add_argument(
+        "--models", default="tiny,6m", help="comma-separated: tiny, 6m, a --shape, or local HF folders"
+    )
+    ap.add_argument(
+        "--shape",
+        choices=sorted(shapes.SHAPES),
+        help="one real architecture's shape (random weights) with its own batch: "
+        + "; ".join(shapes.describe(n) for n in shapes.SHAPES),
+    )
+    ap.add_argument(
+        "--reps", type=int, help="interleaved LAD/GRPO pairs per round (3), or GRPO steps at a --shape (1)"
+    )
+    ap.add_argument(
+        "--rounds", type=int, help="alternating ladtrain/TRL rounds per configuration (2; 1 at a --shape)"
+    )
+    ap.add_argument(
+        "--trl-steps", type=int, help="timed TRL steps per round after one untimed (2; 1 at a --shape)"
+    )
     ap.add_argument("--prompts", type=int)
     ap.add_argument("--group", type=int)
     ap.add_argument("--max-new-tokens", type=int)
     ap.add_argument("--threads", type=int, default=Setup.threads)
-    ap.add_argument("--gradient-checkpointing", choices=("off", "on", "both"), default="both",
-                    help="run both implementations without, with, or both (default)")
-    ap.add_argument("--sampler", choices=("compact", "hf"), default=Setup.sampler,
-                    help="ladtrain's sampler: compact (finished rows dropped; default) or hf (generate)")
-    ap.add_argument("--no-chunked", action="store_true",
-                    help="ladtrain's log-probs from the (B, T, V) logits")
+    ap.add_argument(
+        "--gradient-checkpointing",
+        choices=("off", "on", "both"),
+        default="both",
+        help="run both implementations without, with, or both (default)",
+    )
+    ap.add_argument(
+        "--sampler",
+        choices=("compact", "hf"),
+        default=Setup.sampler,
+        help="ladtrain's sampler: compact (finished rows dropped; default) or hf (generate)",
+    )
+    ap.add_argument(
+        "--no-chunked", action="store_true", help="ladtrain's log-probs from the (B, T, V) logits"
+    )
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
-    ap.add_argument("--no-share-prompts", action="store_true",
-                    help="ablation: run every prompt G times (ladtrain before the shared-prompt change)")
-    ap.add_argument("--old-pass", action="store_true",
-                    help="ablation: a separate old-log-prob pass at one update per rollout (before the change)")
-    ap.add_argument("--before", default="6m,smollm2-135m",
-                    help="models also measured as before issue 24 (generate's sampler, (B, T, V) log-probs), "
-                         "without gradient checkpointing; '' for none")
-    ap.add_argument("--quick", action="store_true",
-                    help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round, workers in this process")
-    ap.add_argument("--write", action="store_true",
-                    help=f"write {RESULTS.relative_to(ROOT)}/results.{{json,md}} "
-                         "(results-SHAPE.* with --shape, "
-                         "-gc-off / -gc-on appended unless --gradient-checkpointing both)")
+    ap.add_argument(
+        "--no-share-prompts",
+        action="store_true",
+        help="ablation: run every prompt G times (ladtrain before the shared-prompt change)",
+    )
+    ap.add_argument(
+        "--old-pass",
+        action="store_true",
+        help="ablation: a separate old-log-prob pass at one update per rollout (before the change)",
+    )
+    ap.add_argument(
+        "--before",
+        default="6m,smollm2-135m",
+        help="models also measured as before issue 24 (generate's sampler, (B, T, V) log-probs), "
+        "without gradient checkpointing; '' for none",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds: tiny model, 4 prompts x 4, 8 tokens, 1 round, workers in this process",
+    )
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help=f"write {RESULTS.relative_to(ROOT)}/results.{{json,md}} "
+        "(results-SHAPE.* with --shape, "
+        "-gc-off / -gc-on appended unless --gradient-checkpointing both)",
+    )
     ap.add_argument("--json", help="write the results as JSON to this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--setup", help=argparse.SUPPRESS)
@@ -832,9 +973,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     big = shapes.SHAPES.get(args.shape) if args.shape else None
-    defaults = {"reps": 1 if big else 3, "rounds": 1 if big else 2, "trl_steps": 1 if big else 2,
-                "prompts": big.prompts if big else Setup.prompts, "group": big.group if big else Setup.group,
-                "max_new_tokens": big.max_new_tokens if big else Setup.max_new_tokens}
+    defaults = {
+        "reps": 1 if big else 3,
+        "rounds": 1 if big else 2,
+        "trl_steps": 1 if big else 2,
+        "prompts": big.prompts if big else Setup.prompts,
+        "group": big.group if big else Setup.group,
+        "max_new_tokens": big.max_new_tokens if big else Setup.max_new_tokens,
+    }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -847,16 +993,28 @@ def main(argv: list[str] | None = None) -> int:
     checkpointing = {"off": (False,), "on": (True,), "both": (False, True)}[args.gradient_checkpointing]
     started = time.time()
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores (shared; load average {info['load_average_at_start']}), "
-          f"python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, trl "
-          f"{info['trl']}",
-          flush=True)
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores "
+        f"(shared; load average {info['load_average_at_start']}), "
+        f"python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, trl "
+        f"{info['trl']}",
+        flush=True,
+    )
     results = []
     for name in args.models.split(","):
-        base = replace(Setup(), model=name, prompts=args.prompts, group=args.group,
-                       max_new_tokens=args.max_new_tokens, threads=args.threads,
-                       share_prompts=not args.no_share_prompts, old_pass=args.old_pass, sampler=args.sampler,
-                       chunked=not args.no_chunked, pairs=name not in shapes.SHAPES)
+        base = replace(
+            Setup(),
+            model=name,
+            prompts=args.prompts,
+            group=args.group,
+            max_new_tokens=args.max_new_tokens,
+            threads=args.threads,
+            share_prompts=not args.no_share_prompts,
+            old_pass=args.old_pass,
+            sampler=args.sampler,
+            chunked=not args.no_chunked,
+            pairs=name not in shapes.SHAPES,
+        )
         setups = [replace(base, gradient_checkpointing=gc) for gc in checkpointing]
         runs: dict[Setup, tuple[list, list]] = {setup: ([], []) for setup in setups}
         before_setup = replace(base, sampler="hf", chunked=False, buckets=False)
@@ -866,25 +1024,37 @@ def main(argv: list[str] | None = None) -> int:
                 runs[setup][0].append(run_worker("ladtrain", setup, args.reps, in_process=args.quick))
                 if with_trl:
                     runs[setup][1].append(run_worker("trl", setup, args.trl_steps, in_process=args.quick))
-                if (r == 0 and not setup.gradient_checkpointing and name in args.before.split(",")
-                        and before_setup != base):
+                if (
+                    r == 0
+                    and not setup.gradient_checkpointing
+                    and name in args.before.split(",")
+                    and before_setup != base
+                ):
                     before.append(run_worker("ladtrain", before_setup, args.reps, in_process=args.quick))
         for setup in setups:
             result = summarise(setup, *runs[setup], before if not setup.gradient_checkpointing else None)
             results.append(result)
             print(report(result), flush=True)
-    command = "python benchmarks/step_profile.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
-                                                              if a not in ("--write",))
-    doc = {"machine": info, "seconds": time.time() - started, "command": command.strip(), "results": results,
-           "trl_settings": [list(row) for row in trl_fair.SETTINGS],
-           "trl_not_settable": list(trl_fair.NOT_SETTABLE)}
+    command = "python benchmarks/step_profile.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--write",)
+    )
+    doc = {
+        "machine": info,
+        "seconds": time.time() - started,
+        "command": command.strip(),
+        "results": results,
+        "trl_settings": [list(row) for row in trl_fair.SETTINGS],
+        "trl_not_settable": list(trl_fair.NOT_SETTABLE),
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2))
     if args.write:
         RESULTS.mkdir(parents=True, exist_ok=True)
         stem = (f"results-{args.shape}" if args.shape else "results") + (
-            "" if args.gradient_checkpointing == "both" or args.quick
-            else f"-gc-{args.gradient_checkpointing}")
+            ""
+            if args.gradient_checkpointing == "both" or args.quick
+            else f"-gc-{args.gradient_checkpointing}"
+        )
         (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=2))
         (RESULTS / f"{stem}.md").write_text(markdown(doc))
     print(f"total {time.time() - started:.0f}s", flush=True)
@@ -893,18 +1063,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
-    lines = ["# ladtrain step benchmark", "",
-             f"Machine: {m['cpu']}, {m['cores']} CPU cores, shared with other jobs (load average at start "
-             f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])}); python {m['python']}, torch "
-             f"{m['torch']}, transformers {m['transformers']}, trl {m['trl']}.", "",
-             f"Reproduce: `{doc['command']} --write` ({doc['seconds']:.0f} s here).", "",
-             "Memory: peak resident set size per phase of a step, sampled every 2 ms by a thread "
-             "(`benchmarks/rss.py`; glibc's mmap threshold fixed at 128 KiB in every worker so that freed "
-             "tensors leave the RSS); the process high-water mark is printed beside it. \"Rise\" is the "
-             "step's "
-             "peak minus the RSS at its start (model, gradients freed, optimizer state allocated).", "",
-             "## TRL settings (every option that changes the work per step)", "",
-             trl_fair.markdown_table(), ""]
+    lines = [
+        "# ladtrain step benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} CPU cores, shared with other jobs (load average at start "
+        f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])}); python {m['python']}, torch "
+        f"{m['torch']}, transformers {m['transformers']}, trl {m['trl']}.",
+        "",
+        f"Reproduce: `{doc['command']} --write` ({doc['seconds']:.0f} s here).",
+        "",
+        "Memory: peak resident set size per phase of a step, sampled every 2 ms by a thread "
+        "(`benchmarks/rss.py`; glibc's mmap threshold fixed at 128 KiB in every worker so that freed "
+        'tensors leave the RSS); the process high-water mark is printed beside it. "Rise" is the '
+        "step's "
+        "peak minus the RSS at its start (model, gradients freed, optimizer state allocated).",
+        "",
+        "## TRL settings (every option that changes the work per step)",
+        "",
+        trl_fair.markdown_table(),
+        "",
+    ]
     for result in doc["results"]:
         lines += ["```", report(result), "```", ""]
     return "\n".join(lines)

@@ -59,7 +59,9 @@ SCALES: dict[str, Callable[[Tensor, float], Tensor]] = {
 }
 
 
-def group_advantages(rewards: Tensor, group_size: int, *, scale: str = "group_std", eps: float = 1e-6) -> Tensor:
+def group_advantages(
+    rewards: Tensor, group_size: int, *, scale: str = "group_std", eps: float = 1e-6
+) -> Tensor:
     """(B,) advantages from (B,) rewards, normalised within each group of ``group_size`` rows."""
     if scale not in SCALES:
         raise ValueError(f"unknown advantage scale {scale!r}; known: {', '.join(SCALES)}")

@@ -75,9 +75,13 @@ def _check(logp: Tensor, mask: Tensor, advantages: Tensor, **others: Tensor) -> 
         raise BaselineError(f"logp must have shape (B, T), got {tuple(logp.shape)}")
     for name, t in {"mask": mask, **others}.items():
         if t.shape != logp.shape:
-            raise BaselineError(f"{name} must have the shape of logp {tuple(logp.shape)}, got {tuple(t.shape)}")
+            raise BaselineError(
+                f"{name} must have the shape of logp {tuple(logp.shape)}, got {tuple(t.shape)}"
+            )
     if advantages.shape != (logp.shape[0],):
-        raise BaselineError(f"advantages must have shape (B,) = ({logp.shape[0]},), got {tuple(advantages.shape)}")
+        raise BaselineError(
+            f"advantages must have shape (B,) = ({logp.shape[0]},), got {tuple(advantages.shape)}"
+        )
 
 
 def _detached(**values: Tensor | float) -> dict[str, Tensor]:
@@ -129,7 +133,8 @@ def grpo_loss(
     flows. No KL-to-reference and no entropy terms (the comparison runs all methods without them).
 
     ``terms``: ``clip_frac`` (masked share of tokens whose gradient the clip cuts), ``clip_frac_low`` /
-    ``clip_frac_high`` (the A<0 / A>0 parts), ``ratio_mean``, ``log_ratio_mean``, ``approx_kl`` (masked mean of the k3
+    ``clip_frac_high`` (the A<0 / A>0 parts), ``ratio_mean``, ``log_ratio_mean``, ``approx_kl`` (masked mean
+    of the k3
     estimator ``r - 1 - log r`` of KL(pi_old || pi_theta)), ``weight_mean`` (mean |A|, the sample weight
     at ratio 1), ``tokens``.
     """
@@ -189,7 +194,8 @@ def gspo_loss(
 
         s_i = \exp\Big(\frac{1}{|y_i|}\sum_t m_{it}\,(\log\pi_\theta(y_{it}) - \log\pi_{old}(y_{it}))\Big),
         \qquad
-        L = -\frac{1}{B}\sum_i \min\big(s_i A_i,\ \mathrm{clip}(s_i, 1-\epsilon_{lo}, 1+\epsilon_{hi}) A_i\big)
+        L = -\frac{1}{B}\sum_i \min\big(s_i A_i,\ \mathrm{clip}(s_i, 1-\epsilon_{lo}, 1+\epsilon_{hi})
+        A_i\big)
 
     The defaults ``epsilon_lo = 3e-4``, ``epsilon_hi = 4e-4`` are the GSPO paper's (the sequence ratio
     is a geometric mean, so it moves far less than a token ratio). Gradient:

@@ -158,7 +158,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ladtrain.models import ModelError
     from ladtrain.tasks import TaskError
 
-    return (options.OptionError, CheckpointError, DivergenceError, LossError, ModelError, TaskError, WriteError)
+    return (
+        options.OptionError,
+        CheckpointError,
+        DivergenceError,
+        LossError,
+        ModelError,
+        TaskError,
+        WriteError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -89,7 +89,9 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
         for call in plan(len(problems), samples, batch):
             group = call[0][1]
             rollout = sampler.sample([prompts[j] for j, _ in call], group)
-            scores = scoring.score(task, [problems[j] for j, _ in call for _ in range(group)], rollout.texts).scores
+            scores = scoring.score(
+                task, [problems[j] for j, _ in call for _ in range(group)], rollout.texts
+            ).scores
             ids = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
             ended = (rollout.completion_ids == tokenizer.eos_token_id).any(dim=1).tolist()
             for slot, (j, _) in enumerate(call):

@@ -146,8 +146,14 @@ def estimate(cfg: RunOptions) -> list[tuple[str, int, str, tuple[str, ...]]]:
                 f"{per_call} sequences per sampling call {tokens}", eval_flags))
     if isinstance(cfg, TrainConfig):
         rollout = math.ceil(cfg.prompts_per_step * cfg.group_size / world)
-        out.append(("rollout's tensors", weights + sampling_bytes(m, rollout, length), f"{rollout} sequences {tokens}",
-                    ("prompts_per_step", "group_size", "max_new_tokens")))
+        out.append(
+            (
+                "rollout's tensors",
+                weights + sampling_bytes(m, rollout, length),
+                f"{rollout} sequences {tokens}",
+                ("prompts_per_step", "group_size", "max_new_tokens"),
+            )
+        )
         micro = math.ceil(rollout / cfg.grad_accumulation)
         out.append(("update's tensors", weights + update_bytes(m, micro, length),
                     f"{micro} sequences per micro-batch {tokens}",

@@ -129,15 +129,19 @@ def groups_share_prompts(prompt_ids: Tensor, prompt_mask: Tensor, group_size: in
     return bool((ids == ids[:, :1]).all()) and bool((mask == mask[:, :1]).all())
 
 
-def can_share_prompts(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int) -> bool:
+def can_share_prompts(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
+                      group_size: int) -> bool:
     """Whether :func:`token_logprobs` may run each group's prompt once: a cache-taking HF model, no
     dropout, no gradient checkpointing (which turns the cache off), and the groups share their prompts."""
     checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5
     if checkpointing is None:
         checkpointing = getattr(model, "is_gradient_checkpointing", False)
-    return (cache_keyword(model) is not None and not dropout_active(model)
-            and not (model.training and checkpointing)
-            and groups_share_prompts(prompt_ids, prompt_mask, group_size))
+    return (
+        cache_keyword(model) is not None
+        and not dropout_active(model)
+        and not (model.training and checkpointing)
+        and groups_share_prompts(prompt_ids, prompt_mask, group_size)
+    )
 
 
 @dataclass
@@ -164,23 +168,43 @@ class HFSampler:
         self.model.eval()
         shared = {}
         keyword = cache_keyword(self.model)
-        if self.share_prompts and keyword is not None and group_size >= 2 and unique_ids.shape[1] >= 2 and len(prompts) > 0:
+        if (
+            self.share_prompts
+            and keyword is not None
+            and group_size >= 2
+            and unique_ids.shape[1] >= 2
+            and len(prompts) > 0
+        ):
             # the prompt once per group (all but its last token: generate runs that one and samples)
-            prefill = self.model(input_ids=unique_ids[:, :-1], attention_mask=unique_mask[:, :-1],
-                                 position_ids=positions(unique_mask[:, :-1]), use_cache=True,
-                                 **keep_last_logits(self.model, 1))
+            prefill = self.model(
+                input_ids=unique_ids[:, :-1],
+                attention_mask=unique_mask[:, :-1],
+                position_ids=positions(unique_mask[:, :-1]),
+                use_cache=True,
+                **keep_last_logits(self.model, 1),
+            )
             cache = prefill[keyword]
             cache.batch_repeat_interleave(group_size)  # (n, ...) -> (B, ...), prompt-major
             shared = {keyword: cache}
         out = self.model.generate(
-            input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=self.temperature,
-            top_k=0, top_p=1.0, max_new_tokens=self.max_new_tokens, use_cache=True,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **shared,
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            do_sample=True,
+            temperature=self.temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=self.max_new_tokens,
+            use_cache=True,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            **shared,
         )  # (B, P + T)
         self.model.train(was_training)
-        completion_ids = out[:, prompt_ids.shape[1]:]  # (B, T)
+        completion_ids = out[:, prompt_ids.shape[1] :]  # (B, T)
         mask = completion_mask(completion_ids, tok.eos_token_id)  # (B, T)
-        completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids, tok.pad_token_id))
+        completion_ids = torch.where(
+            mask.bool(), completion_ids, torch.full_like(completion_ids, tok.pad_token_id)
+        )
         texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
         return Rollout(prompt_ids, prompt_mask, completion_ids, mask, texts, group_size)
 
@@ -190,9 +214,14 @@ def _logprobs_of(logits: Tensor, ids: Tensor, temperature: float) -> Tensor:
     return logprobs.plain_logprobs(logits, ids, temperature)
 
 
-def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float = 1.0,
-                   share_prompts: bool | None = None, chunked: bool | None = None,
-                   buckets: list[Tensor] | None = None) -> Tensor:
+def token_logprobs(
+    model: torch.nn.Module,
+    rollout: Rollout,
+    temperature: float = 1.0,
+    share_prompts: bool | None = None,
+    chunked: bool | None = None,
+    buckets: list[Tensor] | None = None,
+) -> Tensor:
     """(B, T) log-probabilities of the completion tokens under ``model`` (with grad if enabled).
 
     Logits are divided by the sampling temperature (as TRL and verl do), so at ``temperature != 1`` the
@@ -221,24 +250,35 @@ def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float 
     else:
         outputs = _full_batch_outputs(model, head, rollout, slice(None), T)  # (B, T, H or V)
     if head is not None:
-        return logprobs.selected_logprobs(outputs, head, rollout.completion_ids, rollout.completion_mask,
-                                          temperature)  # (B, T), 0 on padding
+        return logprobs.selected_logprobs(
+            outputs, head, rollout.completion_ids, rollout.completion_mask, temperature
+        )  # (B, T), 0 on padding
     logp = _logprobs_of(outputs, rollout.completion_ids, temperature)  # (B, T)
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
-def _full_batch_outputs(model: torch.nn.Module, head: logprobs.OutputHead | None, rollout: Rollout,
-                        rows: Tensor | slice, length: int) -> Tensor:
+def _full_batch_outputs(
+    model: torch.nn.Module,
+    head: logprobs.OutputHead | None,
+    rollout: Rollout,
+    rows: Tensor | slice,
+    length: int,
+) -> Tensor:
     """(k, length, H or V): the final hidden states (with ``head``) or logits predicting completion tokens
     ``0 .. length - 1`` of the rows ``rows``, prompt and completion run together."""
     input_ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows, :length]], dim=1)  # k, P+L
     attention = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows, :length]], dim=1)
     if head is not None:
-        hidden = head.backbone(input_ids=input_ids, attention_mask=attention,
-                               position_ids=positions(attention)).last_hidden_state  # (k, P + L, H)
+        hidden = head.backbone(
+            input_ids=input_ids, attention_mask=attention, position_ids=positions(attention)
+        ).last_hidden_state  # (k, P + L, H)
         return hidden[:, -(length + 1) : -1]
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention),
-                   **keep_last_logits(model, length + 1)).logits  # (k, L + 1 or P + L, V)
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=positions(attention),
+        **keep_last_logits(model, length + 1),
+    ).logits  # (k, L + 1 or P + L, V)
     return logits[:, -(length + 1) : -1]  # the logits predicting each token
 
 
@@ -255,9 +295,13 @@ def length_buckets(lengths: Tensor, parts: int = 4, min_saving: float = 0.1) -> 
     return buckets if work <= (1 - min_saving) * B * int(lengths.max()) else []
 
 
-def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float,
-                            head: logprobs.OutputHead | None = None,
-                            buckets: list[Tensor] | None = None) -> Tensor:
+def _shared_prompt_logprobs(
+    model: torch.nn.Module,
+    rollout: Rollout,
+    temperature: float,
+    head: logprobs.OutputHead | None = None,
+    buckets: list[Tensor] | None = None,
+) -> Tensor:
     """:func:`token_logprobs` running each group's prompt once: the prompt's cache (with its autograd
     graph) is copied to the ``G`` rows, then the completions run on top of it, bucket by bucket of similar
     lengths where that saves work (``buckets``: default :func:`length_buckets`; ``[]``: one pass). With
@@ -269,8 +313,13 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
     net = head.backbone if head is not None else model
     keyword = cache_keyword(net)
     extra = {} if head is not None else keep_last_logits(model, 1)
-    prompt = net(input_ids=rollout.prompt_ids[::G], attention_mask=rollout.prompt_mask[::G],
-                 position_ids=position[::G, :P], use_cache=True, **extra)  # (n,) rows
+    prompt = net(
+        input_ids=rollout.prompt_ids[::G],
+        attention_mask=rollout.prompt_mask[::G],
+        position_ids=position[::G, :P],
+        use_cache=True,
+        **extra,
+    )  # (n,) rows
     last = prompt.last_hidden_state if head is not None else prompt.logits
     outputs = [last[:, -1:].repeat_interleave(G, 0)]  # (B, 1, H or V): predicts completion token 0
     T = rollout.completion_ids.shape[1]
@@ -278,8 +327,13 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
     if T > 1 and not (buckets and hasattr(prompt[keyword], "layers")):
         cache = prompt[keyword]
         cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...)
-        rest = net(input_ids=rollout.completion_ids[:, :-1], attention_mask=attention[:, :-1],
-                   position_ids=position[:, P:-1], use_cache=True, **{keyword: cache})
+        rest = net(
+            input_ids=rollout.completion_ids[:, :-1],
+            attention_mask=attention[:, :-1],
+            position_ids=position[:, P:-1],
+            use_cache=True,
+            **{keyword: cache},
+        )
         # (B, T - 1, H or V): predict completion tokens 1..T-1
         outputs.append(rest.last_hidden_state if head is not None else rest.logits)
     elif T > 1:  # bucket by bucket, each only up to its longest completion (see length_buckets)
@@ -292,21 +346,38 @@ def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperatur
                 cache.layers = [copy.copy(layer) for layer in cache.layers]
                 cache.batch_select_indices(rows // G)  # the prompt rows of this bucket's completions
                 span = slice(P, P + longest - 1)
-                out = net(input_ids=rollout.completion_ids[rows, : longest - 1],
-                          attention_mask=attention[rows, : P + longest - 1],
-                          position_ids=position[rows, span], use_cache=True, **{keyword: cache})
+                out = net(
+                    input_ids=rollout.completion_ids[rows, : longest - 1],
+                    attention_mask=attention[rows, : P + longest - 1],
+                    position_ids=position[rows, span],
+                    use_cache=True,
+                    **{keyword: cache},
+                )
                 hidden = out.last_hidden_state if head is not None else out.logits  # (k, longest - 1, H or V)
                 part = torch.nn.functional.pad(hidden, (0, 0, 0, T - longest))  # zeros where nothing is read
             parts.append(part)
         order = torch.cat(buckets)  # bucket rows -> batch rows
         outputs.append(torch.cat(parts)[torch.argsort(order)])  # (B, T - 1, H or V), batch order
     if head is not None:
-        return logprobs.selected_logprobs(torch.cat(outputs, dim=1), head, rollout.completion_ids,
-                                          rollout.completion_mask, temperature)  # (B, T), 0 on padding
+        return logprobs.selected_logprobs(
+            torch.cat(outputs, dim=1), head, rollout.completion_ids, rollout.completion_mask, temperature
+        )  # (B, T), 0 on padding
     logp = _logprobs_of(torch.cat(outputs, dim=1), rollout.completion_ids, temperature)  # (B, T)
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
-__all__ = ["HFSampler", "Rollout", "Sampler", "can_share_prompts", "cache_keyword", "completion_mask",
-           "dropout_active", "ends_with_eos", "groups_share_prompts", "keep_last_logits", "length_buckets",
-           "positions", "token_logprobs"]
+__all__ = [
+    "HFSampler",
+    "Rollout",
+    "Sampler",
+    "can_share_prompts",
+    "cache_keyword",
+    "completion_mask",
+    "dropout_active",
+    "ends_with_eos",
+    "groups_share_prompts",
+    "keep_last_logits",
+    "length_buckets",
+    "positions",
+    "token_logprobs",
+]

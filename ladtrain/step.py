@@ -232,10 +232,16 @@ def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) ->
         targets = Targets(batch.advantages, batch.mask)  # on-policy: logp_old = the update's own, detached
         with torch.no_grad(), models.autocast(step.device, cfg.bf16):
             if cfg.updates_per_rollout > 1 or K > 1 or step.old_pass:
-                targets = replace(targets, logp_old=token_logprobs(model, batch.rollout, cfg.temperature,
-                                                                   **step.logprob_options))  # (B, T)
+                targets = replace(
+                    targets,
+                    logp_old=token_logprobs(
+                        model, batch.rollout, cfg.temperature, **step.logprob_options
+                    ),
+                )  # (B, T)
             if step.ref_model is not None:
-                targets = replace(targets, logp_ref=token_logprobs(step.ref_model, batch.rollout, cfg.temperature))
+                targets = replace(
+                    targets, logp_ref=token_logprobs(step.ref_model, batch.rollout, cfg.temperature)
+                )
     seen: dict[str, list[float]] = {}
     for _ in range(cfg.updates_per_rollout):
         for s in group_slices(targets.mask.shape[0], batch.group_size, K):

@@ -129,7 +129,8 @@ def report(results: dict[str, Any]) -> str:
         "rollout's optimizer steps (--mini-batches, --updates-per-rollout); grad clip binds = share of "
         "optimizer steps whose gradient norm exceeded --max-grad-norm (0 when it is 0 = off).",
         "",
-        "| arm | final reward | past target | clipped | mean log-ratio | mean abs log-ratio | grad clip binds |",
+        "| arm | final reward | past target | clipped | mean log-ratio | mean abs log-ratio "
+        "| grad clip binds |",
         "|---|---|---|---|---|---|---|",
     ]
     for label in labels:

@@ -72,7 +72,8 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
              desc: str = "eval") -> dict[str, Any]:
     """Sample ``samples`` completions per problem and summarise (accuracy = mean reward over samples,
     pass@k, distinct correct answers per prompt, ...; see :mod:`ladtrain.evaluation`; dist-n counts n-grams
-    of the model's tokens), plus ``per_problem`` (every metric per problem) and ``problem_ids``. The sampling RNG
+    of the model's tokens), plus ``per_problem`` (every metric per problem) and ``problem_ids``. The sampling
+    RNG
     is seeded with ``seed`` without disturbing the training RNG, so base and trained policies are
     evaluated on the same random stream."""
     from tqdm.auto import tqdm
@@ -128,8 +129,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_problems, test_problems = start.fit_context(problems["train"], problems["test"], model,
                                                       begin.tokenizer, cfg, faults)
     eval_problems = test_problems[: cfg.eval_problems or None]
-    eval_kw = dict(samples=cfg.eval_samples, temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
-                   seed=cfg.seed + 1, progress=cfg.progress)
+    eval_kw = dict(
+        samples=cfg.eval_samples,
+        temperature=cfg.eval_temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed + 1,
+        progress=cfg.progress,
+    )
     base_eval = begin.base_eval or evaluate(model, begin.tokenizer, task, eval_problems, desc="eval base",
                                             **eval_kw)
     rl = start.rl_step(cfg, loss_fn, task, model, train_model, begin, world, device)
@@ -164,11 +170,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             log.write(row)
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", loss=f"{row['loss']:.4f}")
             faults.agree(distributed.all_sum, world)  # torchrun: one rank's fatal fault stops them all
-            if world.is_main and (every and (step % every == 0 or step == cfg.steps) or faults.fatal):
+            if every and (step % every == 0 or step == cfg.steps) or faults.fatal:  # every rank calls it
                 checkpoint.save_training(out, step, model, begin.tokenizer, optimizer=rl.optimizer,
                                          scheduler=rl.schedule, data_rng=rng, faults=faults,
                                          keep=cfg.keep_checkpoints, modules=start.trained_modules(rl),
-                                         extra={"base_info": begin.base_info, "base_eval": base_eval})
+                                         extra={"base_info": begin.base_info, "base_eval": base_eval},
+                                         world=world)
             if faults.fatal:
                 raise TrainingFault(f"step {step}: {faults.fatal}; checkpoint saved in {out}")
     rl_seconds = time.time() - t_rl
@@ -179,8 +186,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     plain = distributed.plain_model(model, world)  # None off rank 0; gathers FSDP2 shards, merges LoRA
     if not world.is_main:
         return {}
-    models.save(plain, begin.tokenizer, out / "checkpoint",
-                extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}})
+    models.save(
+        plain,
+        begin.tokenizer,
+        out / "checkpoint",
+        extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}},
+    )
     from ladtrain.plots import learning_curves
 
     learning_curves(rows, out / "learning_curves.png", title=f"{loss_fn.name} on {cfg.task}",
@@ -219,7 +230,10 @@ def summary_table(summary: dict[str, Any]) -> str:
     k = summary["eval_samples"]
     rows = [("accuracy (mean over samples)", "accuracy")]
     rows += [(f"pass@{j}", f"pass@{j}") for j in sorted({2, k}) if f"pass@{j}" in base]
-    rows += [("distinct correct answers / prompt", "distinct_correct"), ("answer entropy (nats)", "answer_entropy")]
+    rows += [
+        ("distinct correct answers / prompt", "distinct_correct"),
+        ("answer entropy (nats)", "answer_entropy"),
+    ]
     name = summary["loss"]
     width = max(len(r[0]) for r in rows) + 2
     lines = [f"held-out {summary['eval_problems']} prompts x {k} samples, task {summary['task']}",

@@ -93,7 +93,9 @@ def test_a_reward_module_that_exits_on_import_is_one_line_and_trains_nothing(cap
     )
     assert code == 2
     line = one_line(capsys)
-    assert line.startswith("error: --reward: cannot import") and line.endswith(f"(got {shown(f'{module}:reward')})")
+    assert line.startswith("error: --reward: cannot import") and line.endswith(
+        f"(got {shown(f'{module}:reward')})"
+    )
     assert any(name in line for name in ("SystemExit", "KeyboardInterrupt", "ModuleNotFoundError")), line
     assert not (tmp_path / "run").exists()
 

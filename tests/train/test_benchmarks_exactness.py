@@ -128,7 +128,8 @@ def test_sampler_runs_each_prompt_once_then_one_token_per_row():
     only runs each row's last prompt token on top of the copied cache."""
     model, tok = _model()
     shapes = []
-    model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                    with_kwargs=True)
     rollout = HFSampler(model, tok, 1.0, 4).sample(PROMPTS, 3)
     P = rollout.prompt_ids.shape[1]
     assert shapes[0] == (len(PROMPTS), P - 1)

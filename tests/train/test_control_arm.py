@@ -29,7 +29,9 @@ def test_at_ratio_one_every_token_weighs_one_over_the_batch_tokens_as_in_lad():
     # GRPO weighs a token by 1 / (B |y_i|): the 1-token row's token weighs 5x a 5-token row's
     g_grpo = grad("grpo", x, hp)
     lengths = x.mask.sum(1)
-    torch.testing.assert_close(g_grpo, -(x.advantages / lengths)[:, None] * x.mask / 6, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(
+        g_grpo, -(x.advantages / lengths)[:, None] * x.mask / 6, rtol=1e-12, atol=1e-15
+    )
     assert (g - g_grpo).abs().max() > 1e-3
 
 

@@ -137,3 +137,30 @@ def test_cosine_schedule_counts_every_minibatch_step():
 
     f = lr_lambda(TrainConfig(steps=10, mini_batches=4, lr_schedule="cosine", lr_warmup_steps=0))
     assert math.isclose(f(20), 0.5, abs_tol=1e-12)  # halfway through the 40 optimizer steps
+
+
+def test_a_run_with_minibatches_logs_each_rollouts_diagnostics(cache, tmp_path, tiny, monkeypatch):
+    """Through ``train``: K = 2 minibatches of whole groups, the first on-policy, the second not, and the
+    metrics row carries the per-rollout brake share, mean |log rho| and gradient-clip share."""
+    import json
+    from dataclasses import replace
+
+    from ladtrain import trainer
+
+    cfg = replace(TrainConfig(), out=str(tmp_path / "run"), **{**tiny, "steps": 1, "mini_batches": 2,
+                                                               "lr": 1e-2})
+    seen = []
+    real = losses.get(cfg.loss)
+
+    def spy(x, hp):
+        seen.append((x.advantages.shape[0], float((x.logp - x.logp_old).detach().abs().max())))
+        return real(x, hp)
+
+    monkeypatch.setattr(losses, "get", lambda spec: replace(real, fn=spy))
+    trainer.train(cfg.validate())
+    assert [b for b, _ in seen] == [tiny["group_size"] * 2] * 2  # 4 prompts -> 2 minibatches of 2 groups
+    # the first minibatch is on-policy up to float32 rounding (its forward pass runs on a sub-batch)
+    assert seen[0][1] < 1e-5 and seen[1][1] > 100 * max(seen[0][1], 1e-6)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"brake_frac", "log_ratio_abs_mean", "grad_clip_frac"} <= set(row)
+    assert row["log_ratio_abs_mean"] > 0

@@ -23,7 +23,11 @@ def test_loss_specs_resolve_to_registry_entries_and_unknown_ones_name_the_flag()
     assert losses.get("lad").name == "lad:js"
     assert losses.get("lad:tv").name == "lad:tv"
     assert losses.get("grpo").name == "grpo"
-    for bad, match in [("ppo", "unknown loss"), ("lad:nope", "unknown divergence"), ("grpo:x", "no argument")]:
+    for bad, match in [
+        ("ppo", "unknown loss"),
+        ("lad:nope", "unknown divergence"),
+        ("grpo:x", "no argument"),
+    ]:
         with pytest.raises(losses.LossError, match="--loss"):
             losses.get(bad)
 
@@ -63,7 +67,9 @@ def test_group_advantages_are_centred_and_scaled_within_each_group():
     # group 1: mean 1/4, sample std sqrt(1/4) = 0.5 -> (0.75, -0.25, -0.25, -0.25) / 0.5
     torch.testing.assert_close(a[:4], torch.tensor([1.5, -0.5, -0.5, -0.5]), atol=1e-5, rtol=0)
     assert torch.all(a[4:] == 0)  # a solved group carries no signal
-    torch.testing.assert_close(group_advantages(rewards, 4, scale="none")[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]))
+    torch.testing.assert_close(
+        group_advantages(rewards, 4, scale="none")[:4], torch.tensor([0.75, -0.25, -0.25, -0.25])
+    )
     with pytest.raises(ValueError):
         group_advantages(rewards, 3)
 
@@ -106,7 +112,14 @@ def test_whole_pipeline_smoke_run_writes_the_run_folder(cache, tmp_path, tiny):
     summary = trainer.train(cfg)
     run = tmp_path / "run"
     names = {p.name for p in run.iterdir()}
-    assert {"metrics.jsonl", "summary.json", "config.json", "run.json", "learning_curves.png", "checkpoint"} <= names
+    assert {
+        "metrics.jsonl",
+        "summary.json",
+        "config.json",
+        "run.json",
+        "learning_curves.png",
+        "checkpoint",
+    } <= names
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert all({"reward_mean", "loss", "log_ratio_mean"} <= set(r) for r in rows)
