@@ -212,7 +212,7 @@ class UpdateStats:
 
 
 # loss terms averaged over a rollout's optimizer steps (where the loss reports them), and their row names
-PER_ROLLOUT = {"past_target_frac": "brake_frac", "log_ratio_abs_mean": "log_ratio_abs_mean",
+PER_ROLLOUT = {"past_target_frac": "brake_frac", "log_ratio_abs_mean": "abs_log_ratio_mean",
                "clip_frac": "clip_frac_mean"}
 
 
@@ -222,9 +222,10 @@ def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) ->
     one epoch is the on-policy step. A step whose loss or gradient is not finite (or that has no scored
     token on any rank) is skipped and counted by ``faults``. ``per_rollout`` holds the means over the
     rollout's optimizer steps of the loss's ``past_target_frac`` (LAD: the share of units past their target
-    ratio, the brake active), ``log_ratio_abs_mean`` (mean |log rho| over tokens), ``clip_frac`` (a clipped
-    loss's share of clipped units), each from a step's last micro-batch, and ``grad_clip_frac`` (the share
-    of optimizer steps whose gradient norm exceeded ``--max-grad-norm``, 0 when it is 0 = off)."""
+    ratio, the brake active; as ``brake_frac``), ``log_ratio_abs_mean`` (mean |log rho| over tokens; as
+    ``abs_log_ratio_mean``), ``clip_frac`` (a clipped loss's share of clipped units; as ``clip_frac_mean``),
+    each from a step's last micro-batch, and ``grad_clip_frac`` (the share of optimizer steps whose gradient
+    norm exceeded ``--max-grad-norm``, 0 when it is 0 = off)."""
     cfg, model = step.cfg, step.model
     K = getattr(cfg, "mini_batches", 1)
     with phase("old_logprobs"):

@@ -362,7 +362,7 @@ def collect(
         finals = [float(np.nanmean(arr[i, -tail:])) for i in range(arr.shape[0])]
         diag = {}
         for key in ("past_target_frac", "clip_frac", "weight_clip_frac", "log_ratio_mean", "brake_frac",
-                    "log_ratio_abs_mean", "clip_frac_mean", "grad_clip_frac"):  # the last four: step.update
+                    "abs_log_ratio_mean", "clip_frac_mean", "grad_clip_frac"):  # the last four: step.update
             vals = [r[key] for s in seeds for r in runs[a.label][s]["metrics"] if key in r]
             if vals:
                 diag[key] = float(np.mean(vals))

@@ -135,7 +135,7 @@ def report(results: dict[str, Any]) -> str:
     ]
     for label in labels:
         t = results["training"][label]
-        keys = ("past_target_frac", "clip_frac", "log_ratio_mean", "log_ratio_abs_mean", "grad_clip_frac")
+        keys = ("past_target_frac", "clip_frac", "log_ratio_mean", "abs_log_ratio_mean", "grad_clip_frac")
         cell = [f"{t[k]:.4f}" if k in t else "-" for k in keys]
         lines.append(f"| {label} | {_fmt(*t['final_reward'])} | " + " | ".join(cell) + " |")
     lines.append("")

@@ -57,7 +57,9 @@ def test_quick_benchmark_reports_the_three_ratios(step_profile, cache, tmp_path,
     assert "(3) share of the step outside" in printed
     # the phases partition the step
     assert sum(lad["phases_wall"].values()) == pytest.approx(lad["lad_step_wall"]["median"], rel=0.5)
-    assert lad["peak_rss_mb"] > lad["import_rss_mb"] > 0
+    # --quick runs the workers in this process, so the peak RSS is this process's: earlier tests in the same
+    # pytest process may have set it already (then peak == the value read before the model was built)
+    assert lad["peak_rss_mb"] >= lad["import_rss_mb"] > 0
     # memory per phase: peaks are at least the step's start, the process high-water mark at least every peak
     m = lad["memory"]
     assert 0 < m["start_mb"] <= m["peak_mb"] and m["generation_mb"] <= m["peak_mb"] <= lad["peak_rss_mb"] + 1

@@ -88,7 +88,7 @@ def test_two_minibatches_are_two_steps_on_the_halves_against_the_rollout_policy(
     whole, _ = by_update(model, rollout, adv, mask, spec)
     assert (got - whole).abs().max() > 1e-4  # the control: K = 2 is not the K = 1 update
     # the second minibatch sees the policy moved by the first: |log rho| > 0 on its tokens
-    assert stats.per_rollout["log_ratio_abs_mean"] > 0
+    assert stats.per_rollout["abs_log_ratio_mean"] > 0
 
 
 def test_epochs_repeat_the_minibatches():
@@ -107,7 +107,7 @@ def test_epochs_repeat_the_minibatches():
 def test_per_rollout_diagnostics_follow_their_definitions():
     model, rollout, _, adv, mask = fixed_batch()
     _, on = by_update(model, rollout, adv, mask, "lad:js")
-    assert on.per_rollout["log_ratio_abs_mean"] == 0.0  # on-policy: rho = 1
+    assert on.per_rollout["abs_log_ratio_mean"] == 0.0  # on-policy: rho = 1
     assert on.per_rollout["brake_frac"] == float(on.terms["past_target_frac"])
     assert on.per_rollout["grad_clip_frac"] == float(float(on.grad_norm) > 1.0)
     _, off = by_update(model, rollout, adv, mask, "grpo", mini_batches=4, max_grad_norm=0.0)
@@ -162,5 +162,6 @@ def test_a_run_with_minibatches_logs_each_rollouts_diagnostics(cache, tmp_path, 
     # the first minibatch is on-policy up to float32 rounding (its forward pass runs on a sub-batch)
     assert seen[0][1] < 1e-5 and seen[1][1] > 100 * max(seen[0][1], 1e-6)
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
-    assert {"brake_frac", "log_ratio_abs_mean", "grad_clip_frac"} <= set(row)
-    assert row["log_ratio_abs_mean"] > 0
+    assert {"brake_frac", "abs_log_ratio_mean", "grad_clip_frac"} <= set(row)
+    # the rollout's mean over its two steps (the first ~0), below the last step's own value
+    assert 0 < row["abs_log_ratio_mean"] < row["log_ratio_abs_mean"]
