@@ -121,17 +121,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             t_update = time.time()
             stats = update(rl, batch, faults)
             update_seconds = time.time() - t_update
-            row = {
-                "step": step,
-                **metrics(batch, stats, rl.schedule),
-                "seconds": time.time() - t_rl,
-                "step_seconds": time.time() - t_step,
-                "update_seconds": update_seconds,
-                "prompt_ids": [p.id for p in batch.problems],
-                **faults.row(),
-                **{k: float(v) for k, v in stats.terms.items()},
-            }
-            row = distributed.mean_over_ranks(row, world)
+            row = distributed.mean_over_ranks(metrics_row(step, batch, stats, rl, faults, t_rl, t_step,
+                                                          update_seconds), world)
             rows.append(row)
             log.write(row)
             trackers.metrics(row)
@@ -157,12 +148,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         return {}
     base_eval, trained_eval = base_evals[heldout.MAIN], trained_evals[heldout.MAIN]
     versus = heldout.versus_all(base_evals, trained_evals)
-    models.save(
-        plain,
-        begin.tokenizer,
-        out / "checkpoint",
-        extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}},
-    )
+    provenance = {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}
+    models.save(plain, begin.tokenizer, out / "checkpoint", extra={"ladtrain.json": provenance})
     from ladtrain.plots import learning_curves, pass_at_k_curves
 
     learning_curves(rows, out / "learning_curves.png", title=f"{loss_fn.name} on {cfg.task}",
@@ -180,6 +167,22 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     trackers.close()
     print(summary_table(summary), flush=True)
     return summary
+
+
+def metrics_row(step: int, batch, stats, rl, faults: Faults, t_rl: float, t_step: float,
+                update_seconds: float) -> dict[str, Any]:
+    """One row of ``metrics.jsonl``: the step's rollout and update numbers (:func:`ladtrain.step.metrics`),
+    its timings, prompt ids, fault counts and the loss's diagnostics."""
+    return {
+        "step": step,
+        **metrics(batch, stats, rl.schedule),
+        "seconds": time.time() - t_rl,
+        "step_seconds": time.time() - t_step,
+        "update_seconds": update_seconds,
+        "prompt_ids": [p.id for p in batch.problems],
+        **faults.row(),
+        **{k: float(v) for k, v in stats.terms.items()},
+    }
 
 
 def summary_of(cfg: TrainConfig, loss: str, model: dict[str, Any], eval_problems: int, base: dict[str, Any],
