@@ -46,7 +46,9 @@ class Size:
 
 
 SIZES = {
-    "100m": Size(hidden=768, layers=12, heads=12, intermediate=2048, vocab=32000),  # ~110M with tied embeddings
+    "100m": Size(
+        hidden=768, layers=12, heads=12, intermediate=2048, vocab=32000
+    ),  # ~110M with tied embeddings
     "tiny": Size(hidden=64, layers=2, heads=2, intermediate=128, vocab=512),
 }
 
@@ -58,10 +60,19 @@ class HP:
 def build(size: Size, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=size.vocab, hidden_size=size.hidden, intermediate_size=size.intermediate,
-                         num_hidden_layers=size.layers, num_attention_heads=size.heads,
-                         num_key_value_heads=size.heads, max_position_embeddings=2048, tie_word_embeddings=True,
-                         pad_token_id=0, eos_token_id=1, bos_token_id=None)
+    config = LlamaConfig(
+        vocab_size=size.vocab,
+        hidden_size=size.hidden,
+        intermediate_size=size.intermediate,
+        num_hidden_layers=size.layers,
+        num_attention_heads=size.heads,
+        num_key_value_heads=size.heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=None,
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
@@ -131,15 +142,26 @@ def main(argv: list[str] | None = None) -> int:
         train_tokens += int(mask.sum())
         rows.append({"step": step, "loss": float(value), "grad_norm": float(grad_norm)})
 
-    world_tokens = float(distributed.all_sum(gen_tokens, world)), float(distributed.all_sum(train_tokens, world))
+    world_tokens = (
+        float(distributed.all_sum(gen_tokens, world)),
+        float(distributed.all_sum(train_tokens, world)),
+    )
     result = {
-        "size": args.size, "params": params, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else "cpu", "processes": world.size, "parallel": args.parallel, "bf16": bf16,
-        "gradient_checkpointing": args.gradient_checkpointing, "batch": args.prompts * G,
-        "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
-        "gen_tokens_per_s": world_tokens[0] / gen_s, "train_tokens_per_s": world_tokens[1] / train_s,
+        "size": args.size,
+        "params": params,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "processes": world.size,
+        "parallel": args.parallel,
+        "bf16": bf16,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "batch": args.prompts * G,
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "gen_tokens_per_s": world_tokens[0] / gen_s,
+        "train_tokens_per_s": world_tokens[1] / train_s,
         "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-        "steps": rows, "finite": all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in rows),
+        "steps": rows,
+        "finite": all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in rows),
         "versions": {"torch": torch.__version__},
     }
     if world.is_main:

@@ -25,7 +25,9 @@ def available() -> list[str]:
 def show_result(stem: str) -> ResultReport:
     """Check ``proofs/<stem>.py`` and display it (statement, assumptions, each derivation with the
     rule and the verdict of every step). Raises AssertionError if the file is missing or a step fails."""
-    assert stem in _RESULTS, f"proofs/{stem}.py not found; results present: {', '.join(available()) or 'none'}"
+    assert stem in _RESULTS, (
+        f"proofs/{stem}.py not found; results present: {', '.join(available()) or 'none'}"
+    )
     result = _RESULTS[stem]
     report = result.check()
     text = result.to_markdown(report)

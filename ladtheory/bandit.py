@@ -371,7 +371,9 @@ def distances(probs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tens
     return {
         "tv": 0.5 * (probs - target).abs().sum(-1),
         "kl_target_learned": (target * (log_t - log_p)).sum(-1),
-        "kl_learned_target": torch.where(probs > 0, probs * (log_p - log_t), torch.zeros((), dtype=DTYPE)).sum(-1),
+        "kl_learned_target": torch.where(
+            probs > 0, probs * (log_p - log_t), torch.zeros((), dtype=DTYPE)
+        ).sum(-1),
     }
 
 
@@ -489,7 +491,9 @@ def run(config: BanditConfig = BanditConfig(), *, extra: tuple[FDivergence, ...]
                 draw = Draw(None)
             else:
                 source = uniform if meth.samples_from == "reference" else policy[row]
-                draw = Draw(torch.multinomial(source, config.group_size, replacement=True, generator=gen))  # (G,)
+                draw = Draw(
+                    torch.multinomial(source, config.group_size, replacement=True, generator=gen)
+                )  # (G,)
             loss, _ = meth.loss(bandit, config, logits[row], log_z[row], draw)
             total = total + loss
         total.backward()

@@ -149,7 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ladtheory book",
         description="Build the book of derivations (book/) strictly, then check that the site reads offline.")
-    parser.add_argument("--out", type=Path, default=defaults.out, help=f"{_doc('out')} (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=defaults.out, help=f"{_doc('out')} (default: %(default)s)"
+    )
     parser.add_argument("--no-strict", dest="strict", action="store_false",
                         help=f"report warnings instead of failing (default, strict: {_doc('strict')})")
     parser.add_argument("--clean", action="store_true", help=_doc("clean"))

@@ -143,12 +143,16 @@ class CheckReport:
 
     def text(self) -> str:
         shown = ", ".join(f"{k} in ({lo}, {hi})" for k, (lo, hi) in self.params.items())
-        lines = [f"generator      f(u) = {self.expr}    (name: {self.name})" + (f"; {shown}" if shown else ""),
-                 "f(1) = 0       yes"]
+        lines = [
+            f"generator      f(u) = {self.expr}    (name: {self.name})" + (f"; {shown}" if shown else ""),
+            "f(1) = 0       yes",
+        ]
         c = self.convexity
         if c.verdict == "proved":
             second = sp.diff(self.expr, divergences.U, 2)
-            lines.append(f"convex         yes, proved symbolically: f''(u) = {second} >= 0 for u > 0 ({c.detail})")
+            lines.append(
+                f"convex         yes, proved symbolically: f''(u) = {second} >= 0 for u > 0 ({c.detail})"
+            )
         elif c.verdict == "checked":
             lines.append(f"convex         yes, {c.detail}")
         else:
@@ -162,9 +166,13 @@ class CheckReport:
         if any(math.isnan(lim.value) for lim in (self.weight_low, self.weight_high)):
             lines.append("  bounded: undecided")
         elif self.bounded:
-            lines.append(f"  bounded: yes, w(A) in [{self.weight_low.value:.6g}, {self.weight_high.value:.6g}]")
+            lines.append(
+                f"  bounded: yes, w(A) in [{self.weight_low.value:.6g}, {self.weight_high.value:.6g}]"
+            )
         else:
-            side = [s for s, lim in (("below", self.weight_low), ("above", self.weight_high)) if not lim.finite]
+            side = [
+                s for s, lim in (("below", self.weight_low), ("above", self.weight_high)) if not lim.finite
+            ]
             lines.append(f"  bounded: no (unbounded {' and '.join(side)})")
         if self.bandit_error is not None:
             lines.append(f"bandit         not run: {self.bandit_error}")
@@ -172,8 +180,10 @@ class CheckReport:
             lines.append(f"bandit         not run: {self.bandit_skipped}")
         if self.bandit is not None and self.bandit_config is not None:
             cfg = self.bandit_config
-            lines.append(f"bandit ({cfg.mode}, {cfg.steps} steps, lr {cfg.lr:g}, {cfg.optimizer}, eta {cfg.eta:g}): "
-                         "TV to P_A, modes recovered")
+            lines.append(
+                f"bandit ({cfg.mode}, {cfg.steps} steps, lr {cfg.lr:g}, {cfg.optimizer}, eta {cfg.eta:g}): "
+                "TV to P_A, modes recovered"
+            )
             width = max(len(n) for n in self.bandit)
             for name, summ in self.bandit.items():
                 tv = summ["tv"]
@@ -188,8 +198,10 @@ def brake_statement(expr: sp.Expr, at1: cx.AtOne, params: dict) -> str:
     f1 = at1.f1
     if f1 is not None and f1 == 0:
         if at1.strict is True:
-            return ("at the target: descent raises log pi(y) exactly while rho < e^{A/eta} and lowers it beyond "
-                    "(f'(1) = 0 and f strictly convex at 1)")
+            return (
+                "at the target: descent raises log pi(y) exactly while rho < e^{A/eta} and lowers it beyond "
+                "(f'(1) = 0 and f strictly convex at 1)"
+            )
         if at1.strict is False:
             return ("no exact brake at the target: f'(1) = 0 but f is not strictly convex at 1 "
                     f"({at1.strict_detail}), so the step is 0 on a zone around rho = e^{{A/eta}}")
@@ -321,9 +333,13 @@ def check(expr: str | sp.Expr, *, name: str | None = None, run_bandit: bool = Tr
             cfg = bandit_mod.BanditConfig(**{**_config_fields(base), "divergences": ("js",), "baselines": ()})
             try:
                 result = bandit_mod.run(cfg, extra=(div,))
-            except Exception as err:  # the generator's compiled runtime failing on tensors; reported, not raised
-                report["bandit_error"] = (f"the compiled runtime of f failed on torch tensors "
-                                          f"({type(err).__name__}: {' '.join(str(err).split())})")
+            except (
+                Exception
+            ) as err:  # the generator's compiled runtime failing on tensors; reported, not raised
+                report["bandit_error"] = (
+                    f"the compiled runtime of f failed on torch tensors "
+                    f"({type(err).__name__}: {' '.join(str(err).split())})"
+                )
             else:
                 report["bandit"] = {f"lad:{div.name}": result.summary[f"lad:{div.name}"],
                                     "lad:js": result.summary["lad:js"]}
@@ -345,7 +361,9 @@ def _at_one_with_params(expr: sp.Expr, ranges: dict) -> cx.AtOne:
     (f1r, f2r, f1l, f2l) = sides
     mapped = [None if v is None else v.xreplace(cx.parameter_map(ranges)) for v in (f2l, f2r)]
     if all(v is not None and v.is_positive for v in mapped):
-        return cx.AtOne(f1l, f1r, f2l, f2r, True, "f''(1+-) > 0 for every parameter value (symbolic)", "symbolic")
+        return cx.AtOne(
+            f1l, f1r, f2l, f2r, True, "f''(1+-) > 0 for every parameter value (symbolic)", "symbolic"
+        )
     return cx.AtOne(f1l, f1r, f2l, f2r, None, "not proved for the whole parameter range", "symbolic")
 
 
@@ -359,7 +377,9 @@ def _config_fields(config: bandit_mod.BanditConfig) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ladtheory check",
-        description="Validate a user f-divergence generator f(u), show its LAD weight, and try it on the bandit.")
+        description="Validate a user f-divergence generator f(u), show its LAD weight, "
+        "and try it on the bandit.",
+    )
     p.add_argument("expr", help='the generator in the variable u, e.g. "(u-1)**2" or "u*log(u)"')
     p.add_argument("--name", default=None, help="a label for the generator (default: the expression)")
     flags.add_arguments(p, bandit_mod.BanditConfig, only=("eta", "steps", "mode", "seed"))  # its defaults
@@ -416,4 +436,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["A", "ETA", "CheckReport", "Limit", "brake_statement", "check", "parse_param", "weight_limit", "main"]
+__all__ = [
+    "A",
+    "ETA",
+    "CheckReport",
+    "Limit",
+    "brake_statement",
+    "check",
+    "parse_param",
+    "weight_limit",
+    "main",
+]

@@ -8,7 +8,8 @@ into exact rationals (``nsimplify``) before any symbolic claim, so ``1e-7`` is `
 * :func:`convexity` -- **proved** when sympy shows ``f''(u) >= 0`` for ``u > 0`` (for every value of the
   declared parameters: each parameter with range ``(lo, hi)`` is written ``lo + (hi - lo) s/(1 + s)``,
   ``lo + s`` or ``hi - s`` with ``s > 0``); otherwise **checked** numerically: at 50 digits, ``f''`` (or, for
-  non-smooth ``f``, chord slopes) on a log grid of ``u`` in ``[e^-60, e^60]``, at ``1 +- k 10^-j`` (``j`` up to
+  non-smooth ``f``, chord slopes) on a log grid of ``u`` in ``[e^-60, e^60]``, at ``1 +- k 10^-j`` (``j`` up
+  to
   12), at and around every kink, for parameter values across their range (ends included), *plus* the
   asymptotic behaviour of ``f''`` as ``u -> 0+`` and ``u -> inf`` (``sympy.limit``, and the sign of ``f''`` at
   ``u = 10^{+-30, 60, 100, 200}``); **refuted** with the point where it fails; **undecided** when neither
@@ -252,13 +253,21 @@ class AtOne:
     @property
     def f1(self) -> sp.Expr | None:
         """f'(1) when both sides agree, else None."""
-        if self.f1_left is not None and self.f1_right is not None and sp.simplify(self.f1_left - self.f1_right) == 0:
+        if (
+            self.f1_left is not None
+            and self.f1_right is not None
+            and sp.simplify(self.f1_left - self.f1_right) == 0
+        ):
             return self.f1_right
         return None
 
     @property
     def f2(self) -> sp.Expr | None:
-        if self.f2_left is not None and self.f2_right is not None and sp.simplify(self.f2_left - self.f2_right) == 0:
+        if (
+            self.f2_left is not None
+            and self.f2_right is not None
+            and sp.simplify(self.f2_left - self.f2_right) == 0
+        ):
             return self.f2_right
         return None
 
@@ -307,10 +316,15 @@ def at_one(expr: sp.Expr, u: sp.Symbol) -> AtOne:
                 if not (up > 0 and down > 0):
                     flat.append(f"1 {'+' if not up > 0 else '-'} 1e-{j}")
             if flat:
-                strict, detail = False, f"f' does not increase through 1: f'(u) = f'(1) or less at u = {flat[0]}"
+                strict, detail = (
+                    False,
+                    f"f' does not increase through 1: f'(u) = f'(1) or less at u = {flat[0]}",
+                )
             else:
-                strict, detail = True, ("f''(1) = 0, but f' increases strictly through 1 at u = 1 +- 10^-1..10^-12 "
-                                        "(numeric)")
+                strict, detail = (
+                    True,
+                    ("f''(1) = 0, but f' increases strictly through 1 at u = 1 +- 10^-1..10^-12 (numeric)"),
+                )
                 method = "numeric"
     return AtOne(f1l, f1r, f2l, f2r, strict, detail, method)
 

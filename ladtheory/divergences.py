@@ -134,10 +134,12 @@ class FDivergence:
 
     @property
     def f_prime_at_1(self) -> float:
-        """``f'(1)``. Zero for every built-in except ``kl`` (1) and ``rkl`` (-1). Where it is zero and ``f`` is
+        """``f'(1)``. Zero for every built-in except ``kl`` (1) and ``rkl`` (-1). Where it is zero and ``f``
+        is
         strictly convex at 1 (every built-in), the per-sample brake point of the LAD loss is exactly
         ``rho = e^{A/eta}``; otherwise it sits where ``f'(u) = 0`` (KL: ``u = 1/e``; reverse KL: nowhere, no
-        brake), or, for a generator flat near 1, the step is zero around the target. Adding ``c (u - 1)`` to ``f`` changes no
+        brake), or, for a generator flat near 1, the step is zero around the target. Adding ``c (u - 1)`` to
+        ``f`` changes no
         divergence between normalised distributions and adds only a zero-mean term to the gradient."""
         value = sp.simplify(sp.diff(self.expr, U).subs(U, 1))
         try:
@@ -147,7 +149,8 @@ class FDivergence:
 
     @property
     def f2_at_1(self) -> float:
-        """``f''(1)``: the curvature that sets the GRPO small-step limit (``proofs/grpo_small_step_limit.py``).
+        """``f''(1)``: the curvature that sets the GRPO small-step limit
+        (``proofs/grpo_small_step_limit.py``).
         For TV (not twice differentiable at 1) this is ``nan``."""
         value = sp.simplify(sp.diff(self.expr, U, 2).subs(U, 1))
         try:
@@ -392,7 +395,9 @@ def _as_expr(expr: sp.Expr | str, params: tuple[str, ...] = ()) -> sp.Expr:
                 transformations=standard_transformations + (convert_xor, implicit_multiplication),
             )
         except Exception as err:  # SyntaxError, TokenError, TypeError, ...: all mean "not an expression"
-            raise DivergenceError(f"cannot parse the generator {text!r}: {type(err).__name__}: {err}") from None
+            raise DivergenceError(
+                f"cannot parse the generator {text!r}: {type(err).__name__}: {err}"
+            ) from None
         expr = parsed
     if not isinstance(expr, sp.Expr):
         raise DivergenceError(f"the generator must be an expression in u, got {type(expr).__name__}")
@@ -403,8 +408,12 @@ def _as_expr(expr: sp.Expr | str, params: tuple[str, ...] = ()) -> sp.Expr:
     expr = expr.xreplace({s: declared[s.name] for s in expr.free_symbols if s.name in declared})
     others = sorted(s.name for s in expr.free_symbols if s is not U and s.name not in declared)
     if others:
-        raise DivergenceError(f"the generator must be a function of u only; unknown symbols: {', '.join(others)}")
-    undefined = sorted(str(f.func) for f in expr.atoms(sp.Function) if isinstance(f, sp.core.function.AppliedUndef))
+        raise DivergenceError(
+            f"the generator must be a function of u only; unknown symbols: {', '.join(others)}"
+        )
+    undefined = sorted(
+        str(f.func) for f in expr.atoms(sp.Function) if isinstance(f, sp.core.function.AppliedUndef)
+    )
     if undefined:
         raise DivergenceError(f"the generator {expr} uses unknown functions: {', '.join(undefined)}")
     return expr
@@ -470,7 +479,9 @@ def register(name: str, expr: sp.Expr | str | FDivergence, *, overwrite: bool = 
     if not name or not re.match(r"^[A-Za-z_][A-Za-z0-9_:.\-]*$", name):
         raise DivergenceError(f"invalid divergence name {name!r}")
     if name in _REGISTRY and not overwrite:
-        raise DivergenceError(f"divergence {name!r} is already registered (pass overwrite=True to replace it)")
+        raise DivergenceError(
+            f"divergence {name!r} is already registered (pass overwrite=True to replace it)"
+        )
     if name in BUILTIN_NAMES:
         raise DivergenceError(f"{name!r} is a built-in divergence and cannot be replaced")
     div = expr if isinstance(expr, FDivergence) else from_expression(expr, name=name)

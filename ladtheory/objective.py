@@ -122,12 +122,16 @@ def lad_loss(
         raise ValueError(f"logp, logp_old, mask must share shape (B, T); got {logp.shape}, {logp_old.shape}, "
                          f"{mask.shape}")
     if advantages.shape != logp.shape[:1]:
-        raise ValueError(f"advantages must have shape (B,) = {tuple(logp.shape[:1])}, got {tuple(advantages.shape)}")
+        raise ValueError(
+            f"advantages must have shape (B,) = {tuple(logp.shape[:1])}, got {tuple(advantages.shape)}"
+        )
 
     work = _work_dtype(logp.device)
     keep = mask.to(torch.bool)  # (B, T)
     weight = keep.to(work)  # (B, T)
-    diff = torch.where(keep, logp.to(work) - logp_old.detach().to(work), torch.zeros((), dtype=work))  # (B, T)
+    diff = torch.where(
+        keep, logp.to(work) - logp_old.detach().to(work), torch.zeros((), dtype=work)
+    )  # (B, T)
     a = (advantages.detach().to(work) / eta).clamp(-A_OVER_ETA_CLAMP, A_OVER_ETA_CLAMP)  # (B,)
 
     n_tokens = weight.sum(-1)  # (B,)

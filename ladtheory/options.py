@@ -443,6 +443,35 @@ class Several(Domain):
         return f"comma-separated {self.item.describe() or 'items'}, or none"
 
 
+@dataclass(frozen=True)
+class Repeated(Domain):
+    """A tuple of items of ``item``, one per use of a repeatable flag (``--eval-task A --eval-task B``;
+    items may contain commas); in a config file, a list. The empty tuple is the default (none given)."""
+
+    item: Domain = dataclasses.field(default_factory=Text)
+    metavar = "VALUE"
+    repeatable = True  # add_arguments: argparse's action="append"
+
+    def coerce(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        raise Invalid("expected one value per use of the flag (a list in a config file)")
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, (tuple, list)):
+            return "expected a tuple"
+        for v in value:
+            problem = self.item.check(v)
+            if problem:
+                return f"item {shown(v)}: {problem}"
+        return None
+
+    def describe(self) -> str:
+        return f"{self.item.describe() or 'a value'}; repeat the flag for several"
+
+
 # --------------------------------------------------------------------------------------------------
 # Declaring fields, validating instances
 
@@ -547,6 +576,7 @@ __all__ = [
     "OptionError",
     "Path",
     "Real",
+    "Repeated",
     "Several",
     "Text",
     "convert",

@@ -3,7 +3,8 @@ r"""Reductions: FlowRL as a special case of LAD, GRPO as its small-step limit, a
 **FlowRL** (paper-notes.md section 5). With :math:`f(u) = u\log u` (``divergences.get("kl")``) the exact
 practical LAD loss is
 
-.. math:: \mathcal L_{\mathrm{LAD}}(\theta) = \sum_y \pi_{\mathrm{old}} e^{A/\eta} f\!\big(\rho e^{-A/\eta}\big)
+.. math:: \mathcal L_{\mathrm{LAD}}(\theta) = \sum_y \pi_{\mathrm{old}} e^{A/\eta} f\!\big(\rho
+e^{-A/\eta}\big)
           = \mathrm{KL}\!\big(\pi_\theta \,\|\, \pi_{\mathrm{old}} e^{A/\eta}/Z\big) - \log Z,
           \qquad Z = \sum_y \pi_{\mathrm{old}} e^{A/\eta},
 
@@ -12,7 +13,8 @@ which is FlowRL's objective :math:`\mathrm{KL}(\pi_\theta \| \pi_{\mathrm{ref}} 
 constant :math:`-\log Z`. FlowRL's Prop. 1: the on-policy expected gradient of the trajectory-balance
 loss :math:`\tfrac12(\log Z_\phi + \log\pi_\theta(y) - \beta\hat r(y) - \log\pi_{\mathrm{ref}}(y))^2`
 equals :math:`\nabla_\theta \mathrm{KL}(\pi_\theta\|\pi_{\mathrm{ref}} e^{\beta\hat r}/Z)`. Our proof shows it
-holds for *every* constant :math:`\log Z_\phi`, since :math:`\mathbb E_{\pi_\theta}[\nabla\log\pi_\theta] = 0`;
+holds for *every* constant :math:`\log Z_\phi`, since :math:`\mathbb E_{\pi_\theta}[\nabla\log\pi_\theta] =
+0`;
 exactness of :math:`Z_\phi` matters for the variance of the sampled estimate, not for its mean.
 (FlowRL's length normalisation ``1/|y|`` of the log-probabilities is left out: this is the theory over
 whole responses.) Proofs: ``proofs/flowrl_special_case.py``.
@@ -49,7 +51,9 @@ def log_partition(log_ref: torch.Tensor, r_hat: torch.Tensor, beta: float) -> to
     return torch.logsumexp(log_ref + beta * r_hat, dim=-1)
 
 
-def flowrl_objective(log_pi: torch.Tensor, log_ref: torch.Tensor, r_hat: torch.Tensor, beta: float) -> torch.Tensor:
+def flowrl_objective(
+    log_pi: torch.Tensor, log_ref: torch.Tensor, r_hat: torch.Tensor, beta: float
+) -> torch.Tensor:
     """FlowRL's target objective ``KL(pi || pi_ref e^{beta r_hat} / Z)`` (exact, over the response set)."""
     log_target = log_ref + beta * r_hat - log_partition(log_ref, r_hat, beta)
     return torch.sum(log_pi.exp() * (log_pi - log_target), dim=-1)
@@ -77,13 +81,18 @@ def tb_expected_gradient(logits: torch.Tensor, log_ref: torch.Tensor, r_hat: tor
     theta = logits.detach().clone().requires_grad_(True)
     log_pi = torch.log_softmax(theta, dim=-1)
     weights = log_pi.detach().exp()
-    loss = torch.sum(weights * tb_loss(torch.as_tensor(log_z, dtype=theta.dtype), log_pi, log_ref, r_hat, beta))
+    loss = torch.sum(
+        weights * tb_loss(torch.as_tensor(log_z, dtype=theta.dtype), log_pi, log_ref, r_hat, beta)
+    )
     (grad,) = torch.autograd.grad(loss, theta)
     return grad
 
 
-def kl_gradient(logits: torch.Tensor, log_ref: torch.Tensor, r_hat: torch.Tensor, beta: float) -> torch.Tensor:
-    """``grad_theta KL(pi_theta || pi_ref e^{beta r_hat}/Z)`` for ``pi_theta = softmax(logits)`` (autograd)."""
+def kl_gradient(
+    logits: torch.Tensor, log_ref: torch.Tensor, r_hat: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """``grad_theta KL(pi_theta || pi_ref e^{beta r_hat}/Z)`` for ``pi_theta = softmax(logits)``
+    (autograd)."""
     theta = logits.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(flowrl_objective(torch.log_softmax(theta, -1), log_ref, r_hat, beta), theta)
     return grad

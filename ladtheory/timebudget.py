@@ -46,7 +46,9 @@ def within(fn: Callable[[], T], seconds: float) -> T:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
             if remaining:  # an outer budget was running: give it back what is left of it (at least 1 ms)
-                signal.setitimer(signal.ITIMER_REAL, max(remaining - (time.monotonic() - start), 1e-3), interval)
+                signal.setitimer(
+                    signal.ITIMER_REAL, max(remaining - (time.monotonic() - start), 1e-3), interval
+                )
     box: dict = {}
 
     def run():

@@ -16,7 +16,8 @@ Over distributions :math:`\pi` on a finite response set, with advantages :math:`
             \quad\Longrightarrow\quad
             \pi^*(y) = \frac{\eta\, \pi_{\mathrm{old}}(y)}{\lambda - A(y)},
 
-  with :math:`\lambda > \max_y A(y)` the unique root of :math:`\sum_y \eta\pi_{\mathrm{old}}(y)/(\lambda - A(y)) = 1`.
+  with :math:`\lambda > \max_y A(y)` the unique root of :math:`\sum_y \eta\pi_{\mathrm{old}}(y)/(\lambda -
+  A(y)) = 1`.
 
 Both objectives are strictly concave on the simplex, so each stationary point is the unique maximiser.
 Proofs: ``proofs/lemma_3_1_trust_region.py`` (symbolic KKT in both directions, plus a numeric

@@ -75,9 +75,13 @@ def _check(logp: Tensor, mask: Tensor, advantages: Tensor, **others: Tensor) -> 
         raise BaselineError(f"logp must have shape (B, T), got {tuple(logp.shape)}")
     for name, t in {"mask": mask, **others}.items():
         if t.shape != logp.shape:
-            raise BaselineError(f"{name} must have the shape of logp {tuple(logp.shape)}, got {tuple(t.shape)}")
+            raise BaselineError(
+                f"{name} must have the shape of logp {tuple(logp.shape)}, got {tuple(t.shape)}"
+            )
     if advantages.shape != (logp.shape[0],):
-        raise BaselineError(f"advantages must have shape (B,) = ({logp.shape[0]},), got {tuple(advantages.shape)}")
+        raise BaselineError(
+            f"advantages must have shape (B,) = ({logp.shape[0]},), got {tuple(advantages.shape)}"
+        )
 
 
 def _detached(**values: Tensor | float) -> dict[str, Tensor]:
@@ -112,7 +116,11 @@ def grpo_loss(
       then the mean over sequences (TRL ``grpo``, verl ``seq-mean-token-mean``);
     - ``dr_grpo`` (Liu et al. 2025, "Dr. GRPO"): ``1/(B L) sum_it m_it l_it`` with the constant ``L =
       max_len`` (the generation budget; default ``T``, the padded width), which removes GRPO's length bias
-      (TRL ``dr_grpo``, verl ``seq-mean-token-sum-norm``);
+      (equal to TRL 1.16 ``dr_grpo``, ``sum / (B * max_completion_length)``). It is *not* verl's
+      ``seq-mean-token-sum-norm``: at verl commit b178a3cd ``agg_loss`` returns ``sum_it m_it l_it / L``
+      (``L = loss_scale_factor``, default the padded width) with no division by ``B``, so verl's value and
+      gradient are exactly ``B`` times this one's at the same ``L`` (AdamW is nearly invariant to that
+      constant factor; gradient-norm clipping and weight decay are not);
     - ``dapo``    (Yu et al. 2025, DAPO): ``1/(sum_i |y_i|) sum_it m_it l_it`` -- the global token mean (TRL
       ``dapo``/``bnpo`` on one process, verl ``token-mean``). DAPO's "clip-higher" is ``clip_eps_high``
       (DAPO uses 0.28 with ``clip_eps`` 0.2); the registry entry ``dapo`` in ``ladtrain.losses`` sets it.
@@ -125,7 +133,8 @@ def grpo_loss(
     flows. No KL-to-reference and no entropy terms (the comparison runs all methods without them).
 
     ``terms``: ``clip_frac`` (masked share of tokens whose gradient the clip cuts), ``clip_frac_low`` /
-    ``clip_frac_high`` (the A<0 / A>0 parts), ``ratio_mean``, ``log_ratio_mean``, ``approx_kl`` (masked mean of the k3
+    ``clip_frac_high`` (the A<0 / A>0 parts), ``ratio_mean``, ``log_ratio_mean``, ``approx_kl`` (masked mean
+    of the k3
     estimator ``r - 1 - log r`` of KL(pi_old || pi_theta)), ``weight_mean`` (mean |A|, the sample weight
     at ratio 1), ``tokens``.
     """
@@ -185,7 +194,8 @@ def gspo_loss(
 
         s_i = \exp\Big(\frac{1}{|y_i|}\sum_t m_{it}\,(\log\pi_\theta(y_{it}) - \log\pi_{old}(y_{it}))\Big),
         \qquad
-        L = -\frac{1}{B}\sum_i \min\big(s_i A_i,\ \mathrm{clip}(s_i, 1-\epsilon_{lo}, 1+\epsilon_{hi}) A_i\big)
+        L = -\frac{1}{B}\sum_i \min\big(s_i A_i,\ \mathrm{clip}(s_i, 1-\epsilon_{lo}, 1+\epsilon_{hi})
+        A_i\big)
 
     The defaults ``epsilon_lo = 3e-4``, ``epsilon_hi = 4e-4`` are the GSPO paper's (the sequence ratio
     is a geometric mean, so it moves far less than a token ratio). Gradient:
@@ -254,14 +264,18 @@ def flowrl_loss(
     Gradient: ``dL/d log pi_theta(y_it) = 2 w_i delta_i / (B |y_i|)``. No 1/2 in front of the square
     (as in FlowRL's code); this doubles the step at a given learning rate, it does not move the minimum.
 
-    **Which clipping of w, and why.** FlowRL's public code has used four versions of it: the
-    paper code computes a clipped weight but uses the *unclipped* one; the upstream verl recipe clamps it
-    from above at 10; a later branch clamps to [0.8, 1.28] and masks tokens CISPO-style. The default here
-    is the upstream recipe's, ``w = min(exp(sum log-ratio), 10)``: it is the version the FlowRL authors
-    merged into verl, the *sequence* ratio (a sum over tokens) overflows easily after a few updates so an
-    upper bound is needed, and a small weight only down-weights a sample so no lower bound is needed. With
-    one update per rollout ``w = 1`` exactly and the choice does not matter. ``weight_max=None`` gives the
-    paper code's unclipped weight; ``weight_min=0.8, weight_max=1.28`` gives the later branch's clamp
+    **Which clipping of w, and why.** FlowRL's public code has used several versions of it: the
+    paper code computes a clipped weight but uses the *unclipped* one; in verl's ``recipe/flowrl/
+    flowrl_actor.py`` the recipe as first merged (verl PR #3924, commit 4bf4bd32d, 2025-11-06) clamps it
+    to ``[1 - clip_ratio_low, 1 + clip_ratio_high] = [0.8, 1.28]`` (its run script's values) and masks
+    tokens CISPO-style, with the max-10 clamp present only as a commented-out line; the FlowRL author's
+    follow-up "fix: FlowRL actor to pure implementation" (verl PR #4397, commit f11af2d53, 2025-12-04)
+    removed the CISPO mask and clamps ``min(w, 10)``, the version still in verl at commit b178a3cd
+    (2026-01-29). The default here is that later upstream version, ``w = min(exp(sum log-ratio), 10)``:
+    the *sequence* ratio (a sum over tokens) overflows easily after a few updates so an upper bound is
+    needed, and a small weight only down-weights a sample so no lower bound is needed. With one update
+    per rollout ``w = 1`` exactly and the choice does not matter. ``weight_max=None`` gives the paper
+    code's unclipped weight; ``weight_min=0.8, weight_max=1.28`` gives the first merged recipe's clamp
     (without its token mask). The clamp is applied in log space (no overflow before clipping).
 
     **Reference model.** ``logp_ref`` comes from a frozen copy of the base model (FlowRL's ``pi_ref``); it

@@ -13,12 +13,20 @@ What one checkpoint folder holds:
   ``extra`` (the base policy's description and its held-out evaluation);
 * written last, the completion marker ``manifest.json``: the size and sha256 of every other file.
 
+Under ``torchrun`` every rank takes part: ``state.json`` and ``trainer_state.pt`` also hold every rank's
+RNG states (``rank_rng``, in rank order; each rank gets its own back) and the number of processes. A DDP
+run's folder is the one above, written by rank 0. An FSDP2 run keeps model and optimizer sharded: they are
+in ``shards/`` (``torch.distributed.checkpoint``: one ``__RANK_0.distcp`` per rank and ``.metadata``),
+with the model's ``config.json`` and the tokenizer beside them and no ``model.safetensors``; the
+optimizer entry of ``trainer_state.pt`` is then ``None`` (see :func:`save_state` for the order of writes).
+
 The folder is built in a hidden temporary sibling and renamed into place only when complete
 (:func:`ladtrain.atomic.replace_folder`), so a run killed at any instant leaves either no
 ``step-NNNNNN`` folder or a complete one. ``--resume RUN`` removes what a killed writer left (hidden
 folders, step folders without a manifest), verifies the newest checkpoint against its manifest, puts
 every state back and drops metrics rows logged after it; on CPU the resumed run then reproduces the
-uninterrupted one exactly (tested with a real SIGKILL: ``tests/train/test_resume.py``).
+uninterrupted one exactly (tested with a real SIGKILL: ``tests/train/test_resume.py``; two processes,
+DDP and FSDP2: ``tests/train/test_resume_distributed.py``).
 
 Failures are one-line :class:`CheckpointError` messages: a full or unwritable disk (the temporary folder
 is removed, earlier checkpoints stay), a corrupt or unreadable checkpoint (nothing is changed). The final
@@ -35,9 +43,10 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ladtrain import atomic, models
+from ladtrain import atomic, distributed, models
+from ladtrain.distributed import World
 
 # --------------------------------------------------------------------------------------------------
 
@@ -45,6 +54,7 @@ CHECKPOINTS = "checkpoints"  # RUN/checkpoints/step-000012/ ...
 MANIFEST = "manifest.json"  # written last: the completion marker (size and sha256 of every other file)
 TENSORS = "trainer_state.pt"  # optimizer, scheduler, torch RNG, trained modules (torch.save; weights_only)
 STATE = "state.json"  # step, data position, python/numpy RNG states, fault counters, base evaluation
+SHARDS = "shards"  # FSDP2: model and optimizer state, one file per rank (torch.distributed.checkpoint)
 _STEP = re.compile(r"step-(\d+)")
 
 
@@ -84,7 +94,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[str, Any], info: dict[str, Any],
-               keep: int = 2) -> Path:
+               keep: int = 2, world: World = World(), shards: Callable[[str], None] | None = None) -> Path:
     """Write ``RUN/checkpoints/step-NNNNNN`` atomically: the model and tokenizer (a Hugging Face folder,
     loadable with ``from_pretrained``), ``tensors`` (``torch.save``: optimizer, scheduler, torch RNG),
     ``info`` (JSON: step, data position, ...) and, last, the manifest. Everything is written into a
@@ -92,26 +102,56 @@ def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[st
     leaves either no ``step-NNNNNN`` folder or a complete one. Then all but the newest ``keep``
     complete checkpoints are removed (renamed away first, so no half-deleted folder is ever visible
     under a checkpoint name). An ``OSError`` (disk full, not writable) becomes a one-line
-    :class:`CheckpointError`; the temporary folder is removed and earlier checkpoints stay intact."""
+    :class:`CheckpointError`; the temporary folder is removed and earlier checkpoints stay intact.
+
+    Under ``torchrun`` every rank calls it. ``shards`` (FSDP2): a collective writer of the sharded model
+    and optimizer state into a folder (:func:`ladtrain.distributed.save_shards`); rank 0 makes the
+    temporary folder and sends its name to every rank, all write their shards into ``SHARDS/`` in it, and
+    only after that collective write has returned on rank 0 (every rank done) does rank 0 add the model's
+    ``config.json``, the tokenizer, ``tensors``, ``info``, the manifest, and rename. Without ``shards``
+    rank 0 alone writes. Every rank returns after the rename (a barrier)."""
     import torch
 
     final = step_folder(run, step)
+    sent = []
 
     def write(tmp: Path) -> None:
-        models.save_folder(model, tokenizer, tmp)
+        if shards is not None:
+            sent.append(distributed.broadcast_object(str(tmp), world))  # the other ranks join the write
+            shards(str(tmp / SHARDS))
+            model.config.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        else:
+            models.save_folder(model, tokenizer, tmp)
         torch.save(tensors, tmp / TENSORS)
         (tmp / STATE).write_text(json.dumps(info, indent=1))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         manifest = {"step": step, "files": {name: _digest(tmp / name) for name in files}}
         atomic.durable_write(tmp / MANIFEST, json.dumps(manifest, indent=1))
 
+    if not world.is_main:
+        tmp = distributed.broadcast_object(None, world) if shards is not None else None
+        if shards is not None and tmp is None:
+            raise CheckpointError(f"cannot write checkpoint {final}: rank 0 could not create its folder")
+        if tmp is not None:
+            try:
+                shards(str(Path(tmp) / SHARDS))
+            except atomic.write_errors() as err:
+                raise CheckpointError(f"cannot write checkpoint {final}: {atomic.reason(err)}") from None
+        distributed.barrier(world)
+        return final
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        atomic.replace_folder(final, write)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            atomic.replace_folder(final, write)
+        finally:
+            if shards is not None and not sent:
+                distributed.broadcast_object(None, world)  # rank 0 failed first: the others stop waiting
         for old in complete_checkpoints(run)[:-keep] if keep > 0 else []:
             atomic.remove_folder(old)
     except atomic.write_errors() as err:
         raise CheckpointError(f"cannot write checkpoint {final}: {atomic.reason(err)}") from None
+    distributed.barrier(world)
     return final
 
 
@@ -154,25 +194,49 @@ def verify(folder: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {name} is missing")
         size = path.stat().st_size
         if size != want["bytes"]:
-            raise CheckpointError(f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}")
+            raise CheckpointError(
+                f"checkpoint {folder} is corrupt: {name} has {size} bytes, expected {want['bytes']}"
+            )
         if _digest(path)["sha256"] != want["sha256"]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {name} does not match its sha256")
     return manifest
 
 
 def load_state(folder: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
-    """``(model, tokenizer, tensors, info)`` from a verified checkpoint folder; CheckpointError if corrupt."""
+    """``(model, tokenizer, tensors, info)`` from a verified checkpoint folder; CheckpointError if corrupt.
+    A sharded (FSDP2) checkpoint gives a model built from its ``config.json`` whose weights are not
+    loaded yet: :func:`restore_training` reads them from ``SHARDS/`` once the model is sharded."""
     import torch
 
     folder = Path(folder)
     verify(folder)
     try:
-        model, tokenizer = models.load(folder)
+        model, tokenizer = _skeleton(folder) if (folder / SHARDS).is_dir() else models.load(folder)
         tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
         info = json.loads((folder / STATE).read_text())
     except (models.ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"checkpoint {folder} cannot be loaded: {str(err).strip().splitlines()[0][:200]}"
+        ) from None
     return model, tokenizer, tensors, info
+
+
+def _skeleton(folder: Path) -> tuple[Any, Any]:
+    """The model of ``folder/config.json`` (its dtype, weights freshly initialised) and the tokenizer,
+    padded on the left as :func:`ladtrain.models.load` does."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_config(config)
+    dtype = getattr(config, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        model.to(dtype)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model, tokenizer
 
 
 def _digest(path: Path) -> dict[str, Any]:
@@ -191,18 +255,30 @@ def _tupled(x: Any) -> Any:
     return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
 
 
-def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler, data_rng: random.Random,
-                  faults, extra: dict[str, Any], keep: int = 2, modules: dict[str, Any] | None = None) -> Path:
+def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler,
+                  data_rng: random.Random, faults, extra: dict[str, Any], keep: int = 2,
+                  modules: dict[str, Any] | None = None, world: World = World()) -> Path:
     """The whole training state after RL step ``step``: model, tokenizer, optimizer, scheduler, the global
-    RNG states (python, numpy, torch), the prompt sampler's RNG state (the data position), the fault
-    counters, the state dicts of any other trained ``modules`` (FlowRL's log Z head) and ``extra`` (JSON:
-    base evaluation, timings). See :func:`save_state`."""
-    rng = rng_state()
-    tensors = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng["tensors"],
+    RNG states (python, numpy, torch) of every rank, the prompt sampler's RNG state (the data position,
+    the same on every rank), the fault counters, the state dicts of any other trained ``modules``
+    (FlowRL's log Z head) and ``extra`` (JSON: base evaluation, timings). Under ``torchrun`` every rank
+    calls it: rank 0 gathers every rank's RNG states; an FSDP2 model's and optimizer's state is written
+    sharded, one file per rank (``SHARDS/``), a DDP replica's by rank 0 as on one process. See
+    :func:`save_state`."""
+    rng = distributed.gather_objects(rng_state(), world)  # rank order
+    sharded = distributed.is_sharded(model)
+    tensors = {"optimizer": None if sharded else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "rng": rng[0]["tensors"], "rank_rng": [r["tensors"] for r in rng],
                "modules": {name: m.state_dict() for name, m in (modules or {}).items()}}
-    info = {"step": step, "data_position": _jsonable(data_rng.getstate()), "rng": rng["json"],
+    info = {"step": step, "data_position": _jsonable(data_rng.getstate()), "rng": rng[0]["json"],
+            "rank_rng": [r["json"] for r in rng], "processes": world.size, "sharded": sharded,
             "faults": faults.state_dict(), **extra}
-    return save_state(run, step, model, tokenizer, tensors=tensors, info=info, keep=keep)
+
+    def shards(folder: str) -> None:
+        distributed.save_shards(folder, model, optimizer)
+
+    return save_state(run, step, model, tokenizer, tensors=tensors, info=info, keep=keep, world=world,
+                      shards=shards if sharded else None)
 
 
 @dataclass(frozen=True)
@@ -214,6 +290,7 @@ class TrainingState:
     tokenizer: Any
     tensors: dict[str, Any]
     info: dict[str, Any]
+    folder: Path | None = None  # the checkpoint folder (a sharded one's weights are read from it)
 
     @property
     def step(self) -> int:
@@ -228,10 +305,12 @@ def latest_training(run: str | Path, clean: bool = True) -> TrainingState:
         clean_leftovers(run)
     found = complete_checkpoints(run)
     if not found:
-        raise CheckpointError(f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
-                              "(was the run started with --checkpoint-every 0, or killed before its first one?)")
+        raise CheckpointError(
+            f"--resume {run}: no complete checkpoint in {Path(run) / CHECKPOINTS} "
+            "(was the run started with --checkpoint-every 0, or killed before its first one?)"
+        )
     try:
-        return TrainingState(*load_state(found[-1]))
+        return TrainingState(*load_state(found[-1]), folder=found[-1])
     except CheckpointError as err:
         hint = f"; the older {found[-2].name} may be intact: move {found[-1].name} away to resume from it" \
             if len(found) > 1 else ""
@@ -239,19 +318,37 @@ def latest_training(run: str | Path, clean: bool = True) -> TrainingState:
 
 
 def restore_training(run: str | Path, state: TrainingState, *, optimizer, scheduler, data_rng: random.Random,
-                     faults, write: bool = True,
-                     modules: dict[str, Any] | None = None) -> tuple[int, list[dict[str, Any]]]:
+                     faults, write: bool = True, modules: dict[str, Any] | None = None, model=None,
+                     world: World = World()) -> tuple[int, list[dict[str, Any]]]:
     """Put a loaded training state back; drop metrics rows written after the checkpoint (a killed run may
     have logged a step it did not checkpoint; ``write=False``: only read them, as ranks other than 0 do).
+    A sharded checkpoint's model and optimizer state is read into ``model`` (the FSDP2-wrapped policy;
+    a collective call). Each rank gets its own RNG states back; a checkpoint written by another number
+    of processes is restored with a warning (rank ``r`` takes rank ``r``'s RNG states, or rank 0's
+    where the checkpoint has no rank ``r``): a valid continuation, not the uninterrupted run.
     Returns ``(next step, metrics rows so far)``."""
     tensors, info = state.tensors, state.info
     for name, module in (modules or {}).items():
         if name not in tensors.get("modules", {}):
             raise CheckpointError(f"--resume: checkpoint {state.step} has no state for {name}")
         module.load_state_dict(tensors["modules"][name])
-    optimizer.load_state_dict(tensors["optimizer"])
+    if tensors["optimizer"] is None:  # sharded: model and optimizer from SHARDS/
+        if model is None or state.folder is None:
+            raise CheckpointError(f"--resume: checkpoint {state.step} is sharded; loading it needs the model")
+        distributed.load_shards(str(state.folder / SHARDS), model, optimizer)
+    else:
+        optimizer.load_state_dict(tensors["optimizer"])
     scheduler.load_state_dict(tensors["scheduler"])
-    set_rng_state({"json": info["rng"], "tensors": tensors["rng"]})
+    saved = int(info.get("processes", 1))
+    if saved != world.size and world.is_main:
+        import warnings
+
+        warnings.warn(f"--resume: checkpoint {state.step} was written by {saved} processes, resumed on "
+                      f"{world.size}: model, optimizer and data position are restored, but not every rank's "
+                      "random stream, so the run continues validly but not as the uninterrupted one would")
+    ranks = list(zip(info.get("rank_rng", [info["rng"]]), tensors.get("rank_rng", [tensors["rng"]])))
+    mine = ranks[world.rank] if world.rank < len(ranks) else ranks[0]
+    set_rng_state({"json": mine[0], "tensors": mine[1]})
     data_rng.setstate(_tupled(info["data_position"]))
     faults.load_state_dict(info["faults"])
     step = int(info["step"])
@@ -273,6 +370,6 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
     return step + 1, rows
 
 
-__all__ = ["CHECKPOINTS", "MANIFEST", "CheckpointError", "TrainingState", "clean_leftovers", "complete_checkpoints",
-           "latest_training", "load_state", "restore_training", "rng_state", "save_state", "save_training",
-           "set_rng_state", "step_folder", "verify"]
+__all__ = ["CHECKPOINTS", "MANIFEST", "SHARDS", "CheckpointError", "TrainingState", "clean_leftovers",
+           "complete_checkpoints", "latest_training", "load_state", "restore_training", "rng_state",
+           "save_state", "save_training", "set_rng_state", "step_folder", "verify"]

@@ -94,13 +94,14 @@ def train_main(argv: Sequence[str]) -> int:
 
 
 def eval_main(argv: Sequence[str]) -> int:
-    """``python -m ladtrain eval``: k samples per problem of a split, every metric, optional JSON."""
+    """``python -m ladtrain eval``: n samples per problem of a split and of every ``--eval-task`` set,
+    every metric with its 95% interval over problems, optional JSON."""
     import json
     import os
 
     import torch
 
-    from ladtrain import distributed, models, preflight, trainer
+    from ladtrain import distributed, heldout, intervals, models, passk, preflight, trainer
 
     cfg = preflight.evaluation(parse_eval(argv))
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
@@ -108,6 +109,7 @@ def eval_main(argv: Sequence[str]) -> int:
     problems = list(task.problems(cfg.split))[: cfg.problems or None]
     if not problems:
         raise ConfigError(f"--task {cfg.task}: the {cfg.split} split is empty")
+    sets = heldout.eval_sets(cfg, task, problems, limit=cfg.problems)
     if cfg.model == models.BUILTIN:
         d = TrainConfig()
         warm = models.WarmUp(steps=d.warmup_steps, batch=d.warmup_batch, lr=d.warmup_lr, seed=d.seed)
@@ -122,28 +124,24 @@ def eval_main(argv: Sequence[str]) -> int:
     else:
         model, tokenizer = models.load(cfg.model)
     model.to(distributed.pick_device(cfg.device)).eval()
-    result = trainer.evaluate(
-        model,
-        tokenizer,
-        task,
-        problems,
-        samples=cfg.k,
-        temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
-        seed=cfg.seed,
-        progress=cfg.progress,
-    )
-    print(
-        f"{cfg.model} on {cfg.task} ({cfg.split}): {len(problems)} problems x {cfg.k} samples, "
-        f"temperature {cfg.temperature}"
-    )
-    for key, value in result.items():
-        if isinstance(value, float) and key not in ("seconds", "accuracy"):
-            print(f"  {key:<18} {value:.4f}")
+    ks, samples = passk.ks_of(cfg)
+    evaluator = heldout.Evaluator(sets, ks=ks, samples=samples, temperature=cfg.temperature,
+                                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch=cfg.batch,
+                                  progress=cfg.progress)
+    results = evaluator.run(model, tokenizer, 0, "eval")
+    for s in sets:
+        result = results[s.name]
+        split = cfg.split if s.name == heldout.MAIN else "test"
+        print(f"{cfg.model} on {s.spec} ({split}, set {s.name}): {len(s.problems)} problems x {samples} "
+              f"samples, temperature {cfg.temperature} (95% intervals over problems)")
+        for key, ci in result["intervals"].items():
+            print(f"  {key:<22} {intervals.fmt(ci, digits=4)}")
     if cfg.out:
+        main = results[heldout.MAIN]
+        extra = {name: r for name, r in results.items() if name != heldout.MAIN}
         try:
             with open(cfg.out, "w") as fh:
-                json.dump({"config": cfg.to_dict(), **result}, fh, indent=2)
+                json.dump({"config": cfg.to_dict(), **main, "eval_sets": extra}, fh, indent=2)
         except OSError as err:
             raise ConfigError(f"--out: cannot write {cfg.out}: {err.strerror or err}") from None
     return 0
@@ -158,7 +156,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ladtrain.models import ModelError
     from ladtrain.tasks import TaskError
 
-    return (options.OptionError, CheckpointError, DivergenceError, LossError, ModelError, TaskError, WriteError)
+    return (
+        options.OptionError,
+        CheckpointError,
+        DivergenceError,
+        LossError,
+        ModelError,
+        TaskError,
+        WriteError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from ladtheory import options
-from ladtheory.options import CPU_CORES, Choice, Domain, Flag, Int, Invalid, OptionError, Real, Text
+from ladtheory.options import (
+    CPU_CORES,
+    Choice,
+    Domain,
+    Flag,
+    Int,
+    Invalid,
+    Listed,
+    OptionError,
+    Real,
+    Repeated,
+    Text,
+)
 from ladtheory.options import Path as PathDomain
 
 
@@ -52,6 +64,40 @@ def check_reward(spec: str) -> None:
         raise ValueError("expected module:function or path/to/file.py:function")
     if target.endswith(".py") and not Path(target).is_file():
         raise ValueError(f"no such file {target}")
+
+
+def check_eval_task(text: str) -> None:
+    """``NAME=SPEC`` or ``SPEC`` (:func:`ladtrain.tasks.named_spec`); the spec is checked as ``--task``'s
+    is."""
+    from ladtrain.tasks import named_spec
+
+    check_task(named_spec(text, reserved=(HELD_OUT,))[1])
+
+
+HELD_OUT = "held_out"  # the name of the task's own held-out split among the evaluation sets
+
+
+def check_evaluation(cfg) -> None:
+    """The evaluation options together: ``--k`` with ``--k-max`` (:func:`ladtrain.passk.ks_of`), and two
+    evaluation sets of one name, are ConfigErrors naming the flag."""
+    from ladtrain.passk import EvaluationError, ks_of
+    from ladtrain.tasks import named_spec
+
+    try:
+        ks_of(cfg)
+    except EvaluationError as err:
+        raise ConfigError(str(err)) from None
+    names = [HELD_OUT]
+    for text in cfg.eval_task:
+        try:
+            name = named_spec(text, reserved=(HELD_OUT,))[0]
+        except ValueError as err:
+            raise ConfigError(f"--eval-task: {err} (got {options.shown(text)})") from None
+        if name in names:
+            raise ConfigError(
+                f"--eval-task: two evaluation sets are named {name!r}; name them with NAME=SPEC"
+            )
+        names.append(name)
 
 
 def check_loss(spec: str) -> None:
@@ -145,9 +191,12 @@ class RunOptions:
         return Path(self.cache_dir or os.environ.get("LADTRAIN_CACHE") or Path.home() / ".cache" / "ladtrain")
 
     def validate(self):
-        """Check every field against its declared domain (no I/O beyond the model folder); return self.
-        Raises ConfigError."""
-        return options.validate(self, error=ConfigError)
+        """Check every field against its declared domain (no I/O beyond the model folder), then the
+        evaluation options together (:func:`check_evaluation`); return self. Raises
+        ConfigError."""
+        options.validate(self, error=ConfigError)
+        check_evaluation(self)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,7 +210,8 @@ class TrainConfig(RunOptions):
     loss: str = _f(
         "lad",
         "loss: lad (= lad:js), lad:<divergence> (kl rkl js hellinger tv jeffreys pearson neyman "
-        "triangular alpha:<a>), grpo, dr_grpo, dapo, gspo, flowrl, ladw:<divergence> (ablation)",
+        "triangular alpha:<a>), grpo, grpo_tokenmean (control), dr_grpo, dapo, gspo, flowrl, "
+        "ladw:<divergence> (ablation)",
         Text(lookup="ladtrain.config:check_loss", hint="a loss spec"),
     )
     eta: float = _f(
@@ -217,6 +267,40 @@ class TrainConfig(RunOptions):
     eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)", Int(ge=1))
     eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)", Int(ge=0))
     eval_temperature: float = _f(1.0, "sampling temperature for evaluation", TEMPERATURE)
+    eval_every: int = _f(
+        0,
+        "evaluate every held-out set every N RL steps, besides step 0 (the base) and the end (0 = only "
+        "those); rows go to RUN/eval.jsonl",
+        Int(ge=0),
+    )
+    eval_task: tuple = _f(
+        (),
+        "an extra evaluation set, NAME=SPEC or SPEC (a task spec; its test split), evaluated with the "
+        "task's own held-out split at the base, every --eval-every steps and at the end; repeat the flag "
+        "for several (default: none)",
+        Repeated(Text(lookup="ladtrain.config:check_eval_task", hint="NAME=SPEC or SPEC")),
+    )
+    eval_k: str | None = _f(
+        None,
+        "k values of pass@k: a comma list (1,2,4,...,1024) or one K (every power of two up to K, and K); "
+        "samples per problem = max(--eval-samples, largest k) (default: powers of two up to --eval-samples)",
+        Listed(Int(ge=1)),
+        aliases=("--k",),
+    )
+    eval_k_max: int = _f(
+        0, "the same as --k K: every power of two up to K (0 = use --k or --eval-samples)", Int(ge=0),
+        aliases=("--k-max",),
+    )
+    eval_batch: int = _f(
+        512, "most sequences per generate call in evaluation (bounds its memory; also fixes the sampling "
+             "stream)", Int(ge=1),
+    )
+    report_to: str = _f(
+        "none",
+        "experiment tracking, as TRL's report_to: none, tensorboard (RUN/tensorboard/), wandb (offline "
+        "only, RUN/wandb/), or both",
+        Choice("none", "tensorboard", "wandb", "tensorboard,wandb"),
+    )
     # --- built-in model warm-up (supervised, cached)
     warmup_steps: int = _f(
         600, "supervised warm-up steps of the built-in model (cached by settings)", Int(ge=0)
@@ -273,7 +357,23 @@ class EvalConfig(RunOptions):
     """``python -m ladtrain eval``: sample k completions per held-out problem and report every metric of
     :mod:`ladtrain.evaluation`."""
 
-    k: int = _f(16, "samples per problem (pass@k up to k)", Int(ge=1))
+    k: str | None = _f(
+        None,
+        "k values of pass@k: one K (every power of two up to K, and K) or a comma list "
+        "(1,2,4,...,1024); samples per problem = max(--samples, largest k) (default 16)",
+        Listed(Int(ge=1)),
+    )
+    k_max: int = _f(0, "the same as --k K (0 = use --k)", Int(ge=0))
+    samples: int = _f(0, "samples per problem (0 = the largest k)", Int(ge=0))
+    eval_task: tuple = _f(
+        (),
+        "another evaluation set, NAME=SPEC or SPEC (its test split), evaluated after --task's split; "
+        "repeat the flag for several (default: none)",
+        Repeated(Text(lookup="ladtrain.config:check_eval_task", hint="NAME=SPEC or SPEC")),
+    )
+    batch: int = _f(
+        512, "most sequences per generate call (bounds memory; fixes the sampling stream)", Int(ge=1)
+    )
     split: str = _f("test", "which problems", Choice("test", "train"))
     problems: int = _f(0, "number of problems, from the start of the split (0 = all)", Int(ge=0))
     temperature: float = _f(1.0, "sampling temperature", TEMPERATURE)

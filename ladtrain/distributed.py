@@ -14,8 +14,10 @@ tested with two real processes: ``tests/train/test_distributed.py``).
 ``rank, rank + W, ...`` (:func:`shard`): no prompt is used twice, none is dropped, and the union is what one
 process would have drawn. ``prompts_per_step`` must be divisible by ``W``.
 
-**Rank 0** alone writes metrics, checkpoints and plots; every rank runs evaluation (needed for FSDP2,
-whose forward passes are collective) on the same seeded stream.
+**Rank 0** alone writes metrics, the final model and plots; every rank runs evaluation (needed for FSDP2,
+whose forward passes are collective) on the same seeded stream. Resumable checkpoints
+(:mod:`ladtrain.checkpoint`) are collective: every rank's RNG states are gathered, and under FSDP2 every
+rank writes its own shard of model and optimizer (:func:`save_shards`).
 
 Strategies (:data:`STRATEGIES`): ``none``; ``ddp`` (``DistributedDataParallel``); ``fsdp2``
 (``torch.distributed.fsdp.fully_shard`` on every decoder layer, then the root: parameters sharded across
@@ -95,7 +97,9 @@ def teardown() -> None:
 def shard(items: Sequence[Any], world: World) -> list[Any]:
     """Rows ``rank, rank + W, ...`` of ``items``: disjoint across ranks, their union is ``items``."""
     if len(items) % world.size:
-        raise DistributedError(f"--prompts-per-step {len(items)} is not divisible by the {world.size} processes")
+        raise DistributedError(
+            f"--prompts-per-step {len(items)} is not divisible by the {world.size} processes"
+        )
     return list(items[world.rank :: world.size])
 
 
@@ -109,7 +113,9 @@ def all_sum(value: Tensor | float, world: World) -> Tensor:
     t = torch.as_tensor(value, dtype=torch.float64).detach().clone().reshape(())
     if world.is_distributed:
         backend = torch.distributed.get_backend()
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        device = (
+            torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        )
         t = t.to(device)
         torch.distributed.all_reduce(t)
         t = t.cpu()
@@ -164,11 +170,15 @@ def _decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return []
 
 
-def _none(model: torch.nn.Module, world: World, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _none(
+    model: torch.nn.Module, world: World, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     return model, model
 
 
-def _ddp(model: torch.nn.Module, world: World, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _ddp(
+    model: torch.nn.Module, world: World, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     if not world.is_distributed:
         return model, model
     from torch.nn.parallel import DistributedDataParallel
@@ -177,7 +187,9 @@ def _ddp(model: torch.nn.Module, world: World, device: torch.device) -> tuple[to
     return wrapped, model  # generation uses the bare module (no gradient, no collective)
 
 
-def _fsdp2(model: torch.nn.Module, world: World, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _fsdp2(
+    model: torch.nn.Module, world: World, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     if not world.is_distributed:
         return model, model
     from torch.distributed.fsdp import fully_shard
@@ -198,11 +210,16 @@ class Strategy:
     help: str
 
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("none", _none, "one process (no wrapper)"),
-    Strategy("ddp", _ddp, "DistributedDataParallel: a full replica per process, gradients all-reduced"),
-    Strategy("fsdp2", _fsdp2, "torch FSDP2 fully_shard per decoder layer: parameters sharded across processes"),
-)}
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("none", _none, "one process (no wrapper)"),
+        Strategy("ddp", _ddp, "DistributedDataParallel: a full replica per process, gradients all-reduced"),
+        Strategy(
+            "fsdp2", _fsdp2, "torch FSDP2 fully_shard per decoder layer: parameters sharded across processes"
+        ),
+    )
+}
 
 
 def prepare(model: torch.nn.Module, strategy: str, world: World, device: torch.device
@@ -246,6 +263,82 @@ def plain_model(model: torch.nn.Module, world: World) -> torch.nn.Module | None:
     return merged(getattr(model, "module", model))
 
 
-__all__ = ["STRATEGIES", "DistributedError", "Strategy", "World", "all_sum", "barrier", "check_batch",
-           "full_state_dict", "main_first", "mean_over_ranks", "pick_device", "plain_model", "prepare", "setup",
+# --------------------------------------------------------------------------------------------------
+# What resumable checkpoints need across ranks (ladtrain.checkpoint writes and reads the folders)
+
+
+def gather_objects(obj: Any, world: World) -> list[Any]:
+    """``obj`` of every rank, in rank order, on every rank (``[obj]`` on one process; a collective call)."""
+    if not world.is_distributed:
+        return [obj]
+    out: list[Any] = [None] * world.size
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, world: World) -> Any:
+    """Rank 0's ``obj`` on every rank (a collective call; ``obj`` itself on one process)."""
+    if not world.is_distributed:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``model`` holds only this rank's shard of its parameters (FSDP2 ``fully_shard``)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def reshard(model: torch.nn.Module) -> None:
+    """Put FSDP2's sharded parameters back on every module: a forward without backward (generation,
+    evaluation) leaves the root's unsharded ones registered, and an optimizer built then, or a state
+    dict read then, would see those instead of the trained shards (nothing on a model without FSDP2)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
+def save_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Write the model's and the optimizer's state with ``torch.distributed.checkpoint`` into ``folder``:
+    every rank writes its own shard (``__RANK_0.distcp``), the coordinator (rank 0) the ``.metadata``
+    last, after all ranks' writes have succeeded (a collective call; files are fsynced). A failed write
+    on any rank raises an ``OSError`` on every rank."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    reshard(model)
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    try:
+        dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
+    except CheckpointException as err:  # a rank's write failed (disk full, ...): an OSError, one line
+        first = next(iter(err.failures.values()))[0] if err.failures else err
+        if isinstance(first, OSError) and first.strerror:
+            raise OSError(first.errno, first.strerror) from None
+        raise OSError(f"{type(first).__name__}: {(str(first).strip() or '?').splitlines()[0]}") from None
+
+
+def load_shards(folder: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Read :func:`save_shards`' folder into ``model`` and ``optimizer`` (a collective call). DCP
+    re-shards on load: each rank reads the slices its own shards need, so the checkpoint may have been
+    written by another number of processes (or read on one process, unsharded)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    reshard(model)
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=folder)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+__all__ = ["STRATEGIES", "DistributedError", "Strategy", "World", "all_sum", "barrier", "broadcast_object",
+           "check_batch", "full_state_dict", "gather_objects", "is_sharded", "load_shards", "main_first",
+           "mean_over_ranks", "pick_device", "plain_model", "prepare", "reshard", "save_shards", "setup",
            "shard", "teardown", "world_from_env"]

@@ -24,7 +24,8 @@ over samples); ``intervals`` (95% over problems, :mod:`ladtrain.intervals`); ``k
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+import warnings
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -36,24 +37,28 @@ from ladtrain.tasks import Problem, Task
 MAX_PROMPTS_PER_CALL = 32
 
 
-def plan(n_problems: int, samples: int, batch: int) -> list[list[tuple[int, int]]]:
-    """The generate calls: each a list of ``(problem index, completions of it)``, all with one count
-    (the sampler draws a fixed number per prompt); at most ``batch`` sequences and 32 prompts a call."""
+def prompts_per_call(samples: int, batch: int) -> int:
+    """Problems per ``generate`` call when ``samples <= batch``: ``min(32, batch // samples)``, at least 1."""
+    return max(1, min(MAX_PROMPTS_PER_CALL, batch // samples))
+
+
+def plan(n_problems: int, samples: int, batch: int) -> Iterator[list[tuple[int, int]]]:
+    """The generate calls, in order (a generator: nothing is built ahead): each a list of ``(problem
+    index, completions of it)``, all with one count (the sampler draws a fixed number per prompt); at
+    most ``batch`` sequences and 32 prompts a call."""
     if samples < 1 or batch < 1:
         raise EvaluationError(f"need samples >= 1 and batch >= 1, got {samples} and {batch}")
-    calls: list[list[tuple[int, int]]] = []
     if samples <= batch:
-        per = max(1, min(MAX_PROMPTS_PER_CALL, batch // samples))
+        per = prompts_per_call(samples, batch)
         for i in range(0, n_problems, per):
-            calls.append([(j, samples) for j in range(i, min(n_problems, i + per))])
-    else:
-        for j in range(n_problems):
-            done = 0
-            while done < samples:
-                piece = min(batch, samples - done)
-                calls.append([(j, piece)])
-                done += piece
-    return calls
+            yield [(j, samples) for j in range(i, min(n_problems, i + per))]
+        return
+    for j in range(n_problems):
+        done = 0
+        while done < samples:
+            piece = min(batch, samples - done)
+            yield [(j, piece)]
+            done += piece
 
 
 def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, samples: int, temperature: float,
@@ -81,7 +86,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
     pending: dict[int, dict[str, list]] = {}  # problem index -> its completions so far
     rows: list[dict[str, float] | None] = [None] * len(problems)
     counts: list[dict | None] = [None] * len(problems)
-    start = time.time()
+    start, failed = time.time(), 0
     bar = tqdm(total=len(problems) * samples, desc=desc, disable=not progress, dynamic_ncols=True,
                leave=False, unit="sample")
     with torch.random.fork_rng(devices=[]):
@@ -89,7 +94,9 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
         for call in plan(len(problems), samples, batch):
             group = call[0][1]
             rollout = sampler.sample([prompts[j] for j, _ in call], group)
-            scores = scoring.score(task, [problems[j] for j, _ in call for _ in range(group)], rollout.texts).scores
+            scored = scoring.score(task, [problems[j] for j, _ in call for _ in range(group)], rollout.texts)
+            scores = scored.scores  # a sample that could not be scored counts as not solved
+            failed += len(scored.failures)
             ids = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
             ended = (rollout.completion_ids == tokenizer.eos_token_id).any(dim=1).tolist()
             for slot, (j, _) in enumerate(call):
@@ -109,9 +116,13 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
                         on_problem(problems[j], prompts[j], done["texts"], done["scores"], done["truncated"])
             bar.update(group * len(call))
     bar.close()
+    if failed:
+        warnings.warn(f"{desc}: the reward failed on {failed} samples (raised or not a finite number); they "
+                      "count as not solved")
     result = evaluation.result(rows, counts, [p.id for p in problems], samples, ks)
+    result["unscorable"] = failed
     result["seconds"] = time.time() - start
     return result
 
 
-__all__ = ["MAX_PROMPTS_PER_CALL", "evaluate", "plan"]
+__all__ = ["MAX_PROMPTS_PER_CALL", "evaluate", "plan", "prompts_per_call"]

@@ -241,7 +241,8 @@ def result(rows: Sequence[dict[str, float]], correct_answers: Sequence[dict], pr
            samples: int, ks: Sequence[int]) -> dict[str, Any]:
     """One evaluation as a JSON-ready dict, from the :func:`problem_metrics` row and the correct-answer
     counts (:func:`ladtrain.coverage.correct_answer_counts`) of each problem: the mean of every metric
-    (NaN skipped), ``accuracy`` (= ``avg@k``), ``intervals`` (:func:`intervals_of`), ``problems``,
+    (NaN skipped), ``accuracy`` (= ``avg@k``), ``intervals`` (:func:`intervals_of`, ``accuracy``'s too),
+    ``problems``,
     ``samples_per_problem``, ``ks``, ``problem_ids``, ``per_problem`` and ``correct_answers``."""
     if not rows or len(rows) != len(correct_answers) or len(rows) != len(problem_ids):
         raise EvaluationError(f"need one row, one answer count and one id per problem, got {len(rows)}, "
@@ -251,6 +252,7 @@ def result(rows: Sequence[dict[str, float]], correct_answers: Sequence[dict], pr
     out.update(problems=len(rows), samples_per_problem=int(samples), ks=list(ks))
     out["accuracy"] = out["avg@k"]
     out["intervals"] = intervals_of(per)
+    out["intervals"]["accuracy"] = out["intervals"]["avg@k"]
     out["problem_ids"] = list(problem_ids)
     out["per_problem"] = per
     out["correct_answers"] = [dict(c) for c in correct_answers]
@@ -308,6 +310,8 @@ def crossover_text(v: dict[str, Any]) -> str:
     if k is None:
         return f"crossover: none up to k={k_max} (trained pass@k above the base at every k)"
     d = v["metrics"][f"pass@{k}"]["difference"]
+    if all(b == t for b, t in zip(v["pass_at_k"]["base"], v["pass_at_k"]["trained"])):
+        return f"crossover: k={k} (base and trained pass@k are equal at every k up to {k_max})"
     line = f"crossover: k={k} (base pass@{k} >= trained; trained - base {intervals.fmt(d, sign=True)})"
     if sig is None:
         return line + f"; at no k up to {k_max} is the base ahead beyond problem noise"

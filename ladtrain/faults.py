@@ -5,30 +5,37 @@ per run: :meth:`Faults.record` counts what the pure scorer :func:`ladtrain.scori
 (:meth:`Faults.score` does both), :meth:`Faults.rollout` counts what a rollout looks like,
 :meth:`Faults.update_ok` decides before every optimizer step, and :meth:`Faults.row` goes into every
 metrics row. Prompts too long for the model's context are found by
-:func:`ladtrain.models.fitting_prompts` and counted here (``prompts_too_long``). A fault that cannot be skipped sets
+:func:`ladtrain.models.fitting_prompts` and counted here (``prompts_too_long``). A fault that cannot be
+skipped sets
 :attr:`Faults.fatal`; the trainer then saves a checkpoint and raises :class:`TrainingFault` (one line;
 ``python -m ladtrain`` prints it and exits with code 1; ``--resume RUN`` continues from that checkpoint).
 
-========================================  ===================================================  ==================
-fault                                     behaviour                                            metrics key
-========================================  ===================================================  ==================
-reward function raises on a sample        that sample is unscored: reward None, masked out     ``reward_errors``
-                                          of the loss, A = 0 (the batch is re-scored one
-                                          sample at a time to find the failing ones)
-reward is NaN, inf or not a number        the same (skipped and counted)                       ``reward_invalid``
-reward is None ("could not score")        the same (TRL's convention)                          ``unscored``
-every sample of a step fails to score     the update is skipped; after ``FAULT_LIMIT``         ``skipped_updates``
-                                          such steps in a row: stop (checkpoint + error)
-a batch fails but no single sample does   stop at once: the reward function is broken for
-                                          batches (e.g. returns a list of the wrong length)
-all rewards of a group are equal          kept at A = 0 (no signal, as in GRPO), counted       ``zero_adv_groups``
-empty completion (EOS first)              scored and trained as any other, counted             ``empty_completions``
-truncated completion (no EOS)             scored and trained as any other, counted             ``truncated``
-prompt + max_new_tokens > model context   dropped from the split at start-up, counted          ``prompts_too_long``
-                                          (summary.json); none left: a one-line ConfigError
-non-finite loss or gradient norm          the optimizer step is skipped; after ``FAULT_LIMIT``  ``skipped_updates``
-                                          in a row: stop (checkpoint + error)
-========================================  ===================================================  ==================
+=======================================  =============================================  =====================
+fault                                    behaviour                                      metrics key
+=======================================  =============================================  =====================
+reward function raises on a sample       that sample is unscored: reward None, masked   ``reward_errors``
+                                         out of the loss, A = 0 (the batch is
+                                         re-scored one sample at a time to find the
+                                         failing ones)
+reward is NaN, inf or not a number       the same (skipped and counted)                 ``reward_invalid``
+reward is None ("could not score")       the same (TRL's convention)                    ``unscored``
+every sample of a step fails to score    the update is skipped; after ``FAULT_LIMIT``   ``skipped_updates``
+                                         such steps in a row: stop (checkpoint +
+                                         error)
+a batch fails but no single sample does  stop at once: the reward function is broken
+                                         for batches (e.g. returns a list of the wrong
+                                         length)
+all rewards of a group are equal         kept at A = 0 (no signal, as in GRPO),         ``zero_adv_groups``
+                                         counted
+empty completion (EOS first)             scored and trained as any other, counted       ``empty_completions``
+truncated completion (no EOS)            scored and trained as any other, counted       ``truncated``
+prompt + max_new_tokens > model context  dropped from the split at start-up, counted    ``prompts_too_long``
+                                         (summary.json); none left: a one-line
+                                         ConfigError
+non-finite loss or gradient norm         the optimizer step is skipped; after           ``skipped_updates``
+                                         ``FAULT_LIMIT`` in a row: stop (checkpoint +
+                                         error)
+=======================================  =============================================  =====================
 
 The first skipped fault of each kind in a run also raises a :class:`FaultWarning` (Python ``warnings``),
 so a researcher watching the console sees it once; every later one is only counted. Equal-reward groups,

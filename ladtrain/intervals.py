@@ -9,7 +9,7 @@ correct answers, ...). Treating the P problems as a sample from the task's distr
 :func:`mean_interval`. A base and a trained policy evaluated on the **same** problems are compared with
 the paired differences ``d_p = trained_p - base_p`` and the same formula on ``d``
 (:func:`paired_interval`), which is what ``python -m ladtrain compare`` reports per problem
-(:func:`ladtrain.compare.paired`). The intervals cover problem-sampling noise and the sampling noise of
+(:func:`ladtrain.study_stats.paired`). The intervals cover problem-sampling noise and the sampling noise of
 the per-problem estimates; they do not cover seed-to-seed variation of training.
 
 Undefined per-problem values (NaN, e.g. retained answers of a problem the base never solved) are left

@@ -10,6 +10,9 @@ A loss is picked by a spec string (``--loss``):
 * ``grpo``: GRPO's clipped surrogate, per-sequence token mean (``clip_eps``, ``clip_eps_high``);
 * ``dr_grpo``: the same surrogate summed over tokens and divided by ``B * max_new_tokens`` (Dr. GRPO);
 * ``dapo``: the same surrogate, global token mean, clip-higher (``clip_eps_high`` defaults to 0.28);
+* ``grpo_tokenmean`` (control): GRPO's surrogate with its symmetric clip, aggregated as ``lad`` at
+  ``level="token"`` (global token mean), so ``lad`` vs ``grpo_tokenmean`` differs in the objective alone
+  and ``grpo_tokenmean`` vs ``grpo`` in the aggregation alone (``dapo`` without clip-higher);
 * ``gspo``: sequence-level length-normalised ratio with GSPO's clip range (3e-4, 4e-4);
 * ``flowrl``: FlowRL's trajectory balance (``flowrl_beta``) with a learned log Z head and a frozen
   reference model (the trainer supplies both: ``needs_ref``, ``needs_log_z``);
@@ -107,7 +110,9 @@ def _lad(arg: str | None) -> Loss:
         raise LossError(f"--loss lad:{arg}: {err}") from None
 
     def fn(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        return lad_loss(x.logp, x.logp_old, x.advantages, x.mask, divergence=divergence, eta=hp.eta, level=hp.level)
+        return lad_loss(
+            x.logp, x.logp_old, x.advantages, x.mask, divergence=divergence, eta=hp.eta, level=hp.level
+        )
 
     return Loss(f"lad:{divergence}", fn, _level_unit, uses_eta=True)
 
@@ -120,9 +125,12 @@ def _ladw(arg: str | None) -> Loss:
 
     def fn(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
         A = x.advantages.detach()
-        w = effective_weight(A.double(), torch.zeros_like(A, dtype=torch.float64), divergence, hp.eta).to(x.logp.dtype)
-        loss, terms = grpo_loss(x.logp, x.logp_old, w, x.mask, clip_eps=hp.clip_eps, clip_eps_high=hp.clip_eps_high,
-                                norm="dapo")
+        w = effective_weight(A.double(), torch.zeros_like(A, dtype=torch.float64), divergence, hp.eta).to(
+            x.logp.dtype
+        )
+        loss, terms = grpo_loss(
+            x.logp, x.logp_old, w, x.mask, clip_eps=hp.clip_eps, clip_eps_high=hp.clip_eps_high, norm="dapo"
+        )
         return loss, terms
 
     return Loss(f"ladw:{divergence}", fn, _unit("token"), uses_eta=True)
@@ -141,7 +149,9 @@ def _no_arg(name: str, fn: Callable[[LossInputs, Any], tuple[Tensor, dict[str, T
 def _grpo_family(norm: str, default_high: float | None = None):
     def fn(x: LossInputs, hp: Any) -> tuple[Tensor, dict[str, Tensor]]:
         high = hp.clip_eps_high if hp.clip_eps_high is not None else default_high
-        max_len = hp.max_new_tokens if norm == "dr_grpo" else None  # Dr. GRPO's constant: the generation budget
+        max_len = (
+            hp.max_new_tokens if norm == "dr_grpo" else None
+        )  # Dr. GRPO's constant: the generation budget
         return grpo_loss(x.logp, x.logp_old, x.advantages, x.mask, clip_eps=hp.clip_eps, clip_eps_high=high,
                          norm=norm, max_len=max_len)
 
@@ -165,18 +175,35 @@ def _flowrl(arg: str | None) -> Loss:
 
 
 FAMILIES: dict[str, Family] = {
-    "lad": Family(_lad, "LAD, lad:<divergence> (default js): ladtheory.objective.lad_loss with --eta, --level"),
+    "lad": Family(
+        _lad, "LAD, lad:<divergence> (default js): ladtheory.objective.lad_loss with --eta, --level"
+    ),
     # grpo: a mean over sequences of per-sequence token means
-    "grpo": Family(_no_arg("grpo", _grpo_family("grpo"), "sequence"),
-                   "GRPO clipped surrogate, per-sequence token mean, --clip-eps (--clip-eps-high)"),
+    "grpo": Family(
+        _no_arg("grpo", _grpo_family("grpo"), "sequence"),
+        "GRPO clipped surrogate, per-sequence token mean, --clip-eps (--clip-eps-high)",
+    ),
     # dr_grpo: (token sum / max_new_tokens) averaged over sequences
-    "dr_grpo": Family(_no_arg("dr_grpo", _grpo_family("dr_grpo"), "sequence"),
-                      "Dr. GRPO: clipped surrogate, token sum / (B * --max-new-tokens)"),
-    "dapo": Family(_no_arg("dapo", _grpo_family("dapo", default_high=0.28), "token"),
-                   "DAPO: clipped surrogate, global token mean, clip-higher (--clip-eps-high, default 0.28)"),
-    "gspo": Family(_no_arg("gspo", _gspo, "sequence"),
-                   "GSPO: clip (3e-4, 4e-4) on the length-normalised sequence ratio"),
-    "flowrl": Family(_flowrl, "FlowRL trajectory balance (--flowrl-beta), learned log Z head, frozen reference"),
+    "dr_grpo": Family(
+        _no_arg("dr_grpo", _grpo_family("dr_grpo"), "sequence"),
+        "Dr. GRPO: clipped surrogate, token sum / (B * --max-new-tokens)",
+    ),
+    # grpo_tokenmean: the control arm with GRPO's objective and LAD's (token-level) aggregation
+    "grpo_tokenmean": Family(
+        _no_arg("grpo_tokenmean", _grpo_family("dapo"), "token"),
+        "control: GRPO clipped surrogate (symmetric --clip-eps unless --clip-eps-high), "
+        "global token mean as lad",
+    ),
+    "dapo": Family(
+        _no_arg("dapo", _grpo_family("dapo", default_high=0.28), "token"),
+        "DAPO: clipped surrogate, global token mean, clip-higher (--clip-eps-high, default 0.28)",
+    ),
+    "gspo": Family(
+        _no_arg("gspo", _gspo, "sequence"), "GSPO: clip (3e-4, 4e-4) on the length-normalised sequence ratio"
+    ),
+    "flowrl": Family(
+        _flowrl, "FlowRL trajectory balance (--flowrl-beta), learned log Z head, frozen reference"
+    ),
     "ladw": Family(_ladw, "ablation ladw:<divergence>: GRPO clip with LAD's effective weights at ratio 1"),
 }
 

@@ -69,7 +69,9 @@ def build_tokenizer():
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character
     tok.decoder = decoders.Fuse()  # concatenate, no separator
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
     hf.padding_side = "left"
     return hf
 
@@ -188,7 +190,9 @@ def sft_batch(tokenizer, pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Te
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
-def warm_up(model, tokenizer, problems: Sequence[Problem], spec: WarmUp, progress: bool = True) -> dict[str, Any]:
+def warm_up(
+    model, tokenizer, problems: Sequence[Problem], spec: WarmUp, progress: bool = True
+) -> dict[str, Any]:
     """Supervised training (AdamW, cosine schedule after 5% linear warm-up) on uniformly drawn solutions."""
     from tqdm.auto import tqdm
 
@@ -223,8 +227,10 @@ def base_key(tiny: TinySpec, task: str, warmup: WarmUp, problems: Sequence[Probl
     """Cache key of a warmed-up base: model spec, task spec, warm-up settings and the problems themselves
     (so a changed task definition never reuses a stale base)."""
     data = hashlib.sha256("\n".join(f"{p.id}\t{p.prompt}" for p in problems).encode()).hexdigest()
-    blob = json.dumps({"tiny": asdict(tiny), "task": task, "warmup": asdict(warmup), "problems": data, "v": 1},
-                      sort_keys=True)
+    blob = json.dumps(
+        {"tiny": asdict(tiny), "task": task, "warmup": asdict(warmup), "problems": data, "v": 1},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -308,7 +314,9 @@ def apply_lora(model: torch.nn.Module, lora: Lora) -> torch.nn.Module:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ModelError("--lora-r: needs peft (pip install 'lad[lora]')") from None
-    present = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()} & set(lora.target_modules))
+    present = sorted(
+        {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()} & set(lora.target_modules)
+    )
     if not present:
         raise ModelError(f"--lora-r: none of {', '.join(lora.target_modules)} is a module of this model")
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=present,

@@ -51,7 +51,9 @@ def mean_prompt_state(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor)
     return (h * m).sum(1) / m.sum(1).clamp(min=1.0)  # (N, H)
 
 
-def log_z(model: nn.Module, head: LogZHead, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int) -> Tensor:
+def log_z(
+    model: nn.Module, head: LogZHead, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int
+) -> Tensor:
     """(B,) ``log Z_phi`` for each row of a prompt-major rollout: computed on rows 0, G, 2G, ... and
     repeated ``G`` times."""
     state = mean_prompt_state(model, prompt_ids[::group_size], prompt_mask[::group_size])  # (B/G, H)

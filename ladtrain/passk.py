@@ -116,6 +116,14 @@ def resolve_ks(k: str = "", k_max: int = 0, samples: int = 0) -> tuple[list[int]
     return ks, max(int(samples), ks[-1])
 
 
+def ks_of(cfg) -> tuple[list[int], int]:
+    """:func:`resolve_ks` for a run's options: a TrainConfig's ``--k``, ``--k-max`` and
+    ``--eval-samples``, or an EvalConfig's ``--k`` (default 16), ``--k-max`` and ``--samples``."""
+    if hasattr(cfg, "eval_samples"):
+        return resolve_ks(cfg.eval_k or "", cfg.eval_k_max, cfg.eval_samples)
+    return resolve_ks(cfg.k or ("" if cfg.k_max else "16"), cfg.k_max, cfg.samples)
+
+
 def crossover(ks: Sequence[int], base: Sequence[float], trained: Sequence[float]) -> int | None:
     """The smallest ``k`` of ``ks`` (sorted ascending) with ``base[k] >= trained[k]`` (mean pass@k over
     the same problems), or ``None`` when the trained curve lies above the base at every listed k.
@@ -126,5 +134,5 @@ def crossover(ks: Sequence[int], base: Sequence[float], trained: Sequence[float]
     return None
 
 
-__all__ = ["EvaluationError", "crossover", "parse_ks", "pass_at_k", "pass_at_k_curve", "pass_at_k_table",
-           "powers_of_two", "resolve_ks"]
+__all__ = ["EvaluationError", "crossover", "ks_of", "parse_ks", "pass_at_k", "pass_at_k_curve",
+           "pass_at_k_table", "powers_of_two", "resolve_ks"]

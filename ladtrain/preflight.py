@@ -26,7 +26,6 @@ one-line :class:`~ladtrain.config.ConfigError` (exit 2).
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -85,16 +84,14 @@ def update_bytes(m: ModelSize, sequences: int, length: int) -> int:
     return sequences * length * (m.vocab + m.layers * m.hidden) * m.bytes_per_value
 
 
-def eval_sequences_per_call(samples: int, problems: int) -> int:
-    """Sequences in one evaluation ``generate`` call of the code that runs (``trainer.evaluate``: ``chunk``
-    prompts x ``samples``; a chunked evaluator with a ``batch`` cap: at most that many)."""
-    from ladtrain import trainer
+def eval_sequences_per_call(samples: int, problems: int, batch: int) -> int:
+    """Sequences in the largest evaluation ``generate`` call of the code that runs
+    (:func:`ladtrain.eval_sampling.plan`: at most ``batch`` sequences and 32 prompts a call)."""
+    from ladtrain.eval_sampling import MAX_PROMPTS_PER_CALL, prompts_per_call
 
-    params = inspect.signature(trainer.evaluate).parameters
-    if "batch" in params and isinstance(params["batch"].default, int):
-        return min(samples, params["batch"].default)
-    chunk = params["chunk"].default if "chunk" in params else 1
-    return min(chunk, problems or chunk) * samples
+    if samples > batch:
+        return batch  # one problem per call, in pieces of batch
+    return min(prompts_per_call(samples, batch), problems or MAX_PROMPTS_PER_CALL) * samples
 
 
 def memory_limit(device: str) -> tuple[int, str] | None:
@@ -119,6 +116,7 @@ def memory_limit(device: str) -> tuple[int, str] | None:
 def estimate(cfg: RunOptions) -> list[tuple[str, int, str, tuple[str, ...]]]:
     """``[(phase, bytes, what, flags that lower it)]``: the lower bound of each phase, weights included."""
     from ladtrain import models
+    from ladtrain.passk import ks_of
 
     m = model_size(cfg.model)
     if m is None:
@@ -129,7 +127,8 @@ def estimate(cfg: RunOptions) -> list[tuple[str, int, str, tuple[str, ...]]]:
     out = []
     if isinstance(cfg, EvalConfig):
         weights = m.parameters * m.bytes_per_value
-        k, problems, eval_flags = cfg.k, cfg.problems, ("k", "max_new_tokens")
+        k, problems, eval_flags = ks_of(cfg)[1], cfg.problems, ("k", "samples", "batch", "max_new_tokens")
+        batch = cfg.batch
     else:
         weights = m.parameters * m.bytes_per_value + (0 if cfg.lora_r else m.parameters * 12)
         if cfg.lora_r:  # at least one adapted linear per layer: r x (in + out) values, with grad and AdamW
@@ -140,14 +139,22 @@ def estimate(cfg: RunOptions) -> list[tuple[str, int, str, tuple[str, ...]]]:
             full = m.parameters * m.bytes_per_value * 4
             out.append(("warm-up's tensors", full + update_bytes(m, cfg.warmup_batch, 2),
                         f"{cfg.warmup_batch} sequences of >= 2 tokens", ("warmup_batch",)))
-        k, problems, eval_flags = cfg.eval_samples, cfg.eval_problems, ("eval_samples", "max_new_tokens")
-    per_call = eval_sequences_per_call(k, problems)
+        k, problems, eval_flags = (ks_of(cfg)[1], cfg.eval_problems,
+                                   ("eval_samples", "eval_k_max", "eval_batch", "max_new_tokens"))
+        batch = cfg.eval_batch
+    per_call = eval_sequences_per_call(k, problems, batch)
     out.append(("evaluation's tensors", weights + sampling_bytes(m, per_call, length) + k * length * 8,
                 f"{per_call} sequences per sampling call {tokens}", eval_flags))
     if isinstance(cfg, TrainConfig):
         rollout = math.ceil(cfg.prompts_per_step * cfg.group_size / world)
-        out.append(("rollout's tensors", weights + sampling_bytes(m, rollout, length), f"{rollout} sequences {tokens}",
-                    ("prompts_per_step", "group_size", "max_new_tokens")))
+        out.append(
+            (
+                "rollout's tensors",
+                weights + sampling_bytes(m, rollout, length),
+                f"{rollout} sequences {tokens}",
+                ("prompts_per_step", "group_size", "max_new_tokens"),
+            )
+        )
         micro = math.ceil(rollout / cfg.grad_accumulation)
         out.append(("update's tensors", weights + update_bytes(m, micro, length),
                     f"{micro} sequences per micro-batch {tokens}",
@@ -199,9 +206,17 @@ def _reason(err: Exception, value: str) -> str:
     return text
 
 
+def check_eval_tasks(cfg: RunOptions) -> None:
+    """Every ``--eval-task`` set is built (its data file read; an empty test split fails)."""
+    from ladtrain.heldout import extra_sets
+
+    extra_sets(cfg)
+
+
 def train(cfg: TrainConfig) -> TrainConfig:
     """Every check before ``train`` writes its run folder; returns ``cfg``."""
     check_task(cfg)
+    check_eval_tasks(cfg)
     check_memory(cfg)
     return cfg
 
@@ -209,9 +224,10 @@ def train(cfg: TrainConfig) -> TrainConfig:
 def evaluation(cfg: EvalConfig) -> EvalConfig:
     """Every check before ``eval`` samples (or writes ``--out``); returns ``cfg``."""
     check_task(cfg)
+    check_eval_tasks(cfg)
     check_memory(cfg)
     return cfg
 
 
-__all__ = ["ModelSize", "check_memory", "check_task", "estimate", "evaluation", "memory_limit", "model_size",
-           "train"]
+__all__ = ["ModelSize", "check_eval_tasks", "check_memory", "check_task", "estimate", "evaluation",
+           "memory_limit", "model_size", "train"]

@@ -29,7 +29,9 @@ class Scored:
     """The scores of a batch (one per completion, in order) and what went wrong while computing them."""
 
     scores: list[Score]
-    failures: list[tuple[str, str]]  # (kind, detail): kind "reward_errors" or "reward_invalid", in order found
+    failures: list[
+        tuple[str, str]
+    ]  # (kind, detail): kind "reward_errors" or "reward_invalid", in order found
     batch_error: str | None = None  # the batch raised but no single sample did (its one-line reason)
 
 

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from ladtrain import atomic, checkpoint, distributed, models, partition
+from ladtrain.compact_sampler import CompactSampler
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults
 from ladtrain.losses import Loss
-from ladtrain.rollout import HFSampler
 from ladtrain.step import Step, check
 from ladtrain.tasks import Problem, Task
 
@@ -90,9 +90,10 @@ def run_folder(cfg: TrainConfig) -> Path:
 
 def checkpoint_every(cfg: TrainConfig, world: distributed.World) -> int:
     """``--checkpoint-every``, or 0 (with a warning) where resumable checkpoints are not supported yet:
-    LoRA (the trained state is an adapter) and FSDP2 across processes (the parameters are sharded)."""
-    if cfg.checkpoint_every and (cfg.lora_r or (world.is_distributed and cfg.parallel == "fsdp2")):
-        warnings.warn("resumable checkpoints are off with --lora-r or --parallel fsdp2 (not supported yet)")
+    LoRA (the trained state is an adapter). FSDP2 across processes writes sharded ones
+    (:func:`ladtrain.checkpoint.save_training`)."""
+    if cfg.checkpoint_every and cfg.lora_r:
+        warnings.warn("resumable checkpoints are off with --lora-r (not supported yet)")
         return 0
     return cfg.checkpoint_every
 
@@ -128,8 +129,13 @@ def splits(cfg: TrainConfig, task: Task) -> dict[str, list[Problem]]:
 
 
 def warmup_spec(cfg: TrainConfig) -> models.WarmUp:
-    return models.WarmUp(steps=cfg.warmup_steps, batch=cfg.warmup_batch, lr=cfg.warmup_lr,
-                         seed=cfg.seed if cfg.warmup_seed is None else cfg.warmup_seed, share=cfg.warmup_share)
+    return models.WarmUp(
+        steps=cfg.warmup_steps,
+        batch=cfg.warmup_batch,
+        lr=cfg.warmup_lr,
+        seed=cfg.seed if cfg.warmup_seed is None else cfg.warmup_seed,
+        share=cfg.warmup_share,
+    )
 
 
 def base_policy(cfg: TrainConfig, warm: list[Problem], world: distributed.World, progress: bool):
@@ -147,7 +153,9 @@ class Begin:
     model: Any
     tokenizer: Any
     base_info: dict[str, Any]
-    base: Callable[[], Any]  # the base policy (on --resume loaded again: the checkpoint holds the trained one)
+    base: Callable[
+        [], Any
+    ]  # the base policy (on --resume loaded again: the checkpoint holds the trained one)
     warm_seconds: float = 0.0
     base_eval: dict[str, Any] | None = None
     state: checkpoint.TrainingState | None = None  # --resume: the checkpoint's
@@ -176,7 +184,7 @@ class Begin:
             return 1, []
         return checkpoint.restore_training(out, self.state, optimizer=step.optimizer, scheduler=step.schedule,
                                            data_rng=data_rng, faults=faults, write=world.is_main,
-                                           modules=trained_modules(step))
+                                           modules=trained_modules(step), model=step.trained, world=world)
 
 
 def write_run_info(cfg: TrainConfig, out: Path, world: distributed.World, device: torch.device,
@@ -212,10 +220,14 @@ def fit_context(train: list[Problem], test: list[Problem], model, tokenizer, cfg
     context = models.context_length(model)
     kept = []
     for split, problems in (("train", train), ("test", test)):
-        fit, dropped = models.fitting_prompts(problems, tokenizer, context, cfg.max_new_tokens, models.format_prompt)
+        fit, dropped = models.fitting_prompts(
+            problems, tokenizer, context, cfg.max_new_tokens, models.format_prompt
+        )
         if not fit:
-            raise ConfigError(f"--max-new-tokens {cfg.max_new_tokens}: no {split} prompt of --task {cfg.task} "
-                              f"fits the model's context of {context} tokens with room for the completion")
+            raise ConfigError(
+                f"--max-new-tokens {cfg.max_new_tokens}: no {split} prompt of --task {cfg.task} "
+                f"fits the model's context of {context} tokens with room for the completion"
+            )
         faults.count("prompts_too_long", dropped,
                      f"{dropped} {split} prompts + --max-new-tokens exceed the model's context ({context})")
         kept.append(fit)
@@ -226,15 +238,30 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
             world: distributed.World, device: torch.device) -> Step:
     """The step's objects: the sampler, FlowRL's frozen reference (a copy of the base) and learned log Z
     head, and AdamW over the policy and the head with the warm-up-then-constant/cosine schedule."""
-    sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens)
-    ref_model = copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
+    sampler = CompactSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens)  # ended rows free
+    ref_model = (
+        copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
+    )
     z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss.needs_log_z else None
     head = list(z_head.parameters()) if z_head is not None else []
+    distributed.reshard(train_model)  # FSDP2: the optimizer gets the sharded parameters, not evaluation's
     optimizer = torch.optim.AdamW(list(models.trainable_parameters(train_model)) + head, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    return Step(cfg, loss, task, model, begin.tokenizer, sampler, optimizer, schedule, train_model=train_model,
-                world=world, ref_model=ref_model, z_head=z_head)
+    return Step(
+        cfg,
+        loss,
+        task,
+        model,
+        begin.tokenizer,
+        sampler,
+        optimizer,
+        schedule,
+        train_model=train_model,
+        world=world,
+        ref_model=ref_model,
+        z_head=z_head,
+    )
 
 
 def trained_modules(step: Step) -> dict[str, torch.nn.Module]:
@@ -242,6 +269,21 @@ def trained_modules(step: Step) -> dict[str, torch.nn.Module]:
     return {"log_z_head": step.z_head} if step.z_head is not None else {}
 
 
-__all__ = ["Begin", "PACKAGES", "base_policy", "checkpoint_every", "fit_context", "lr_lambda", "package_versions",
-           "prepare_model", "rl_step", "run_folder", "seed_everything", "splits", "start_up", "trained_modules",
-           "warmup_spec", "write_run_info"]
+__all__ = [
+    "Begin",
+    "PACKAGES",
+    "base_policy",
+    "checkpoint_every",
+    "fit_context",
+    "lr_lambda",
+    "package_versions",
+    "prepare_model",
+    "rl_step",
+    "run_folder",
+    "seed_everything",
+    "splits",
+    "start_up",
+    "trained_modules",
+    "warmup_spec",
+    "write_run_info",
+]

@@ -85,6 +85,14 @@ class Step:
     z_head: partition.LogZHead | None = None  # FlowRL's learned log Z (loss.needs_log_z)
     share_prompts: bool | None = None  # token_logprobs: None = run each group's prompt once where exact
     old_pass: bool = False  # a no-grad logp_old pass even at one update per rollout (benchmark ablation)
+    chunked: bool | None = None  # token_logprobs: None = chunked where exact; False = the (B, T, V) logits
+    buckets: bool = True  # token_logprobs: length buckets where they save work; False = one pass (ablation)
+
+    @property
+    def logprob_options(self) -> dict[str, Any]:
+        """How :func:`ladtrain.rollout.token_logprobs` scores this step's tokens (all exact)."""
+        return {"share_prompts": self.share_prompts, "chunked": self.chunked,
+                "buckets": None if self.buckets else []}
 
     @property
     def device(self) -> torch.device:
@@ -165,7 +173,7 @@ def collect(step: Step, problems: Sequence[Problem], faults: Faults, phase: Phas
                                dtype=torch.float32, device=device)  # (B,)
         group_mean = torch.nanmean(rewards.view(-1, G), dim=1).nan_to_num(0.0).repeat_interleave(G)  # (B,)
         rewards_filled = torch.where(scored, rewards, group_mean)  # (B,)
-        advantages = group_advantages(rewards_filled, G, scale=step.cfg.adv_scale)  # (B,)
+        advantages = group_advantages(rewards, G, scale=step.cfg.adv_scale)  # (B,) unscored: dropped, A = 0
         faults.rollout(rollout, step.tokenizer.eos_token_id, rewards_filled)  # empty, truncated, equal groups
         mask = rollout.completion_mask * scored[:, None]  # (B, T)
     return Batch(list(problems), rollout, scores, rewards, rewards_filled, scored, advantages, mask,
@@ -204,7 +212,7 @@ class UpdateStats:
 
 
 # loss terms averaged over a rollout's optimizer steps (where the loss reports them), and their row names
-PER_ROLLOUT = {"past_target_frac": "brake_frac", "log_ratio_abs_mean": "log_ratio_abs_mean",
+PER_ROLLOUT = {"past_target_frac": "brake_frac", "log_ratio_abs_mean": "abs_log_ratio_mean",
                "clip_frac": "clip_frac_mean"}
 
 
@@ -214,9 +222,10 @@ def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) ->
     one epoch is the on-policy step. A step whose loss or gradient is not finite (or that has no scored
     token on any rank) is skipped and counted by ``faults``. ``per_rollout`` holds the means over the
     rollout's optimizer steps of the loss's ``past_target_frac`` (LAD: the share of units past their target
-    ratio, the brake active), ``log_ratio_abs_mean`` (mean |log rho| over tokens), ``clip_frac`` (a clipped
-    loss's share of clipped units), each from a step's last micro-batch, and ``grad_clip_frac`` (the share
-    of optimizer steps whose gradient norm exceeded ``--max-grad-norm``, 0 when it is 0 = off)."""
+    ratio, the brake active; as ``brake_frac``), ``log_ratio_abs_mean`` (mean |log rho| over tokens; as
+    ``abs_log_ratio_mean``), ``clip_frac`` (a clipped loss's share of clipped units; as ``clip_frac_mean``),
+    each from a step's last micro-batch, and ``grad_clip_frac`` (the share of optimizer steps whose gradient
+    norm exceeded ``--max-grad-norm``, 0 when it is 0 = off)."""
     cfg, model = step.cfg, step.model
     K = getattr(cfg, "mini_batches", 1)
     with phase("old_logprobs"):
@@ -224,10 +233,16 @@ def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) ->
         targets = Targets(batch.advantages, batch.mask)  # on-policy: logp_old = the update's own, detached
         with torch.no_grad(), models.autocast(step.device, cfg.bf16):
             if cfg.updates_per_rollout > 1 or K > 1 or step.old_pass:
-                targets = replace(targets, logp_old=token_logprobs(model, batch.rollout, cfg.temperature,
-                                                                   share_prompts=step.share_prompts))  # (B, T)
+                targets = replace(
+                    targets,
+                    logp_old=token_logprobs(
+                        model, batch.rollout, cfg.temperature, **step.logprob_options
+                    ),
+                )  # (B, T)
             if step.ref_model is not None:
-                targets = replace(targets, logp_ref=token_logprobs(step.ref_model, batch.rollout, cfg.temperature))
+                targets = replace(
+                    targets, logp_ref=token_logprobs(step.ref_model, batch.rollout, cfg.temperature)
+                )
     seen: dict[str, list[float]] = {}
     for _ in range(cfg.updates_per_rollout):
         for s in group_slices(targets.mask.shape[0], batch.group_size, K):
@@ -237,7 +252,7 @@ def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) ->
                 step.optimizer.zero_grad(set_to_none=True)
                 loss, terms = backward(step.trained, rows, part, step.loss, cfg, world=step.world,
                                        accumulation=cfg.grad_accumulation, z_head=step.z_head,
-                                       share_prompts=step.share_prompts)
+                                       **step.logprob_options)
             with phase("optimizer"):
                 grad_norm = torch.nn.utils.clip_grad_norm_(step.parameters(), cfg.max_grad_norm or math.inf)
                 if faults.update_ok(loss, grad_norm, tokens):  # else skipped and counted
@@ -263,7 +278,8 @@ def group_slices(rows: int, group_size: int, k: int) -> list[slice]:
 
 def backward(model: torch.nn.Module, rollout: Rollout, targets: Targets, loss: Loss, hp: Any, *,
              world: World = World(), accumulation: int = 1, z_head: partition.LogZHead | None = None,
-             share_prompts: bool | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+             share_prompts: bool | None = None, chunked: bool | None = None, buckets: list | None = None
+             ) -> tuple[Tensor, dict[str, Tensor]]:
     """Accumulate into ``.grad`` the gradient of the whole step's loss (all ranks' rows together).
 
     This rank's rows are split into ``accumulation`` micro-batches; micro-batch ``p`` contributes
@@ -282,7 +298,8 @@ def backward(model: torch.nn.Module, rollout: Rollout, targets: Targets, loss: L
         rows, piece = rollout.rows(s), targets.rows(s)
         with sync:
             with models.autocast(device, getattr(hp, "bf16", False)):
-                logp = token_logprobs(model, rows, getattr(hp, "temperature", 1.0), share_prompts)  # (b, T)
+                logp = token_logprobs(model, rows, getattr(hp, "temperature", 1.0), share_prompts, chunked,
+                                      buckets)  # (b, T)
             log_z = (partition.log_z(model, z_head, rows.prompt_ids, rows.prompt_mask, rows.group_size)
                      if z_head is not None else None)  # (b,)
             piece_loss, terms = loss(LossInputs(logp, piece.logp_old, piece.advantages, piece.mask,

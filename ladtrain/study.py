@@ -32,7 +32,8 @@ clipped surrogate with LAD's effective weights at ratio 1 in place of the advant
 rollout the ratio stays at 1 and LAD's brake never acts, so LAD and ``ladw`` differ only with several
 updates (with one update ``ladw`` *is* LAD: the same gradient, tested; so it is not run at 1 update when
 other update counts are in the study); ``ladw`` vs ``grpo`` isolates the **reweighting**, ``lad`` vs
-``ladw`` the **brake** (against GRPO's clip). The mechanism ablation therefore also runs at 4 updates per rollout unless ``--updates``
+``ladw`` the **brake** (against GRPO's clip). The mechanism ablation therefore also runs at 4 updates per
+rollout unless ``--updates``
 is given.
 
 Outputs in ``--out`` (default ``results/compare/<date>-<time>``): ``report.md``, ``results.json`` (every
@@ -360,7 +361,8 @@ def collect(
         tail = max(1, n // 10)
         finals = [float(np.nanmean(arr[i, -tail:])) for i in range(arr.shape[0])]
         diag = {}
-        for key in ("past_target_frac", "clip_frac", "weight_clip_frac", "log_ratio_mean"):
+        for key in ("past_target_frac", "clip_frac", "weight_clip_frac", "log_ratio_mean", "brake_frac",
+                    "abs_log_ratio_mean", "clip_frac_mean", "grad_clip_frac"):  # the last four: step.update
             vals = [r[key] for s in seeds for r in runs[a.label][s]["metrics"] if key in r]
             if vals:
                 diag[key] = float(np.mean(vals))

@@ -125,14 +125,18 @@ def report(results: dict[str, Any]) -> str:
         "past target = LAD's share of tokens with rho > e^{A/eta}, where its gradient lowers log pi (at "
         "ratio 1 these are exactly the A < 0 tokens; the brake proper is what several updates add to "
         "that share); clipped = share of tokens whose gradient GRPO's clip cuts; mean log-ratio = mean "
-        "log(pi/pi_old) seen by the loss (0 with one update per rollout).",
+        "log(pi/pi_old) seen by the loss (0 with one update per rollout); mean |log-ratio| = over the "
+        "rollout's optimizer steps (--mini-batches, --updates-per-rollout); grad clip binds = share of "
+        "optimizer steps whose gradient norm exceeded --max-grad-norm (0 when it is 0 = off).",
         "",
-        "| arm | final reward | past target | clipped | mean log-ratio |",
-        "|---|---|---|---|---|",
+        "| arm | final reward | past target | clipped | mean log-ratio | mean abs log-ratio "
+        "| grad clip binds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label in labels:
         t = results["training"][label]
-        cell = [f"{t[k]:.4f}" if k in t else "-" for k in ("past_target_frac", "clip_frac", "log_ratio_mean")]
+        keys = ("past_target_frac", "clip_frac", "log_ratio_mean", "abs_log_ratio_mean", "grad_clip_frac")
+        cell = [f"{t[k]:.4f}" if k in t else "-" for k in keys]
         lines.append(f"| {label} | {_fmt(*t['final_reward'])} | " + " | ".join(cell) + " |")
     lines.append("")
     lines += ["## Answer", ""] + answer_lines(results) + [""]

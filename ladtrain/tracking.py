@@ -74,14 +74,14 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 class _TensorBoard:
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, purge_step: int | None = None):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise TrackingError("--report-to tensorboard: needs the tensorboard package "
                                 "(pip install 'lad[tracking]')") from None
         self.folder = out / "tensorboard"
-        self.writer = SummaryWriter(log_dir=str(self.folder))
+        self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -149,7 +149,9 @@ class Trackers:
             b.table(f"samples/{name}", columns, rows, step)
 
     def close(self) -> None:
-        for b in self.backends:
+        """Flush and close every tracker (once; also at interpreter exit when a run stops on an error)."""
+        backends, self.backends = self.backends, []
+        for b in backends:
             b.close()
 
     def __enter__(self) -> Trackers:
@@ -160,16 +162,23 @@ class Trackers:
 
 
 def open_trackers(report_to: str | Sequence[str], out: str | Path, config: dict[str, Any] | None = None,
-                  name: str = "") -> Trackers:
-    """The trackers named in ``report_to`` (:func:`parse_report_to`), writing under the run folder ``out``."""
+                  name: str = "", purge_step: int | None = None) -> Trackers:
+    """The trackers named in ``report_to`` (:func:`parse_report_to`), writing under the run folder ``out``.
+    ``purge_step``: a resumed run's first step; TensorBoard then hides the events a killed run had logged
+    from that step on (``SummaryWriter(purge_step=...)``), which the resumed run logs again."""
+    import atexit
+
     out = Path(out)
     backends: list[Any] = []
     for n in parse_report_to(report_to):
         if n == "tensorboard":
-            backends.append(_TensorBoard(out))
+            backends.append(_TensorBoard(out, purge_step))
         elif n == "wandb":
             backends.append(_WandB(out, config or {}, name or out.name))
-    return Trackers(backends)
+    trackers = Trackers(backends)
+    if backends:
+        atexit.register(trackers.close)
+    return trackers
 
 
 __all__ = ["REPORTERS", "Trackers", "TrackingError", "markdown_table", "open_trackers", "parse_report_to",

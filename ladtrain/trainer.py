@@ -36,15 +36,11 @@ import json
 import os
 import random
 import time
-import warnings
 from typing import Any, Sequence
 
-import torch
-
-from ladtrain import atomic, checkpoint, distributed, evaluation, losses, models, scoring, start
+from ladtrain import atomic, checkpoint, distributed, eval_sampling, heldout, losses, models, start, tracking
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults, TrainingFault
-from ladtrain.rollout import HFSampler
 from ladtrain.start import Begin, lr_lambda, package_versions, run_folder, seed_everything  # noqa: F401 (API)
 from ladtrain.step import collect, draw, metrics, update
 from ladtrain.tasks import Problem, Task, TaskError, get_task
@@ -68,44 +64,15 @@ def load_task(cfg) -> Task:
 
 
 def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, samples: int, temperature: float,
-             max_new_tokens: int, seed: int = 0, chunk: int = 32, progress: bool = True,
-             desc: str = "eval") -> dict[str, Any]:
-    """Sample ``samples`` completions per problem and summarise (accuracy = mean reward over samples,
-    pass@k, distinct correct answers per prompt, ...; see :mod:`ladtrain.evaluation`; dist-n counts n-grams
-    of the model's tokens), plus ``per_problem`` (every metric per problem) and ``problem_ids``. The sampling RNG
-    is seeded with ``seed`` without disturbing the training RNG, so base and trained policies are
-    evaluated on the same random stream."""
-    from tqdm.auto import tqdm
-
-    sampler = HFSampler(model, tokenizer, temperature, max_new_tokens)
-    correct, answers, tokens = [], [], []
-    failed, t0 = 0, time.time()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for i in tqdm(range(0, len(problems), chunk), desc=desc, disable=not progress, dynamic_ncols=True,
-                      leave=False):
-            batch = problems[i : i + chunk]
-            rollout = sampler.sample([models.format_prompt(tokenizer, p.prompt) for p in batch], samples)
-            scored = scoring.score(task, [p for p in batch for _ in range(samples)], rollout.texts)
-            failed += len(scored.failures)
-            scores = scored.scores  # a sample that could not be scored counts as not solved
-            ids = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
-            for j in range(len(batch)):
-                group = scores[j * samples : (j + 1) * samples]
-                correct.append([s.reward is not None and s.reward >= 1.0 for s in group])
-                answers.append([s.answer for s in group])
-                tokens.append(ids[j * samples : (j + 1) * samples])  # dist-n over the model's own tokens
-    if failed:
-        warnings.warn(f"{desc}: the reward failed on {failed} samples (raised or not a finite number); they "
-                      "count as not solved")
-    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= samples]
-    samples_ = evaluation.Samples(correct, answers, tokens)
-    result = evaluation.summarize(samples_, ks=ks)
-    result["accuracy"] = result["avg@k"]
-    result["seconds"] = time.time() - t0
-    result["problem_ids"] = [p.id for p in problems]
-    result["per_problem"] = evaluation.per_problem(samples_, ks=ks)  # for paired comparisons across runs
-    return result
+             max_new_tokens: int, seed: int = 0, progress: bool = True, desc: str = "eval",
+             **options) -> dict[str, Any]:
+    """Sample ``samples`` completions per problem and summarise them: every metric of
+    :mod:`ladtrain.evaluation` with its 95% interval over problems, per problem too
+    (:func:`ladtrain.eval_sampling.evaluate`, in bounded memory; ``options``: ``ks``, ``batch``,
+    ``on_problem``). The sampling RNG is seeded with ``seed`` without disturbing the training RNG."""
+    return eval_sampling.evaluate(model, tokenizer, task, problems, samples=samples, temperature=temperature,
+                                  max_new_tokens=max_new_tokens, seed=seed, progress=progress, desc=desc,
+                                  **options)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,6 +87,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     world, device = start.start_up(cfg, loss_fn)
     out = run_folder(cfg)
     task = load_task(cfg)
+    extra_sets = heldout.extra_sets(cfg, cfg.eval_problems)  # --eval-task: built before any training
     problems = start.splits(cfg, task)
     begin = Begin.resumed(cfg, out, world, problems) if cfg.resume else Begin.fresh(cfg, problems, world)
     start.write_run_info(cfg, out, world, device, begin)
@@ -128,10 +96,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_problems, test_problems = start.fit_context(problems["train"], problems["test"], model,
                                                       begin.tokenizer, cfg, faults)
     eval_problems = test_problems[: cfg.eval_problems or None]
-    eval_kw = dict(samples=cfg.eval_samples, temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
-                   seed=cfg.seed + 1, progress=cfg.progress)
-    base_eval = begin.base_eval or evaluate(model, begin.tokenizer, task, eval_problems, desc="eval base",
-                                            **eval_kw)
+    resumed_at = begin.state.step + 1 if begin.state is not None else None
+    trackers = tracking.open_trackers(cfg.report_to if world.is_main else "none", out, cfg.to_dict(),
+                                      purge_step=resumed_at)
+    evaluator = heldout.evaluator(cfg, task, eval_problems, model, begin.tokenizer, faults, extra=extra_sets,
+                                  log=out / "eval.jsonl" if world.is_main else None, trackers=trackers)
+    if resumed_at is not None:
+        evaluator.resume(resumed_at)  # eval.jsonl keeps the rows up to the checkpoint
+    base_evals = heldout.by_set(begin.base_eval) or evaluator.run(model, begin.tokenizer, 0, "base")
     rl = start.rl_step(cfg, loss_fn, task, model, train_model, begin, world, device)
     rng = random.Random(cfg.seed)  # the prompt sampler (its state is the data position)
     first, rows = begin.restore(out, rl, rng, faults, world)  # a resumed run: every state back
@@ -149,49 +121,68 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             t_update = time.time()
             stats = update(rl, batch, faults)
             update_seconds = time.time() - t_update
-            row = {
-                "step": step,
-                **metrics(batch, stats, rl.schedule),
-                "seconds": time.time() - t_rl,
-                "step_seconds": time.time() - t_step,
-                "update_seconds": update_seconds,
-                "prompt_ids": [p.id for p in batch.problems],
-                **faults.row(),
-                **{k: float(v) for k, v in stats.terms.items()},
-            }
-            row = distributed.mean_over_ranks(row, world)
+            row = distributed.mean_over_ranks(metrics_row(step, batch, stats, rl, faults, t_rl, t_step,
+                                                          update_seconds), world)
             rows.append(row)
             log.write(row)
+            trackers.metrics(row)
+            if heldout.due(step, cfg.eval_every, cfg.steps):  # before the checkpoint: a resume redoes it
+                evaluator.run(model, begin.tokenizer, step, "step")
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", loss=f"{row['loss']:.4f}")
             faults.agree(distributed.all_sum, world)  # torchrun: one rank's fatal fault stops them all
-            if world.is_main and (every and (step % every == 0 or step == cfg.steps) or faults.fatal):
+            if every and (step % every == 0 or step == cfg.steps) or faults.fatal:  # every rank calls it
                 checkpoint.save_training(out, step, model, begin.tokenizer, optimizer=rl.optimizer,
                                          scheduler=rl.schedule, data_rng=rng, faults=faults,
                                          keep=cfg.keep_checkpoints, modules=start.trained_modules(rl),
-                                         extra={"base_info": begin.base_info, "base_eval": base_eval})
+                                         extra={"base_info": begin.base_info, "base_eval": base_evals},
+                                         world=world)
             if faults.fatal:
                 raise TrainingFault(f"step {step}: {faults.fatal}; checkpoint saved in {out}")
     rl_seconds = time.time() - t_rl
 
     # --- final evaluation, checkpoint, summary
     model.eval()
-    trained_eval = evaluate(model, begin.tokenizer, task, eval_problems, desc="eval trained", **eval_kw)
+    trained_evals = evaluator.run(model, begin.tokenizer, cfg.steps, "trained")
     plain = distributed.plain_model(model, world)  # None off rank 0; gathers FSDP2 shards, merges LoRA
     if not world.is_main:
         return {}
-    models.save(plain, begin.tokenizer, out / "checkpoint",
-                extra={"ladtrain.json": {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}})
-    from ladtrain.plots import learning_curves
+    base_eval, trained_eval = base_evals[heldout.MAIN], trained_evals[heldout.MAIN]
+    versus = heldout.versus_all(base_evals, trained_evals)
+    provenance = {"config": cfg.to_dict(), "steps": cfg.steps, "base": begin.base_info}
+    models.save(plain, begin.tokenizer, out / "checkpoint", extra={"ladtrain.json": provenance})
+    from ladtrain.plots import learning_curves, pass_at_k_curves
 
     learning_curves(rows, out / "learning_curves.png", title=f"{loss_fn.name} on {cfg.task}",
-                    reference={"base": base_eval["accuracy"], "trained": trained_eval["accuracy"]})
-    seconds = {"warmup": begin.warm_seconds, "base_eval": base_eval["seconds"], "rl": rl_seconds,
-               "trained_eval": trained_eval["seconds"], "total": time.time() - t0}
+                    reference={"base": base_eval["accuracy"], "trained": trained_eval["accuracy"]},
+                    evals=evaluator.rows)
+    pass_at_k_curves(versus, out / "pass_at_k.png", title=f"{loss_fn.name} on {cfg.task}",
+                     labels=("base", loss_fn.name))
+    seconds = {"warmup": begin.warm_seconds, "base_eval": sum(r["seconds"] for r in base_evals.values()),
+               "rl": rl_seconds, "trained_eval": sum(r["seconds"] for r in trained_evals.values()),
+               "total": time.time() - t0}
     summary = summary_of(cfg, loss_fn.name, begin.base_info, len(eval_problems), base_eval, trained_eval,
                          faults, seconds, out)
+    summary.update(heldout.summary_fields(base_evals, trained_evals, versus))
     atomic.write_atomically(out / "summary.json", json.dumps(summary, indent=2))
+    trackers.close()
     print(summary_table(summary), flush=True)
     return summary
+
+
+def metrics_row(step: int, batch, stats, rl, faults: Faults, t_rl: float, t_step: float,
+                update_seconds: float) -> dict[str, Any]:
+    """One row of ``metrics.jsonl``: the step's rollout and update numbers (:func:`ladtrain.step.metrics`),
+    its timings, prompt ids, fault counts and the loss's diagnostics."""
+    return {
+        "step": step,
+        **metrics(batch, stats, rl.schedule),
+        "seconds": time.time() - t_rl,
+        "step_seconds": time.time() - t_step,
+        "update_seconds": update_seconds,
+        "prompt_ids": [p.id for p in batch.problems],
+        **faults.row(),
+        **{k: float(v) for k, v in stats.terms.items()},
+    }
 
 
 def summary_of(cfg: TrainConfig, loss: str, model: dict[str, Any], eval_problems: int, base: dict[str, Any],
@@ -214,19 +205,11 @@ def summary_of(cfg: TrainConfig, loss: str, model: dict[str, Any], eval_problems
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """The console table: held-out metrics of the base and the trained policy."""
-    base, trained = summary["base"], summary["trained"]
-    k = summary["eval_samples"]
-    rows = [("accuracy (mean over samples)", "accuracy")]
-    rows += [(f"pass@{j}", f"pass@{j}") for j in sorted({2, k}) if f"pass@{j}" in base]
-    rows += [("distinct correct answers / prompt", "distinct_correct"), ("answer entropy (nats)", "answer_entropy")]
-    name = summary["loss"]
-    width = max(len(r[0]) for r in rows) + 2
-    lines = [f"held-out {summary['eval_problems']} prompts x {k} samples, task {summary['task']}",
-             f"{'':<{width}}{'base':>10}{name:>12}{'change':>10}"]
-    for label, key in rows:
-        b, t = base[key], trained[key]
-        lines.append(f"{label:<{width}}{b:>10.3f}{t:>12.3f}{t - b:>+10.3f}")
+    """The console table: per evaluation set, the held-out metrics of the base and the trained policy with
+    95% intervals over problems and of their difference, the crossover k and the retained base answers
+    (:func:`ladtrain.heldout.summary_lines`)."""
+    lines = [f"task {summary['task']}, {summary['loss']} after {summary['steps']} steps"]
+    lines += heldout.summary_lines(summary["versus"], summary["loss"])
     s = summary["seconds"]
     lines.append(f"time: warm-up {s['warmup']:.0f}s, RL {s['rl']:.0f}s ({summary['steps']} steps), "
                  f"evaluation {s['base_eval'] + s['trained_eval']:.0f}s, total {s['total']:.0f}s")

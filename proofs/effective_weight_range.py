@@ -1,7 +1,8 @@
 r"""Beyond the paper: the range of the effective weight :math:`w(A, \rho = 1)` for every built-in divergence.
 
 Statement. With :math:`s = A/\eta`, the weight on :math:`\nabla\log\pi_\theta(y)` at the start of an iteration
-(:math:`\rho = 1`) is :math:`w(s) = -f'(e^{-s})`. Its limits as :math:`A \to -\infty` and :math:`A \to +\infty`
+(:math:`\rho = 1`) is :math:`w(s) = -f'(e^{-s})`. Its limits as :math:`A \to -\infty` and :math:`A \to
++\infty`
 are, for the registry's built-ins (computed by sympy below; "exp" means growth like :math:`e^{c|A|/\eta}`):
 
 =============  =========================  ======================  ========
@@ -32,7 +33,8 @@ confirmed by a leading-term expansion where sympy gives one and by evaluation at
 This is a statement about :math:`\rho = 1` only. Away from it the per-sample brake (descent raises
 :math:`\log\pi(y)` while :math:`\rho < e^{A/\eta}` and lowers it beyond) needs :math:`f'(1) = 0` and
 :math:`f` strictly convex at 1: it holds for every built-in but ``kl`` (brake at
-:math:`\rho = e^{A/\eta - 1}`), ``rkl`` (no brake: its weight is :math:`e^{A/\eta} > 0` at every :math:`\rho`) and
+:math:`\rho = e^{A/\eta - 1}`), ``rkl`` (no brake: its weight is :math:`e^{A/\eta} > 0` at every :math:`\rho`)
+and
 ``tv`` (not strictly convex at 1: its weight is a sign).
 
 Assumptions: :math:`\rho = 1`; :math:`\eta > 0` fixed (limits in :math:`A`). A constant shift of :math:`f'`
@@ -96,7 +98,9 @@ def limits(name: str) -> list[Derivation]:
             title = rf"`{name}`: $w/s \to {sp.latex(rate)}$ as $A\to{sp.latex(point)}$ (linear growth)"
         else:
             expr = sp.log(sp.sign(value) * w_def) / (side * S)
-            title = rf"`{name}`: $\log|w|/|s| \to {sp.latex(rate)}$ as $A\to{sp.latex(point)}$ (exponential rate)"
+            title = (
+                rf"`{name}`: $\log|w|/|s| \to {sp.latex(rate)}$ as $A\to{sp.latex(point)}$ (exponential rate)"
+            )
         g = Derivation(f"{name}: growth {end}", title, expr, claim=sp.Eq(sp.Limit(expr, S, point), rate))
         g.step(sp.Integer(rate) if rate == int(rate) else rate, "limit", var=S, point=point)
         out.append(g)
@@ -151,11 +155,20 @@ def result() -> Result:
     for name in divergences.BUILTIN_NAMES:
         parts += limits(name)
     parts += [
-        NumericCheck("runtime tails", "effective_weight and reductions.weight_range against the table",
-                     r"|w_{\mathrm{runtime}}(s) - w_{\mathrm{sympy}}(s)| \le 10^{-9}", _check_runtime_tails, 1e-9),
-        NumericCheck("strict vs weak", "the grouping, from the proved limits and rates",
-                     r"\text{strict} \iff \inf_A w > -\infty \wedge \text{rate}_{+\infty} \le 1/2", _check_grouping,
-                     0.0),
+        NumericCheck(
+            "runtime tails",
+            "effective_weight and reductions.weight_range against the table",
+            r"|w_{\mathrm{runtime}}(s) - w_{\mathrm{sympy}}(s)| \le 10^{-9}",
+            _check_runtime_tails,
+            1e-9,
+        ),
+        NumericCheck(
+            "strict vs weak",
+            "the grouping, from the proved limits and rates",
+            r"\text{strict} \iff \inf_A w > -\infty \wedge \text{rate}_{+\infty} \le 1/2",
+            _check_grouping,
+            0.0,
+        ),
     ]
     return Result(
         name="effective_weight_range",
@@ -163,6 +176,6 @@ def result() -> Result:
         claims=[p.claim for p in parts if isinstance(p, Derivation)],
         assumptions=(r"$\rho = 1$", r"$\eta > 0$ fixed (limits in $s = A/\eta$)"),
         parts=parts,
-        notes="Strict (TV, Hellinger, JS): bounded below and exponential rate at most 1/2 above. Weak: KL and "
-              "Jeffreys unbounded below; reverse KL and Jeffreys grow like e^{A/eta} (rate 1).",
+        notes="Strict (TV, Hellinger, JS): bounded below and exponential rate at most 1/2 above. "
+        "Weak: KL and Jeffreys unbounded below; reverse KL and Jeffreys grow like e^{A/eta} (rate 1).",
     )

@@ -3,17 +3,21 @@ r"""The equivalence of the abstract: :math:`\pi = \pi^* \iff P_\theta = P_A`.
 Statement. Let :math:`\pi_{\mathrm{old}} > 0` and :math:`\pi > 0` be distributions on responses
 :math:`y = 1..n`, :math:`\eta > 0`, and define
 
-.. math:: P_\theta(y) = \frac{\pi(y)/\pi_{\mathrm{old}}(y)}{S_\pi},\quad S_\pi = \sum_z \frac{\pi(z)}{\pi_{\mathrm{old}}(z)};
+.. math:: P_\theta(y) = \frac{\pi(y)/\pi_{\mathrm{old}}(y)}{S_\pi},\quad S_\pi = \sum_z
+\frac{\pi(z)}{\pi_{\mathrm{old}}(z)};
           \qquad P_A(y) = \frac{e^{A(y)/\eta}}{S_A},\quad S_A = \sum_z e^{A(z)/\eta};
-          \qquad \pi^*(y) = \frac{\pi_{\mathrm{old}}(y)e^{A(y)/\eta}}{Z},\quad Z = \sum_z \pi_{\mathrm{old}}(z)e^{A(z)/\eta}.
+          \qquad \pi^*(y) = \frac{\pi_{\mathrm{old}}(y)e^{A(y)/\eta}}{Z},\quad Z = \sum_z
+          \pi_{\mathrm{old}}(z)e^{A(z)/\eta}.
 
 Then :math:`\pi = \pi^*` if and only if :math:`P_\theta = P_A`.
 
 Assumptions: :math:`\pi_{\mathrm{old}}(y) > 0` for all :math:`y` (the statement is "up to the support of
 :math:`\pi_{\mathrm{old}}`"); :math:`\pi` is a distribution.
 
-Proof. (:math:`\Rightarrow`) substitute :math:`\pi^*` into :math:`P_\theta`: the :math:`\pi_{\mathrm{old}}` cancel and
-:math:`1/Z` cancels between numerator and :math:`S_\pi`. (:math:`\Leftarrow`) solve :math:`P_\theta(y) = P_A(y)` for
+Proof. (:math:`\Rightarrow`) substitute :math:`\pi^*` into :math:`P_\theta`: the :math:`\pi_{\mathrm{old}}`
+cancel and
+:math:`1/Z` cancels between numerator and :math:`S_\pi`. (:math:`\Leftarrow`) solve :math:`P_\theta(y) =
+P_A(y)` for
 :math:`\pi(y)`, sum over :math:`y` and use :math:`\sum_y\pi(y) = 1` to find :math:`S_\pi = S_A/Z`.
 Runtime twin: ``ladtheory.trust_region.policy_induced`` / ``advantage_induced``.
 """
@@ -36,8 +40,9 @@ eta, Z, S_pi, S_A = sp.symbols(r"eta Z S_pi S_A", positive=True)
 Z_DEF = Fact("Z", sp.Eq(Z, sp.Sum(q[z] * sp.exp(A[z] / eta), (z, 1, n))), "definition")
 S_PI_DEF = Fact("S_pi", sp.Eq(S_pi, sp.Sum(pi[z] / q[z], (z, 1, n))), "definition")
 S_A_DEF = Fact("S_A", sp.Eq(S_A, sp.Sum(sp.exp(A[z] / eta), (z, 1, n))), "definition")
-PI_STAR_FACT = Fact("pi = pi*", sp.Eq(pi[y], q[y] * sp.exp(A[y] / eta) / Z), "hypothesis", r"for $\Rightarrow$",
-               forall=y)
+PI_STAR_FACT = Fact(
+    "pi = pi*", sp.Eq(pi[y], q[y] * sp.exp(A[y] / eta) / Z), "hypothesis", r"for $\Rightarrow$", forall=y
+)
 NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis")
 
 

@@ -8,11 +8,13 @@ distribution :math:`\pi_\theta`,
           \qquad Z = \sum_y \pi_{\mathrm{old}}(y)e^{A(y)/\eta},
 
 which is FlowRL's objective :math:`\mathrm{KL}(\pi_\theta\|\pi_{\mathrm{ref}}e^{\beta\hat r}/Z)` under
-:math:`\pi_{\mathrm{ref}} = \pi_{\mathrm{old}}`, :math:`\beta = 1/\eta`, :math:`\hat r = A`, up to the constant
+:math:`\pi_{\mathrm{ref}} = \pi_{\mathrm{old}}`, :math:`\beta = 1/\eta`, :math:`\hat r = A`, up to the
+constant
 :math:`-\log Z`: the two have the same minimiser and the same gradient.
 
 Statement (b) (FlowRL Prop. 1). With :math:`b(y) = \log\pi_{\mathrm{ref}}(y) + \beta\hat r(y)` and the
-trajectory-balance loss :math:`\ell_y(\theta) = \tfrac12(c + \log\pi_\theta(y) - b(y))^2`, :math:`c = \log Z_\phi`,
+trajectory-balance loss :math:`\ell_y(\theta) = \tfrac12(c + \log\pi_\theta(y) - b(y))^2`, :math:`c = \log
+Z_\phi`,
 
 .. math:: \sum_y \pi_\theta(y)\,\partial_\theta\ell_y(\theta)
           = \partial_\theta\,\mathrm{KL}\big(\pi_\theta\,\|\,e^{b}/Z\big)
@@ -56,7 +58,9 @@ def kl_generator(arg: sp.Expr) -> sp.Expr:
     return KL_F.subs(divergences.U, arg)
 
 
-NORMALISED = Fact("normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis", r"$\pi_\theta$ is a distribution")
+NORMALISED = Fact(
+    "normalised", sp.Eq(sp.Sum(pi[y], (y, 1, n)), 1), "hypothesis", r"$\pi_\theta$ is a distribution"
+)
 BETA = Fact("beta", sp.Eq(beta, 1 / eta), "hypothesis", r"FlowRL's $\beta = 1/\eta$")
 R_HAT = Fact("r_hat", sp.Eq(r[y], A[y]), "hypothesis", r"FlowRL's $\hat r = A$", forall=y)
 REF = Fact("pi_ref", sp.Eq(ref[y], q[y]), "hypothesis", r"$\pi_{ref} = \pi_{old}$", forall=y)
@@ -78,13 +82,20 @@ def special_case() -> Derivation:
         facts=[NORMALISED, BETA, R_HAT, REF],
         assumptions=[r"$f(u) = u\log u$ from the divergence registry (`kl`)"],
     )
-    d.step(sp.Sum(pi[y] * (sp.log(pi[y] / q[y]) - A[y] / eta), (y, 1, n)), "algebra",
-           r"$\pi_{old}e^{A/\eta}\,u\log u$ with $u = \rho e^{-A/\eta}$: the weights cancel; $\log$ of a product")
+    d.step(
+        sp.Sum(pi[y] * (sp.log(pi[y] / q[y]) - A[y] / eta), (y, 1, n)),
+        "algebra",
+        r"$\pi_{old}e^{A/\eta}\,u\log u$ with $u = \rho e^{-A/\eta}$: the weights cancel; "
+        r"$\log$ of a product",
+    )
     d.step(sp.Sum(pi[y] * sp.log(pi[y] / (q[y] * sp.exp(A[y] / eta) / Z)), (y, 1, n))
            - sp.log(Z) * sp.Sum(pi[y], (y, 1, n)), "algebra", r"add and subtract $\log Z$ inside the sum")
-    d.step(sp.Sum(pi[y] * sp.log(pi[y] / (q[y] * sp.exp(A[y] / eta) / Z)), (y, 1, n)) - sp.log(Z), "substitute",
-           r"$\sum_y\pi_\theta(y) = 1$: this is $\mathrm{KL}(\pi_\theta\|\pi_{old}e^{A/\eta}/Z) - \log Z$",
-           using="normalised")
+    d.step(
+        sp.Sum(pi[y] * sp.log(pi[y] / (q[y] * sp.exp(A[y] / eta) / Z)), (y, 1, n)) - sp.log(Z),
+        "substitute",
+        r"$\sum_y\pi_\theta(y) = 1$: this is $\mathrm{KL}(\pi_\theta\|\pi_{old}e^{A/\eta}/Z) - \log Z$",
+        using="normalised",
+    )
     d.step(FLOWRL_KL, "substitute",
            r"FlowRL's objective $\mathrm{KL}(\pi_\theta\|\pi_{ref}e^{\beta\hat r}/Z)$, shifted by $-\log Z$",
            using=["beta", "r_hat", "pi_ref"])
@@ -99,7 +110,12 @@ def score_mean_zero() -> Derivation:
         facts=[THETA_NORMALISED],
     )
     d.step(sp.Derivative(sp.Sum(P(theta, y), (y, 1, n)), theta), "algebra", "the sum is finite")
-    d.step(sp.Integer(0), "substitute", r"$\sum_y\pi_\theta(y) = 1$ for every $\theta$", using="normalised(theta)")
+    d.step(
+        sp.Integer(0),
+        "substitute",
+        r"$\sum_y\pi_\theta(y) = 1$ for every $\theta$",
+        using="normalised(theta)",
+    )
     return d
 
 
@@ -113,12 +129,15 @@ TB_MINUS_KL = sp.Sum(P(theta, y) * sp.diff(_tb(y), theta), (y, 1, n)) - sp.diff(
 
 def prop_1() -> Derivation:
     d = Derivation(
-        "FlowRL Prop. 1", r"(b) expected TB gradient minus KL gradient vanishes, for any $c = \log Z_\phi$",
+        "FlowRL Prop. 1",
+        r"(b) expected TB gradient minus KL gradient vanishes, for any $c = \log Z_\phi$",
         TB_MINUS_KL,
         claim=sp.Eq(TB_MINUS_KL, 0),
         facts=[SCORE_MEAN_ZERO],
-        assumptions=[r"$\ell_y = \frac12(c + \log\pi_\theta(y) - b_y)^2$, $b_y = \log\pi_{ref}(y) + \beta\hat r(y)$,"
-                     r" $Z = \sum_y e^{b_y}$"],
+        assumptions=[
+            r"$\ell_y = \frac12(c + \log\pi_\theta(y) - b_y)^2$, $b_y = \log\pi_{ref}(y) + \beta\hat r(y)$,"
+            r" $Z = \sum_y e^{b_y}$"
+        ],
     )
     d.step(sp.Sum((c - sp.log(Z) - 1) * sp.Derivative(P(theta, y), theta), (y, 1, n)), "algebra",
            r"the $\log\pi_\theta - b$ terms cancel between the two gradients")
@@ -163,17 +182,30 @@ def result() -> Result:
         name="flowrl_special_case",
         title="FlowRL as the KL special case of LAD; FlowRL Prop. 1",
         claims=[sp.Eq(LAD_KL, FLOWRL_KL), sp.Eq(TB_MINUS_KL, 0)],
-        assumptions=(r"$\pi_{old}, \pi_\theta > 0$ distributions on a finite response set",
-                     "whole-response log-probabilities (no 1/|y| normalisation)",
-                     "(b): the sampling distribution is not differentiated (on-policy update)"),
+        assumptions=(
+            r"$\pi_{old}, \pi_\theta > 0$ distributions on a finite response set",
+            "whole-response log-probabilities (no 1/|y| normalisation)",
+            "(b): the sampling distribution is not differentiated (on-policy update)",
+        ),
         parts=[
-            special_case(), score_mean_zero(), prop_1(),
-            NumericCheck("special case", "(a) on random instances",
-                         r"|\mathcal L_{\mathrm{LAD,KL}} - (\mathrm{KL} - \log Z)| \le 10^{-12}",
-                         _check_special_case, 1e-12),
-            NumericCheck("Prop. 1", "(b) on random softmax policies, exact and inexact log Z",
-                         r"\|\mathbb E_\pi[\nabla\ell] - \nabla\mathrm{KL}\|_\infty \le 10^{-12}", _check_prop_1, 1e-12),
+            special_case(),
+            score_mean_zero(),
+            prop_1(),
+            NumericCheck(
+                "special case",
+                "(a) on random instances",
+                r"|\mathcal L_{\mathrm{LAD,KL}} - (\mathrm{KL} - \log Z)| \le 10^{-12}",
+                _check_special_case,
+                1e-12,
+            ),
+            NumericCheck(
+                "Prop. 1",
+                "(b) on random softmax policies, exact and inexact log Z",
+                r"\|\mathbb E_\pi[\nabla\ell] - \nabla\mathrm{KL}\|_\infty \le 10^{-12}",
+                _check_prop_1,
+                1e-12,
+            ),
         ],
         notes="Prop. 1 holds for every constant log Z_phi, not only the exact one: E_pi[grad log pi] = 0 "
-              "removes it. What the learned log Z buys is a lower-variance sampled estimate.",
+        "removes it. What the learned log Z buys is a lower-variance sampled estimate.",
     )

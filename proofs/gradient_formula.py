@@ -1,4 +1,5 @@
-r"""The LAD gradient: :math:`\nabla_\theta\mathcal L = \mathbb E_{\pi_\theta}[f'(\rho e^{-A/\eta})\nabla_\theta\log\pi_\theta]`.
+r"""The LAD gradient: :math:`\nabla_\theta\mathcal L = \mathbb E_{\pi_\theta}[f'(\rho
+e^{-A/\eta})\nabla_\theta\log\pi_\theta]`.
 
 Statement. For a differentiable generator :math:`f`, a policy :math:`\pi_\theta(y) > 0` differentiable in
 :math:`\theta`, and :math:`\rho(y) = \pi_\theta(y)/\pi_{\mathrm{old}}(y)`,
@@ -8,7 +9,8 @@ Statement. For a differentiable generator :math:`f`, a policy :math:`\pi_\theta(
           = \mathbb E_{y\sim\pi_\theta}\big[f'(\rho e^{-A/\eta})\,\nabla_\theta\log\pi_\theta(y)\big].
 
 Per sample, in the log-probability :math:`s = \log\pi_\theta(y)` that ``lad_loss`` differentiates:
-:math:`\partial_s\, e^{A/\eta}f(e^{s - s_{\mathrm{old}} - A/\eta}) = \rho\, f'(\rho e^{-A/\eta}) = -w(A,\rho)`,
+:math:`\partial_s\, e^{A/\eta}f(e^{s - s_{\mathrm{old}} - A/\eta}) = \rho\, f'(\rho e^{-A/\eta}) =
+-w(A,\rho)`,
 the negative effective weight of ``ladtheory.objective.effective_weight``.
 
 Assumptions: :math:`f` differentiable on :math:`(0,\infty)` (TV: away from :math:`u = 1`, where the
@@ -65,14 +67,19 @@ def gradient() -> Derivation:
     )
     d.step(sp.Sum(f_prime(U_Y) * sp.Derivative(P(theta, y), theta), (y, 1, n)), "diff",
            r"chain rule; $\pi_{old}e^{A/\eta}$ cancels $e^{-A/\eta}/\pi_{old}$", var=theta)
-    d.step(GRADIENT, "algebra",
-           r"$\partial_\theta\pi = \pi\,\partial_\theta\log\pi$: this is $\mathbb E_{\pi_\theta}[f'(u)\nabla\log\pi_\theta]$")
+    d.step(
+        GRADIENT,
+        "algebra",
+        r"$\partial_\theta\pi = \pi\,\partial_\theta\log\pi$: "
+        r"this is $\mathbb E_{\pi_\theta}[f'(u)\nabla\log\pi_\theta]$",
+    )
     return d
 
 
 def per_sample() -> Derivation:
     d = Derivation(
-        "per-sample weight", r"the derivative ``lad_loss`` sees: $\partial \ell/\partial \log\pi_\theta = \rho f'(u)$",
+        "per-sample weight",
+        r"the derivative ``lad_loss`` sees: $\partial \ell/\partial \log\pi_\theta = \rho f'(u)$",
         PER_SAMPLE,
         claim=sp.Eq(sp.Derivative(PER_SAMPLE, S_LOG), PER_SAMPLE_SLOPE),
         assumptions=[r"$s = \log\pi_\theta$, $a = A/\eta$; $\rho f'(u) = -w(A,\rho)$"],

@@ -8,7 +8,8 @@ effective weight :math:`w(A, 1) = -f'(e^{-A/\eta})` satisfies
 and, since :math:`\mathbb E_{\pi_\theta}[\nabla\log\pi_\theta] = 0`, the LAD descent direction is
 
 .. math:: \mathbb E_{\pi_\theta}\big[w(A,1)\,\nabla_\theta\log\pi_\theta\big]
-          = \frac{f''(1)}{\eta}\,\mathbb E_{\pi_\theta}\big[A\,\nabla_\theta\log\pi_\theta\big] + O(\eta^{-2}),
+          = \frac{f''(1)}{\eta}\,\mathbb E_{\pi_\theta}\big[A\,\nabla_\theta\log\pi_\theta\big] +
+          O(\eta^{-2}),
 
 the unclipped GRPO/REINFORCE direction scaled by the curvature :math:`f''(1)`. The constant
 :math:`-f'(1)` (nonzero for ``kl``: 1, and ``rkl``: -1) vanishes only in expectation; in a sampled group
@@ -45,7 +46,9 @@ SCORE_MEAN_ZERO = Fact("score has mean 0", sp.Eq(sp.Sum(sp.Derivative(P(theta, y
                        "derived", proved_by=("flowrl_special_case", "score has mean zero"))
 W_GENERIC = -fp(sp.exp(-a * eps))
 W_FIRST_ORDER = -c1 + c2 * a * eps + sp.O(eps**2)
-DIRECTION = sp.Sum(P(theta, y) * (-c1 + c2 * A[y] * eps) * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n))
+DIRECTION = sp.Sum(
+    P(theta, y) * (-c1 + c2 * A[y] * eps) * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n)
+)
 GRPO_DIRECTION = c2 * eps * sp.Sum(P(theta, y) * A[y] * sp.Derivative(sp.log(P(theta, y)), theta), (y, 1, n))
 
 STRICT = ("kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "triangular",
@@ -55,7 +58,8 @@ STRICT = ("kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "tria
 
 def generic_weight() -> Derivation:
     d = Derivation(
-        "weight at rho = 1, generic f", r"Taylor expansion of $w(A,1) = -f'(e^{-A\epsilon})$ in $\epsilon = 1/\eta$",
+        "weight at rho = 1, generic f",
+        r"Taylor expansion of $w(A,1) = -f'(e^{-A\epsilon})$ in $\epsilon = 1/\eta$",
         W_GENERIC,
         claim=sp.Eq(W_GENERIC, W_FIRST_ORDER),
         facts=[C1_DEF, C2_DEF],
@@ -83,7 +87,9 @@ def expected_direction() -> Derivation:
 
 def _coefficients(name: str) -> tuple[sp.Expr, sp.Expr]:
     fprime = divergences.get(name).f_prime_expr
-    return sp.simplify(fprime.subs(divergences.U, 1)), sp.simplify(sp.diff(fprime, divergences.U).subs(divergences.U, 1))
+    return sp.simplify(fprime.subs(divergences.U, 1)), sp.simplify(
+        sp.diff(fprime, divergences.U).subs(divergences.U, 1)
+    )
 
 
 def builtin_weight(name: str) -> Derivation:
@@ -133,7 +139,9 @@ def _check_tv() -> tuple[float, str]:
     A_ = np.array([-3.0, -0.1, 0.2, 2.0])
     worst = 0.0
     for eta_ in (0.1, 1.0, 1e3):
-        worst = max(worst, float(np.abs(objective.effective_weight(A_, np.zeros(4), "tv", eta_) - np.sign(A_)).max()))
+        worst = max(
+            worst, float(np.abs(objective.effective_weight(A_, np.zeros(4), "tv", eta_) - np.sign(A_)).max())
+        )
     return worst, "TV: w(A, 1) = sign(A) at eta = 0.1, 1, 1000 (no O(1/eta) regime)"
 
 
@@ -141,21 +149,43 @@ def result() -> Result:
     return Result(
         name="grpo_small_step_limit",
         title="GRPO as the small-step limit of LAD",
-        claims=[sp.Eq(W_GENERIC, W_FIRST_ORDER), sp.Eq(DIRECTION, GRPO_DIRECTION),
-                *[builtin_weight(name).claim for name in STRICT]],
-        assumptions=(r"$f$ twice differentiable at 1 (not TV)", r"$\rho = 1$ (the first step of an iteration)",
-                     "finite response set"),
+        claims=[
+            sp.Eq(W_GENERIC, W_FIRST_ORDER),
+            sp.Eq(DIRECTION, GRPO_DIRECTION),
+            *[builtin_weight(name).claim for name in STRICT],
+        ],
+        assumptions=(
+            r"$f$ twice differentiable at 1 (not TV)",
+            r"$\rho = 1$ (the first step of an iteration)",
+            "finite response set",
+        ),
         parts=[
-            generic_weight(), expected_direction(), *[builtin_weight(name) for name in STRICT],
-            NumericCheck("f'(1), f''(1) vs registry", "the registry's f_prime_at_1 and f2_at_1 equal the "
-                         "series coefficients", r"|f^{(k)}(1)_{\mathrm{series}} - \mathrm{registry}| \le 10^{-12}",
-                         _check_f2_at_1, 1e-12),
-            NumericCheck("runtime weight, second order", "effective_weight follows the expansion",
-                         r"\eta^2|w - (-f'(1) + f''(1)A/\eta) - k_2A^2/\eta^2| \to 0", _check_runtime_limit, 1e-2),
-            NumericCheck("TV is sign-GRPO", "TV has no small-step regime", r"w_{TV}(A,1) = \mathrm{sign}(A)",
-                         _check_tv, 0.0),
+            generic_weight(),
+            expected_direction(),
+            *[builtin_weight(name) for name in STRICT],
+            NumericCheck(
+                "f'(1), f''(1) vs registry",
+                "the registry's f_prime_at_1 and f2_at_1 equal the series coefficients",
+                r"|f^{(k)}(1)_{\mathrm{series}} - \mathrm{registry}| \le 10^{-12}",
+                _check_f2_at_1,
+                1e-12,
+            ),
+            NumericCheck(
+                "runtime weight, second order",
+                "effective_weight follows the expansion",
+                r"\eta^2|w - (-f'(1) + f''(1)A/\eta) - k_2A^2/\eta^2| \to 0",
+                _check_runtime_limit,
+                1e-2,
+            ),
+            NumericCheck(
+                "TV is sign-GRPO",
+                "TV has no small-step regime",
+                r"w_{TV}(A,1) = \mathrm{sign}(A)",
+                _check_tv,
+                0.0,
+            ),
         ],
         notes="f''(1) per built-in: kl 1, rkl 1, js 1/4, hellinger 1/2, jeffreys 2, pearson 2, neyman 2, "
-              "triangular 1; 1 for every alpha-family member. At equal eta, JS takes a 4x smaller "
-              "GRPO-like step than KL.",
+        "triangular 1; 1 for every alpha-family member. At equal eta, JS takes a 4x smaller "
+        "GRPO-like step than KL.",
     )

@@ -7,7 +7,8 @@ Statement. Let :math:`\pi_{\mathrm{old}}(y) > 0` be a distribution on responses 
 
 .. math:: \max_\pi \sum_y \pi(y)A(y) - \eta\,\mathrm{KL}(\pi\|\pi_{\mathrm{old}})
           \ \text{ has the unique maximiser }\
-          \pi^*(y) = \frac{\pi_{\mathrm{old}}(y)e^{A(y)/\eta}}{Z},\quad Z = \sum_y \pi_{\mathrm{old}}(y)e^{A(y)/\eta};
+          \pi^*(y) = \frac{\pi_{\mathrm{old}}(y)e^{A(y)/\eta}}{Z},\quad Z = \sum_y
+          \pi_{\mathrm{old}}(y)e^{A(y)/\eta};
 
 (b) reverse penalty, the direction the paper writes:
 
@@ -16,15 +17,18 @@ Statement. Let :math:`\pi_{\mathrm{old}}(y) > 0` be a distribution on responses 
           \pi^*(y) = \frac{\eta\,\pi_{\mathrm{old}}(y)}{\lambda - A(y)},\quad
           \sum_y \frac{\eta\,\pi_{\mathrm{old}}(y)}{\lambda - A(y)} = 1,\ \lambda > \max_y A(y);
 
-(c) the two differ: for :math:`\pi_{\mathrm{old}} = (1/3, 1/3, 1/3)`, :math:`A = (1, 0, -1)`, :math:`\eta = 1`,
+(c) the two differ: for :math:`\pi_{\mathrm{old}} = (1/3, 1/3, 1/3)`, :math:`A = (1, 0, -1)`, :math:`\eta =
+1`,
 the maximisers' first coordinates differ by :math:`0.0178\ldots`.
 
 Assumptions: :math:`\pi_{\mathrm{old}} > 0`; the maximiser lies in the interior of the simplex (it does:
 (a) gives positive values, and in (b) the objective tends to :math:`-\infty` at the boundary).
 
 Proof sketch. Both objectives are sums of strictly concave functions of the coordinates
-(second derivatives :math:`-\eta/\pi(y)` and :math:`-\eta\pi_{\mathrm{old}}(y)/\pi(y)^2`), so a stationary point
-of the Lagrangian :math:`\mathcal L = \sum_y \phi_y(\pi(y)) - \lambda(\sum_y \pi(y) - 1)` on the simplex is the
+(second derivatives :math:`-\eta/\pi(y)` and :math:`-\eta\pi_{\mathrm{old}}(y)/\pi(y)^2`), so a stationary
+point
+of the Lagrangian :math:`\mathcal L = \sum_y \phi_y(\pi(y)) - \lambda(\sum_y \pi(y) - 1)` on the simplex is
+the
 unique maximiser. The derivations below compute the stationary points; the normalisation fixes
 :math:`\lambda` (in (b) each term :math:`\eta\pi_{\mathrm{old}}(y)/(\lambda - A(y))` falls strictly from
 :math:`+\infty` to 0 on :math:`(\max A, \infty)`, so exactly one :math:`\lambda` there gives total 1).
@@ -84,10 +88,23 @@ def forward_multiplier() -> Derivation:
         claim=sp.Implies(sp.Eq(pi[k], PI_K_OF_LAMBDA), sp.Eq(lam, eta * sp.log(Z) - eta)),
         facts=[Z_DEF, NORMALISED],
     )
-    d.step(sp.Eq(sp.Sum(pi[y], (y, 1, n)), sp.exp(-(lam + eta) / eta) * sp.Sum(q[y] * sp.exp(A[y] / eta), (y, 1, n))),
-           "sum_both_sides", "sum over all responses", index=k, as_index=y, limits=(1, n))
-    d.step(sp.Eq(1, sp.exp(-(lam + eta) / eta) * Z), "substitute", r"$\sum_y\pi_y = 1$ and the definition of $Z$",
-           using=["normalised", "Z"])
+    d.step(
+        sp.Eq(
+            sp.Sum(pi[y], (y, 1, n)),
+            sp.exp(-(lam + eta) / eta) * sp.Sum(q[y] * sp.exp(A[y] / eta), (y, 1, n)),
+        ),
+        "sum_both_sides",
+        "sum over all responses",
+        index=k,
+        as_index=y,
+        limits=(1, n),
+    )
+    d.step(
+        sp.Eq(1, sp.exp(-(lam + eta) / eta) * Z),
+        "substitute",
+        r"$\sum_y\pi_y = 1$ and the definition of $Z$",
+        using=["normalised", "Z"],
+    )
     d.step(sp.Eq(lam, eta * sp.log(Z) - eta), "solve", r"unique real solution", var=lam)
     return d
 
@@ -102,8 +119,12 @@ def forward_solution() -> Derivation:
         claim=sp.Implies(sp.Eq(pi[k], PI_K_OF_LAMBDA), sp.Eq(pi[k], PI_STAR_FORWARD)),
         facts=[LAMBDA_FORWARD],
     )
-    d.step(sp.Eq(pi[k], q[k] * sp.exp(A[k] / eta) * sp.exp(-sp.log(Z))), "substitute", r"the multiplier $\lambda$",
-           using="lambda")
+    d.step(
+        sp.Eq(pi[k], q[k] * sp.exp(A[k] / eta) * sp.exp(-sp.log(Z))),
+        "substitute",
+        r"the multiplier $\lambda$",
+        using="lambda",
+    )
     d.step(sp.Eq(pi[k], PI_STAR_FORWARD), "algebra", r"$e^{-\log Z} = 1/Z$")
     return d
 
@@ -157,7 +178,9 @@ def reverse_multiplier_unique() -> list[Derivation]:
     to 0 (t -> inf); so the sum falls strictly from +inf (lambda -> max A) to 0 and equals 1 exactly once."""
     t, cc = sp.symbols("t c", positive=True)
     term = eta * cc / t
-    common = dict(assumptions=[r"$t = \lambda - A_y > 0$ (i.e. $\lambda > \max_y A_y$), $c = \pi_{old,y} > 0$"])
+    common = dict(
+        assumptions=[r"$t = \lambda - A_y > 0$ (i.e. $\lambda > \max_y A_y$), $c = \pi_{old,y} > 0$"]
+    )
     slope = Derivation("reverse: multiplier, monotone", r"(b) each normalisation term decreases in $\lambda$",
                        term, claim=sp.Lt(sp.Derivative(term, t), 0), **common)
     slope.step(-eta * cc / t**2, "diff", r"$\partial_\lambda = \partial_t$ since $t = \lambda - A_y$", var=t)
@@ -196,9 +219,13 @@ GAP_C = sp.Float("0.017827005451599837359145551124", 30)
 
 
 def counterexample() -> list[Derivation]:
-    common = dict(assumptions=[r"$\pi_{old} = (\frac13,\frac13,\frac13)$, $A = (1,0,-1)$, $\eta = 1$; $\lambda$ is "
-                               r"the largest root of $3\lambda^3 - 3\lambda^2 - 3\lambda + 1$ (the reverse "
-                               r"normalisation times $3\lambda(\lambda^2 - 1)$)"])
+    common = dict(
+        assumptions=[
+            r"$\pi_{old} = (\frac13,\frac13,\frac13)$, $A = (1,0,-1)$, $\eta = 1$; $\lambda$ is "
+            r"the largest root of $3\lambda^3 - 3\lambda^2 - 3\lambda + 1$ (the reverse "
+            r"normalisation times $3\lambda(\lambda^2 - 1)$)"
+        ]
+    )
     sign = Derivation("counterexample: the two differ", r"(c) the two maximisers differ at $y = 1$",
                       FORWARD_C - REVERSE_C, claim=sp.Gt(FORWARD_C - REVERSE_C, 0, evaluate=False), **common)
     sign.step(sp.Integer(0), "positive", "sympy decides the sign of the exact constant")
@@ -254,20 +281,43 @@ def result() -> Result:
             sp.Lt(sp.Derivative(L_REVERSE, (pi[k], 2)), 0),
             sp.Gt(FORWARD_C - REVERSE_C, 0, evaluate=False),
         ],
-        assumptions=(r"$\pi_{old}(y) > 0$ for every response $y$", r"$\eta > 0$",
-                     "the maximum over the simplex is attained in its interior"),
+        assumptions=(
+            r"$\pi_{old}(y) > 0$ for every response $y$",
+            r"$\eta > 0$",
+            "the maximum over the simplex is attained in its interior",
+        ),
         parts=[
-            forward_stationarity(), forward_multiplier(), forward_solution(), forward_concavity(),
-            reverse_stationarity(), reverse_normalisation(), *reverse_multiplier_unique(), reverse_concavity(),
+            forward_stationarity(),
+            forward_multiplier(),
+            forward_solution(),
+            forward_concavity(),
+            reverse_stationarity(),
+            reverse_normalisation(),
+            *reverse_multiplier_unique(),
+            reverse_concavity(),
             *counterexample(),
-            NumericCheck("counterexample: cubic root", "(c) the multiplier solves the normalisation",
-                         r"\tfrac13\sum_y 1/(\lambda - A_y) = 1,\ \lambda > 1", _check_cubic, 1e-40),
-            NumericCheck("counterexample: scipy", "(c) scipy optimisation agrees with both closed forms",
-                         r"\|\pi_{\mathrm{scipy}} - \pi^*\|_\infty \le 10^{-6}\ \text{and the two differ}",
-                         _check_counterexample_scipy, 1e-6),
-            NumericCheck("random instances", "(a), (b) on random instances",
-                         r"\|\pi_{\mathrm{solver}} - \pi^*\|_\infty \le 10^{-6}", _check_random_instances, 1e-6),
+            NumericCheck(
+                "counterexample: cubic root",
+                "(c) the multiplier solves the normalisation",
+                r"\tfrac13\sum_y 1/(\lambda - A_y) = 1,\ \lambda > 1",
+                _check_cubic,
+                1e-40,
+            ),
+            NumericCheck(
+                "counterexample: scipy",
+                "(c) scipy optimisation agrees with both closed forms",
+                r"\|\pi_{\mathrm{scipy}} - \pi^*\|_\infty \le 10^{-6}\ \text{and the two differ}",
+                _check_counterexample_scipy,
+                1e-6,
+            ),
+            NumericCheck(
+                "random instances",
+                "(a), (b) on random instances",
+                r"\|\pi_{\mathrm{solver}} - \pi^*\|_\infty \le 10^{-6}",
+                _check_random_instances,
+                1e-6,
+            ),
         ],
         notes="The paper writes the constraint as KL(pi_old || pi); its exponential target needs "
-              "KL(pi || pi_old). Part (c) shows the two maximisers differ on a three-response instance.",
+        "KL(pi || pi_old). Part (c) shows the two maximisers differ on a three-response instance.",
     )

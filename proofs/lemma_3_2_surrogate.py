@@ -7,11 +7,13 @@ Statement. Let :math:`g(y) = \pi_{\mathrm{old}}(y)e^{A(y)/\eta} > 0` for respons
           \quad\text{for every distribution } \pi,
 
 with equality if and only if :math:`\pi = g/Z_g`. Since :math:`Z_g = Z` (Lemma 3.1's partition function),
-the minimiser :math:`g/Z_g` is exactly :math:`\pi^* = \pi_{\mathrm{old}}e^{A/\eta}/Z`: replacing both normalised
+the minimiser :math:`g/Z_g` is exactly :math:`\pi^* = \pi_{\mathrm{old}}e^{A/\eta}/Z`: replacing both
+normalised
 weights of :math:`D_f(P_\theta\|P_A)` by the same unnormalised :math:`g` leaves the minimiser unchanged.
 
 Assumptions: :math:`f` strictly convex (:math:`f(1) = 0` is not needed); :math:`g > 0`; :math:`\pi` a
-distribution. The sum :math:`\sum_y g f(\pi/g)` is the :math:`\pi_{\mathrm{old}}`-expectation of the per-sample
+distribution. The sum :math:`\sum_y g f(\pi/g)` is the :math:`\pi_{\mathrm{old}}`-expectation of the
+per-sample
 LAD loss :math:`e^{A/\eta}f(\rho e^{-A/\eta})`, :math:`\rho = \pi/\pi_{\mathrm{old}}`.
 
 Proof. Jensen's inequality with weights :math:`g(y)/Z_g` (positive, summing to one) at the points
@@ -86,7 +88,9 @@ def equality_case() -> Derivation:
     )
     d.step(sp.Eq(sp.Sum(pi[y], (y, 1, n)), c * sp.Sum(g[y], (y, 1, n))), "sum_both_sides",
            "sum over all responses", index=y, limits=(1, n))
-    d.step(sp.Eq(1, c * Zg), "substitute", r"$\sum_y\pi_y = 1$, definition of $Z_g$", using=["normalised", "Z_g"])
+    d.step(
+        sp.Eq(1, c * Zg), "substitute", r"$\sum_y\pi_y = 1$, definition of $Z_g$", using=["normalised", "Z_g"]
+    )
     d.step(sp.Eq(c, 1 / Zg), "solve", "linear", var=c)
     return d
 
@@ -152,20 +156,44 @@ def result() -> Result:
     return Result(
         name="lemma_3_2_surrogate",
         title="Lemma 3.2: the practical loss has the same minimiser",
-        claims=[sp.Ge(LOSS, Zg * f(1 / Zg)), sp.Eq(LOSS, Zg * f(1 / Zg)),
-                sp.Implies(sp.Eq(pi[y], c * g[y]), sp.Eq(c, 1 / Zg)),
-                sp.Eq(g[y] / Zg, q[y] * sp.exp(A[y] / eta) / Z)],
-        assumptions=(r"$f$ strictly convex on $(0,\infty)$", r"$g(y) > 0$ for all $y$",
-                     r"$\pi$ ranges over distributions"),
+        claims=[
+            sp.Ge(LOSS, Zg * f(1 / Zg)),
+            sp.Eq(LOSS, Zg * f(1 / Zg)),
+            sp.Implies(sp.Eq(pi[y], c * g[y]), sp.Eq(c, 1 / Zg)),
+            sp.Eq(g[y] / Zg, q[y] * sp.exp(A[y] / eta) / Z),
+        ],
+        assumptions=(
+            r"$f$ strictly convex on $(0,\infty)$",
+            r"$g(y) > 0$ for all $y$",
+            r"$\pi$ ranges over distributions",
+        ),
         parts=[
-            lower_bound(), bound_attained(), equality_case(), same_minimiser(),
-            NumericCheck("every strictly convex built-in", "numeric minimiser = g/Z_g for each built-in",
-                         r"\|\pi_{\mathrm{solver}} - g/Z_g\|_\infty \le 10^{-6}", _check_every_builtin, 1e-6),
-            NumericCheck("scipy", "scipy minimiser and minimum value",
-                         r"\|\pi_{\mathrm{scipy}} - g/Z_g\|_\infty \le 10^{-6}", _check_scipy, 1e-6),
-            NumericCheck("TV needs strictness", "TV is not strictly convex: a second minimiser exists",
-                         r"Z_g = 2:\ L_{TV}(\pi') = L_{TV}(g/Z_g),\ \pi' \ne g/Z_g", _check_tv_not_unique, 1e-12),
+            lower_bound(),
+            bound_attained(),
+            equality_case(),
+            same_minimiser(),
+            NumericCheck(
+                "every strictly convex built-in",
+                "numeric minimiser = g/Z_g for each built-in",
+                r"\|\pi_{\mathrm{solver}} - g/Z_g\|_\infty \le 10^{-6}",
+                _check_every_builtin,
+                1e-6,
+            ),
+            NumericCheck(
+                "scipy",
+                "scipy minimiser and minimum value",
+                r"\|\pi_{\mathrm{scipy}} - g/Z_g\|_\infty \le 10^{-6}",
+                _check_scipy,
+                1e-6,
+            ),
+            NumericCheck(
+                "TV needs strictness",
+                "TV is not strictly convex: a second minimiser exists",
+                r"Z_g = 2:\ L_{TV}(\pi') = L_{TV}(g/Z_g),\ \pi' \ne g/Z_g",
+                _check_tv_not_unique,
+                1e-12,
+            ),
         ],
         notes="Strict convexity is what makes the minimiser unique: for TV (|u - 1|, convex but piecewise "
-              "affine) with Z_g = 2, every pi with pi <= g gives the same loss sum(g) - 1.",
+        "affine) with Z_g = 2, every pi with pi <= g gives the same loss sum(g) - 1.",
     )

@@ -17,7 +17,11 @@ def test_every_path_it_names_exists():
 
 
 def test_every_ladtrain_module_has_an_owner_line():
-    modules = {f"ladtrain/{p.name}" for p in (ROOT / "ladtrain").glob("*.py") if p.stem not in ("__init__", "__main__")}
+    modules = {
+        f"ladtrain/{p.name}"
+        for p in (ROOT / "ladtrain").glob("*.py")
+        if p.stem not in ("__init__", "__main__")
+    }
     listed = set(re.findall(r"`(ladtrain/\w+\.py)`", TEXT))
     assert sorted(modules - listed) == []
 

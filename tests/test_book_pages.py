@@ -19,7 +19,9 @@ nbclient = pytest.importorskip("nbclient", reason="the book extra is not install
 from ladtheory.book import BOOK, REPO, toc_pages  # noqa: E402
 
 PAGES = sorted(p.stem for p in BOOK.glob("*.md") if p.name != "README.md")
-NOTEBOOK_PAGES = [p for p in PAGES if (BOOK / f"{p}.md").read_text(encoding="utf-8").startswith("---\njupytext:")]
+NOTEBOOK_PAGES = [
+    p for p in PAGES if (BOOK / f"{p}.md").read_text(encoding="utf-8").startswith("---\njupytext:")
+]
 # Pages that are pure text (the root, the bibliography) have no code to execute.
 TEXT_PAGES = sorted(set(PAGES) - set(NOTEBOOK_PAGES))
 # Pages that run an experiment (the 4000-step bandit, 10-30 s here each time) execute only with -m slow; the
@@ -98,7 +100,9 @@ def test_book_training_study_renders_a_committed_study(tmp_path, monkeypatch):
     (study / "report.md").write_text("# LAD vs baselines\n\n## Setup\n- arms: `lad:js`, `grpo`\n\n"
                                      "| arm | pass@1 |\n|---|---|\n| lad:js | 0.5 |\n| grpo | 0.4 |\n\n"
                                      "![reward curves](reward_curves.png)\n")
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    )
     (study / "reward_curves.png").write_bytes(png)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
     monkeypatch.setenv("LAD_BOOK_RESULTS", str(tmp_path / "results"))

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ladtheory import bandit, flags, options
-from ladtheory.options import Choice, Flag, Int, Listed, Real, Several, Text
+from ladtheory.options import Choice, Flag, Int, Listed, Real, Repeated, Several, Text
 from ladtheory.options import Path as PathDomain
 from ladtrain import cli, compare
 from ladtrain.config import Device, EvalConfig, TrainConfig
@@ -46,6 +46,7 @@ TEXT_INSIDE = {  # fields whose domain is a registry lookup: values the registry
     "divergences": st.sampled_from(["js", "kl", "rkl", "tv", "hellinger", "alpha:0.5"]),
     "baselines": st.sampled_from(["grpo", "flowrl"]),
     "losses": st.sampled_from(LOSSES),
+    "eval_task": st.sampled_from(["countdown", "small=countdown:3", "gsm=jsonl:x.jsonl,test_every=0"]),
 }
 TEXT_OUTSIDE = {
     "loss": st.sampled_from(["ppo", "lad:nope", "grpo:3", "lad:alpha:1"]),
@@ -54,6 +55,7 @@ TEXT_OUTSIDE = {
     "divergences": st.sampled_from(["nope", "alpha:1", "js2"]),
     "baselines": st.sampled_from(["ppo", "lad"]),
     "losses": st.sampled_from(["ppo", "lad:nope"]),
+    "eval_task": st.sampled_from(["nope", "held_out=countdown", "x=", "x=gym:y", "nope:x=1"]),
 }
 JUNK = st.sampled_from(["", " ", "x", "1.5.2", "\x07", "[]"])
 
@@ -118,6 +120,8 @@ def inside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
     if isinstance(domain, Several):
         lists = st.lists(TEXT_INSIDE[name], max_size=3).map(lambda xs: (",".join(xs) or "none", tuple(xs)))
         return lists
+    if isinstance(domain, Repeated):  # one use of the flag: a tuple of one value
+        return TEXT_INSIDE[name].map(lambda v: (v, (v,)))
     if isinstance(domain, Text):
         strategy = (
             TEXT_INSIDE[name]
@@ -183,7 +187,7 @@ def outside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
         return st.one_of(
             st.just(","), outside(name, domain.item, paths).filter(lambda t: "," not in t and t.strip())
         )
-    if isinstance(domain, Several):
+    if isinstance(domain, (Several, Repeated)):
         return TEXT_OUTSIDE[name]
     if isinstance(domain, Text):
         return TEXT_OUTSIDE.get(name, st.sampled_from(["", "  ", "bell\x07", "x" * 20_000]))

@@ -14,7 +14,10 @@ def test_readme_has_exactly_the_two_setup_commands_first():
     text = README.read_text()
     first_block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
     commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
-    assert commands == ['pip install -e ".[train]" && python -m ladtrain', 'pip install -e ".[dev]" && python -m pytest']
+    assert commands == [
+        'pip install -e ".[train]" && python -m ladtrain',
+        'pip install -e ".[dev]" && python -m pytest',
+    ]
 
 
 def test_using_the_loss_example_runs(tmp_path):

@@ -7,7 +7,21 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TEXT = {".py", ".md", ".txt", ".toml", ".yml", ".yaml", ".cfg", ".ini", ".json", ".jsonl", ".bib", ".sh", ".css"}
+TEXT = {
+    ".py",
+    ".md",
+    ".txt",
+    ".toml",
+    ".yml",
+    ".yaml",
+    ".cfg",
+    ".ini",
+    ".json",
+    ".jsonl",
+    ".bib",
+    ".sh",
+    ".css",
+}
 ALLOWED = {9, 10, 13}  # tab, newline, carriage return
 
 
@@ -27,7 +41,11 @@ def control_characters(path: Path) -> list[tuple[int, int]]:
 def test_no_source_file_holds_control_characters():
     files = _tracked()
     assert len(files) > 50
-    bad = {str(p.relative_to(ROOT)): control_characters(p)[:3] for p in files if p.is_file() and control_characters(p)}
+    bad = {
+        str(p.relative_to(ROOT)): control_characters(p)[:3]
+        for p in files
+        if p.is_file() and control_characters(p)
+    }
     assert bad == {}
 
 

@@ -75,8 +75,10 @@ class _Chain:
         elif effect in _STEP_RELATION:
             nxt = _COMPOSE.get((self.relation, _STEP_RELATION[effect]))
             if nxt is None or self.order is not None:
-                self.broken = (f"step [{rule.name}] ({_STEP_RELATION[effect].rel_op}) cannot follow a chain that "
-                               f"so far shows {self.relation.rel_op}" + (" + O(..)" if self.order else ""))
+                self.broken = (
+                    f"step [{rule.name}] ({_STEP_RELATION[effect].rel_op}) cannot follow a chain that "
+                    f"so far shows {self.relation.rel_op}" + (" + O(..)" if self.order else "")
+                )
             self.relation, self.value = nxt or self.relation, new
         elif not plain:
             self.broken = f"step [{rule.name}] applies an operator to a chain that is not an exact equality"
@@ -113,9 +115,14 @@ def claim_verdict(claim: sp.Basic, chain: _Chain) -> Verdict:
     if chain.equation and isinstance(claim, sp.Implies):  # an equivalence proves the implication too
         proved = sp.Implies(chain.subject, chain.value, evaluate=False)
     if same_relation(claim, proved):
-        return Verdict(Status.SYMBOLIC, "claim", "the first line, the last line and the steps' relations give "
-                       "exactly the claim")
-    return Verdict(Status.FAILED, "claim", f"the chain proves {sp.sstr(proved)}, not the claim {sp.sstr(claim)}")
+        return Verdict(
+            Status.SYMBOLIC,
+            "claim",
+            "the first line, the last line and the steps' relations give exactly the claim",
+        )
+    return Verdict(
+        Status.FAILED, "claim", f"the chain proves {sp.sstr(proved)}, not the claim {sp.sstr(claim)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,8 @@ class DerivationReport:
 
 
 class Derivation:
-    """A chain ``start R_1 e_1 R_2 e_2 ...`` under stated facts that proves ``claim``; built with :meth:`step`.
+    """A chain ``start R_1 e_1 R_2 e_2 ...`` under stated facts that proves ``claim``; built with
+    :meth:`step`.
 
     ``claim`` is a sympy relation (``Eq``, ``Ge``, ``Gt``, ``Lt``, ``Le``, ``Implies``, ``Equivalent``):
     what the chain must prove (module docstring). ``convex`` lists undefined functions assumed strictly
@@ -167,7 +175,9 @@ class Derivation:
     def __init__(self, name: str, title: str, start: sp.Basic, *, claim: sp.Basic,
                  facts: Sequence[Fact] = (), assumptions: Sequence[str] = (), convex: Sequence = ()):
         if not isinstance(claim, (sp.core.relational.Relational, sp.Implies, sp.Equivalent)):
-            raise ProofError(f"derivation {name!r}: claim must be a sympy relation, got {type(claim).__name__}")
+            raise ProofError(
+                f"derivation {name!r}: claim must be a sympy relation, got {type(claim).__name__}"
+            )
         self.name, self.title, self.start, self.claim = name, title, sp.sympify(start), claim
         self.facts = {f.name: f for f in facts}
         if len(self.facts) != len(facts):

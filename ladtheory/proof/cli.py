@@ -37,10 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ladtheory proofs",
         description="Check every step-checked derivation in proofs/ and print a table. Marks: one per step, "
-                    "then one for the claim (the chain proves exactly the stated claim), then one per derived "
-                    "fact (it is the claim of the derivation it names). S symbolic (sympy), N numeric only "
-                    "(evidence, not proof), F failed.")
-    parser.add_argument("--dir", default=None, help="folder of proof files (default: the repository's proofs/)")
+        "then one for the claim (the chain proves exactly the stated claim), then one per derived "
+        "fact (it is the claim of the derivation it names). S symbolic (sympy), N numeric only "
+        "(evidence, not proof), F failed.",
+    )
+    parser.add_argument(
+        "--dir", default=None, help="folder of proof files (default: the repository's proofs/)"
+    )
     parser.add_argument("--only", action="append", default=[], help="check only results whose file "
                         "name contains this text (repeatable)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every step with its method")
@@ -70,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 2
         except Exception as exc:  # a proof file that crashes is a failed result, with its location
-            print(f"{path.stem:<32} FAILED to build: {_error_location(exc, path)}: {type(exc).__name__}: {exc}")
+            print(
+                f"{path.stem:<32} FAILED to build: {_error_location(exc, path)}: {type(exc).__name__}: {exc}"
+            )
             failed += 1
             continue
         for part, rep in zip(res.parts, report.parts):
@@ -87,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 checks["ok" if rep.ok else "failed"] += 1
                 if not rep.ok or args.verbose:
-                    print(f"    check {rep.status.value.upper()}: error {rep.error:.3g} <= {rep.tolerance:.0e}? "
-                          f"{rep.detail}")
+                    print(
+                        f"    check {rep.status.value.upper()}: "
+                        f"error {rep.error:.3g} <= {rep.tolerance:.0e}? {rep.detail}"
+                    )
             failed += not rep.ok
         hyps = [f.name for f in res.hypotheses]
         if hyps:
@@ -101,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             print(res.to_markdown(report))
     print("-" * 110)
     total = sum(steps.values())
-    print(f"{total} steps: {steps[Status.SYMBOLIC]} proved symbolically, {steps[Status.NUMERIC]} only numeric "
-          f"(evidence, not proof), {steps[Status.FAILED]} failed; {checks['ok'] + checks['failed']} numeric "
-          f"checks, {checks['failed']} failed; {len(files)} results in {time.perf_counter() - t_all:.1f}s")
+    print(
+        f"{total} steps: {steps[Status.SYMBOLIC]} proved symbolically, {steps[Status.NUMERIC]} only numeric "
+        f"(evidence, not proof), {steps[Status.FAILED]} failed; {checks['ok'] + checks['failed']} numeric "
+        f"checks, {checks['failed']} failed; {len(files)} results in {time.perf_counter() - t_all:.1f}s"
+    )
     if failed:
         print(f"FAILED: {failed} part(s) or claim(s) do not check")
         return 1

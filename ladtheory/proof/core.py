@@ -43,7 +43,8 @@ class Fact:
     ``kind``:
 
     * ``"definition"``: names an expression (``Z = sum_y ...``); substituting it changes nothing;
-    * ``"hypothesis"``: an assumption of the result; it is listed as an assumption wherever the result is shown;
+    * ``"hypothesis"``: an assumption of the result; it is listed as an assumption wherever the result is
+      shown;
     * ``"derived"``: proved elsewhere. ``proved_by`` must name the derivation that proves it: a part of the
       same result by its name (``"forward: multiplier"``), or of another proof file as ``(file_stem, part
       name)`` (``("flowrl_special_case", "score has mean zero")``). The engine checks that ``eq`` *is* that

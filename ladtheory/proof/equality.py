@@ -109,7 +109,9 @@ def _sample_value(symbol: sp.Basic, k: int, rng: random.Random) -> mpmath.mpf:
     if k % 5 == 4:  # every fifth point: log-uniform anywhere in [1e-6, 1e6]
         mag = mpmath.mpf(10) ** mpmath.mpf(rng.uniform(-6, 6))
     else:
-        mag = mpmath.mpf(MAGNITUDES[rng.randrange(len(MAGNITUDES))]) * (1 + mpmath.mpf(rng.uniform(-0.1, 0.1)))
+        mag = mpmath.mpf(MAGNITUDES[rng.randrange(len(MAGNITUDES))]) * (
+            1 + mpmath.mpf(rng.uniform(-0.1, 0.1))
+        )
     if positive:
         return mag
     if nonneg:
@@ -181,10 +183,15 @@ def _numeric_equal(a: sp.Basic, b: sp.Basic, seed: int) -> Verdict:
                 return Verdict(Status.FAILED, "numeric counterexample",
                                f"previous - this line = {mpmath.nstr(d, 8)} at {at}")
     if valid < max(NUMERIC_MIN_POINTS, tried // 2):
-        return Verdict(Status.FAILED, "numeric undecided", f"only {valid} of {tried} points could be evaluated")
-    return Verdict(Status.NUMERIC, "mpmath sampled points",
-                   f"{valid} points ({len(kinks)} at kinks) over the whole domain at {NUMERIC_DIGITS} digits, "
-                   f"max rel. diff {mpmath.nstr(worst_err, 3)}")
+        return Verdict(
+            Status.FAILED, "numeric undecided", f"only {valid} of {tried} points could be evaluated"
+        )
+    return Verdict(
+        Status.NUMERIC,
+        "mpmath sampled points",
+        f"{valid} points ({len(kinks)} at kinks) over the whole domain at {NUMERIC_DIGITS} digits, "
+        f"max rel. diff {mpmath.nstr(worst_err, 3)}",
+    )
 
 
 def decide_equal(a: sp.Basic, b: sp.Basic, ctx: Context, hint: Callable | None = None,
@@ -193,7 +200,10 @@ def decide_equal(a: sp.Basic, b: sp.Basic, ctx: Context, hint: Callable | None =
     if isinstance(a, sp.Equality) != isinstance(b, sp.Equality):
         return Verdict(Status.FAILED, "shape", "an equation cannot equal an expression")
     if isinstance(a, sp.Equality):
-        sides = [decide_equal(a.lhs, b.lhs, ctx, hint, hint_name), decide_equal(a.rhs, b.rhs, ctx, hint, hint_name)]
+        sides = [
+            decide_equal(a.lhs, b.lhs, ctx, hint, hint_name),
+            decide_equal(a.rhs, b.rhs, ctx, hint, hint_name),
+        ]
         if all(v.status is Status.SYMBOLIC for v in sides):
             return Verdict(Status.SYMBOLIC, "both sides", "; ".join(v.method for v in sides))
         moved = decide_equal(a.lhs - a.rhs, b.lhs - b.rhs, ctx, hint, hint_name)
@@ -221,11 +231,16 @@ def _split_order(e: sp.Expr) -> tuple[sp.Expr, sp.Expr | None]:
 
 
 def _operators(e: sp.Basic) -> set:
-    return e.atoms(sp.Derivative, sp.Limit, sp.Sum, sp.Integral, AppliedUndef) if isinstance(e, sp.Basic) else set()
+    return (
+        e.atoms(sp.Derivative, sp.Limit, sp.Sum, sp.Integral, AppliedUndef)
+        if isinstance(e, sp.Basic)
+        else set()
+    )
 
 
 def same_expression(a: sp.Basic, b: sp.Basic) -> bool:
-    """Symbolically equal (no numeric stand-in), with ``O(...)`` terms, derivatives, limits, sums and undefined
+    """Symbolically equal (no numeric stand-in), with ``O(...)`` terms, derivatives, limits, sums and
+    undefined
     functions compared as written (the rest of the expression may be simplified)."""
     (a0, ao), (b0, bo) = _split_order(a), _split_order(b)
     if (ao is None) != (bo is None) or (ao is not None and ao != bo):

@@ -23,7 +23,8 @@ def claim_latex(claim: sp.Basic) -> str:
 
 
 def rows(d: Derivation, report: DerivationReport | None = None) -> list[dict]:
-    """One dict per line (keys ``relation``, ``latex``, ``rule``, ``why``, ``status``, ``method``, ``detail``)."""
+    """One dict per line (keys ``relation``, ``latex``, ``rule``, ``why``, ``status``, ``method``,
+    ``detail``)."""
     out = [dict(relation="", latex=sp.latex(d.start), rule="", why="start", status="", method="", detail="")]
     for k, st in enumerate(d.steps):
         r = report.steps[k] if report else None
@@ -94,7 +95,9 @@ def result_markdown(res: Result, report: ResultReport | None = None) -> str:
         out += [f"Checked: {summary_line(report)}.", ""]
     for k, part in enumerate(res.parts):
         rep = report.parts[k] if report else None
-        out.append(derivation_markdown(part, rep) if isinstance(part, Derivation) else numeric_markdown(part, rep))
+        out.append(
+            derivation_markdown(part, rep) if isinstance(part, Derivation) else numeric_markdown(part, rep)
+        )
     if res.notes:
         out += ["", res.notes]
     if res.source:

@@ -138,7 +138,9 @@ class Result:
                     reports[p.name] = _with_links(reports[p.name], links)
         claims = tuple(_claim_proved(c, self, reports) for c in self.claims)
         self._reports = reports
-        return ResultReport(self.name, tuple(reports[p.name] for p in self.parts), claims, time.perf_counter() - t)
+        return ResultReport(
+            self.name, tuple(reports[p.name] for p in self.parts), claims, time.perf_counter() - t
+        )
 
     def to_markdown(self, report: ResultReport | None = None) -> str:
         from ladtheory.proof.render import result_markdown
@@ -164,8 +166,11 @@ def _check_shared_definitions(res: Result, reports: dict) -> None:
             if f.kind != "definition":
                 continue
             if f.name in seen and not same_relation(seen[f.name][1].eq, f.eq):
-                v = Verdict(Status.FAILED, "shared definition", f"definition {f.name!r} differs from the one in "
-                            f"part {seen[f.name][0]!r}")
+                v = Verdict(
+                    Status.FAILED,
+                    "shared definition",
+                    f"definition {f.name!r} differs from the one in part {seen[f.name][0]!r}",
+                )
                 reports[p.name] = _with_links(reports[p.name], (v,))
             seen.setdefault(f.name, (p.name, f))
 
@@ -265,8 +270,11 @@ def _link(res: Result, part: Derivation, fact: Fact, reports: dict) -> Verdict:
         if same_relation(fact.eq, conclusion):
             return Verdict(Status.SYMBOLIC, "link", f"fact {fact.name!r} is the conclusion of {where!r} "
                            f"(under its premise {sp.sstr(premise)})")
-    return Verdict(Status.FAILED, "link", f"fact {fact.name!r} ({sp.sstr(fact.eq)}) is not what {where!r} proves "
-                   f"({sp.sstr(claim)})")
+    return Verdict(
+        Status.FAILED,
+        "link",
+        f"fact {fact.name!r} ({sp.sstr(fact.eq)}) is not what {where!r} proves ({sp.sstr(claim)})",
+    )
 
 
 # --- loading proofs/ ------------------------------------------------------------------------------------

@@ -145,7 +145,9 @@ def _check_sum_both_sides(prev, new, params, ctx):
     return Verdict(v.status, f"sum over {i}; {v.method}", v.detail)
 
 
-@_register("series", "=", "series", "Taylor expansion; the remainder is O(var^order)", ("var", "point", "order"))
+@_register(
+    "series", "=", "series", "Taylor expansion; the remainder is O(var^order)", ("var", "point", "order")
+)
 def _check_series(prev, new, params, ctx):
     var, point, order = (need(params, k, "series") for k in ("var", "point", "order"))
     try:
@@ -199,13 +201,19 @@ def _check_evaluate(prev, new, params, ctx):
         raise ProofError(f"rule 'evaluate' needs constants; free symbols "
                          f"{sorted(map(str, prev.free_symbols | new.free_symbols))}")
     if set(params) - {"why"}:
-        raise ProofError(f"rule 'evaluate' takes no parameters (its tolerance is fixed); got {sorted(params)}")
+        raise ProofError(
+            f"rule 'evaluate' takes no parameters (its tolerance is fixed); got {sorted(params)}"
+        )
     value = sp.N(prev, EVALUATE_DIGITS)
     bound = sp.N(evaluate_tolerance(new), EVALUATE_DIGITS)
     gap = abs(value - sp.N(new, EVALUATE_DIGITS))
     if gap < bound:
-        return Verdict(Status.NUMERIC, "50-digit evaluation", f"value {sp.N(value, 20)}, |gap| {sp.N(gap, 3)}")
-    return Verdict(Status.FAILED, "50-digit evaluation", f"value is {sp.N(value, 20)}, not {new} (within 1e-12)")
+        return Verdict(
+            Status.NUMERIC, "50-digit evaluation", f"value {sp.N(value, 20)}, |gap| {sp.N(gap, 3)}"
+        )
+    return Verdict(
+        Status.FAILED, "50-digit evaluation", f"value is {sp.N(value, 20)}, not {new} (within 1e-12)"
+    )
 
 
 @_register("jensen", r"\ge", "ge", "Jensen's inequality for a convex function and weights summing to one",
@@ -267,7 +275,8 @@ def _numeric_approach(expr: sp.Expr, var: sp.Symbol, point, direction: str, valu
             target = mpmath.mpf(sp.N(value, 30))
             err = abs(seq[-1] - target)
             if not err <= mpmath.mpf("1e-6") * max(1, abs(target)):
-                return f"at the last point the value {mpmath.nstr(seq[-1], 8)} is {mpmath.nstr(err, 3)} from {value}"
+                return (f"at the last point the value {mpmath.nstr(seq[-1], 8)} is "
+                        f"{mpmath.nstr(err, 3)} from {value}")
     return None
 
 
@@ -317,7 +326,9 @@ def _check_limit(prev, new, params, ctx):
         agrees = lead == new if (lead in (sp.oo, -sp.oo) or new in (sp.oo, -sp.oo)) else (
             symbolic_zero(lead - new) is not None)
         if not agrees:
-            return Verdict(Status.FAILED, "limit", f"sympy.limit gives {lim} but the leading term gives {lead}")
+            return Verdict(
+                Status.FAILED, "limit", f"sympy.limit gives {lim} but the leading term gives {lead}"
+            )
         routes.append("leading term")
     problem = _numeric_approach(expr, var, point, direction, new)
     if problem is not None:

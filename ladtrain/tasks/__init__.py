@@ -26,6 +26,8 @@ value, ``\n`` a newline, ``\t`` a tab and ``\\`` one backslash; any other backsl
 from __future__ import annotations
 
 import importlib
+import re
+from pathlib import PurePath
 from typing import Any
 
 from ladtrain.tasks.base import (
@@ -105,6 +107,33 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     return name.strip(), (arg.strip() or None), options
 
 
+_SET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def named_spec(text: str, reserved: tuple[str, ...] = ()) -> tuple[str, str]:
+    """``NAME=SPEC`` -> ``(NAME, SPEC)`` (an evaluation set's name and task spec); a plain ``SPEC`` gets
+    a name from its argument's file or folder stem (``jsonl:data/gsm8k_test.jsonl`` -> ``gsm8k_test``),
+    else ``NAME_ARG`` or the task's name (``countdown:3`` -> ``countdown_3``). An ``=`` after the first
+    ``:`` or ``,`` belongs to the spec. ValueError for an empty spec or a ``reserved`` name."""
+    head, eq, rest = text.partition("=")
+    if eq and _SET_NAME.fullmatch(head.strip()) and not any(c in head for c in ":,/"):
+        name, spec = head.strip(), rest.strip()
+    else:
+        name, spec = "", text.strip()
+    if not spec:
+        raise ValueError("empty task spec (give NAME=SPEC or SPEC)")
+    if not name:
+        task, arg, _ = parse_spec(spec)
+        if arg and any(c in arg for c in "/.\\"):
+            name = PurePath(arg.rstrip("/")).stem or task
+        else:
+            name = f"{task}_{arg}" if arg else task
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    if name in reserved:
+        raise ValueError(f"the name {name!r} is taken (the task's own held-out split); choose another")
+    return name, spec
+
+
 def get_task(spec: str, **options) -> Task:
     """Build the task named by ``spec`` (see the module docstring for the grammar)."""
     name, arg, spec_options = parse_spec(spec)
@@ -121,5 +150,5 @@ def get_task(spec: str, **options) -> Task:
         raise TaskError(f"task spec {spec!r}: unknown option {bad}") from None
 
 
-__all__ = ["REASONS", "Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "parse_spec",
-           "parse_value", "reason_counts", "score_all", "score_completions"]
+__all__ = ["REASONS", "Problem", "Score", "Task", "TaskError", "TASKS", "get_task", "named_spec",
+           "parse_spec", "parse_value", "reason_counts", "score_all", "score_completions"]

@@ -14,7 +14,9 @@ from typing import Iterator, Sequence
 from ladtrain.tasks import TaskError
 
 
-def objects(path: Path, lines: Sequence[str] | None = None) -> Iterator[tuple[int, str, dict | None, str | None]]:
+def objects(
+    path: Path, lines: Sequence[str] | None = None
+) -> Iterator[tuple[int, str, dict | None, str | None]]:
     """Yield ``(lineno, where, row, error)`` for each non-blank line: ``row`` is the JSON object, or None
     with ``error`` saying what is wrong (``where`` is ``file:line``). An unreadable file raises TaskError."""
     if lines is None:

@@ -1,4 +1,5 @@
-"""Regression tests, one per engine defect of issue 15: each input fooled the old engine; each is now rejected.
+"""Regression tests, one per engine defect of issue 15: each input fooled the old engine; each is now
+rejected.
 
 Each test also runs a control (the honest version of the same chain passes), so the rejection is caused by
 the defect's input alone.
@@ -75,7 +76,8 @@ def test_a_derived_fact_must_be_the_claim_of_the_derivation_it_names():
         return Derivation("use", "u", a + 1, claim=sp.Eq(a + 1, value + 1), facts=[fact]).step(
             value + 1, "substitute", using="v")
 
-    # the fact a = value is not what 'source' proves (a square expanded): both consumers, consistent with their fact, fail
+    # the fact a = value is not what 'source' proves (a square expanded): both consumers, consistent with
+    # their fact, fail
     for value in (1, 2):
         res = Result("r", "r", [sp.Eq(a + 1, value + 1)], [source, consumer(value)])
         assert not res.check().ok

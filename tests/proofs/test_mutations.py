@@ -19,8 +19,15 @@ import sympy as sp
 from ladtheory.proof import PROOFS_DIR, Derivation, Fact, ProofError, Result
 from ladtheory.proof.core import Step
 
-STEMS = ("lemma_3_1_trust_region", "equivalence_policy_advantage", "lemma_3_2_surrogate", "flowrl_special_case",
-         "gradient_formula", "grpo_small_step_limit", "effective_weight_range")
+STEMS = (
+    "lemma_3_1_trust_region",
+    "equivalence_policy_advantage",
+    "lemma_3_2_surrogate",
+    "flowrl_special_case",
+    "gradient_formula",
+    "grpo_small_step_limit",
+    "effective_weight_range",
+)
 
 
 def fresh(stem: str):
@@ -94,7 +101,9 @@ def l31_concavity_start_other_direction(m):
     return replace(derivations(m), d.name, rebuild(d, start=m.L_REVERSE))
 
 
-def l31_concavity_negated(m):  # every line negated, the sign rule and the claim adjusted: true, but not the claim
+def l31_concavity_negated(
+    m,
+):  # every line negated, the sign rule and the claim adjusted: true, but not the claim
     d = m.forward_concavity()
     total, lam = m.L_FORWARD.as_independent(sp.Sum, as_Add=True)[1], m.lam
     negated = sp.Sum(-total.function, total.limits[0]) - lam  # -L written as one sum, as an author would
@@ -110,7 +119,9 @@ def l31_derived_fact_and_consumer(m):  # lambda = eta log Z (no -eta), and the c
     wrong = Fact("lambda", sp.Eq(m.lam, m.eta * sp.log(m.Z)), "derived", proved_by="forward: multiplier")
     end = sp.Eq(m.pi[m.k], m.q[m.k] * sp.exp(m.A[m.k] / m.eta) / (sp.E * m.Z))
     lines = [sp.Eq(m.pi[m.k], m.q[m.k] * sp.exp(m.A[m.k] / m.eta) * sp.exp(-sp.log(m.Z) - 1)), end]
-    mutated = rebuild(d, claim=sp.Implies(sp.Eq(m.pi[m.k], m.PI_K_OF_LAMBDA), end), lines=lines, facts=[wrong])
+    mutated = rebuild(
+        d, claim=sp.Implies(sp.Eq(m.pi[m.k], m.PI_K_OF_LAMBDA), end), lines=lines, facts=[wrong]
+    )
     return replace(derivations(m), d.name, mutated)
 
 
@@ -168,12 +179,16 @@ def l31_normalisation_without_eta(m):
 def l31_limit_wrong(m):
     d = m.reverse_multiplier_unique()[1]
     t = sorted(d.start.free_symbols, key=str)[2]
-    return replace(derivations(m), d.name, rebuild(d, claim=sp.Eq(sp.Limit(d.start, t, 0, "+"), 0), lines=[0]))
+    return replace(
+        derivations(m), d.name, rebuild(d, claim=sp.Eq(sp.Limit(d.start, t, 0, "+"), 0), lines=[0])
+    )
 
 
 def eq_negated(m):  # -P_theta = -P_A is true, but it is not the stated claim
     d = m.forward_direction()
-    mutated = rebuild(d, start=-d.start, claim=sp.Eq(-m.P_THETA, -m.P_A), lines=[neg(st.expr) for st in d.steps])
+    mutated = rebuild(
+        d, start=-d.start, claim=sp.Eq(-m.P_THETA, -m.P_A), lines=[neg(st.expr) for st in d.steps]
+    )
     return replace(derivations(m), d.name, mutated)
 
 
@@ -182,7 +197,9 @@ def eq_fact_and_consumer(m):
     wrong = Fact("S_pi value", sp.Eq(m.S_pi, m.S_A * m.Z), "derived",
                  proved_by="P_theta = P_A implies pi = pi*: normaliser")
     end = sp.Eq(m.pi[m.y], m.q[m.y] * sp.exp(m.A[m.y] / m.eta) * m.Z)
-    return replace(derivations(m), d.name, rebuild(d, claim=sp.Implies(d.start, end), lines=[end], facts=[wrong]))
+    return replace(
+        derivations(m), d.name, rebuild(d, claim=sp.Implies(d.start, end), lines=[end], facts=[wrong])
+    )
 
 
 def eq_solve_wrong(m):
@@ -257,8 +274,12 @@ def grad_claim_factor(m):
 
 def grad_negated(m):
     d = m.per_sample()
-    mutated = rebuild(d, start=-m.PER_SAMPLE, claim=sp.Eq(sp.Derivative(-m.PER_SAMPLE, m.S_LOG), -m.PER_SAMPLE_SLOPE),
-                      lines=[-st.expr for st in d.steps])
+    mutated = rebuild(
+        d,
+        start=-m.PER_SAMPLE,
+        claim=sp.Eq(sp.Derivative(-m.PER_SAMPLE, m.S_LOG), -m.PER_SAMPLE_SLOPE),
+        lines=[-st.expr for st in d.steps],
+    )
     return replace(derivations(m), d.name, mutated)
 
 
@@ -321,17 +342,38 @@ def ew_linear_as_exp(m):  # KL's linear growth claimed exponential
 
 
 MUTATIONS = {
-    "lemma_3_1_trust_region": [l31_claim_without_chain, l31_result_claim_only, l31_concavity_other_direction,
-                               l31_concavity_start_other_direction, l31_concavity_negated,
-                               l31_derived_fact_and_consumer, l31_fact_names_missing_part, l31_fact_proves_itself,
-                               l31_dropped_positivity, l31_counterexample_sign, l31_evaluate_loose,
-                               l31_multiplier_wrong, l31_normalisation_without_eta, l31_limit_wrong],
+    "lemma_3_1_trust_region": [
+        l31_claim_without_chain,
+        l31_result_claim_only,
+        l31_concavity_other_direction,
+        l31_concavity_start_other_direction,
+        l31_concavity_negated,
+        l31_derived_fact_and_consumer,
+        l31_fact_names_missing_part,
+        l31_fact_proves_itself,
+        l31_dropped_positivity,
+        l31_counterexample_sign,
+        l31_evaluate_loose,
+        l31_multiplier_wrong,
+        l31_normalisation_without_eta,
+        l31_limit_wrong,
+    ],
     "equivalence_policy_advantage": [eq_negated, eq_fact_and_consumer, eq_solve_wrong],
-    "lemma_3_2_surrogate": [l32_negated, l32_claim_flipped, l32_definition_coefficient, l32_dropped_hypothesis,
-                            l32_not_convex],
+    "lemma_3_2_surrogate": [
+        l32_negated,
+        l32_claim_flipped,
+        l32_definition_coefficient,
+        l32_dropped_hypothesis,
+        l32_not_convex,
+    ],
     "flowrl_special_case": [flow_fact_and_consumer, flow_hypothesis_changed],
     "gradient_formula": [grad_claim_factor, grad_negated],
-    "grpo_small_step_limit": [grpo_series_half, grpo_fact_wrong_file, grpo_fact_and_consumer, grpo_js_curvature],
+    "grpo_small_step_limit": [
+        grpo_series_half,
+        grpo_fact_wrong_file,
+        grpo_fact_and_consumer,
+        grpo_js_curvature,
+    ],
     "effective_weight_range": [ew_all_bounded, ew_hellinger_weak, ew_js_low, ew_linear_as_exp],
 }
 ALL = [(stem, fn) for stem, fns in MUTATIONS.items() for fn in fns]

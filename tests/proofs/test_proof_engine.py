@@ -18,7 +18,9 @@ f = sp.Function("f")
 
 def D(start, claim=None, **kw) -> Derivation:
     """A derivation whose steps are under test (its claim is checked in tests/proofs/test_claims.py)."""
-    return Derivation("t", "t", start, claim=sp.Eq(sp.Symbol("unchecked"), 0) if claim is None else claim, **kw)
+    return Derivation(
+        "t", "t", start, claim=sp.Eq(sp.Symbol("unchecked"), 0) if claim is None else claim, **kw
+    )
 
 
 def statuses(d: Derivation) -> list[Status]:
@@ -42,7 +44,9 @@ def test_engine_rejects_flipped_sign_and_factor_two():
 
 def test_engine_numeric_stand_in_is_reported_as_numeric(monkeypatch):
     # Simulate "sympy cannot decide": the numeric check must stand in and say so, never SYMBOLIC.
-    monkeypatch.setattr(proof.equality, "symbolic_zero", lambda e, doit=True: "structural" if e == 0 else None)
+    monkeypatch.setattr(
+        proof.equality, "symbolic_zero", lambda e, doit=True: "structural" if e == 0 else None
+    )
     good = D((x + y) ** 2).step(x**2 + 2 * x * y + y**2, "algebra")
     assert statuses(good) == [Status.NUMERIC]
     assert "over the whole domain at 40 digits" in good.check().steps[0].detail
@@ -52,7 +56,9 @@ def test_engine_numeric_stand_in_is_reported_as_numeric(monkeypatch):
 
 
 def test_engine_numeric_stand_in_expands_sums(monkeypatch):
-    monkeypatch.setattr(proof.equality, "symbolic_zero", lambda e, doit=True: "structural" if e == 0 else None)
+    monkeypatch.setattr(
+        proof.equality, "symbolic_zero", lambda e, doit=True: "structural" if e == 0 else None
+    )
     good = D(sp.Sum(2 * p[i], (i, 1, n))).step(2 * sp.Sum(p[i], (i, 1, n)), "algebra")
     bad = D(sp.Sum(2 * p[i], (i, 1, n))).step(sp.Sum(p[i], (i, 1, n)), "algebra")
     assert statuses(good) == [Status.NUMERIC]
@@ -60,7 +66,9 @@ def test_engine_numeric_stand_in_expands_sums(monkeypatch):
 
 
 def test_engine_numeric_stand_in_refuses_undefined_functions(monkeypatch):
-    monkeypatch.setattr(proof.equality, "symbolic_zero", lambda e, doit=True: "structural" if e == 0 else None)
+    monkeypatch.setattr(
+        proof.equality, "symbolic_zero", lambda e, doit=True: "structural" if e == 0 else None
+    )
     d = D(f(x) * (1 + x)).step(f(x) + x * f(x), "algebra")
     assert statuses(d) == [Status.FAILED]
 
@@ -181,7 +189,16 @@ def test_rendering_has_latex_rule_and_status():
 def test_unused_rules_are_gone():
     """Rules no proof used (multiply, apply_log, expand_log, factor, cancel, powsimp, logcombine) were
     removed; 'multiply' kept an inequality's direction under a negative factor (issue 15)."""
-    for name in ("multiply", "apply_log", "expand", "expand_log", "factor", "cancel", "powsimp", "logcombine"):
+    for name in (
+        "multiply",
+        "apply_log",
+        "expand",
+        "expand_log",
+        "factor",
+        "cancel",
+        "powsimp",
+        "logcombine",
+    ):
         assert name not in proof.RULES
         try:
             D(x).step(x, name)

@@ -14,11 +14,21 @@ from ladtheory.proof import Derivation, DerivationReport, Status, load_results
 
 PROOF_FILES = sorted(p for p in proof.PROOFS_DIR.glob("*.py") if not p.name.startswith("_"))
 EXPECTED = {
-    "lemma_3_1_trust_region", "equivalence_policy_advantage", "lemma_3_2_surrogate", "gradient_formula",
-    "flowrl_special_case", "grpo_small_step_limit", "effective_weight_range",
+    "lemma_3_1_trust_region",
+    "equivalence_policy_advantage",
+    "lemma_3_2_surrogate",
+    "gradient_formula",
+    "flowrl_special_case",
+    "grpo_small_step_limit",
+    "effective_weight_range",
     # issue 19: the theory of what is trained
-    "brake_lemma", "lemma_3_2_uniqueness", "gibbs_inequality", "constrained_trust_region", "token_level_ratio",
-    "iterated_lad", "grpo_limit_remainder",
+    "brake_lemma",
+    "lemma_3_2_uniqueness",
+    "gibbs_inequality",
+    "constrained_trust_region",
+    "token_level_ratio",
+    "iterated_lad",
+    "grpo_limit_remainder",
 }
 
 
@@ -68,7 +78,9 @@ def test_algebraic_steps_are_symbolic_not_numeric(reports):
 def test_cli_checks_everything_and_exits_zero(capsys):
     assert proof.main(["--only", "equivalence"]) == 0
     out = capsys.readouterr().out
-    assert "equivalence_policy_advantage" in out and "all derivations check (0 of 8 steps only numeric)" in out
+    assert (
+        "equivalence_policy_advantage" in out and "all derivations check (0 of 8 steps only numeric)" in out
+    )
     assert "SSS S" in out  # per-step marks, then the claim's
 
 

@@ -144,8 +144,9 @@ def test_bandit_exact_lad_js_recovers_all_three_modes(exact_run):
     s = exact_run.summary["lad:js"]
     assert s["tv"] < 0.05
     assert s["modes_recovered"] == 3
-    assert s["entropy"] == pytest.approx(float(-(exact_run.bandit.target * exact_run.bandit.target.log()).sum()),
-                                         abs=1e-3)
+    assert s["entropy"] == pytest.approx(
+        float(-(exact_run.bandit.target * exact_run.bandit.target.log()).sum()), abs=1e-3
+    )
 
 
 def test_bandit_exact_grpo_collapses_onto_the_best_arm(exact_run):
@@ -174,7 +175,8 @@ def test_bandit_exact_distance_curves_are_recorded_and_lad_js_decreases(exact_ru
 def test_bandit_exact_every_strictly_convex_builtin_reaches_p_a():
     """Lemma 3.2 on the bandit: for every strictly convex built-in the practical loss has the unique
     minimiser P_A, and exact-mode LAD gets there (measured: TV below 4e-7 for all eight after 4000 steps,
-    Pearson slowest at 3.8e-7, the rest below 1e-9; threshold 1e-3). TV (not strictly convex) is the exception, tested below."""
+    Pearson slowest at 3.8e-7, the rest below 1e-9; threshold 1e-3). TV (not strictly convex) is the
+    exception, tested below."""
     names = tuple(n for n in divergences.BUILTIN_NAMES if n != "tv")
     r = bd.run(bd.BanditConfig(divergences=names, baselines=()))
     for name in names:

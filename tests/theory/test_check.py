@@ -149,7 +149,10 @@ def test_cli_reports_a_runtime_failure_in_one_line(capsys, monkeypatch):
     rc = ck.main(["(u-1)**2"])
     out = capsys.readouterr().out
     assert rc == 1
-    assert "bandit         not run: the compiled runtime of f failed on torch tensors (RuntimeError: boom second line)" in out
+    assert (
+        "bandit         not run: the compiled runtime of f failed on torch tensors "
+        "(RuntimeError: boom second line)" in out
+    )
 
 
 # ------------------------------------------------------- issue 15: every verdict right, or "undecided"
@@ -169,7 +172,8 @@ def test_float_coefficients_do_not_fool_the_convexity_proof():
 
 
 def test_non_convexity_beyond_the_old_grid_is_found():
-    """Non-convex for u > 3.3e19 (beyond e^30): was accepted, with 'A -> -inf: oo' next to 'unbounded below'."""
+    """Non-convex for u > 3.3e19 (beyond e^30): was accepted, with 'A -> -inf: oo' next to 'unbounded
+    below'."""
     with pytest.raises(divergences.DivergenceError, match="convexity on \\(0, inf\\) fails"):
         ck.check(BEYOND_GRID, run_bandit=False)
 

@@ -46,7 +46,9 @@ def assert_runtime_matches_spec(div: D.FDivergence, zs) -> None:
     for zi, gf, gfp in zip(z, got_f, got_fp):
         rf, rfp = f_ref(zi), fp_ref(zi)
         assert math.isclose(gf, rf, rel_tol=RTOL, abs_tol=1e-12), f"{div.name}: f(e^{zi}) = {gf}, spec {rf}"
-        assert math.isclose(gfp, rfp, rel_tol=RTOL, abs_tol=1e-12), f"{div.name}: f'(e^{zi}) = {gfp}, spec {rfp}"
+        assert math.isclose(gfp, rfp, rel_tol=RTOL, abs_tol=1e-12), (
+            f"{div.name}: f'(e^{zi}) = {gfp}, spec {rfp}"
+        )
 
 
 Z_GRID = np.concatenate([np.linspace(-30, 30, 61), [-1e-3, -1e-8, 1e-8, 1e-3]])
@@ -100,7 +102,9 @@ def test_alpha_family_runtime_matches_spec(a):
 def test_alpha_family_special_members():
     z = np.linspace(-5, 5, 21)
     np.testing.assert_allclose(D.alpha(2.0).f_log(z), 0.5 * D.get("pearson").f_log(z), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(D.alpha(0.5).f_log(z), 2.0 * D.get("hellinger").f_log(z), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        D.alpha(0.5).f_log(z), 2.0 * D.get("hellinger").f_log(z), rtol=1e-12, atol=1e-14
+    )
     assert D.get("alpha:2").name == "alpha:2"
     with pytest.raises(D.DivergenceError, match="must not be 0 or 1"):
         D.alpha(1.0)
@@ -158,7 +162,9 @@ def test_from_expression_accepts_valid_generator_and_compiles_runtime():
     assert_runtime_matches_spec(div2, np.linspace(-5, 5, 21))
     zt = torch.linspace(-3, 3, 7, dtype=torch.float64, requires_grad=True)
     div.f_log(zt).sum().backward()
-    np.testing.assert_allclose(zt.grad.numpy(), (div.f_prime_log(zt) * torch.exp(zt)).detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        zt.grad.numpy(), (div.f_prime_log(zt) * torch.exp(zt)).detach().numpy(), rtol=1e-12
+    )
 
 
 def test_register_and_get_user_generator():

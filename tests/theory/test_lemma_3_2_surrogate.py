@@ -67,7 +67,8 @@ def test_lemma_3_2_target_is_lemma_3_1_forward_solution(inst):
 @settings(max_examples=20, deadline=None)
 @given(weights(max_size=16), st.sampled_from(STRICT))
 def test_lemma_3_2_practical_loss_is_the_pi_old_expectation_of_the_lad_sample_loss(inst, name):
-    """Two implementations: numpy sum_y g f(pi/g) and the torch exact LAD loss E_{pi_old}[e^{A/eta} f(rho e^{-A/eta})]."""
+    """Two implementations: numpy sum_y g f(pi/g) and the torch exact LAD loss E_{pi_old}[e^{A/eta} f(rho
+    e^{-A/eta})]."""
     pi_old, A, eta = inst
     rng = np.random.default_rng(0)
     pi = rng.dirichlet(np.ones(len(pi_old)))
@@ -80,6 +81,7 @@ def test_lemma_3_2_practical_loss_is_the_pi_old_expectation_of_the_lad_sample_lo
 def test_lemma_3_2_needs_strict_convexity_tv_has_a_flat_set_of_minimisers():
     log_g = np.log(np.array([1.0, 0.6, 0.4]))  # Z_g = 2
     star, other = surrogate.target(log_g), np.array([0.45, 0.35, 0.2])
-    assert surrogate.practical_loss(other, log_g, "tv") == pytest.approx(surrogate.practical_loss(star, log_g, "tv"),
-                                                                          abs=1e-14)
+    assert surrogate.practical_loss(other, log_g, "tv") == pytest.approx(
+        surrogate.practical_loss(star, log_g, "tv"), abs=1e-14
+    )
     assert surrogate.practical_loss(other, log_g, "js") > surrogate.practical_loss(star, log_g, "js") + 1e-4

@@ -17,8 +17,14 @@ def _sympy_rho_fprime(name: str):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(list(divergences.BUILTIN_NAMES)), st.sampled_from(["sequence", "token", "sequence_mean"]),
-       st.integers(1, 5), st.integers(1, 6), st.integers(0, 2**31 - 1), st.sampled_from([0.25, 0.5, 2.0]))
+@given(
+    st.sampled_from(list(divergences.BUILTIN_NAMES)),
+    st.sampled_from(["sequence", "token", "sequence_mean"]),
+    st.integers(1, 5),
+    st.integers(1, 6),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from([0.25, 0.5, 2.0]),
+)
 def test_gradient_formula_matches_lad_loss_autograd(name, level, B, T, seed, eta):
     rng = np.random.default_rng(seed)
     logp_old = torch.tensor(rng.normal(-1.0, 0.3, (B, T)), dtype=torch.float64)
@@ -46,7 +52,8 @@ def test_gradient_formula_matches_lad_loss_autograd(name, level, B, T, seed, eta
 @given(st.sampled_from(["kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "triangular", "tv"]),
        st.integers(2, 32), st.integers(0, 2**31 - 1))
 def test_gradient_formula_exact_expectation_for_a_softmax_policy(name, n, seed):
-    """grad_theta sum_y pi_old e^{A/eta} f(rho e^{-A/eta}) = E_{pi_theta}[f'(u) grad log pi_theta] (softmax)."""
+    """grad_theta sum_y pi_old e^{A/eta} f(rho e^{-A/eta}) = E_{pi_theta}[f'(u) grad log pi_theta]
+    (softmax)."""
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(n, generator=g, dtype=torch.float64).requires_grad_(True)
     log_old = torch.log_softmax(torch.randn(n, generator=g, dtype=torch.float64), -1)

@@ -189,7 +189,11 @@ def test_effective_weight_closed_forms_at_rho_one():
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("name", ["js", "kl", "tv", "neyman"])
 @settings(max_examples=15, deadline=None)
-@given(batch=batches(max_B=4, max_T=5), extra=st.integers(1, 7), junk=st.sampled_from([0.0, 123.0, np.inf, np.nan]))
+@given(
+    batch=batches(max_B=4, max_T=5),
+    extra=st.integers(1, 7),
+    junk=st.sampled_from([0.0, 123.0, np.inf, np.nan]),
+)
 def test_masking_padded_tokens_change_nothing(name, level, batch, extra, junk):
     """Padding (mask 0), whatever its values, changes neither the loss nor the real tokens' gradients,
     and the loss is invariant to the padding length."""
@@ -214,7 +218,9 @@ def test_levels_agree_on_single_token_responses():
     logp = logp_old + rng.normal(0, 0.3, (6, 1))
     adv, mask = rng.normal(size=6), np.ones((6, 1))
     losses = [float(_run("js", logp, logp_old, adv, mask, 0.25, lvl)[0]) for lvl in LEVELS]
-    assert losses[0] == pytest.approx(losses[1], rel=1e-12) and losses[1] == pytest.approx(losses[2], rel=1e-12)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-12) and losses[1] == pytest.approx(
+        losses[2], rel=1e-12
+    )
 
 
 def test_kl_loss_value_is_rho_times_log_ratio_to_target():
@@ -255,8 +261,9 @@ def test_numerical_safety_no_nan_or_inf(name, level, dtype, seed, a_scale):
     if level == "sequence":  # per-sequence sign of the step vs the target (z computed as lad_loss does)
         lp64 = torch.tensor(logp_old + diff, dtype=dtype).double()
         old64 = torch.tensor(logp_old, dtype=dtype).double()
-        z = ((lp64 - old64) * torch.tensor(mask)).sum(1) - (torch.tensor(adv, dtype=dtype).double() / eta).clamp(
-            -A_OVER_ETA_CLAMP, A_OVER_ETA_CLAMP)
+        z = ((lp64 - old64) * torch.tensor(mask)).sum(1) - (
+            torch.tensor(adv, dtype=dtype).double() / eta
+        ).clamp(-A_OVER_ETA_CLAMP, A_OVER_ETA_CLAMP)
         step = -(grad.double() * torch.tensor(mask)).sum(1)
         for zi, si in zip(z.tolist(), step.tolist()):
             if abs(zi) > 1e-3 and name not in ("kl", "rkl") and si != 0.0:
@@ -288,8 +295,15 @@ def test_bad_arguments_raise():
 def test_user_divergence_trains_through_lad_loss():
     div = D.from_expression("(u - 1)^4")
     lp = torch.tensor([[-0.2, -0.4]], dtype=torch.float64, requires_grad=True)
-    loss, _ = lad_loss(lp, torch.tensor([[-0.5, -0.5]], dtype=torch.float64), torch.tensor([0.1], dtype=torch.float64),
-                       torch.ones(1, 2), divergence=div, eta=1.0, level="sequence")
+    loss, _ = lad_loss(
+        lp,
+        torch.tensor([[-0.5, -0.5]], dtype=torch.float64),
+        torch.tensor([0.1], dtype=torch.float64),
+        torch.ones(1, 2),
+        divergence=div,
+        eta=1.0,
+        level="sequence",
+    )
     (g,) = torch.autograd.grad(loss, lp)
     log_rho, a = 0.4, 0.1
     u = np.exp(log_rho - a)
@@ -314,7 +328,8 @@ def test_gradient_agrees_with_finite_differences_of_the_loss_value(name, level):
 
 
 def test_gradient_keeps_relative_precision_far_below_the_target():
-    """u = e^{-19} (inside the clamp): the gradient rho f'(u) is computed from the stable f'(e^z) (relative error ~1e-15),
+    """u = e^{-19} (inside the clamp): the gradient rho f'(u) is computed from the stable f'(e^z) (relative
+    error ~1e-15),
     not by differentiating f(e^z) through expm1 (which loses ~1e-8 relative there)."""
     A, eta, log_rho = 5.0, 0.25, 1.0  # z = 1 - 20 = -19
     lp = torch.tensor([[log_rho]], dtype=torch.float64, requires_grad=True)

@@ -33,9 +33,13 @@ def test_flowrl_special_case_lad_kl_equals_flowrl_kl_minus_log_z(n, seed, eta):
 def test_flowrl_special_case_fails_for_other_generators_and_wrong_beta():
     """The identity is specific: JS, or beta = 2/eta, break it (the oracle can fail)."""
     log_pi, log_old, A = _tensors(8, 1)
-    target = float(reductions.flowrl_objective(log_pi, log_old, A, 2.0) - reductions.log_partition(log_old, A, 2.0))
+    target = float(
+        reductions.flowrl_objective(log_pi, log_old, A, 2.0) - reductions.log_partition(log_old, A, 2.0)
+    )
     assert abs(float(reductions.lad_exact_loss(log_pi, log_old, A, 0.5, "js")) - target) > 1e-3
-    wrong_beta = float(reductions.flowrl_objective(log_pi, log_old, A, 4.0) - reductions.log_partition(log_old, A, 4.0))
+    wrong_beta = float(
+        reductions.flowrl_objective(log_pi, log_old, A, 4.0) - reductions.log_partition(log_old, A, 4.0)
+    )
     assert abs(float(reductions.lad_exact_loss(log_pi, log_old, A, 0.5, "kl")) - wrong_beta) > 1e-3
 
 
@@ -57,13 +61,16 @@ def test_flowrl_prop_1_needs_the_expectation_a_single_sample_differs_with_wrong_
     exact = float(reductions.log_partition(log_ref, r_hat, 3.0))
     grads = []
     for log_z in (exact, exact + 1.0):
-        loss = reductions.tb_loss(torch.tensor(log_z, dtype=torch.float64), torch.log_softmax(theta, -1), log_ref,
-                                  r_hat, 3.0)[0]
+        loss = reductions.tb_loss(
+            torch.tensor(log_z, dtype=torch.float64), torch.log_softmax(theta, -1), log_ref, r_hat, 3.0
+        )[0]
         grads.append(torch.autograd.grad(loss, theta)[0])
     assert (grads[0] - grads[1]).abs().max() > 1e-3  # per-sample gradients depend on log Z
 
 
-@pytest.mark.parametrize("name", ["kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "triangular"])
+@pytest.mark.parametrize(
+    "name", ["kl", "rkl", "js", "hellinger", "jeffreys", "pearson", "neyman", "triangular"]
+)
 def test_grpo_limit_weight_at_rho_1_is_f2_times_a_over_eta(name):
     A = np.array([-1.5, -0.3, 0.4, 2.0])
     c1 = divergences.get(name).f_prime_at_1
@@ -92,7 +99,8 @@ def test_grpo_limit_f2_values_of_the_builtins():
 
 
 def test_grpo_limit_direction_in_expectation_is_reinforce_scaled():
-    """E_pi[w(A,1) grad log pi] -> (f''(1)/eta) E_pi[A grad log pi] for a softmax policy: the f'(1) part cancels."""
+    """E_pi[w(A,1) grad log pi] -> (f''(1)/eta) E_pi[A grad log pi] for a softmax policy: the f'(1) part
+    cancels."""
     logits, _, A = _tensors(7, 9)
     pi = torch.softmax(logits, -1)
     score = torch.eye(7, dtype=torch.float64) - pi  # grad_logits log pi(y), row y

@@ -1,4 +1,5 @@
-"""Gradient accumulation gives the gradient of the whole batch (STYLE.md 9: batch 8 x 1 equals 4 x 2).
+"""Gradient accumulation gives the gradient of the whole batch (a batch of 8 in one piece equals 4 pieces of
+2).
 
 A fixed rollout on the tiny model (unequal completion lengths, off-policy ``logp_old``) is pushed through
 :func:`ladtrain.step.backward` with 1 and with k micro-batches; the accumulated ``.grad`` must
@@ -27,7 +28,9 @@ class HP:
 def fixed_batch(seed: int = 0):
     """A tiny model and a rollout of PROMPTS x G rows with lengths 1..T, logp_old off-policy."""
     tok = models.build_tokenizer()
-    model = models.build_tiny_model(tok, models.TinySpec(hidden=32, layers=2, heads=2, intermediate=64), seed=seed)
+    model = models.build_tiny_model(
+        tok, models.TinySpec(hidden=32, layers=2, heads=2, intermediate=64), seed=seed
+    )
     g = torch.Generator().manual_seed(seed)
     B = PROMPTS * G
     prompt_ids = torch.randint(3, len(tok), (PROMPTS, P), generator=g).repeat_interleave(G, 0)  # (B, P)

@@ -93,7 +93,9 @@ def test_a_reward_module_that_exits_on_import_is_one_line_and_trains_nothing(cap
     )
     assert code == 2
     line = one_line(capsys)
-    assert line.startswith("error: --reward: cannot import") and line.endswith(f"(got {shown(f'{module}:reward')})")
+    assert line.startswith("error: --reward: cannot import") and line.endswith(
+        f"(got {shown(f'{module}:reward')})"
+    )
     assert any(name in line for name in ("SystemExit", "KeyboardInterrupt", "ModuleNotFoundError")), line
     assert not (tmp_path / "run").exists()
 
@@ -140,17 +142,15 @@ def test_an_evaluation_that_cannot_fit_in_memory_is_refused(capsys, tmp_path):
     assert not (tmp_path / "run").exists() and not (tmp_path / "e.json").exists()
 
 
-def test_ten_million_eval_samples_in_one_sampling_call_are_refused(capsys, tmp_path):
-    """The issue's case (a 286 GB allocation after 57 s): today's ``trainer.evaluate`` samples ``chunk``
-    prompts x ``samples`` sequences in one call. A chunked evaluator (a ``batch`` cap) would fit it."""
-    import inspect
-
-    from ladtrain import trainer
-
-    if "batch" in inspect.signature(trainer.evaluate).parameters:
-        pytest.skip("the evaluator caps the sequences per call: 10M samples fit in memory")
-    assert cli.main(["train", "--eval-samples", "10000000", "--out", str(tmp_path / "run")]) == 2
-    assert one_line(capsys).startswith("error: --eval-samples: the evaluation's tensors need at least")
+def test_ten_million_eval_samples_are_sampled_in_calls_of_at_most_eval_batch_sequences():
+    """The issue's case (a 286 GB allocation after 57 s) came from sampling ``chunk`` prompts x
+    ``samples`` sequences in one call. The chunked evaluator (``ladtrain.eval_sampling``) caps a call at
+    ``--eval-batch`` sequences, and the bound counts that call (not 10M sequences at once)."""
+    phases = {p: what for p, _, what, _ in preflight.estimate(TrainConfig(eval_samples=10_000_000))}
+    assert phases["evaluation's tensors"].startswith("512 sequences per sampling call")
+    phases = {p: what for p, _, what, _ in preflight.estimate(TrainConfig(eval_samples=10_000_000,
+                                                                          eval_batch=64))}
+    assert phases["evaluation's tensors"].startswith("64 sequences per sampling call")
 
 
 def test_the_memory_bound_is_a_lower_bound_of_the_real_model_and_passes_the_defaults(tmp_path):

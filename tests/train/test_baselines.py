@@ -17,7 +17,9 @@ TOL = dict(rtol=1e-12, atol=1e-12)
 
 
 def _close(actual, expected):
-    torch.testing.assert_close(torch.as_tensor(actual, dtype=F64), torch.as_tensor(expected, dtype=F64), **TOL)
+    torch.testing.assert_close(
+        torch.as_tensor(actual, dtype=F64), torch.as_tensor(expected, dtype=F64), **TOL
+    )
 
 
 def grpo_case():
@@ -233,8 +235,15 @@ def test_flowrl_importance_weight_clip_variants():
 def test_flowrl_weight_clip_has_no_overflow_for_huge_sequence_ratios():
     logp = torch.full((1, 4), 0.0, dtype=F64)
     logp_old = torch.full((1, 4), -300.0, dtype=F64)  # sum log-ratio 1200: exp overflows
-    loss, terms = flowrl_loss(logp, logp_old, logp_old, torch.zeros(1, dtype=F64), torch.ones(1, 4, dtype=F64),
-                              torch.zeros(1, dtype=F64), beta=1.0)
+    loss, terms = flowrl_loss(
+        logp,
+        logp_old,
+        logp_old,
+        torch.zeros(1, dtype=F64),
+        torch.ones(1, 4, dtype=F64),
+        torch.zeros(1, dtype=F64),
+        beta=1.0,
+    )
     _close(terms["weight_mean"], 10.0)
     _close(loss, 10.0 * 300.0**2)
 
@@ -269,10 +278,22 @@ def test_gspo_and_flowrl_agree_with_plain_python_on_random_batches():
             delta = lz[i] + sum(logp[i][:n]) / n - 3.0 * adv[i] - sum(logp_ref[i][:n]) / n
             flow_ref += min(math.exp(lr), 1.05) * delta**2 / B
         t = dict(dtype=F64)
-        args = (torch.tensor(logp, **t), torch.tensor(logp_old, **t), torch.tensor(adv, **t), torch.tensor(mask, **t))
+        args = (
+            torch.tensor(logp, **t),
+            torch.tensor(logp_old, **t),
+            torch.tensor(adv, **t),
+            torch.tensor(mask, **t),
+        )
         loss, _ = gspo_loss(*args, clip_eps=0.01, clip_eps_high=0.02)
         _close(loss, gspo_ref)
-        loss, _ = flowrl_loss(torch.tensor(logp, **t), torch.tensor(logp_ref, **t), torch.tensor(logp_old, **t),
-                              torch.tensor(adv, **t), torch.tensor(mask, **t), torch.tensor(lz, **t),
-                              beta=3.0, weight_max=1.05)
+        loss, _ = flowrl_loss(
+            torch.tensor(logp, **t),
+            torch.tensor(logp_ref, **t),
+            torch.tensor(logp_old, **t),
+            torch.tensor(adv, **t),
+            torch.tensor(mask, **t),
+            torch.tensor(lz, **t),
+            beta=3.0,
+            weight_max=1.05,
+        )
         _close(loss, flow_ref)

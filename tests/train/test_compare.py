@@ -10,15 +10,45 @@ from ladtrain import cli, compare
 
 
 def _tiny_argv(tmp_path, *extra):
-    return ["--losses", "lad:js,grpo,flowrl", "--seeds", "2", "--steps", "2", "--prompts-per-step", "2",
-            "--group-size", "2", "--eval-problems", "3", "--eval-samples", "4", "--max-new-tokens", "6",
-            "--warmup-steps", "3", "--warmup-batch", "4", "--no-progress", "--out", str(tmp_path / "study"), *extra]
+    return [
+        "--losses",
+        "lad:js,grpo,flowrl",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--prompts-per-step",
+        "2",
+        "--group-size",
+        "2",
+        "--eval-problems",
+        "3",
+        "--eval-samples",
+        "4",
+        "--max-new-tokens",
+        "6",
+        "--warmup-steps",
+        "3",
+        "--warmup-batch",
+        "4",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "study"),
+        *extra,
+    ]
 
 
 def test_compare_tiny_study_writes_a_consistent_report(cache, tmp_path):
     assert cli.main(["compare", *_tiny_argv(tmp_path)]) == 0
     out = tmp_path / "study"
-    for name in ("report.md", "results.json", "reward_curves.png", "pass_at_k.png", "diversity.png", "cost.png"):
+    for name in (
+        "report.md",
+        "results.json",
+        "reward_curves.png",
+        "pass_at_k.png",
+        "diversity.png",
+        "cost.png",
+    ):
         assert (out / name).is_file(), name
     res = json.loads((out / "results.json").read_text())
     labels = [a["label"] for a in res["arms"]]
@@ -26,14 +56,28 @@ def test_compare_tiny_study_writes_a_consistent_report(cache, tmp_path):
     # the same prompts in the same order for every arm of a seed, checked from the logged prompt ids
     assert res["same_prompts"] is True and res["same_eval_problems"] is True
     for seed in ("0", "1"):
-        ids = [[json.loads(line)["prompt_ids"] for line in
-                (tmp_path / "study" / "runs" / lab.replace(":", "-") / f"seed{seed}" / "metrics.jsonl").read_text()
-                .splitlines()] for lab in labels]
+        ids = [
+            [
+                json.loads(line)["prompt_ids"]
+                for line in (
+                    tmp_path / "study" / "runs" / lab.replace(":", "-") / f"seed{seed}" / "metrics.jsonl"
+                )
+                .read_text()
+                .splitlines()
+            ]
+            for lab in labels
+        ]
         assert ids[0] == ids[1] == ids[2] and len(ids[0]) == 2
     # every run started from one base: the base evaluation is identical across arms of a seed
     for seed in ("0", "1"):
-        bases = [json.loads((tmp_path / "study" / "runs" / lab.replace(":", "-") / f"seed{seed}" / "summary.json")
-                            .read_text())["base"]["per_problem"] for lab in labels]
+        bases = [
+            json.loads(
+                (
+                    tmp_path / "study" / "runs" / lab.replace(":", "-") / f"seed{seed}" / "summary.json"
+                ).read_text()
+            )["base"]["per_problem"]
+            for lab in labels
+        ]
         assert bases[0] == bases[1] == bases[2]
     # per-problem arrays: seeds x problems, and the table's mean is their mean
     pp = res["per_problem"]["lad:js"]["pass@1"]
@@ -42,7 +86,18 @@ def test_compare_tiny_study_writes_a_consistent_report(cache, tmp_path):
     assert res["table"]["lad:js"]["pass@1"]["mean"] == pytest.approx(mean_of_runs)
     assert set(res["pairs"]) == {"lad:js", "flowrl"} and res["pairs"]["lad:js"]["pass@1"]["problems"] == 3
     assert res["cost"]["grpo"]["update_seconds_ratio"] == pytest.approx(1.0)
+    for lab in labels:  # the share of optimizer steps where gradient-norm clipping bound, per arm
+        rows = [
+            json.loads(line)
+            for s in ("0", "1")
+            for line in (out / "runs" / lab.replace(":", "-") / f"seed{s}" / "metrics.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        assert res["training"][lab]["grad_clip_frac"] == pytest.approx(sum(r["grad_clip_frac"] for r in rows)
+                                                                      / len(rows))
     text = (out / "report.md").read_text()
+    assert "grad clip binds" in text
     assert "| lad:js |" in text and "`lad:js` vs `grpo`" in text and "`lad:js` vs `flowrl`" in text
 
 

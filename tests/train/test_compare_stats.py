@@ -27,7 +27,9 @@ def test_paired_difference_interval_and_t_test_by_hand():
     assert verdict(p) == "no clear difference"
     # swapping the arms flips every sign
     q = paired(ref, arm)
-    assert q["mean_diff"] == pytest.approx(-1 / 3) and q["ci"] == pytest.approx([-1 / 3 - half, -1 / 3 + half])
+    assert q["mean_diff"] == pytest.approx(-1 / 3) and q["ci"] == pytest.approx(
+        [-1 / 3 - half, -1 / 3 + half]
+    )
     assert (q["wins"], q["losses"]) == (0, 2)
 
 

@@ -22,7 +22,9 @@ from ladtrain.tasks.countdown import (
 
 def _problem(numbers, target):
     sols = list(solutions_by_target(tuple(sorted(numbers)))[target])
-    return Problem(id="p", prompt="", reference=target, meta={"numbers": numbers, "target": target, "solutions": sols})
+    return Problem(
+        id="p", prompt="", reference=target, meta={"numbers": numbers, "target": target, "solutions": sols}
+    )
 
 
 def _brute_value(numbers, ops):
@@ -109,7 +111,9 @@ def test_problems_have_a_disjoint_held_out_split_and_list_all_solutions(cache):
     assert len(train) > 400 and 50 < len(test) < len(train)
     assert not {p.id for p in train} & {p.id for p in test}
     for p in train[:50] + test[:50]:
-        assert p.meta["solutions"] == list(solutions_by_target(tuple(sorted(p.meta["numbers"])))[p.meta["target"]])
+        assert p.meta["solutions"] == list(
+            solutions_by_target(tuple(sorted(p.meta["numbers"])))[p.meta["target"]]
+        )
         assert p.prompt == f"{' '.join(map(str, p.meta['numbers']))} -> {p.meta['target']}\n"
     several = sum(len(p.meta["solutions"]) >= 2 for p in train) / len(train)
     assert several > 0.3  # diversity is measurable

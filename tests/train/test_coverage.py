@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ladtrain import compare, coverage, evaluation, intervals
+from ladtrain import coverage, evaluation, intervals, study_stats
 from ladtrain.passk import EvaluationError
 
 
@@ -78,7 +78,7 @@ def test_paired_interval_agrees_with_compare_on_one_seed():
     rng = np.random.default_rng(0)
     base, trained = rng.random(40), rng.random(40)
     ours = intervals.paired_interval(trained, base)
-    theirs = compare.paired(trained[None, :], base[None, :])
+    theirs = study_stats.paired(trained[None, :], base[None, :])
     assert ours["mean"] == pytest.approx(theirs["mean_diff"], rel=1e-12)
     assert [ours["lo"], ours["hi"]] == pytest.approx(theirs["ci"], rel=1e-12)
     assert intervals.excludes_zero({"lo": 0.01, "hi": 0.2})
@@ -123,7 +123,10 @@ def test_versus_reports_intervals_crossover_and_retained_answers():
     assert v["per_problem"]["retained"][:3] == [0.5, 1.0, 0.0] and math.isnan(v["per_problem"]["retained"][3])
     assert v["retained"]["mean"] == pytest.approx(0.5) and v["retained"]["n"] == 3
     assert v["per_problem"]["new"] == [0.0, 0.0, 0.0, 0.0]
-    assert evaluation.versus(base, base)["crossover_k"] == 1  # equal curves: base >= trained at once
+    same = evaluation.versus(base, base)
+    assert same["crossover_k"] == 1  # equal curves: base >= trained at once, and said so
+    text = "crossover: k=1 (base and trained pass@k are equal at every k up to 4)"
+    assert evaluation.crossover_text(same) == text
     with pytest.raises(EvaluationError, match="different problems"):
         evaluation.versus(base, {**trained, "problem_ids": ["a", "b", "c", "d"]})
 

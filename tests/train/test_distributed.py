@@ -5,8 +5,10 @@ The worker below runs under ``python -m torch.distributed.run --nproc-per-node 2
 same tiny model and the same fixed rollout of 4 prompts x G=3 completions (unequal completion lengths,
 off-policy ``logp_old``; :func:`test_accumulation.fixed_batch`), keeps its prompts with
 :func:`ladtrain.distributed.shard` (rank 0: prompts 0 and 2; rank 1: prompts 1 and 3, so the ranks hold
-different numbers of tokens), wraps the model with DDP (then, separately, FSDP2 ``fully_shard``), accumulates the gradient over 2
-micro-batches with :func:`ladtrain.step.backward` and takes one SGD step. Rank 0 also takes the step on one process
+different numbers of tokens), wraps the model with DDP (then, separately, FSDP2 ``fully_shard``), accumulates
+the gradient over 2
+micro-batches with :func:`ladtrain.step.backward` and takes one SGD step. Rank 0 also takes the step on one
+process
 with the whole batch (the reference) and with the naive data-parallel loss (each rank's own mean, no unit
 weights: the control that shows the tolerance can fail). Tolerance: the update (parameter change) must
 agree to ``1e-5`` of its largest entry (float32 log-probs, different summation order).
@@ -26,7 +28,7 @@ from ports import free_port  # sibling helper module (tests/train/ports.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import copy, sys
     import torch
     sys.path.insert(0, sys.argv[1])
@@ -50,7 +52,8 @@ WORKER = textwrap.dedent('''
                      accumulation=accumulation)
         else:  # naive: this rank's own mean; DDP averages the ranks
             from ladtrain.rollout import token_logprobs
-            loss(LossInputs(token_logprobs(m, ro), logp_old[rows], advantages[rows], mask[rows]), HP)[0].backward()
+            x = LossInputs(token_logprobs(m, ro), logp_old[rows], advantages[rows], mask[rows])
+            loss(x, HP)[0].backward()
         opt.step()
 
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -70,7 +73,7 @@ WORKER = textwrap.dedent('''
             result[name] = {k: state[k] - before[k] for k in before}
     torch.save(result, f"{out}.{world.rank}")
     distributed.teardown()
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +86,28 @@ def run_two_processes(tmp_path: Path, accumulation: int = 1) -> dict:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "result"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), str(script), str(Path(__file__).parent), str(accumulation), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        str(script),
+        str(Path(__file__).parent),
+        str(accumulation),
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = torch.load(f"{out}.0"), torch.load(f"{out}.1")
-    assert sorted(r0["prompts"] + r1["prompts"]) == [0, 1, 2, 3] and not set(r0["prompts"]) & set(r1["prompts"])
+    assert sorted(r0["prompts"] + r1["prompts"]) == [0, 1, 2, 3] and not set(r0["prompts"]) & set(
+        r1["prompts"]
+    )
     return r0
 
 
@@ -105,7 +123,9 @@ def test_ddp_two_processes_times_batch_b_take_the_step_of_one_process_times_2b(t
     result = two_process_step
     scale = _assert_same_update(result["ddp"], result["reference"])
     # control: without the unit weights the two ranks' unequal token counts change the update
-    naive_gap = max((result["naive"][k] - result["reference"][k]).abs().max().item() for k in result["reference"])
+    naive_gap = max(
+        (result["naive"][k] - result["reference"][k]).abs().max().item() for k in result["reference"]
+    )
     assert naive_gap > 100 * 1e-5 * scale
 
 

@@ -19,11 +19,32 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def torchrun_train(tmp_path: Path, cache: Path, tiny: dict, *extra: str) -> subprocess.CompletedProcess:
-    args = [(f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}" for k, v in tiny.items()]
+    args = [
+        (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}" for k, v in tiny.items()
+    ]
     args = [a.replace("_", "-") for a in args]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), "-m", "ladtrain", "train", *args, "--out", str(tmp_path / "run"),
-           "--device", "cpu", "--threads", "1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "ladtrain",
+        "train",
+        *args,
+        "--out",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "LADTRAIN_CACHE": str(cache)}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
 

@@ -19,7 +19,9 @@ from ladtrain.step import Targets, backward
 
 def _grad(model, batch):
     _, rollout, logp_old, advantages, mask = batch
-    backward(model, rollout, Targets(advantages, mask, logp_old), loss_of("lad:js"), HP, world=distributed.World())
+    backward(
+        model, rollout, Targets(advantages, mask, logp_old), loss_of("lad:js"), HP, world=distributed.World()
+    )
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
@@ -86,8 +88,14 @@ def test_bf16_autocast_gradient_is_close_to_float32_on_gpu():
     dev = torch.device("cuda")
     to = lambda t: t.to(dev)  # noqa: E731
     ro = rollout.rows(slice(None))
-    ro = type(ro)(to(ro.prompt_ids), to(ro.prompt_mask), to(ro.completion_ids), to(ro.completion_mask), ro.texts,
-                  ro.group_size)
+    ro = type(ro)(
+        to(ro.prompt_ids),
+        to(ro.prompt_mask),
+        to(ro.completion_ids),
+        to(ro.completion_mask),
+        ro.texts,
+        ro.group_size,
+    )
     grads = []
     for bf16 in (False, True):
         m = copy.deepcopy(model).to(dev)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ladtrain import coverage, evaluation, passk, plots
+from ladtrain import coverage, evaluation, heldout, passk, plots
 
 
 def _eval(p_correct, ks, rng, n):
@@ -61,17 +61,21 @@ def test_pass_at_k_figure_draws_both_curves_their_intervals_and_the_crossover(tm
 
 def test_learning_curves_show_each_eval_set_against_the_step(tmp_path, captured):
     rows = [{"step": s, "reward_mean": 0.1, "loss": 0.2, "completion_len": 5} for s in range(1, 5)]
+    rng = np.random.default_rng(1)
     evals = []
-    for name, off in (("held_out", 0.0), ("gsm8k", 0.3)):
-        for s, a in ((0, 0.1 + off), (2, 0.2 + off), (4, 0.25 + off)):
-            ci = {"accuracy": {"mean": a, "lo": a - 0.1, "hi": a + 0.1, "n": 4}}
-            evals.append({"step": s, "eval": name, "accuracy": a, "intervals": ci})
+    for name, p in (("held_out", 0.3), ("gsm8k", 0.6)):
+        for s in (0, 2, 4):  # rows exactly as eval.jsonl holds them
+            res = _eval(np.full(6, p), [1, 2], rng, 4)
+            evals.append(heldout.eval_row(s, "step", name, res))
     plots.learning_curves(rows, tmp_path / "lc.png", evals=evals)
     (fig,) = captured
     panel = fig.axes[-1]
     assert len(fig.axes) == 4 and "held-out accuracy" in panel.get_title()
     lines = {ln.get_label(): ln for ln in panel.lines}
     assert list(lines["gsm8k"].get_xdata()) == [0, 2, 4]
-    assert np.allclose(lines["gsm8k"].get_ydata(), [0.4, 0.5, 0.55])
+    assert np.allclose(lines["gsm8k"].get_ydata(), [r["accuracy"] for r in evals if r["eval"] == "gsm8k"])
+    band = panel.collections[1].get_paths()[0].vertices[:, 1]  # gsm8k's 95% interval, drawn
+    lows = [r["intervals"]["accuracy"]["lo"] for r in evals if r["eval"] == "gsm8k"]
+    assert np.isclose(band.min(), min(lows))
     plots.learning_curves(rows, tmp_path / "plain.png")
     assert len(captured[-1].axes) == 3  # no evaluation rows: no fourth panel

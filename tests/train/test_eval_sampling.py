@@ -34,7 +34,7 @@ def policy():
 @pytest.mark.parametrize("n, samples, batch",
                          [(5, 20, 7), (40, 4, 512), (3, 1024, 256), (7, 3, 2), (1, 1, 1)])
 def test_plan_bounds_every_call_and_completes_problems_in_order(n, samples, batch):
-    calls = eval_sampling.plan(n, samples, batch)
+    calls = list(eval_sampling.plan(n, samples, batch))
     got = [0] * n
     for call in calls:
         assert sum(count for _, count in call) <= batch
@@ -47,9 +47,16 @@ def test_plan_bounds_every_call_and_completes_problems_in_order(n, samples, batc
     assert got == [samples] * n
 
 
+    from ladtrain import preflight
+
+    # the memory preflight counts the largest call of this very plan
+    largest = max(sum(c for _, c in call) for call in calls)
+    assert preflight.eval_sequences_per_call(samples, n, batch) == largest
+
+
 def test_plan_rejects_nonsense():
     with pytest.raises(EvaluationError):
-        eval_sampling.plan(3, 0, 8)
+        list(eval_sampling.plan(3, 0, 8))
 
 
 def test_metrics_equal_the_per_problem_functions_on_the_samples_drawn(policy):

@@ -119,7 +119,9 @@ def test_non_finite_update_is_skipped_and_fault_limit_in_a_row_stop_the_run():
     assert not f.update_ok(torch.tensor(math.nan), torch.tensor(1.0), mask)
     assert not f.update_ok(torch.tensor(0.5), torch.tensor(math.inf), mask)
     assert f.update_ok(torch.tensor(0.5), torch.tensor(1.0), mask) and f.failed_updates == 0  # reset
-    assert not f.update_ok(torch.tensor(0.5), torch.tensor(1.0), torch.zeros(2, 3).sum())  # nothing to train on
+    assert not f.update_ok(
+        torch.tensor(0.5), torch.tensor(1.0), torch.zeros(2, 3).sum()
+    )  # nothing to train on
     assert f.step["skipped_updates"] == 3 and f.fatal is None
     for _ in range(faults.FAULT_LIMIT):
         f.update_ok(torch.tensor(math.inf), torch.tensor(math.nan), mask)
@@ -162,7 +164,9 @@ def rows_of(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_run_with_a_faulty_reward_function_completes_and_counts_every_fault(cache, tmp_path, tiny, monkeypatch):
+def test_run_with_a_faulty_reward_function_completes_and_counts_every_fault(
+    cache, tmp_path, tiny, monkeypatch
+):
     seen = {"calls": 0}
 
     def flaky(prompts, completions, **kw):
@@ -212,12 +216,25 @@ def test_a_loss_that_stays_non_finite_stops_with_one_line_exit_1_and_a_checkpoin
     real = losses.get("lad")
     monkeypatch.setattr(losses, "get", lambda spec: replace(
         real, fn=lambda x, hp: (real(x, hp)[0] * math.inf, real(x, hp)[1])))
-    argv = ["train", *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"], "--no-progress",
-            "--out", str(tmp_path / "run"), "--steps", "10", "--checkpoint-every", "100", "--threads", "1"]
+    argv = [
+        "train",
+        *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"],
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "10",
+        "--checkpoint-every",
+        "100",
+        "--threads",
+        "1",
+    ]
     with pytest.warns(faults.FaultWarning, match="skipped_updates"):
         assert cli.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: step 3: the loss or gradient was non-finite on 3 consecutive")
+    assert len(err) == 1 and err[0].startswith(
+        "error: step 3: the loss or gradient was non-finite on 3 consecutive"
+    )
     assert "Traceback" not in err[0]
     run = tmp_path / "run"
     assert [r["skipped_updates"] for r in rows_of(run)] == [1, 1, 1]

@@ -68,8 +68,15 @@ def test_verl_policy_loss_registered_under_lad_equals_lad_loss_on_the_same_tenso
     assert all(isinstance(v, float) for v in metrics.values())
     # Same argument names, order and defaults as verl's PolicyLossFn (compute_policy_loss_vanilla).
     params = inspect.signature(fn).parameters
-    assert list(params) == ["old_log_prob", "log_prob", "advantages", "response_mask", "loss_agg_mode", "config",
-                            "rollout_is_weights"]
+    assert list(params) == [
+        "old_log_prob",
+        "log_prob",
+        "advantages",
+        "response_mask",
+        "loss_agg_mode",
+        "config",
+        "rollout_is_weights",
+    ]
     assert params["loss_agg_mode"].default == "token-mean"
 
 
@@ -128,7 +135,9 @@ def test_verl_policy_loss_refuses_what_lad_cannot_take_in_one_line():
 
 
 def test_verl_real_registry_has_lad_after_loading_the_plugin(monkeypatch):
-    core_algos = pytest.importorskip("verl.trainer.ppo.core_algos", reason="verl is not installed (see module doc)")
+    core_algos = pytest.importorskip(
+        "verl.trainer.ppo.core_algos", reason="verl is not installed (see module doc)"
+    )
     lad_verl.register("lad")
     fn = core_algos.get_policy_loss_fn("lad")
     assert list(inspect.signature(fn).parameters) == list(

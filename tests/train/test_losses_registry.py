@@ -49,7 +49,8 @@ def test_ladw_gradient_equals_lad_gradient_at_ratio_one(divergence):
     g_ladw = torch.autograd.grad(losses.get(f"ladw:{divergence}")(x, hp)[0], x.logp)[0]
     g_lad = torch.autograd.grad(losses.get(f"lad:{divergence}")(x, hp)[0], x.logp)[0]
     torch.testing.assert_close(g_ladw, g_lad, rtol=1e-10, atol=1e-12)
-    # and the weight is LAD's effective weight, not the advantage: for JS w(A,1) = 0.5 log((1 + e^{A/eta}) / 2)
+    # and the weight is LAD's effective weight, not the advantage: for JS w(A,1) = 0.5 log((1 + e^{A/eta}) /
+    # 2)
     if divergence == "js":
         A = x.advantages
         w = 0.5 * torch.log((1 + torch.exp(A / 0.5)) / 2)

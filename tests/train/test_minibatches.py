@@ -24,8 +24,9 @@ from tests.train.test_accumulation import PROMPTS, G, fixed_batch
 
 
 def cfg(**over):
-    base = dict(eta=0.25, level="token", clip_eps=0.2, clip_eps_high=None, updates_per_rollout=1, mini_batches=1,
-                temperature=1.0, bf16=False, grad_accumulation=1, max_grad_norm=1.0, max_new_tokens=7)
+    base = dict(eta=0.25, level="token", clip_eps=0.2, clip_eps_high=None, updates_per_rollout=1,
+                mini_batches=1, temperature=1.0, bf16=False, grad_accumulation=1, max_grad_norm=1.0,
+                max_new_tokens=7)
     return SimpleNamespace(**{**base, **over})
 
 
@@ -38,8 +39,8 @@ def make_step(model, hp, spec="lad:js"):
 def make_batch(rollout, advantages, mask):
     B = mask.shape[0]
     r = torch.zeros(B)
-    return Batch([None] * PROMPTS, rollout, [None] * B, r, r, torch.ones(B, dtype=torch.bool), advantages, mask,
-                 torch.ones(B, dtype=torch.bool))
+    every = torch.ones(B, dtype=torch.bool)
+    return Batch([None] * PROMPTS, rollout, [None] * B, r, r, every, advantages, mask, every)
 
 
 def flat(model):
@@ -87,7 +88,7 @@ def test_two_minibatches_are_two_steps_on_the_halves_against_the_rollout_policy(
     whole, _ = by_update(model, rollout, adv, mask, spec)
     assert (got - whole).abs().max() > 1e-4  # the control: K = 2 is not the K = 1 update
     # the second minibatch sees the policy moved by the first: |log rho| > 0 on its tokens
-    assert stats.per_rollout["log_ratio_abs_mean"] > 0
+    assert stats.per_rollout["abs_log_ratio_mean"] > 0
 
 
 def test_epochs_repeat_the_minibatches():
@@ -106,7 +107,7 @@ def test_epochs_repeat_the_minibatches():
 def test_per_rollout_diagnostics_follow_their_definitions():
     model, rollout, _, adv, mask = fixed_batch()
     _, on = by_update(model, rollout, adv, mask, "lad:js")
-    assert on.per_rollout["log_ratio_abs_mean"] == 0.0  # on-policy: rho = 1
+    assert on.per_rollout["abs_log_ratio_mean"] == 0.0  # on-policy: rho = 1
     assert on.per_rollout["brake_frac"] == float(on.terms["past_target_frac"])
     assert on.per_rollout["grad_clip_frac"] == float(float(on.grad_norm) > 1.0)
     _, off = by_update(model, rollout, adv, mask, "grpo", mini_batches=4, max_grad_norm=0.0)
@@ -136,3 +137,31 @@ def test_cosine_schedule_counts_every_minibatch_step():
 
     f = lr_lambda(TrainConfig(steps=10, mini_batches=4, lr_schedule="cosine", lr_warmup_steps=0))
     assert math.isclose(f(20), 0.5, abs_tol=1e-12)  # halfway through the 40 optimizer steps
+
+
+def test_a_run_with_minibatches_logs_each_rollouts_diagnostics(cache, tmp_path, tiny, monkeypatch):
+    """Through ``train``: K = 2 minibatches of whole groups, the first on-policy, the second not, and the
+    metrics row carries the per-rollout brake share, mean |log rho| and gradient-clip share."""
+    import json
+    from dataclasses import replace
+
+    from ladtrain import trainer
+
+    cfg = replace(TrainConfig(), out=str(tmp_path / "run"), **{**tiny, "steps": 1, "mini_batches": 2,
+                                                               "lr": 1e-2})
+    seen = []
+    real = losses.get(cfg.loss)
+
+    def spy(x, hp):
+        seen.append((x.advantages.shape[0], float((x.logp - x.logp_old).detach().abs().max())))
+        return real(x, hp)
+
+    monkeypatch.setattr(losses, "get", lambda spec: replace(real, fn=spy))
+    trainer.train(cfg.validate())
+    assert [b for b, _ in seen] == [tiny["group_size"] * 2] * 2  # 4 prompts -> 2 minibatches of 2 groups
+    # the first minibatch is on-policy up to float32 rounding (its forward pass runs on a sub-batch)
+    assert seen[0][1] < 1e-5 and seen[1][1] > 100 * max(seen[0][1], 1e-6)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"brake_frac", "abs_log_ratio_mean", "grad_clip_frac"} <= set(row)
+    # the rollout's mean over its two steps (the first ~0), below the last step's own value
+    assert 0 < row["abs_log_ratio_mean"] < row["log_ratio_abs_mean"]

@@ -12,7 +12,9 @@ torch.set_num_threads(1)
 
 def _tiny():
     tok = build_tokenizer()
-    model = build_tiny_model(tok, TinySpec(hidden=32, layers=1, heads=2, intermediate=64, max_positions=32), seed=0)
+    model = build_tiny_model(
+        tok, TinySpec(hidden=32, layers=1, heads=2, intermediate=64, max_positions=32), seed=0
+    )
     return tok, model.eval()
 
 

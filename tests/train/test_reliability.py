@@ -34,14 +34,27 @@ def config(tmp_path, tiny, name="run", **kw) -> TrainConfig:
 
 
 def tiny_argv(tiny, out) -> list[str]:
-    return ["train", *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"], "--no-progress",
-            "--out", str(out), "--threads", "1", "--device", "cpu", "--checkpoint-every", "1"]
+    return [
+        "train",
+        *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "progress"],
+        "--no-progress",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "1",
+    ]
 
 
 def rows_text(run: Path) -> list[str]:
     """metrics rows without the wall-clock columns (*seconds), as JSON text (NaN compares equal to NaN)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [json.dumps({k: v for k, v in r.items() if not k.endswith("seconds")}, sort_keys=True) for r in rows]
+    return [
+        json.dumps({k: v for k, v in r.items() if not k.endswith("seconds")}, sort_keys=True) for r in rows
+    ]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -82,7 +95,10 @@ def test_run_folder_records_seed_full_resolved_config_and_package_versions(cache
     assert json.loads((run / "config.json").read_text()) == cfg.to_dict()  # every field, resolved
     info = json.loads((run / "run.json").read_text())
     assert info["seed"] == 7 and info["device"] == "cpu"
-    assert info["versions"]["torch"] == torch.__version__.split("+")[0] or info["versions"]["torch"] == torch.__version__
+    assert (
+        info["versions"]["torch"] == torch.__version__.split("+")[0]
+        or info["versions"]["torch"] == torch.__version__
+    )
     assert {"python", "lad", "transformers", "numpy", "safetensors"} <= set(info["versions"])
 
 
@@ -160,11 +176,15 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_previous_checkp
     assert [json.loads(r)["step"] for r in rows_text(run)] == [1, 2, 3, 4]
 
 
-def test_a_real_full_filesystem_gives_one_line_and_keeps_the_previous_checkpoint(cache, tmp_path, tiny, capsys):
+def test_a_real_full_filesystem_gives_one_line_and_keeps_the_previous_checkpoint(
+    cache, tmp_path, tiny, capsys
+):
     """A 12 MB tmpfs holds one checkpoint of the tiny model (about 9.5 MB) but not two. Needs root."""
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
@@ -187,7 +207,9 @@ def test_a_read_only_output_folder_is_one_line_and_creates_nothing(cache, tmp_pa
     locked.mkdir()
     mounted = False
     if os.geteuid() == 0:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)], capture_output=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)], capture_output=True
+        )
         if done.returncode != 0:
             pytest.skip("root without permission to mount a tmpfs")
         mounted = True

@@ -16,7 +16,11 @@ def test_every_registry_entry_names_an_importable_factory():
 
 
 def test_unknown_task_lists_the_known_ones():
-    with pytest.raises(TaskError, match=r"unknown task 'nope:x'; known: code_jsonl, countdown, gsm8k, hf, humaneval, jsonl, math, parquet"):
+    with pytest.raises(
+        TaskError,
+        match=r"unknown task 'nope:x'; known: code_jsonl, countdown, gsm8k, hf, humaneval, jsonl, "
+        r"math, parquet",
+    ):
         get_task("nope:x")
 
 

@@ -23,7 +23,11 @@ def test_loss_specs_resolve_to_registry_entries_and_unknown_ones_name_the_flag()
     assert losses.get("lad").name == "lad:js"
     assert losses.get("lad:tv").name == "lad:tv"
     assert losses.get("grpo").name == "grpo"
-    for bad, match in [("ppo", "unknown loss"), ("lad:nope", "unknown divergence"), ("grpo:x", "no argument")]:
+    for bad, match in [
+        ("ppo", "unknown loss"),
+        ("lad:nope", "unknown divergence"),
+        ("grpo:x", "no argument"),
+    ]:
         with pytest.raises(losses.LossError, match="--loss"):
             losses.get(bad)
 
@@ -63,7 +67,9 @@ def test_group_advantages_are_centred_and_scaled_within_each_group():
     # group 1: mean 1/4, sample std sqrt(1/4) = 0.5 -> (0.75, -0.25, -0.25, -0.25) / 0.5
     torch.testing.assert_close(a[:4], torch.tensor([1.5, -0.5, -0.5, -0.5]), atol=1e-5, rtol=0)
     assert torch.all(a[4:] == 0)  # a solved group carries no signal
-    torch.testing.assert_close(group_advantages(rewards, 4, scale="none")[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]))
+    torch.testing.assert_close(
+        group_advantages(rewards, 4, scale="none")[:4], torch.tensor([0.75, -0.25, -0.25, -0.25])
+    )
     with pytest.raises(ValueError):
         group_advantages(rewards, 3)
 
@@ -106,7 +112,14 @@ def test_whole_pipeline_smoke_run_writes_the_run_folder(cache, tmp_path, tiny):
     summary = trainer.train(cfg)
     run = tmp_path / "run"
     names = {p.name for p in run.iterdir()}
-    assert {"metrics.jsonl", "summary.json", "config.json", "run.json", "learning_curves.png", "checkpoint"} <= names
+    assert {
+        "metrics.jsonl",
+        "summary.json",
+        "config.json",
+        "run.json",
+        "learning_curves.png",
+        "checkpoint",
+    } <= names
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert all({"reward_mean", "loss", "log_ratio_mean"} <= set(r) for r in rows)
@@ -162,10 +175,11 @@ def test_sampler_rows_are_prompt_major_groups():
 
 
 def test_rl_prompts_come_from_training_problems_the_warm_up_did_not_see(cache, tmp_path, tiny, monkeypatch):
-    from ladtrain import rollout
+    from ladtrain import compact_sampler, rollout
 
     warm_ids, rl_prompts = [], []
     real_base, real_sample = models.base_policy, rollout.HFSampler.sample
+    real_compact = compact_sampler.CompactSampler.sample
 
     def base_spy(model, task_spec, problems, *args, **kwargs):
         warm_ids.extend(p.prompt for p in problems)
@@ -176,7 +190,12 @@ def test_rl_prompts_come_from_training_problems_the_warm_up_did_not_see(cache, t
         return real_sample(self, prompts, group_size)
 
     monkeypatch.setattr(models, "base_policy", base_spy)
+    def compact_spy(self, prompts, group_size):  # the RL sampler (the evaluation's is HFSampler)
+        rl_prompts.extend(prompts)
+        return real_compact(self, prompts, group_size)
+
     monkeypatch.setattr(rollout.HFSampler, "sample", sample_spy)
+    monkeypatch.setattr(compact_sampler.CompactSampler, "sample", compact_spy)
     trainer.train(replace(TrainConfig(), out=str(tmp_path / "run"), warmup_share=0.5, **tiny).validate())
     from ladtrain.tasks import get_task
 
