@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTSIDE = re.compile(r"(?<!docs/)\bpaper-notes(\.md)?\b(?![\w-])|\bshared/(reference|paper-notes|DESIGN|STYLE)")
+OUTSIDE = re.compile(r"(?<!docs/)\bpaper-notes(\.md)?\b(?![\w-])"
+                     r"|\bshared/(reference|paper-notes|DESIGN|STYLE)")
 
 
 def outside_references(text: str) -> list[str]:
