@@ -1,6 +1,6 @@
 r"""The controlled bandit: with a fixed reference LAD recovers a multimodal target, GRPO collapses.
 
-Setup (paper-notes.md section 7; the paper states only "50 arms, three Gaussian bumps, 4000 steps at
+Setup (docs/paper-notes.md section 7; the paper states only "50 arms, three Gaussian bumps, 4000 steps at
 learning rate 5e-3"; every number below is **[ours]** and is a field of :class:`BanditConfig`):
 
 * ``K = 50`` arms ``i = 0..K-1``; the policy is ``pi_theta = softmax(theta)`` over a logit vector
@@ -45,7 +45,7 @@ Methods (all trained by the same optimiser on the same logits):
   kept so the surrogate is GRPO's.
 * ``flowrl``: trajectory balance with a learned scalar ``log Z`` (a bandit has one prompt, so FlowRL's
   MLP head ``log Z_phi(x)`` is one number), in the settings under which FlowRL and LAD(kl) coincide
-  (paper-notes section 5): ``pi_ref = pi_old``, ``beta = 1/eta``, ``r_hat = A``:
+  (docs/paper-notes.md section 5): ``pi_ref = pi_old``, ``beta = 1/eta``, ``r_hat = A``:
   ``E_{i~pi_theta}[w (log Z + log pi_theta(i) - A(i)/eta - log pi_ref(i))^2]`` with the detached
   importance weight ``w = clip(r, 1-eps, 1+eps) = 1`` on policy. Exact: expectation over ``pi_theta``
   (detached); sampled: ``G`` draws from ``pi_theta``. Responses have length 1, so FlowRL's 1/|y|

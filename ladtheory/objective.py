@@ -1,6 +1,7 @@
 r"""The LAD training loss and its effective weight. **This is the loss ``ladtrain`` trains with.**
 
-Practical LAD loss (paper Eq. 8; paper-notes.md section 2), for a convex generator ``f`` with ``f(1) = 0``:
+Practical LAD loss (paper Eq. 8; docs/paper-notes.md section 2), for a convex generator ``f`` with
+``f(1) = 0``:
 
 .. math::
 
@@ -41,7 +42,7 @@ per-sample brake at all). The term ``f'(1) rho grad log pi`` that separates them
 ``f'(1) = 0`` versions has zero mean under ``pi_old`` (``E[rho grad log pi] = grad sum_y pi = 0``), so
 the expected gradient is the same; the per-sample behaviour is not. (``FDivergence.f_prime_at_1``.)
 
-Which ratio (paper-notes.md section 4, **[open]** in the paper; our choice is the option ``level``):
+Which ratio (docs/paper-notes.md section 4, **[open]** in the paper; our choice is the option ``level``):
 
 * ``"token"`` (default): per-token ``z_t = (logp_t - logp_old_t) - A/eta`` with the sequence advantage
   broadcast to every token; token-mean over all unmasked tokens of the batch (GRPO/verl/DAPO

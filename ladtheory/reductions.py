@@ -1,6 +1,6 @@
 r"""Reductions: FlowRL as a special case of LAD, GRPO as its small-step limit, and the effective-weight range.
 
-**FlowRL** (paper-notes.md section 5). With :math:`f(u) = u\log u` (``divergences.get("kl")``) the exact
+**FlowRL** (docs/paper-notes.md section 5). With :math:`f(u) = u\log u` (``divergences.get("kl")``) the exact
 practical LAD loss is
 
 .. math:: \mathcal L_{\mathrm{LAD}}(\theta) = \sum_y \pi_{\mathrm{old}} e^{A/\eta} f\!\big(\rho
@@ -19,7 +19,7 @@ exactness of :math:`Z_\phi` matters for the variance of the sampled estimate, no
 (FlowRL's length normalisation ``1/|y|`` of the log-probabilities is left out: this is the theory over
 whole responses.) Proofs: ``proofs/flowrl_special_case.py``.
 
-**GRPO** (paper-notes.md section 6). At :math:`\rho = 1` the effective weight is
+**GRPO** (docs/paper-notes.md section 6). At :math:`\rho = 1` the effective weight is
 :math:`w(A, 1) = -f'(e^{-A/\eta}) = -f'(1) + f''(1)\,A/\eta + O(\eta^{-2})`; the constant
 :math:`-f'(1)` multiplies :math:`\mathbb E_{\pi_\theta}[\nabla\log\pi_\theta] = 0`, so the LAD descent
 direction is :math:`(f''(1)/\eta)\,\mathbb E[A\nabla\log\pi_\theta] + O(\eta^{-2})`, the unclipped

@@ -10,7 +10,7 @@ Over distributions :math:`\pi` on a finite response set, with advantages :math:`
             \pi^*(y) = \frac{\pi_{\mathrm{old}}(y)\, e^{A(y)/\eta}}{Z_A},\qquad
             Z_A = \sum_y \pi_{\mathrm{old}}(y) e^{A(y)/\eta};
 
-* **reverse** (the direction the paper *writes*; paper-notes.md section 1):
+* **reverse** (the direction the paper *writes*; docs/paper-notes.md section 1):
 
   .. math:: \max_\pi\; \mathbb E_\pi[A] - \eta\,\mathrm{KL}(\pi_{\mathrm{old}}\,\|\,\pi)
             \quad\Longrightarrow\quad

@@ -21,16 +21,26 @@ those of the full batch up to floating-point summation order (tested in float64 
 identical samples; ``tests/train/test_benchmarks_exactness.py``). It is used only where it is exact: the
 rows of each group share their prompt, the model is a Hugging Face causal LM taking a cache, and no
 dropout is active; otherwise the full batch runs as before.
+
+**No full logits, no padding.** :func:`token_logprobs` scores the tokens from the final hidden states in
+chunks where the model allows it (:mod:`ladtrain.logprobs`: no (B, T, V) tensor, recomputed in the
+backward pass), and, where it skips at least 10% of the positions, runs the completions in buckets of
+similar lengths, each only up to its own longest completion (:func:`length_buckets`); both are exact to
+float32 round-off (``tests/train/test_logprobs.py``). :class:`ladtrain.compact_sampler.CompactSampler`,
+the trainer's sampler, drops finished rows from the batch and the KV cache.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 import torch
 from torch import Tensor
+
+from ladtrain import logprobs
 
 
 @dataclass(frozen=True)
@@ -120,17 +130,19 @@ def groups_share_prompts(prompt_ids: Tensor, prompt_mask: Tensor, group_size: in
     return bool((ids == ids[:, :1]).all()) and bool((mask == mask[:, :1]).all())
 
 
-def can_share_prompts(
-    model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int
-) -> bool:
+def can_share_prompts(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
+                      group_size: int) -> bool:
     """Whether :func:`token_logprobs` may run each group's prompt once: a cache-taking HF model, no
     dropout, no gradient checkpointing (which turns the cache off), and the groups share their prompts."""
     checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5
     if checkpointing is None:
         checkpointing = getattr(model, "is_gradient_checkpointing", False)
-    return (cache_keyword(model) is not None and not dropout_active(model)
-            and not (model.training and checkpointing)
-            and groups_share_prompts(prompt_ids, prompt_mask, group_size))
+    return (
+        cache_keyword(model) is not None
+        and not dropout_active(model)
+        and not (model.training and checkpointing)
+        and groups_share_prompts(prompt_ids, prompt_mask, group_size)
+    )
 
 
 @dataclass
@@ -167,19 +179,31 @@ class HFSampler:
             and len(prompts) > 0
         ):
             # the prompt once per group (all but its last token: generate runs that one and samples)
-            prefill = self.model(input_ids=unique_ids[:, :-1], attention_mask=unique_mask[:, :-1],
-                                 position_ids=positions(unique_mask[:, :-1]), use_cache=True,
-                                 **keep_last_logits(self.model, 1))
+            prefill = self.model(
+                input_ids=unique_ids[:, :-1],
+                attention_mask=unique_mask[:, :-1],
+                position_ids=positions(unique_mask[:, :-1]),
+                use_cache=True,
+                **keep_last_logits(self.model, 1),
+            )
             cache = prefill[keyword]
             cache.batch_repeat_interleave(group_size)  # (n, ...) -> (B, ...), prompt-major
             shared = {keyword: cache}
         out = self.model.generate(
-            input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=self.temperature,
-            top_k=self.top_k, top_p=self.top_p, max_new_tokens=self.max_new_tokens, use_cache=True,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **shared,
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            do_sample=True,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            use_cache=True,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            **shared,
         )  # (B, P + T)
         self.model.train(was_training)
-        completion_ids = out[:, prompt_ids.shape[1]:]  # (B, T)
+        completion_ids = out[:, prompt_ids.shape[1] :]  # (B, T)
         mask = completion_mask(completion_ids, tok.eos_token_id)  # (B, T)
         completion_ids = torch.where(
             mask.bool(), completion_ids, torch.full_like(completion_ids, tok.pad_token_id)
@@ -190,50 +214,158 @@ class HFSampler:
 
 def _logprobs_of(logits: Tensor, ids: Tensor, temperature: float) -> Tensor:
     """(B, T) log-softmax of ``logits / temperature`` (B, T, V) at ``ids`` (B, T), in at least float32."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # (B, T, V)
-    return torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return logprobs.plain_logprobs(logits, ids, temperature)
 
 
-def token_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float = 1.0,
-                   share_prompts: bool | None = None) -> Tensor:
+def token_logprobs(
+    model: torch.nn.Module,
+    rollout: Rollout,
+    temperature: float = 1.0,
+    share_prompts: bool | None = None,
+    chunked: bool | None = None,
+    buckets: list[Tensor] | None = None,
+) -> Tensor:
     """(B, T) log-probabilities of the completion tokens under ``model`` (with grad if enabled).
 
     Logits are divided by the sampling temperature (as TRL and verl do), so at ``temperature != 1`` the
     policy being trained is the tempered one that actually produced the samples. ``share_prompts``
-    (default: when exact, see the module docstring) runs each group's prompt once."""
+    (default: when exact, see the module docstring) runs each group's prompt once. ``chunked`` (default:
+    where :func:`ladtrain.logprobs.output_head` allows it) scores the tokens from the final hidden states in
+    chunks, never holding the (B, T, V) logits (:mod:`ladtrain.logprobs`). ``buckets`` (default
+    :func:`length_buckets`, ``[]`` for one pass) runs the completions in buckets of similar lengths, each
+    only up to its longest completion."""
     if share_prompts is None:
         share_prompts = can_share_prompts(model, rollout.prompt_ids, rollout.prompt_mask, rollout.group_size)
+    head = logprobs.output_head(model) if chunked is not False else None
+    if chunked and head is None:
+        raise ValueError("token_logprobs(chunked=True): the model's logits are not lm_head(backbone(...))")
     if share_prompts:
-        return _shared_prompt_logprobs(model, rollout, temperature)
-    input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # (B, P + T)
-    attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
+        return _shared_prompt_logprobs(model, rollout, temperature, head, buckets)
     T = rollout.completion_ids.shape[1]
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention),
-                   **keep_last_logits(model, T + 1)).logits  # (B, T + 1 or P + T, V)
-    logp = _logprobs_of(
-        logits[:, -(T + 1) : -1], rollout.completion_ids, temperature
-    )  # logits predicting each token
+    buckets = length_buckets(rollout.lengths) if buckets is None else buckets
+    if buckets:  # bucket by bucket, each only up to its longest completion (see length_buckets)
+        parts = []
+        for rows in buckets:
+            length = int(rollout.lengths[rows].max())
+            part = _full_batch_outputs(model, head, rollout, rows, length)  # (k, length, H or V)
+            parts.append(torch.nn.functional.pad(part, (0, 0, 0, T - length)))  # zeros where nothing is read
+        outputs = torch.cat(parts)[torch.argsort(torch.cat(buckets))]  # (B, T, H or V), batch order
+    else:
+        outputs = _full_batch_outputs(model, head, rollout, slice(None), T)  # (B, T, H or V)
+    if head is not None:
+        return logprobs.selected_logprobs(
+            outputs, head, rollout.completion_ids, rollout.completion_mask, temperature
+        )  # (B, T), 0 on padding
+    logp = _logprobs_of(outputs, rollout.completion_ids, temperature)  # (B, T)
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
-def _shared_prompt_logprobs(model: torch.nn.Module, rollout: Rollout, temperature: float) -> Tensor:
+def _full_batch_outputs(
+    model: torch.nn.Module,
+    head: logprobs.OutputHead | None,
+    rollout: Rollout,
+    rows: Tensor | slice,
+    length: int,
+) -> Tensor:
+    """(k, length, H or V): the final hidden states (with ``head``) or logits predicting completion tokens
+    ``0 .. length - 1`` of the rows ``rows``, prompt and completion run together."""
+    input_ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows, :length]], dim=1)  # k, P+L
+    attention = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows, :length]], dim=1)
+    if head is not None:
+        hidden = head.backbone(
+            input_ids=input_ids, attention_mask=attention, position_ids=positions(attention)
+        ).last_hidden_state  # (k, P + L, H)
+        return hidden[:, -(length + 1) : -1]
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=positions(attention),
+        **keep_last_logits(model, length + 1),
+    ).logits  # (k, L + 1 or P + L, V)
+    return logits[:, -(length + 1) : -1]  # the logits predicting each token
+
+
+def length_buckets(lengths: Tensor, parts: int = 4, min_saving: float = 0.1) -> list[Tensor]:
+    """Rows sorted by completion length (longest first) in ``parts`` buckets, when running each bucket
+    only up to its own longest completion skips at least ``min_saving`` of the (B, T) completion
+    positions; else ``[]`` (one pass over the whole batch). Positions after a row's EOS are never read,
+    and under causal attention they do not change the positions before them, so the skip is exact."""
+    B = lengths.numel()
+    if parts < 2 or B < parts or B == 0:
+        return []
+    buckets = list(torch.argsort(lengths, descending=True, stable=True).chunk(parts))
+    work = sum(len(rows) * int(lengths[rows].max()) for rows in buckets)
+    return buckets if work <= (1 - min_saving) * B * int(lengths.max()) else []
+
+
+def _shared_prompt_logprobs(
+    model: torch.nn.Module,
+    rollout: Rollout,
+    temperature: float,
+    head: logprobs.OutputHead | None = None,
+    buckets: list[Tensor] | None = None,
+) -> Tensor:
     """:func:`token_logprobs` running each group's prompt once: the prompt's cache (with its autograd
-    graph) is copied to the ``G`` rows, then the completions run on top of it."""
-    G, keyword = rollout.group_size, cache_keyword(model)
+    graph) is copied to the ``G`` rows, then the completions run on top of it, bucket by bucket of similar
+    lengths where that saves work (``buckets``: default :func:`length_buckets`; ``[]``: one pass). With
+    ``head``, the final hidden states are scored in chunks (:func:`ladtrain.logprobs.selected_logprobs`)."""
+    G = rollout.group_size
     P = rollout.prompt_ids.shape[1]
     attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # (B, P + T)
     position = positions(attention)  # (B, P + T)
-    prompt = model(input_ids=rollout.prompt_ids[::G], attention_mask=rollout.prompt_mask[::G],
-                   position_ids=position[::G, :P], use_cache=True, **keep_last_logits(model, 1))  # (n,) rows
-    first = prompt.logits[:, -1:].repeat_interleave(G, 0)  # (B, 1, V): predicts completion token 0
-    logits = [first]
-    if rollout.completion_ids.shape[1] > 1:
+    net = head.backbone if head is not None else model
+    keyword = cache_keyword(net)
+    extra = {} if head is not None else keep_last_logits(model, 1)
+    prompt = net(
+        input_ids=rollout.prompt_ids[::G],
+        attention_mask=rollout.prompt_mask[::G],
+        position_ids=position[::G, :P],
+        use_cache=True,
+        **extra,
+    )  # (n,) rows
+    last = prompt.last_hidden_state if head is not None else prompt.logits
+    outputs = [last[:, -1:].repeat_interleave(G, 0)]  # (B, 1, H or V): predicts completion token 0
+    T = rollout.completion_ids.shape[1]
+    buckets = length_buckets(rollout.lengths) if buckets is None else buckets
+    if T > 1 and not (buckets and hasattr(prompt[keyword], "layers")):
         cache = prompt[keyword]
         cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...)
-        rest = model(input_ids=rollout.completion_ids[:, :-1], attention_mask=attention[:, :-1],
-                     position_ids=position[:, P:-1], use_cache=True, **{keyword: cache})
-        logits.append(rest.logits)  # (B, T - 1, V): predict completion tokens 1..T-1
-    logp = _logprobs_of(torch.cat(logits, dim=1), rollout.completion_ids, temperature)  # (B, T)
+        rest = net(
+            input_ids=rollout.completion_ids[:, :-1],
+            attention_mask=attention[:, :-1],
+            position_ids=position[:, P:-1],
+            use_cache=True,
+            **{keyword: cache},
+        )
+        # (B, T - 1, H or V): predict completion tokens 1..T-1
+        outputs.append(rest.last_hidden_state if head is not None else rest.logits)
+    elif T > 1:  # bucket by bucket, each only up to its longest completion (see length_buckets)
+        parts = []
+        for rows in buckets:
+            longest = int(rollout.lengths[rows].max())
+            part = last.new_zeros(len(rows), T - 1, last.shape[-1])  # (k, T - 1, H or V)
+            if longest > 1:
+                cache = copy.copy(prompt[keyword])  # its own layer objects, the same tensors
+                cache.layers = [copy.copy(layer) for layer in cache.layers]
+                cache.batch_select_indices(rows // G)  # the prompt rows of this bucket's completions
+                span = slice(P, P + longest - 1)
+                out = net(
+                    input_ids=rollout.completion_ids[rows, : longest - 1],
+                    attention_mask=attention[rows, : P + longest - 1],
+                    position_ids=position[rows, span],
+                    use_cache=True,
+                    **{keyword: cache},
+                )
+                hidden = out.last_hidden_state if head is not None else out.logits  # (k, longest - 1, H or V)
+                part = torch.nn.functional.pad(hidden, (0, 0, 0, T - longest))  # zeros where nothing is read
+            parts.append(part)
+        order = torch.cat(buckets)  # bucket rows -> batch rows
+        outputs.append(torch.cat(parts)[torch.argsort(order)])  # (B, T - 1, H or V), batch order
+    if head is not None:
+        return logprobs.selected_logprobs(
+            torch.cat(outputs, dim=1), head, rollout.completion_ids, rollout.completion_mask, temperature
+        )  # (B, T), 0 on padding
+    logp = _logprobs_of(torch.cat(outputs, dim=1), rollout.completion_ids, temperature)  # (B, T)
     return logp * rollout.completion_mask  # (B, T), 0 on padding
 
 
@@ -248,6 +380,7 @@ __all__ = [
     "ends_with_eos",
     "groups_share_prompts",
     "keep_last_logits",
+    "length_buckets",
     "positions",
     "token_logprobs",
 ]

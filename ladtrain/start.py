@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ladtrain import atomic, checkpoint, distributed, models, partition
+from ladtrain.compact_sampler import CompactSampler
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults
 from ladtrain.losses import Loss
@@ -251,10 +252,15 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
             world: distributed.World, device: torch.device) -> Step:
     """The step's objects: the sampler, FlowRL's frozen reference (a copy of the base) and learned log Z
     head, and AdamW over the policy and the head with the warm-up-then-constant/cosine schedule."""
-    sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens, top_p=cfg.top_p,
-                        top_k=cfg.top_k)
-    ref_model = (copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False)
-                 if loss.needs_ref else None)
+    if cfg.top_p < 1 or cfg.top_k:  # truncated sampling: generate's (CompactSampler: the full policy)
+        sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens, top_p=cfg.top_p,
+                            top_k=cfg.top_k)
+    else:
+        sampler = CompactSampler(model, begin.tokenizer, cfg.temperature,
+                                 cfg.max_new_tokens)  # ended rows free
+    ref_model = (
+        copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
+    )
     z_head = partition.LogZHead(model.config.hidden_size).to(device) if loss.needs_log_z else None
     head = list(z_head.parameters()) if z_head is not None else []
     distributed.reshard(train_model)  # FSDP2: the optimizer gets the sharded parameters, not evaluation's

@@ -90,6 +90,14 @@ class Step:
     share_prompts: bool | None = None  # token_logprobs: None = run each group's prompt once where exact
     old_pass: bool = False  # a no-grad logp_old pass even at one update per rollout (benchmark ablation)
     rewards: tuple[rewards.Component, ...] = ()  # the training reward's components (): the verifier alone
+    chunked: bool | None = None  # token_logprobs: None = chunked where exact; False = the (B, T, V) logits
+    buckets: bool = True  # token_logprobs: length buckets where they save work; False = one pass (ablation)
+
+    @property
+    def logprob_options(self) -> dict[str, Any]:
+        """How :func:`ladtrain.rollout.token_logprobs` scores this step's tokens (all exact)."""
+        return {"share_prompts": self.share_prompts, "chunked": self.chunked,
+                "buckets": None if self.buckets else []}
 
     @property
     def device(self) -> torch.device:
@@ -253,7 +261,7 @@ def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) ->
                 targets = replace(
                     targets,
                     logp_old=token_logprobs(
-                        model, batch.rollout, cfg.temperature, share_prompts=step.share_prompts
+                        model, batch.rollout, cfg.temperature, **step.logprob_options
                     ),
                 )  # (B, T)
             if step.ref_model is not None:
@@ -269,7 +277,7 @@ def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) ->
                 step.optimizer.zero_grad(set_to_none=True)
                 loss, terms = backward(step.trained, rows, part, step.loss, cfg, world=step.world,
                                        accumulation=cfg.grad_accumulation, z_head=step.z_head,
-                                       share_prompts=step.share_prompts)
+                                       **step.logprob_options)
             with phase("optimizer"):
                 grad_norm = torch.nn.utils.clip_grad_norm_(step.parameters(), cfg.max_grad_norm or math.inf)
                 if faults.update_ok(loss, grad_norm, tokens):  # else skipped and counted
@@ -295,7 +303,8 @@ def group_slices(rows: int, group_size: int, k: int) -> list[slice]:
 
 def backward(model: torch.nn.Module, rollout: Rollout, targets: Targets, loss: Loss, hp: Any, *,
              world: World = World(), accumulation: int = 1, z_head: partition.LogZHead | None = None,
-             share_prompts: bool | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+             share_prompts: bool | None = None, chunked: bool | None = None, buckets: list | None = None
+             ) -> tuple[Tensor, dict[str, Tensor]]:
     """Accumulate into ``.grad`` the gradient of the whole step's loss (all ranks' rows together).
 
     This rank's rows are split into ``accumulation`` micro-batches; micro-batch ``p`` contributes
@@ -314,7 +323,8 @@ def backward(model: torch.nn.Module, rollout: Rollout, targets: Targets, loss: L
         rows, piece = rollout.rows(s), targets.rows(s)
         with sync:
             with models.autocast(device, getattr(hp, "bf16", False)):
-                logp = token_logprobs(model, rows, getattr(hp, "temperature", 1.0), share_prompts)  # (b, T)
+                logp = token_logprobs(model, rows, getattr(hp, "temperature", 1.0), share_prompts, chunked,
+                                      buckets)  # (b, T)
             log_z = (partition.log_z(model, z_head, rows.prompt_ids, rows.prompt_mask, rows.group_size)
                      if z_head is not None else None)  # (b,)
             piece_loss, terms = loss(LossInputs(logp, piece.logp_old, piece.advantages, piece.mask,

@@ -1,4 +1,4 @@
-"""The controlled bandit (paper-notes.md section 7): LAD recovers the three modes of P_A, GRPO collapses.
+"""The controlled bandit (docs/paper-notes.md section 7): LAD recovers the three modes of P_A, GRPO collapses.
 
 Each loss of the bandit is also checked against an independent closed form of its expected gradient, so
 a sign or factor error in the wiring (e.g. lad_loss's mean over arms vs the expectation over pi_old)

@@ -78,7 +78,8 @@ def _run(name, logp, logp_old, adv, mask, eta, level, dtype=torch.float64):
 @settings(max_examples=25, deadline=None)
 @given(batch=batches(), eta=st.sampled_from([0.25, 0.5, 1.0, 4.0]))
 def test_gradient_lemma_autograd_equals_closed_form(name, level, batch, eta):
-    """d L / d logp_t = rho f'(rho e^{-A/eta}) times the level's normalisation (paper-notes section 2)."""
+    """d L / d logp_t = rho f'(rho e^{-A/eta}) times the level's normalisation (docs/paper-notes.md
+    section 2)."""
     logp, logp_old, adv, mask = batch
     if name == "tv":  # the subgradient at u = 1 is a convention; keep away from the kink
         adv = adv + 1e-3 * np.sign(adv + 1e-12)
@@ -176,7 +177,8 @@ def test_effective_weight_closed_forms_at_rho_one():
     np.testing.assert_allclose(effective_weight(A, 0.0, "js", eta), 0.5 * np.log((1 + np.exp(A / eta)) / 2),
                                rtol=1e-12)
     np.testing.assert_allclose(effective_weight(A, 0.0, "tv", eta), np.sign(A))
-    # KL (f'(1) = 1): w = A/eta - 1 (the paper-notes' "A/eta" holds for the f'(1) = 0 version u log u - u + 1)
+    # KL (f'(1) = 1): w = A/eta - 1 (docs/paper-notes.md's "A/eta" holds for the f'(1) = 0 version
+    # u log u - u + 1)
     np.testing.assert_allclose(effective_weight(A, 0.0, "kl", eta), A / eta - 1, rtol=1e-12, atol=1e-15)
     kl0 = D.from_expression("u*log(u) - u + 1")
     np.testing.assert_allclose(effective_weight(A, 0.0, kl0, eta), A / eta, rtol=1e-12, atol=1e-15)

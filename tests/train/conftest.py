@@ -51,3 +51,24 @@ def tiny():
     """Overrides for a whole-pipeline run that takes seconds (it learns nothing)."""
     return dict(warmup_steps=4, warmup_batch=8, steps=2, prompts_per_step=4, group_size=2, eval_problems=4,
                 eval_samples=2, max_new_tokens=8, progress=False)
+
+
+@pytest.fixture
+def llama_in_float64(monkeypatch):
+    """HF Llama computing in the input dtype throughout: RMSNorm and the rotary tables (transformers
+    computes both in float32 even for a float64 model), so that exactness tests of a float64 model can
+    use 1e-12 tolerances. Returns transformers' Llama module."""
+    from transformers.models.llama import modeling_llama as ml
+
+    def rope(self, x, position_ids):
+        freqs = position_ids[..., None].to(torch.float64) * self.inv_freq.to(torch.float64)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        scale = self.attention_scaling
+        return (emb.cos() * scale).to(x.dtype), (emb.sin() * scale).to(x.dtype)
+
+    def norm(self, h):
+        return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+    monkeypatch.setattr(ml.LlamaRotaryEmbedding, "forward", rope)
+    monkeypatch.setattr(ml.LlamaRMSNorm, "forward", norm)
+    return ml

@@ -42,6 +42,12 @@ def test_quick_benchmark_reports_the_three_ratios(step_profile, cache, tmp_path,
         r2 = result["ratio_trl_over_ladtrain_grpo"]
         assert r2["wall_low"] <= r2["wall"] <= r2["wall_high"] and r2["wall"] > 0
         assert "(2) TRL" in printed and "GRPOTrainer" in printed
+        applied = result["trl"]["applied"]  # what TRL really ran with, read back from the trainer
+        assert applied["gradient_checkpointing"] is False and applied["bf16"] is False
+        assert applied["model_dtype"] == "torch.float32" and applied["loss_type"] == "grpo"
+        assert applied["optimizer"] == "AdamW"
+        assert all(g["weight_decay"] == 0.0 for g in applied["optimizer_groups"])
+        assert r2["memory_peak"] > 0 and result["trl"]["memory"]["update_mb"] > 0
     else:
         assert "(2) TRL comparison not run" in printed
     # (3) overhead: a fraction; the kernels it subtracts are no longer than the step
@@ -54,6 +60,34 @@ def test_quick_benchmark_reports_the_three_ratios(step_profile, cache, tmp_path,
     # --quick runs the workers in this process, so the peak RSS is this process's: earlier tests in the same
     # pytest process may have set it already (then peak == the value read before the model was built)
     assert lad["peak_rss_mb"] >= lad["import_rss_mb"] > 0
+    # memory per phase: peaks are at least the step's start, the process high-water mark at least every peak
+    m = lad["memory"]
+    assert 0 < m["start_mb"] <= m["peak_mb"] and m["generation_mb"] <= m["peak_mb"] <= lad["peak_rss_mb"] + 1
+    # the limit is the model's kernels: positive, and the step is not faster than its forward calls alone
+    assert 0 < lad["kernel_limit"] and lad["kernel"]["forward:forward_backward"] > 0
+    assert doc["trl_settings"] and all(len(row) == 3 for row in doc["trl_settings"])
+
+
+def test_grpo_only_worker_and_before_configuration(step_profile, cache):
+    """The large shapes' mode: GRPO steps only, no snapshot; and the before-issue-24 configuration
+    (generate's sampler, full logits) runs the same step."""
+    import torch
+
+    torch.set_num_threads(1)
+    setup = step_profile.Setup(model="tiny", prompts=2, group=2, max_new_tokens=5, pairs=False)
+    now = step_profile.ladtrain_worker(setup, 1)
+    before_setup = step_profile.replace(setup, sampler="hf", chunked=False, buckets=False)
+    before = step_profile.ladtrain_worker(before_setup, 1)
+    assert set(now["records"]) == {"grpo"} == set(before["records"])
+    result = step_profile.summarise(setup, [now], [], [before])
+    assert "ratio_lad_over_grpo" not in result and result["ratio_before_over_now"]["cpu"] > 0
+    assert "pairs not run" in step_profile.report(result) and "before issue 24" in step_profile.report(result)
+
+
+def test_unknown_shape_is_a_usage_error(step_profile, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        step_profile.main(["--shape", "smollm2-1b"])
+    assert exit_.value.code == 2 and "--shape" in capsys.readouterr().err
 
 
 def test_lad_and_grpo_steps_see_the_same_rollout(step_profile, cache):

@@ -44,22 +44,8 @@ def _logp_and_grad(model, rollout, share, temperature=0.8):
 
 
 @pytest.fixture
-def float64_llama(monkeypatch):
-    """HF Llama with RMSNorm and rotary tables in the input dtype (they upcast to float32 only)."""
-    from transformers.models.llama import modeling_llama as ml
-
-    def rope(self, x, position_ids):
-        freqs = position_ids[..., None].to(torch.float64) * self.inv_freq.to(torch.float64)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return (emb.cos() * self.attention_scaling).to(x.dtype), (emb.sin() * self.attention_scaling).to(
-            x.dtype
-        )
-
-    def norm(self, h):
-        return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
-
-    monkeypatch.setattr(ml.LlamaRotaryEmbedding, "forward", rope)
-    monkeypatch.setattr(ml.LlamaRMSNorm, "forward", norm)
+def float64_llama(llama_in_float64):
+    """The test model in float64 throughout (``llama_in_float64``: tests/train/conftest.py)."""
     return _model(torch.float64)
 
 
@@ -142,9 +128,8 @@ def test_sampler_runs_each_prompt_once_then_one_token_per_row():
     only runs each row's last prompt token on top of the copied cache."""
     model, tok = _model()
     shapes = []
-    model.register_forward_pre_hook(
-        lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
-    )
+    model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                    with_kwargs=True)
     rollout = HFSampler(model, tok, 1.0, 4).sample(PROMPTS, 3)
     P = rollout.prompt_ids.shape[1]
     assert shapes[0] == (len(PROMPTS), P - 1)
@@ -158,7 +143,7 @@ def test_output_layer_on_used_positions_only_is_bit_identical(monkeypatch):
     model, tok = _model()
     rollout = _rollout(model, tok)
     model.train()
-    kept = token_logprobs(model, rollout, 0.9, share_prompts=False)
+    kept = token_logprobs(model, rollout, 0.9, share_prompts=False, chunked=False)
     monkeypatch.setattr(rollout_module, "keep_last_logits", lambda m, n: {})  # every position, then slice
-    every = token_logprobs(model, rollout, 0.9, share_prompts=False)
+    every = token_logprobs(model, rollout, 0.9, share_prompts=False, chunked=False)
     assert torch.equal(kept, every)

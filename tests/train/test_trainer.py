@@ -175,10 +175,11 @@ def test_sampler_rows_are_prompt_major_groups():
 
 
 def test_rl_prompts_come_from_training_problems_the_warm_up_did_not_see(cache, tmp_path, tiny, monkeypatch):
-    from ladtrain import rollout
+    from ladtrain import compact_sampler, rollout
 
     warm_ids, rl_prompts = [], []
     real_base, real_sample = models.base_policy, rollout.HFSampler.sample
+    real_compact = compact_sampler.CompactSampler.sample
 
     def base_spy(model, task_spec, problems, *args, **kwargs):
         warm_ids.extend(p.prompt for p in problems)
@@ -189,7 +190,12 @@ def test_rl_prompts_come_from_training_problems_the_warm_up_did_not_see(cache, t
         return real_sample(self, prompts, group_size)
 
     monkeypatch.setattr(models, "base_policy", base_spy)
+    def compact_spy(self, prompts, group_size):  # the RL sampler (the evaluation's is HFSampler)
+        rl_prompts.extend(prompts)
+        return real_compact(self, prompts, group_size)
+
     monkeypatch.setattr(rollout.HFSampler, "sample", sample_spy)
+    monkeypatch.setattr(compact_sampler.CompactSampler, "sample", compact_spy)
     trainer.train(replace(TrainConfig(), out=str(tmp_path / "run"), warmup_share=0.5, **tiny).validate())
     from ladtrain.tasks import get_task
 

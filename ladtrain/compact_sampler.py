@@ -1,0 +1,121 @@
+"""A sampler whose finished sequences cost nothing: the batch and its KV cache shrink as rows hit EOS.
+
+``transformers``' ``generate`` keeps every row of the batch in every forward call until the longest
+completion ends (finished rows are fed padding). :class:`CompactSampler` runs its own loop over the KV
+cache instead: after each token, the rows that produced EOS are removed from the batch, the attention
+mask and the cache (``Cache.batch_select_indices``), so each forward call runs only the live rows. Like
+:class:`ladtrain.rollout.HFSampler` it runs each group's prompt once and copies its cache to the ``G``
+rows, and it returns the same :class:`~ladtrain.rollout.Rollout` (it satisfies the ``Sampler``
+protocol).
+
+**What is identical to** ``HFSampler`` **for the same seed, and what is not.**
+
+* The random stream. ``generate`` samples with ``torch.multinomial(probs, 1)`` on the (B, V)
+  probabilities of all rows, finished ones included, which on CPU and GPU draws ``q ~ Exp(1)`` of shape
+  (B, V) and takes ``argmax(probs / q)``. This sampler draws the same (B, V) exponentials every step
+  (``same_draws=True``, the default) and uses the rows of the live sequences, so it consumes the
+  generator exactly as ``generate`` does (the RNG state afterwards is the same) and each live row sees
+  the same ``q`` as under ``generate``.
+* The tokens: identical whenever the live rows' logits are bitwise those ``generate`` computes. They are
+  the same computation on a smaller batch, and a matrix product's last bits may depend on the batch size,
+  so a token can differ where two candidates are within float32 rounding of each other (a near tie);
+  the tests (``tests/train/test_compact_sampler.py``) find identical samples on the built-in model, and
+  every sampled token's probability is the policy's own either way.
+* Not applied here, unlike ``generate``: extra logits processors from a model folder's
+  ``generation_config.json`` (``repetition_penalty``, ``min_p``, ``suppress_tokens``, ...); the tokens
+  come from ``softmax(logits / temperature)`` only, the distribution the trainer scores.
+* With ``same_draws=False`` the exponentials are drawn for the live rows only (cheaper at a large
+  vocabulary and few live rows): the samples then have the same distribution but not the same values.
+
+The prompt's last token runs with the rest of the prompt once per group (``generate`` runs it on every
+row); the first completion token is drawn from those logits, copied to the ``G`` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ladtrain.rollout import HFSampler, Rollout, cache_keyword, completion_mask, keep_last_logits, positions
+
+
+def draw(probs: Tensor, live: Tensor, batch: int, same_draws: bool) -> Tensor:
+    """One token per live row from ``probs`` (b, V), the probabilities of the live rows ``live`` (b,)
+    out of ``batch`` rows: ``argmax(probs / q)`` with ``q ~ Exp(1)``, the way ``torch.multinomial(probs,
+    1)`` samples. ``same_draws``: ``q`` is drawn for all ``batch`` rows (as ``generate`` does) and the
+    live rows' are used."""
+    if same_draws:
+        q = torch.empty((batch, probs.shape[1]), dtype=probs.dtype, device=probs.device).exponential_(1)
+        q = q[live]  # (b, V)
+    else:
+        q = torch.empty_like(probs).exponential_(1)  # (b, V)
+    return (probs / q).argmax(dim=-1)  # (b,)
+
+
+@dataclass
+class CompactSampler:
+    """Group sampling over the KV cache, dropping finished rows (see the module docstring)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    temperature: float = 1.0
+    max_new_tokens: int = 16
+    same_draws: bool = True
+    share_prompts: bool = True  # False: prefill every row's prompt (an ablation; the same samples, slower)
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
+        keyword = cache_keyword(self.model)
+        if keyword is None or len(prompts) == 0:  # a model that takes no cache: generate's loop
+            fallback = HFSampler(self.model, self.tokenizer, self.temperature, self.max_new_tokens)
+            return fallback.sample(prompts, group_size)
+        tok, G, T = self.tokenizer, group_size, self.max_new_tokens
+        enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        device = next(self.model.parameters()).device
+        unique_ids = enc["input_ids"].to(device)  # (n, P)
+        unique_mask = enc["attention_mask"].to(device)  # (n, P)
+        prompt_ids = unique_ids.repeat_interleave(G, 0)  # (B, P)
+        prompt_mask = unique_mask.repeat_interleave(G, 0)  # (B, P)
+        B = prompt_ids.shape[0]
+        was_training = self.model.training
+        self.model.eval()
+        copies = G if self.share_prompts else 1  # rows per prefilled prompt
+        first_ids, first_mask = (unique_ids, unique_mask) if self.share_prompts else (prompt_ids, prompt_mask)
+        out = self.model(input_ids=first_ids, attention_mask=first_mask, position_ids=positions(first_mask),
+                         use_cache=True, **keep_last_logits(self.model, 1))  # each prompt once
+        cache = out[keyword]
+        if copies > 1:
+            cache.batch_repeat_interleave(copies)  # (n, ...) -> (B, ...), prompt-major
+        logits = out.logits[:, -1].repeat_interleave(copies, 0)  # (B, V)
+        completion = torch.full((B, T), tok.pad_token_id, dtype=prompt_ids.dtype, device=device)  # (B, T)
+        live = torch.arange(B, device=device)  # (b,) the batch row of each live sequence
+        attention = prompt_mask  # (b, P + t)
+        steps = 0
+        for t in range(T):
+            steps = t + 1
+            probs = torch.softmax(logits.float() / self.temperature, dim=-1)  # (b, V)
+            token = draw(probs, live, B, self.same_draws)  # (b,)
+            completion[live, t] = token
+            going = token != tok.eos_token_id  # (b,)
+            if t == T - 1 or not bool(going.any()):
+                break
+            if not bool(going.all()):  # drop the rows that just ended from the batch and the cache
+                keep = going.nonzero().squeeze(1)  # (b',)
+                cache.batch_select_indices(keep)
+                live, attention, token = live[keep], attention[keep], token[keep]
+            attention = torch.cat([attention, attention.new_ones(attention.shape[0], 1)], dim=1)  # (b, P+t+1)
+            out = self.model(input_ids=token[:, None], attention_mask=attention, use_cache=True,
+                             position_ids=attention.sum(-1, keepdim=True) - 1, **{keyword: cache})
+            logits = out.logits[:, -1]  # (b, V)
+        self.model.train(was_training)
+        completion = completion[:, :steps]  # (B, T') as generate: no column after the longest completion
+        mask = completion_mask(completion, tok.eos_token_id)  # (B, T)
+        completion = torch.where(mask.bool(), completion, torch.full_like(completion, tok.pad_token_id))
+        texts = tok.batch_decode(completion, skip_special_tokens=True)
+        return Rollout(prompt_ids, prompt_mask, completion, mask, texts, G)
+
+
+__all__ = ["CompactSampler", "draw"]
