@@ -73,7 +73,7 @@ def test_metrics_equal_the_per_problem_functions_on_the_samples_drawn(policy):
     torch.manual_seed(123)
     res = eval_sampling.evaluate(model, tok, task, task.problems("test"), samples=20, temperature=1.0,
                                  max_new_tokens=4, seed=5, ks=[1, 3, 20], batch=7, progress=False,
-                                 on_problem=keep)
+                                 on_problem=keep, truncation="score")  # the 4-token cuts scored too
     assert torch.equal(torch.rand(1), before)  # the caller's RNG stream is untouched
     assert res["problem_ids"] == [f"q{i}" for i in range(5)] and set(seen) == set(res["problem_ids"])
     correct = [[s.reward >= 1 for _, s in seen[p]] for p in res["problem_ids"]]
@@ -88,7 +88,8 @@ def test_metrics_equal_the_per_problem_functions_on_the_samples_drawn(policy):
     assert res["pass@1"] == pytest.approx(res["accuracy"]) and res["ks"] == [1, 3, 20]
     assert res["intervals"]["pass@1"]["lo"] <= res["pass@1"] <= res["intervals"]["pass@1"]["hi"]
     again = eval_sampling.evaluate(model, tok, task, task.problems("test"), samples=20, temperature=1.0,
-                                   max_new_tokens=4, seed=5, ks=[1, 3, 20], batch=7, progress=False)
+                                   max_new_tokens=4, seed=5, ks=[1, 3, 20], batch=7, progress=False,
+                                   truncation="score")
     assert again["per_problem"] == res["per_problem"]  # one seed and one batch: one stream
 
 

@@ -106,7 +106,8 @@ def test_resume_keeps_the_evaluations_up_to_the_checkpoint_and_redoes_the_rest(c
 
     monkeypatch.setattr(trainer, "load_task", lambda cfg: with_reward(trainer.get_task(cfg.task), varied))
     cfg = replace(TrainConfig(), **{**tiny, "steps": 4, "checkpoint_every": 1, "keep_checkpoints": 10,
-                                    "lr": 3e-3, "device": "cpu", "threads": 1, "eval_every": 1,
+                                    "keep_resumable": True, "lr": 3e-3, "device": "cpu", "threads": 1,
+                                    "eval_every": 1,
                                     "eval_k_max": 4, "eval_task": ("small=countdown",)})
     trainer.train(replace(cfg, out=str(tmp_path / "reference")).validate())
     cut = tmp_path / "cut"
