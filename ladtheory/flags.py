@@ -64,6 +64,8 @@ def add_arguments(
         kw: dict[str, Any] = {"dest": prefix + f.name, "default": argparse.SUPPRESS, "help": help_text(f)}
         if isinstance(f.metadata["domain"], Flag):
             kw["action"] = argparse.BooleanOptionalAction
+        elif f.metadata.get("repeat"):  # --reward a --reward b: the values in order
+            kw.update(action="append", metavar=f.metadata["domain"].metavar)
         elif getattr(f.metadata["domain"], "repeatable", False):  # options.Repeated: one value per use
             kw["action"], kw["metavar"] = "append", f.metadata["domain"].metavar
         else:

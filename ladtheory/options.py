@@ -426,8 +426,9 @@ class Several(Domain):
         if isinstance(value, str):
             items = tuple(t.strip() for t in value.split(",") if t.strip())
             return () if items == ("none",) else items
-        if isinstance(value, (list, tuple)):
-            return tuple(value)
+        if isinstance(value, (list, tuple)):  # a YAML list, or a repeated flag's values (each may list some)
+            items = tuple(x for v in value for x in (self.coerce(v) if isinstance(v, str) else (v,)))
+            return items
         raise Invalid("expected a comma-separated list")
 
     def problem(self, value: Any) -> str | None:
@@ -484,9 +485,11 @@ def option(
     aliases: Sequence[str] = (),
     cli: bool = True,
     nullable: bool | None = None,
+    repeat: bool = False,
 ) -> Any:
     """A dataclass field with its help text and domain (``nullable``: None is allowed; default: when the
-    default is None). ``cli=False``: Python API only (no flag), still validated."""
+    default is None). ``cli=False``: Python API only (no flag), still validated. ``repeat``: the flag may
+    be given several times, its values collected in order into a list (for a :class:`Several` domain)."""
     if not isinstance(domain, Domain):
         raise TypeError(
             f"option({default!r}, {help[:30]!r}...): a Domain is required (see ladtheory.options)"
@@ -497,6 +500,7 @@ def option(
         "aliases": tuple(aliases),
         "cli": cli,
         "nullable": default is None if nullable is None else nullable,
+        "repeat": repeat,
     }
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not allowed in a frozen config")

@@ -115,15 +115,21 @@ def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[st
     final = step_folder(run, step)
     sent = []
 
+    saved = dict(tensors)
+    if models.is_adapter_model(model):  # LoRA: the trained state is the adapters (the base is frozen)
+        saved["adapters"] = models.adapter_state(model)
+
     def write(tmp: Path) -> None:
         if shards is not None:
             sent.append(distributed.broadcast_object(str(tmp), world))  # the other ranks join the write
             shards(str(tmp / SHARDS))
             model.config.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+        elif "adapters" in saved:
+            tokenizer.save_pretrained(tmp)  # the base weights are the base policy's, loaded again on resume
         else:
             models.save_folder(model, tokenizer, tmp)
-        torch.save(tensors, tmp / TENSORS)
+        torch.save(saved, tmp / TENSORS)
         (tmp / STATE).write_text(json.dumps(info, indent=1))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         manifest = {"step": step, "files": {name: _digest(tmp / name) for name in files}}
@@ -153,6 +159,14 @@ def save_state(run: str | Path, step: int, model, tokenizer, *, tensors: dict[st
         raise CheckpointError(f"cannot write checkpoint {final}: {atomic.reason(err)}") from None
     distributed.barrier(world)
     return final
+
+
+def remove_all(run: str | Path) -> None:
+    """Remove ``RUN/checkpoints/`` (a finished run's resumable states; its final model is
+    ``RUN/checkpoint/``)."""
+    folder = Path(run) / CHECKPOINTS
+    if folder.is_dir():
+        atomic.remove_folder(folder)
 
 
 def complete_checkpoints(run: str | Path) -> list[Path]:
@@ -211,8 +225,13 @@ def load_state(folder: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, 
     folder = Path(folder)
     verify(folder)
     try:
-        model, tokenizer = _skeleton(folder) if (folder / SHARDS).is_dir() else models.load(folder)
         tensors = torch.load(folder / TENSORS, map_location="cpu", weights_only=True)
+        if (folder / SHARDS).is_dir():
+            model, tokenizer = _skeleton(folder)
+        elif "adapters" in tensors:  # LoRA: no model here; the caller loads the base and puts the adapters on
+            model, tokenizer = None, models.load_tokenizer(folder)
+        else:
+            model, tokenizer = models.load(folder)
         info = json.loads((folder / STATE).read_text())
     except (models.ModelError, OSError, ValueError, RuntimeError, KeyError) as err:
         raise CheckpointError(
@@ -255,24 +274,48 @@ def _tupled(x: Any) -> Any:
     return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
 
 
+def stored_optimizer_state(optimizer, how: str = "full") -> dict[str, Any] | None:
+    """The optimizer's state dict as a checkpoint stores it: ``full`` (exact), ``bf16`` (every floating
+    state tensor but ``step`` in bfloat16: about half the size of fp32 AdamW state; a resume loads it back
+    into the parameters' dtype, so the moments carry bf16 rounding and the resumed run is close to the
+    uninterrupted one, not equal) or ``none`` (None: the resumed optimizer starts from zero moments, as a
+    fresh AdamW does; not exactly resumable)."""
+    import torch
+
+    if how == "none":
+        return None
+    state = optimizer.state_dict()
+    if how == "full":
+        return state
+    if how != "bf16":
+        raise ValueError(f"optimizer state must be full, bf16 or none, got {how!r}")
+    cast = {k: {name: (v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and name != "step"
+                       else v) for name, v in per.items()} for k, per in state["state"].items()}
+    return {**state, "state": cast}
+
+
 def save_training(run: str | Path, step: int, model, tokenizer, *, optimizer, scheduler,
                   data_rng: random.Random, faults, extra: dict[str, Any], keep: int = 2,
-                  modules: dict[str, Any] | None = None, world: World = World()) -> Path:
+                  modules: dict[str, Any] | None = None, world: World = World(),
+                  optimizer_state: str = "full") -> Path:
     """The whole training state after RL step ``step``: model, tokenizer, optimizer, scheduler, the global
     RNG states (python, numpy, torch) of every rank, the prompt sampler's RNG state (the data position,
     the same on every rank), the fault counters, the state dicts of any other trained ``modules``
-    (FlowRL's log Z head) and ``extra`` (JSON: base evaluation, timings). Under ``torchrun`` every rank
+    (FlowRL's log Z head) and ``extra`` (JSON: base evaluation, timings); the optimizer as
+    :func:`stored_optimizer_state` stores it (``optimizer_state``). Under ``torchrun`` every rank
     calls it: rank 0 gathers every rank's RNG states; an FSDP2 model's and optimizer's state is written
     sharded, one file per rank (``SHARDS/``), a DDP replica's by rank 0 as on one process. See
     :func:`save_state`."""
     rng = distributed.gather_objects(rng_state(), world)  # rank order
     sharded = distributed.is_sharded(model)
-    tensors = {"optimizer": None if sharded else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    how = optimizer_state
+    stored = None if sharded else stored_optimizer_state(optimizer, how)
+    tensors = {"optimizer": stored, "scheduler": scheduler.state_dict(),
                "rng": rng[0]["tensors"], "rank_rng": [r["tensors"] for r in rng],
                "modules": {name: m.state_dict() for name, m in (modules or {}).items()}}
     info = {"step": step, "data_position": _jsonable(data_rng.getstate()), "rng": rng[0]["json"],
             "rank_rng": [r["json"] for r in rng], "processes": world.size, "sharded": sharded,
-            "faults": faults.state_dict(), **extra}
+            "faults": faults.state_dict(), "optimizer_state": how, **extra}
 
     def shards(folder: str) -> None:
         distributed.save_shards(folder, model, optimizer)
@@ -332,12 +375,18 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
         if name not in tensors.get("modules", {}):
             raise CheckpointError(f"--resume: checkpoint {state.step} has no state for {name}")
         module.load_state_dict(tensors["modules"][name])
-    if tensors["optimizer"] is None:  # sharded: model and optimizer from SHARDS/
+    if info.get("sharded"):  # sharded: model and optimizer from SHARDS/
         if model is None or state.folder is None:
             raise CheckpointError(f"--resume: checkpoint {state.step} is sharded; loading it needs the model")
         distributed.load_shards(str(state.folder / SHARDS), model, optimizer)
-    else:
+    elif tensors["optimizer"] is not None:
         optimizer.load_state_dict(tensors["optimizer"])
+    else:  # saved with --optimizer-state none: AdamW restarts at zero moments
+        import warnings
+
+        warnings.warn(f"--resume: checkpoint {state.step} holds no optimizer state (--optimizer-state none): "
+                      "AdamW restarts from zero moments, so this run is not the uninterrupted one",
+                      stacklevel=2)
     scheduler.load_state_dict(tensors["scheduler"])
     saved = int(info.get("processes", 1))
     if saved != world.size and world.is_main:
@@ -371,5 +420,6 @@ def restore_training(run: str | Path, state: TrainingState, *, optimizer, schedu
 
 
 __all__ = ["CHECKPOINTS", "MANIFEST", "SHARDS", "CheckpointError", "TrainingState", "clean_leftovers",
-           "complete_checkpoints", "latest_training", "load_state", "restore_training", "rng_state",
-           "save_state", "save_training", "set_rng_state", "step_folder", "verify"]
+           "complete_checkpoints", "latest_training", "load_state", "remove_all", "restore_training",
+           "rng_state", "save_state", "save_training", "set_rng_state", "step_folder",
+           "stored_optimizer_state", "verify"]

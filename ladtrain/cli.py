@@ -101,7 +101,17 @@ def eval_main(argv: Sequence[str]) -> int:
 
     import torch
 
-    from ladtrain import distributed, heldout, intervals, models, passk, preflight, trainer
+    from ladtrain import (
+        distributed,
+        heldout,
+        intervals,
+        models,
+        passk,
+        preflight,
+        prompts,
+        samples_log,
+        trainer,
+    )
 
     cfg = preflight.evaluation(parse_eval(argv))
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) // 2))
@@ -124,10 +134,23 @@ def eval_main(argv: Sequence[str]) -> int:
     else:
         model, tokenizer = models.load(cfg.model)
     model.to(distributed.pick_device(cfg.device)).eval()
+    chat = trainer.for_model(cfg, task, tokenizer)  # a chat model gets the task's chat form
+    if chat is not task:
+        task, problems = chat, list(chat.problems(cfg.split))[: cfg.problems or None]
+        sets = heldout.eval_sets(cfg, task, problems, limit=cfg.problems)
+    log = None
+    if cfg.samples_file:
+        try:
+            open(cfg.samples_file, "w").close()
+        except OSError as err:
+            why = err.strerror or err
+            raise ConfigError(f"--samples-file: cannot write {cfg.samples_file}: {why}") from None
+        log = samples_log.SamplesLog(cfg.samples_file, 0)
     ks, samples = passk.ks_of(cfg)
     evaluator = heldout.Evaluator(sets, ks=ks, samples=samples, temperature=cfg.temperature,
                                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch=cfg.batch,
-                                  progress=cfg.progress)
+                                  progress=cfg.progress, samples_log=log, system=prompts.system_of(cfg),
+                                  top_p=cfg.top_p, top_k=cfg.top_k, truncation=cfg.truncation)
     results = evaluator.run(model, tokenizer, 0, "eval")
     for s in sets:
         result = results[s.name]
@@ -136,6 +159,7 @@ def eval_main(argv: Sequence[str]) -> int:
               f"samples, temperature {cfg.temperature} (95% intervals over problems)")
         for key, ci in result["intervals"].items():
             print(f"  {key:<22} {intervals.fmt(ci, digits=4)}")
+        print("  reasons                " + ", ".join(f"{r} {k}" for r, k in result["reasons"].items()))
     if cfg.out:
         main = results[heldout.MAIN]
         extra = {name: r for name, r in results.items() if name != heldout.MAIN}

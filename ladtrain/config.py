@@ -31,6 +31,7 @@ from ladtheory.options import (
     OptionError,
     Real,
     Repeated,
+    Several,
     Text,
 )
 from ladtheory.options import Path as PathDomain
@@ -58,7 +59,12 @@ def check_task(spec: str) -> None:
 
 
 def check_reward(spec: str) -> None:
-    """``module:function`` or ``path/to/file.py:function`` (the import itself is in the preflight)."""
+    """``task``, ``overlong[:N]``, ``module:function`` or ``path/to/file.py:function`` (the import itself is
+    in the preflight)."""
+    if spec == "task" or spec == "overlong" or spec.startswith("overlong:"):
+        if spec.startswith("overlong:") and not (spec[9:].isdigit() and int(spec[9:]) >= 1):
+            raise ValueError("overlong:N needs a buffer of N >= 1 tokens")
+        return
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name.isidentifier():
         raise ValueError("expected module:function or path/to/file.py:function")
@@ -165,12 +171,36 @@ class RunOptions:
         "task spec NAME or NAME:ARG (countdown, reasoning_gym:NAME, jsonl:FILE, humaneval, code_jsonl:FILE)",
         Text(lookup="ladtrain.config:check_task", hint="a task spec"),
     )
-    reward: str | None = _f(
+    max_new_tokens: int | None = _f(
         None,
-        "optional user reward 'module:function' replacing the task's scorer",
-        Text(lookup="ladtrain.config:check_reward", hint="module:function or file.py:function"),
+        "longest completion, in tokens (default: 16 for the built-in model, 256 with --model PATH)",
+        Int(ge=1),
     )
-    max_new_tokens: int = _f(16, "longest completion, in tokens", Int(ge=1))
+    top_p: float = _f(
+        1.0,
+        "nucleus sampling mass for rollouts and evaluation (1 = off; the loss's log-probs are the full "
+        "tempered policy's, as in TRL)",
+        Real(gt=0, le=1),
+    )
+    top_k: int = _f(0, "sample among the k most likely tokens (0 = off; log-probs as for --top-p)", Int(ge=0))
+    truncation: str = _f(
+        "zero",
+        "what a completion cut at --max-new-tokens scores: zero (reason 'truncated', its text is not "
+        "scored) or score (scored as any other)",
+        Choice("zero", "score"),
+    )
+    system_prompt: str = _f(
+        "default",
+        "system message for a chat model: TEXT (\\n = newline), none (an empty system message), or "
+        "default (the chat template's own)",
+        Text(hint="a system prompt, none or default"),
+    )
+    instruction_file: str | None = _f(
+        None,
+        "a file whose text is the task's answer instruction (the instruction_file= option of jsonl: and "
+        "reasoning_gym: tasks)",
+        PathDomain(exists=True, file=True, what="a file"),
+    )
     seed: int = _f(0, "random seed (train: python, numpy, torch; eval: the sampling stream)", SEED)
     cache_dir: str | None = _f(
         None,
@@ -190,22 +220,46 @@ class RunOptions:
     def resolved_cache(self) -> Path:
         return Path(self.cache_dir or os.environ.get("LADTRAIN_CACHE") or Path.home() / ".cache" / "ladtrain")
 
-    def validate(self):
-        """Check every field against its declared domain (no I/O beyond the model folder), then the
-        evaluation options together (:func:`check_evaluation`); return self. Raises
-        ConfigError."""
-        options.validate(self, error=ConfigError)
-        check_evaluation(self)
+    def resolved(self):
+        """This configuration with the defaults that depend on the model filled in: ``max_new_tokens``
+        (16 for the built-in model, 256 for a Hugging Face folder; :meth:`TrainConfig.resolved` adds the
+        learning-rate warm-up)."""
+        if self.max_new_tokens is None:
+            return replace(self, max_new_tokens=256 if self.model != "builtin" else 16)
         return self
 
+    def validate(self):
+        """Check every field against its declared domain (no I/O beyond the model folder), then the
+        evaluation options together (:func:`check_evaluation`); return the configuration with its
+        model-dependent defaults filled in (:meth:`resolved`). Raises ConfigError."""
+        cfg = self.resolved()
+        options.validate(cfg, error=ConfigError)
+        check_evaluation(cfg)
+        return cfg
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, as ``config.json`` holds it (a repeatable option's tuple as a list)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
 class TrainConfig(RunOptions):
     """``python -m ladtrain train``: one RL run (warm-up of the built-in model, RL, held-out evaluation)."""
 
+    # --- the reward (the task's verifier always defines held-out correctness)
+    reward: tuple = _f(
+        (),
+        "training reward component, repeatable (--reward a.py:f --reward task): task (the task's verifier), "
+        "overlong[:N] (DAPO's overlong penalty, a buffer of N tokens), or a TRL-style function "
+        "module:function / file.py:function; none given: task alone",
+        Several(Text(lookup="ladtrain.config:check_reward", hint="task, overlong[:N] or module:function")),
+        repeat=True,
+    )
+    reward_weights: str | None = _f(
+        None,
+        "weights of the --reward components in order, e.g. 1,0.1 (default: 1 each)",
+        Text(lookup="ladtrain.config:check_weights", hint="comma-separated numbers"),
+    )
     # --- the loss
     loss: str = _f(
         "lad",
@@ -255,7 +309,12 @@ class TrainConfig(RunOptions):
     lr_schedule: str = _f(
         "constant", "learning-rate schedule after the linear warm-up", Choice("constant", "cosine")
     )
-    lr_warmup_steps: int = _f(5, "linear learning-rate warm-up, in optimizer updates", Int(ge=0))
+    lr_warmup_steps: int | None = _f(
+        None,
+        "linear learning-rate warm-up, in optimizer updates (default: 5 for the built-in model; with --model "
+        "PATH 1/40 of the run's updates, at least 1)",
+        Int(ge=0),
+    )
     weight_decay: float = _f(0.0, "AdamW weight decay", Real(ge=0))
     max_grad_norm: float = _f(
         1.0, "gradient-norm clip (0 = off)", Real(ge=0, why="a negative norm would flip the gradient's sign")
@@ -267,6 +326,24 @@ class TrainConfig(RunOptions):
     eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)", Int(ge=1))
     eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)", Int(ge=0))
     eval_temperature: float = _f(1.0, "sampling temperature for evaluation", TEMPERATURE)
+    eval_seed: int | None = _f(
+        None,
+        "seed of the held-out evaluation's sampling stream, the same for base and trained (default: --seed "
+        "+ 1; 'python -m ladtrain eval --seed S' samples that stream)",
+        SEED,
+    )
+    log_samples: str = _f(
+        "4",
+        "RL samples per step written to RUN/samples.jsonl (0 = none, all = every one); evaluation samples "
+        "are always written",
+        Text(lookup="ladtrain.config:check_log_samples", hint="a count or all"),
+    )
+    stop_on_no_signal: bool = _f(
+        False,
+        "stop the run (after a checkpoint, exit 1) when the rewards carry no learning signal "
+        "(ladtrain/dead_run.py) instead of warning once",
+        Flag(),
+    )
     eval_every: int = _f(
         0,
         "evaluate every held-out set every N RL steps, besides step 0 (the base) and the end (0 = only "
@@ -343,13 +420,55 @@ class TrainConfig(RunOptions):
         "position) in RUN/checkpoints/ every N RL steps and at the last one (0 = never)",
         Int(ge=0),
     )
-    keep_checkpoints: int = _f(2, "resumable checkpoints kept (the newest ones)", Int(ge=1))
+    keep_checkpoints: int = _f(
+        2, "resumable checkpoints kept while the run goes on (the newest ones)", Int(ge=1)
+    )
+    keep_resumable: bool = _f(
+        False,
+        "keep RUN/checkpoints/ once the run has finished (default: removed after checkpoint/ and "
+        "summary.json are written)",
+        Flag(),
+    )
+    optimizer_state: str = _f(
+        "full",
+        "optimizer state in resumable checkpoints: full (exact resume), bf16 (about half the size; the "
+        "resumed run is close, not exact) or none (smallest; AdamW restarts from zero moments: not "
+        "exactly resumable)",
+        Choice("full", "bf16", "none"),
+    )
     resume: str | None = _f(
         None,
         "continue the run in this folder from its newest complete checkpoint; its "
         "config.json fixes every option except --progress, --threads and --device",
         PathDomain(exists=True, folder=True, holding="config.json", what="a run folder"),
     )
+
+    def resolved(self) -> TrainConfig:
+        """:meth:`RunOptions.resolved`, and ``lr_warmup_steps``: 5 for the built-in model, 1/40 of the run's
+        optimizer updates (at least 1) for a Hugging Face folder."""
+        cfg = super().resolved()
+        if cfg.lr_warmup_steps is None:
+            updates = cfg.steps * cfg.updates_per_rollout
+            cfg = replace(cfg, lr_warmup_steps=max(1, round(updates / 40)) if cfg.model != "builtin" else 5)
+        return cfg
+
+
+def check_weights(text: str) -> None:
+    from ladtrain.rewards import RewardError, parse_weights
+
+    try:
+        parse_weights(text, len(text.split(",")))
+    except RewardError as err:
+        raise ValueError(str(err).split(": ", 1)[-1]) from None
+
+
+def check_log_samples(text: str) -> None:
+    from ladtrain.samples_log import SamplesLogError, per_step
+
+    try:
+        per_step(text)
+    except SamplesLogError:
+        raise ValueError("expected a count >= 0 or all") from None
 
 
 @dataclass(frozen=True)
@@ -381,6 +500,12 @@ class EvalConfig(RunOptions):
         None,
         "write the results (config, metrics, per-problem values) to this JSON file",
         PathDomain(file=True),
+    )
+    samples_file: str | None = _f(
+        None,
+        "also write every sample (the prompt as the model saw it, completion, answer, reason) to this "
+        "JSONL file",
+        PathDomain(),
     )
 
 

@@ -64,7 +64,8 @@ def plan(n_problems: int, samples: int, batch: int) -> Iterator[list[tuple[int, 
 def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, samples: int, temperature: float,
              max_new_tokens: int, seed: int = 0, ks: Sequence[int] | None = None, batch: int = 512,
              progress: bool = True, desc: str = "eval",
-             on_problem: Callable[[Problem, str, list[str], list, list[bool]], None] | None = None
+             on_problem: Callable[[Problem, str, list[str], list, list[bool]], None] | None = None,
+             system: str | None = None, top_p: float = 1.0, top_k: int = 0, truncation: str = "zero",
              ) -> dict[str, Any]:
     """``samples`` completions of each problem, scored by ``task``, summarised (module docstring).
 
@@ -72,8 +73,14 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
     and ``samples``; each must be <= ``samples``). The torch RNG is seeded with ``seed`` inside a
     forked RNG state, so training's random stream is untouched. ``on_problem(problem, prompt,
     completions, scores, truncated)`` is called once per problem with all its samples (prompt as the
-    model saw it; ``truncated[j]`` = no EOS within ``max_new_tokens``). dist-n counts the model's tokens."""
+    model saw it; ``truncated[j]`` = no EOS within ``max_new_tokens``). dist-n counts the model's tokens.
+    Correctness is the task's verifier's (:func:`ladtrain.tasks.base.score_completions`: a cut completion
+    scores 0 with reason ``truncated`` unless ``truncation="score"``); ``result["reasons"]`` counts the
+    samples per reason. ``system``: the chat system prompt (:func:`ladtrain.prompts.render`); ``top_p``,
+    ``top_k``: truncated sampling."""
     from tqdm.auto import tqdm
+
+    from ladtrain.tasks.base import reason_counts, score_completions
 
     if not problems:
         raise EvaluationError("no problems to evaluate")
@@ -81,8 +88,9 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
     if max(ks) > samples or min(ks) < 1:
         raise EvaluationError(f"pass@k for k={max(ks)} needs at least that many samples per problem, "
                               f"got {samples}")
-    sampler = HFSampler(model, tokenizer, temperature, max_new_tokens)
-    prompts = [models.format_prompt(tokenizer, p.prompt) for p in problems]
+    sampler = HFSampler(model, tokenizer, temperature, max_new_tokens, top_p=top_p, top_k=top_k)
+    prompts = [models.format_prompt(tokenizer, p.prompt, system) for p in problems]
+    reasons: list[str] = []
     pending: dict[int, dict[str, list]] = {}  # problem index -> its completions so far
     rows: list[dict[str, float] | None] = [None] * len(problems)
     counts: list[dict | None] = [None] * len(problems)
@@ -94,11 +102,19 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
         for call in plan(len(problems), samples, batch):
             group = call[0][1]
             rollout = sampler.sample([prompts[j] for j, _ in call], group)
-            scored = scoring.score(task, [problems[j] for j, _ in call for _ in range(group)], rollout.texts)
-            scores = scored.scores  # a sample that could not be scored counts as not solved
-            failed += len(scored.failures)
-            ids = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
             ended = (rollout.completion_ids == tokenizer.eos_token_id).any(dim=1).tolist()
+            found: list[scoring.Scored] = []
+
+            def score(ps, cs, found=found):
+                found.append(scoring.score(task, ps, cs))
+                return found[-1].scores
+
+            rows_ = [problems[j] for j, _ in call for _ in range(group)]
+            scores = score_completions(task, rows_, rollout.texts, [not e for e in ended], truncation,
+                                       scorer=score)  # a sample that could not be scored: not solved
+            failed += sum(len(s.failures) for s in found)
+            reasons += [s.reason for s in scores]
+            ids = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
             for slot, (j, _) in enumerate(call):
                 part = slice(slot * group, (slot + 1) * group)
                 got = pending.setdefault(j, {"texts": [], "scores": [], "ids": [], "truncated": []})
@@ -121,6 +137,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
                       "count as not solved")
     result = evaluation.result(rows, counts, [p.id for p in problems], samples, ks)
     result["unscorable"] = failed
+    result["reasons"] = reason_counts(reasons)
     result["seconds"] = time.time() - start
     return result
 

@@ -84,10 +84,11 @@ class Evaluator:
 
     def __init__(self, sets: Sequence[EvalSet], *, ks: Sequence[int], samples: int, temperature: float,
                  max_new_tokens: int, seed: int, batch: int, progress: bool = True, log: Path | None = None,
-                 trackers=None, sample_rows: int = 8):
+                 trackers=None, sample_rows: int = 8, samples_log=None, **sampling):
         self.sets, self.ks, self.samples = list(sets), list(ks), samples
         self.kw = dict(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch=batch,
-                       progress=progress)
+                       progress=progress, **sampling)  # sampling: system, top_p, top_k, truncation
+        self.samples_log = samples_log  # ladtrain.samples_log.SamplesLog: every sample of the main set
         self.log, self.trackers, self.sample_rows = log, trackers, sample_rows
         self.rows: list[dict[str, Any]] = []
 
@@ -109,14 +110,28 @@ class Evaluator:
         for s in self.sets:
             shown: list[list] = []
 
-            def keep(problem, prompt, texts, scores, truncated, shown=shown):
+            records: list = []
+
+            def keep(problem, prompt, texts, scores, truncated, shown=shown, records=records,
+                     main=s.name == MAIN):
                 if len(shown) < self.sample_rows:
                     shown.append([problem.id, prompt, texts[0], scores[0].answer, scores[0].reward])
+                if main and self.samples_log is not None:
+                    from ladtrain import samples_log
+
+                    records.extend(samples_log.records(
+                        kind="eval", step=step, eval_name=label, problem_ids=[problem.id] * len(texts),
+                        prompts=[prompt] * len(texts), completions=texts, answers=[x.answer for x in scores],
+                        rewards=[x.reward for x in scores], correct=[x.reward for x in scores],
+                        reasons=[x.reason for x in scores], truncated=truncated, lengths=[None] * len(texts),
+                        group_size=len(texts)))
 
             res = eval_sampling.evaluate(model, tokenizer, s.task, s.problems, samples=self.samples,
                                          ks=self.ks, desc=f"eval {label} {s.name}", on_problem=keep,
                                          **self.kw)
             results[s.name] = res
+            if records:
+                self.samples_log.write(records)
             row = eval_row(step, label, s.name, res)
             self.rows.append(row)
             if self.log is not None:
@@ -129,7 +144,8 @@ class Evaluator:
 
 
 def evaluator(cfg, task, problems: Sequence, model, tokenizer, faults=None, *,
-              extra: Sequence[EvalSet] | None = None, log: Path | None = None, trackers=None) -> Evaluator:
+              extra: Sequence[EvalSet] | None = None, log: Path | None = None, trackers=None,
+              samples_log=None) -> Evaluator:
     """The :class:`Evaluator` of a training run: :func:`eval_sets` (``problems`` are the task's held-out
     problems that fit the context, already cut to ``--eval-problems``; ``extra``: the sets of
     :func:`extra_sets`, built early), the extra sets' prompts that do
@@ -151,9 +167,13 @@ def evaluator(cfg, task, problems: Sequence, model, tokenizer, faults=None, *,
                          f"--max-new-tokens exceed the model's context ({context})")
         fitted.append(EvalSet(s.name, s.spec, s.task, tuple(fit)))
     ks, samples = passk.ks_of(cfg)
+    from ladtrain.prompts import system_of
+
+    seed = cfg.seed + 1 if getattr(cfg, "eval_seed", None) is None else cfg.eval_seed
     return Evaluator(fitted, ks=ks, samples=samples, temperature=cfg.eval_temperature,
-                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1, batch=cfg.eval_batch,
-                     progress=cfg.progress, log=log, trackers=trackers)
+                     max_new_tokens=cfg.max_new_tokens, seed=seed, batch=cfg.eval_batch,
+                     progress=cfg.progress, log=log, trackers=trackers, samples_log=samples_log,
+                     system=system_of(cfg), top_p=cfg.top_p, top_k=cfg.top_k, truncation=cfg.truncation)
 
 
 def by_set(saved: dict[str, Any] | None) -> dict[str, dict] | None:

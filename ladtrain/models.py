@@ -93,7 +93,7 @@ def build_tiny_model(tokenizer, spec: TinySpec = TinySpec(), seed: int = 0):
 def load(path: str | Path):
     """``(model, tokenizer)`` from a local Hugging Face causal-LM folder (its own tokenizer and chat
     template). Padding is on the left for generation; a tokenizer without a pad token pads with EOS."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar would interleave with ours
@@ -101,14 +101,24 @@ def load(path: str | Path):
     if not (path / "config.json").is_file():
         raise ModelError(f"--model: {path} is not a Hugging Face model folder (no config.json)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"--model: cannot load {path}: {str(err).splitlines()[0]}") from None
+    return model, load_tokenizer(path)
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer of a folder, padding on the left for generation (EOS as pad token when it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError) as err:
         raise ModelError(f"--model: cannot load {path}: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    return model, tokenizer
+    return tokenizer
 
 
 def save(model, tokenizer, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -140,12 +150,12 @@ def save_folder(model, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def format_prompt(tokenizer, prompt: str) -> str:
-    """The text the model sees: the task prompt inside the tokenizer's chat template when it has one."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    return prompt
+def format_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
+    """The text the model sees: the task prompt inside the tokenizer's chat template when it has one, with
+    the system prompt ``system`` (None: the template's default; :func:`ladtrain.prompts.render`)."""
+    from ladtrain.prompts import render
+
+    return render(tokenizer, prompt, system)
 
 
 def count_parameters(model) -> int:
@@ -324,6 +334,29 @@ def apply_lora(model: torch.nn.Module, lora: Lora) -> torch.nn.Module:
     return get_peft_model(model, config)
 
 
+def is_adapter_model(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is a peft model (LoRA adapters on a frozen base)."""
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapters' weights of a peft model (what a resumable LoRA checkpoint stores)."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def load_adapters(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Put saved adapter weights (:func:`adapter_state`) back on a peft model of the same configuration;
+    ModelError when a weight does not fit."""
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, state)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unexpected:
+        raise ModelError(f"--resume: the checkpoint's LoRA adapters do not fit this model ({unexpected[0]})")
+
+
 def merged(model: torch.nn.Module) -> torch.nn.Module:
     """A plain Hugging Face model to save: LoRA adapters merged into the base weights (in place)."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
@@ -340,7 +373,8 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
-__all__ = ["BUILTIN", "Lora", "ModelError", "TinySpec", "WarmUp", "apply_lora", "autocast", "base_policy",
+__all__ = ["BUILTIN", "Lora", "ModelError", "TinySpec", "WarmUp", "adapter_state", "apply_lora", "autocast",
+           "base_policy", "is_adapter_model", "load_adapters", "load_tokenizer",
            "build_tiny_model", "build_tokenizer", "context_length", "count_parameters",
            "enable_gradient_checkpointing", "fitting_prompts", "format_prompt", "load", "merged", "save",
            "save_folder", "sft_batch", "trainable_parameters", "warm_up"]

@@ -23,15 +23,29 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
 
 def learning_curves(rows: Sequence[dict], path: str | Path, title: str = "", reference: dict | None = None,
                     evals: Sequence[dict] | None = None) -> Path:
-    """PNG with training reward, loss and completion length per step (raw and a moving average).
+    """Write :func:`figure` to ``path`` (PNG)."""
+    fig = figure(rows, title, reference, evals)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure(rows: Sequence[dict], title: str = "", reference: dict | None = None,
+           evals: Sequence[dict] | None = None):
+    """The figure of training reward, loss and completion length per step (raw and a moving average).
     ``reference`` maps a label to a held-out accuracy drawn as a horizontal line on the reward panel.
     ``evals``: the rows of ``eval.jsonl`` (``step``, ``eval`` = the set, ``accuracy``, ``intervals``);
     when given, a fourth panel shows each set's held-out accuracy against the RL step with its 95%
-    interval over problems."""
+    interval over problems. Steps are whole numbers on every axis; the reward panel's legend sits below
+    the panels, so it covers no line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     steps = [r["step"] for r in rows]
     window = max(1, len(rows) // 20)
@@ -48,15 +62,15 @@ def learning_curves(rows: Sequence[dict], path: str | Path, title: str = "", ref
         ax.grid(alpha=0.3)
     for i, (name, value) in enumerate((reference or {}).items()):
         axes[0].axhline(value, color=f"C{i + 1}", ls="--", lw=1.2, label=f"{name} (held-out)")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8, frameon=False)
     if evals:
         _eval_panel(axes[-1], evals)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 
@@ -215,4 +229,4 @@ def study_figures(results: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["learning_curves", "pass_at_k_curves", "study_figures"]
+__all__ = ["figure", "learning_curves", "pass_at_k_curves", "study_figures"]

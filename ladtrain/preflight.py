@@ -114,10 +114,12 @@ def memory_limit(device: str) -> tuple[int, str] | None:
 
 
 def estimate(cfg: RunOptions) -> list[tuple[str, int, str, tuple[str, ...]]]:
-    """``[(phase, bytes, what, flags that lower it)]``: the lower bound of each phase, weights included."""
+    """``[(phase, bytes, what, flags that lower it)]``: the lower bound of each phase, weights included
+    (the model-dependent defaults, such as ``max_new_tokens``, resolved first)."""
     from ladtrain import models
     from ladtrain.passk import ks_of
 
+    cfg = cfg.resolved()
     m = model_size(cfg.model)
     if m is None:
         return []
@@ -180,20 +182,30 @@ def check_memory(cfg: RunOptions) -> None:
 
 
 def check_task(cfg: RunOptions) -> None:
-    """Build the task and import the reward module (ConfigError / TaskError, one line)."""
+    """Build the task (with ``--instruction-file``) and import every ``--reward`` module, checking the
+    weights against them (ConfigError / TaskError, one line)."""
     from ladtrain.tasks import TaskError, get_task
 
+    instruction = getattr(cfg, "instruction_file", None)
     try:
-        get_task(cfg.task)
+        get_task(cfg.task, **({"instruction_file": instruction} if instruction else {}))
     except TaskError as err:
+        if instruction and "instruction_file" in str(err):
+            why = _reason(err, instruction)
+            raise ConfigError(options.message("instruction_file", why, instruction)) from None
         raise ConfigError(options.message("task", _reason(err, cfg.task), cfg.task)) from None
-    if cfg.reward:
+    if isinstance(cfg, TrainConfig):
         from ladtrain.rewards import load_reward
+        from ladtrain.start import reward_components
 
-        try:
-            load_reward(cfg.reward)
-        except TaskError as err:  # a RewardError: the module does not import or has no such function
-            raise ConfigError(options.message("reward", _reason(err, cfg.reward), cfg.reward)) from None
+        for spec in cfg.reward:
+            if spec == "task" or spec.split(":")[0] == "overlong":
+                continue
+            try:
+                load_reward(spec)
+            except TaskError as err:  # a RewardError: the module does not import or has no such function
+                raise ConfigError(options.message("reward", _reason(err, spec), spec)) from None
+        reward_components(cfg)  # the weights against the components
 
 
 def _reason(err: Exception, value: str) -> str:

@@ -25,13 +25,19 @@ def has_chat_template(tokenizer: Any) -> bool:
 
 
 def system_prompt(text: str | None) -> str | None:
-    """``--system-prompt`` as :func:`render` takes it: None (the template's default), ``none`` -> ``""``
-    (an empty system message), else the text (``\\n`` written as backslash-n becomes a newline)."""
-    if text is None:
+    """``--system-prompt`` as :func:`render` takes it: ``default`` or None -> None (the template's
+    default), ``none`` -> ``""`` (an empty system message), else the text (``\\n`` written as
+    backslash-n becomes a newline)."""
+    if text is None or text.strip().lower() == "default":
         return None
     if text.strip().lower() == "none":
         return ""
     return text.replace("\\n", "\n")
+
+
+def system_of(cfg: Any) -> str | None:
+    """The system prompt of a run configuration (its ``system_prompt`` field, :func:`system_prompt`)."""
+    return system_prompt(getattr(cfg, "system_prompt", None))
 
 
 def for_model(task: Any, tokenizer: Any) -> Any:
@@ -54,4 +60,4 @@ def render(tokenizer: Any, prompt: str, system: str | None = None) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-__all__ = ["PromptError", "for_model", "has_chat_template", "render", "system_prompt"]
+__all__ = ["PromptError", "for_model", "has_chat_template", "render", "system_of", "system_prompt"]

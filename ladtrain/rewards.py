@@ -236,6 +236,13 @@ class Rewarded:
     rewards: list[float | None]
     components: dict[str, list[float | None]]
     reasons: list[str]
+    notes: list[str] = field(default_factory=list)  # a failed component's info, else the verdict's
+
+    def scores(self) -> list[Score]:
+        """One Score per sample carrying the training reward (the verifier's answer, the sample's reason)."""
+        notes = self.notes or [v.info for v in self.verdicts]
+        return [Score(r, v.answer, note, reason)
+                for r, v, note, reason in zip(self.rewards, self.verdicts, notes, self.reasons)]
 
     def component_means(self) -> dict[str, float]:
         """``rewards/<name>/mean`` of every component (mean over the samples it scored; NaN if none)."""
@@ -262,6 +269,7 @@ def compute(parts: Sequence[Component], task: Task, problems: Sequence[Problem],
                                  scorer=lambda ps, cs: score(task, ps, cs))
     values: dict[str, list[float | None]] = {}
     failed = [False] * n
+    notes = [v.info for v in verdicts]
     for part in parts:
         if part.fn is None and part.spec == "task":
             values[part.name] = [v.reward for v in verdicts]
@@ -275,16 +283,18 @@ def compute(parts: Sequence[Component], task: Task, problems: Sequence[Problem],
                 for e, fp in zip(extra, formatted_prompts):
                     e["formatted_prompt"] = fp
             rows = [replace(p, meta={**p.meta, **e}) for p, e in zip(problems, extra)]
-            got = [s.reward for s in score(RewardTask(task, part.fn, part.spec), rows, completions)]
-            failed = [f or g is None for f, g in zip(failed, got)]
-            values[part.name] = got
+            got = score(RewardTask(task, part.fn, part.spec), rows, completions)
+            for i, s in enumerate(got):
+                if s.reward is None and not failed[i]:
+                    failed[i], notes[i] = True, f"{part.name}: {s.info}"
+            values[part.name] = [s.reward for s in got]
     weights = {p.name: p.weight for p in parts}
     rewards: list[float | None] = []
     for i in range(n):
         terms = [weights[name] * v[i] for name, v in values.items() if v[i] is not None]
         rewards.append(float(sum(terms)) if terms else None)
     reasons = ["reward_error" if f else v.reason for f, v in zip(failed, verdicts)]
-    return Rewarded(verdicts, rewards, values, reasons)
+    return Rewarded(verdicts, rewards, values, reasons, notes)
 
 
 __all__ = ["Component", "RewardError", "RewardTask", "Rewarded", "components", "compute", "load_reward",

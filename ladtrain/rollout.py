@@ -2,8 +2,9 @@
 
 ``Sampler`` is the extension point (a Protocol): anything with ``sample(prompts, group_size) -> Rollout``
 can feed the trainer (a vLLM engine, a server). :class:`HFSampler` uses ``model.generate`` with the KV
-cache and temperature sampling (no top-k / top-p, so samples come from the policy itself at that
-temperature).
+cache and temperature sampling; by default no top-k / top-p, so samples come from the policy itself at
+that temperature (``top_p < 1`` or ``top_k > 0`` sample from a truncated policy, while
+:func:`token_logprobs` scores the full tempered one, as TRL does).
 
 Shapes: ``B = n_prompts * G`` sequences, ordered prompt-major (rows ``i*G .. i*G+G-1`` share prompt
 ``i``); ``P`` prompt tokens (left-padded), ``T`` completion tokens (right-padded). A completion ends at
@@ -153,6 +154,8 @@ class HFSampler:
     tokenizer: object
     temperature: float = 1.0
     max_new_tokens: int = 16
+    top_p: float = 1.0  # nucleus sampling (1: off)
+    top_k: int = 0  # the k most likely tokens (0: off)
     share_prompts: bool = True  # False: prefill every row's prompt (an ablation; the same samples, slower)
 
     @torch.no_grad()
@@ -191,8 +194,8 @@ class HFSampler:
             attention_mask=prompt_mask,
             do_sample=True,
             temperature=self.temperature,
-            top_k=0,
-            top_p=1.0,
+            top_k=self.top_k,
+            top_p=self.top_p,
             max_new_tokens=self.max_new_tokens,
             use_cache=True,
             pad_token_id=tok.pad_token_id,

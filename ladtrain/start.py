@@ -33,6 +33,8 @@ from ladtrain.compact_sampler import CompactSampler
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults
 from ladtrain.losses import Loss
+from ladtrain.prompts import system_of
+from ladtrain.rollout import HFSampler
 from ladtrain.step import Step, check
 from ladtrain.tasks import Problem, Task
 
@@ -90,10 +92,12 @@ def run_folder(cfg: TrainConfig) -> Path:
 
 def checkpoint_every(cfg: TrainConfig, world: distributed.World) -> int:
     """``--checkpoint-every``, or 0 (with a warning) where resumable checkpoints are not supported yet:
-    LoRA (the trained state is an adapter). FSDP2 across processes writes sharded ones
-    (:func:`ladtrain.checkpoint.save_training`)."""
-    if cfg.checkpoint_every and cfg.lora_r:
-        warnings.warn("resumable checkpoints are off with --lora-r (not supported yet)")
+    LoRA under FSDP2 across processes. FSDP2 alone writes sharded ones
+    (:func:`ladtrain.checkpoint.save_training`); a LoRA checkpoint holds the adapters and the optimizer,
+    and the frozen base is the base policy, loaded again."""
+    if cfg.checkpoint_every and cfg.lora_r and world.is_distributed and cfg.parallel == "fsdp2":
+        warnings.warn("resumable checkpoints are off with --lora-r under --parallel fsdp2 "
+                      "(not supported yet)")
         return 0
     return cfg.checkpoint_every
 
@@ -171,7 +175,10 @@ class Begin:
     def resumed(cls, cfg: TrainConfig, out: Path, world: distributed.World,
                 problems: dict[str, list[Problem]]) -> Begin:
         state = checkpoint.latest_training(out, clean=world.is_main)  # the newest complete checkpoint
-        return cls(state.model, state.tokenizer, state.info["base_info"],
+        model = state.model
+        if model is None:  # LoRA: the checkpoint holds the adapters; the frozen base is the base policy
+            model = base_policy(cfg, problems["warm"], world, False)[0]
+        return cls(model, state.tokenizer, state.info["base_info"],
                    base=lambda: base_policy(cfg, problems["warm"], world, False)[0],
                    base_eval=state.info["base_eval"], state=state,
                    previous_run=json.loads((out / "run.json").read_text()))
@@ -202,14 +209,21 @@ def write_run_info(cfg: TrainConfig, out: Path, world: distributed.World, device
         atomic.write_atomically(out / "run.json", json.dumps(info, indent=2))
 
 
-def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: torch.device):
+def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: torch.device, adapters=None):
     """``(model, train_model)``: the policy on its device with the model options on (gradient
-    checkpointing, LoRA), and its DDP/FSDP2 wrapper for the update's forward passes."""
+    checkpointing, LoRA; ``adapters``: a resumed LoRA run's trained adapter weights, put on the new
+    adapters), and its DDP/FSDP2 wrapper for the update's forward passes. Gradients left by the warm-up
+    are cleared first: under LoRA the frozen base keeps them otherwise, and they entered the gradient norm
+    (found by the LoRA resume test: a fresh run's grad_norm depended on whether the base was just warmed
+    up in the same process)."""
+    model.zero_grad(set_to_none=True)
     model.to(device)
     if cfg.gradient_checkpointing:
         models.enable_gradient_checkpointing(model)
     if cfg.lora_r:
         model = models.apply_lora(model, models.Lora(r=cfg.lora_r, alpha=cfg.lora_alpha))
+        if adapters is not None:  # --resume of a LoRA run: its trained adapters
+            models.load_adapters(model, adapters)
     return model, distributed.prepare(model, cfg.parallel, world, device)[0]
 
 
@@ -220,9 +234,9 @@ def fit_context(train: list[Problem], test: list[Problem], model, tokenizer, cfg
     context = models.context_length(model)
     kept = []
     for split, problems in (("train", train), ("test", test)):
-        fit, dropped = models.fitting_prompts(
-            problems, tokenizer, context, cfg.max_new_tokens, models.format_prompt
-        )
+        system = system_of(cfg)
+        fit, dropped = models.fitting_prompts(problems, tokenizer, context, cfg.max_new_tokens,
+                                              lambda tok, text: models.format_prompt(tok, text, system))
         if not fit:
             raise ConfigError(
                 f"--max-new-tokens {cfg.max_new_tokens}: no {split} prompt of --task {cfg.task} "
@@ -238,7 +252,12 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
             world: distributed.World, device: torch.device) -> Step:
     """The step's objects: the sampler, FlowRL's frozen reference (a copy of the base) and learned log Z
     head, and AdamW over the policy and the head with the warm-up-then-constant/cosine schedule."""
-    sampler = CompactSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens)  # ended rows free
+    if cfg.top_p < 1 or cfg.top_k:  # truncated sampling: generate's (CompactSampler: the full policy)
+        sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens, top_p=cfg.top_p,
+                            top_k=cfg.top_k)
+    else:
+        sampler = CompactSampler(model, begin.tokenizer, cfg.temperature,
+                                 cfg.max_new_tokens)  # ended rows free
     ref_model = (
         copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
     )
@@ -248,20 +267,19 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
     optimizer = torch.optim.AdamW(list(models.trainable_parameters(train_model)) + head, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    return Step(
-        cfg,
-        loss,
-        task,
-        model,
-        begin.tokenizer,
-        sampler,
-        optimizer,
-        schedule,
-        train_model=train_model,
-        world=world,
-        ref_model=ref_model,
-        z_head=z_head,
-    )
+    return Step(cfg, loss, task, model, begin.tokenizer, sampler, optimizer, schedule,
+                train_model=train_model, world=world, ref_model=ref_model, z_head=z_head,
+                rewards=reward_components(cfg))
+
+
+def reward_components(cfg: TrainConfig):
+    """The training reward's components (``--reward``, ``--reward-weights``; :mod:`ladtrain.rewards`)."""
+    from ladtrain.rewards import RewardError, components
+
+    try:
+        return components(cfg.reward, cfg.reward_weights)
+    except RewardError as err:
+        raise ConfigError(str(err) if str(err).startswith("--reward") else f"--reward: {err}") from None
 
 
 def trained_modules(step: Step) -> dict[str, torch.nn.Module]:
@@ -269,21 +287,6 @@ def trained_modules(step: Step) -> dict[str, torch.nn.Module]:
     return {"log_z_head": step.z_head} if step.z_head is not None else {}
 
 
-__all__ = [
-    "Begin",
-    "PACKAGES",
-    "base_policy",
-    "checkpoint_every",
-    "fit_context",
-    "lr_lambda",
-    "package_versions",
-    "prepare_model",
-    "rl_step",
-    "run_folder",
-    "seed_everything",
-    "splits",
-    "start_up",
-    "trained_modules",
-    "warmup_spec",
-    "write_run_info",
-]
+__all__ = ["Begin", "PACKAGES", "base_policy", "checkpoint_every", "fit_context", "lr_lambda",
+           "package_versions", "prepare_model", "reward_components", "rl_step", "run_folder",
+           "seed_everything", "splits", "start_up", "trained_modules", "warmup_spec", "write_run_info"]

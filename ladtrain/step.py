@@ -5,8 +5,12 @@ calls them once per step, and ``benchmarks/step_profile.py`` times these very fu
 Data flow of one step (``n`` prompts, ``G`` completions each, ``B = n G`` rows prompt-major, ``T``
 completion tokens)::
 
-    prompts --Sampler.sample--> Rollout (B, T) --scoring.score--> scores (B,) --group_advantages--> A (B,)
-      --> Batch (rollout, rewards, advantages, mask, per-sample truncation)
+    prompts --Sampler.sample--> Rollout (B, T) --rewards.compute--> verdicts, rewards (B,)
+      --group_advantages--> A (B,) --> Batch (rollout, rewards, advantages, mask, per-sample truncation)
+
+The rewards are :func:`ladtrain.rewards.compute`'s: the weighted sum of the run's reward components
+(default: the task's verifier alone), a completion cut at ``--max-new-tokens`` scoring 0 under the
+default truncation policy; the verifier's verdicts (correctness, reasons) travel with the batch.
     Batch --token_logprobs--> logp (b, T) per micro-batch --Loss(LossInputs)--> loss --backward--> .grad
       --clip_grad_norm_--> faults.update_ok? --> optimizer.step, schedule.step
 
@@ -48,7 +52,7 @@ from typing import Any, Callable, ContextManager, Sequence
 import torch
 from torch import Tensor
 
-from ladtrain import distributed, models, partition, scoring
+from ladtrain import distributed, models, partition, prompts, rewards, scoring
 from ladtrain.advantages import group_advantages
 from ladtrain.config import ConfigError
 from ladtrain.distributed import World
@@ -85,6 +89,7 @@ class Step:
     z_head: partition.LogZHead | None = None  # FlowRL's learned log Z (loss.needs_log_z)
     share_prompts: bool | None = None  # token_logprobs: None = run each group's prompt once where exact
     old_pass: bool = False  # a no-grad logp_old pass even at one update per rollout (benchmark ablation)
+    rewards: tuple[rewards.Component, ...] = ()  # the training reward's components (): the verifier alone
     chunked: bool | None = None  # token_logprobs: None = chunked where exact; False = the (B, T, V) logits
     buckets: bool = True  # token_logprobs: length buckets where they save work; False = one pass (ablation)
 
@@ -143,6 +148,8 @@ class Batch:
     advantages: Tensor  # (B,)
     mask: Tensor  # (B, T) completion tokens of the scored samples
     finished: Tensor  # (B,) bool: the completion ended with EOS
+    rewarded: rewards.Rewarded | None = None  # the verifier's verdicts and reasons, each component's values
+    prompts: list[str] | None = None  # (n,) the text each prompt was given to the tokenizer as
 
     @property
     def group_size(self) -> int:
@@ -161,23 +168,41 @@ class Batch:
 def collect(step: Step, problems: Sequence[Problem], faults: Faults, phase: Phase = no_phase) -> Batch:
     """Sample ``G`` completions per prompt, score them, and form the advantages and loss mask; faults
     (a reward that raises or is not finite, empty, truncated, equal-reward groups) are counted."""
-    G, device = step.cfg.group_size, step.device
+    G, device, cfg = step.cfg.group_size, step.device, step.cfg
+    system = prompts.system_of(cfg)
     with phase("generation"):
         step.model.eval()
-        rollout = step.sampler.sample([models.format_prompt(step.tokenizer, p.prompt) for p in problems], G)
+        texts = [models.format_prompt(step.tokenizer, p.prompt, system) for p in problems]
+        rollout = step.sampler.sample(texts, G)
     with phase("reward"):
-        scored_batch = scoring.score(step.task, [p for p in problems for _ in range(G)], rollout.texts)
-        scores = faults.record(scored_batch)  # raising, NaN: reward None
+        finished = ends_with_eos(rollout, step.tokenizer.eos_token_id)  # (B,)
+        found: list[scoring.Scored] = []  # every scoring pass (the verifier, each user reward function)
+
+        def score(task: Task, ps: Sequence[Problem], cs: Sequence[str]) -> list[Score]:
+            found.append(scoring.score(task, ps, cs))
+            return found[-1].scores
+
+        rewarded = rewards.compute(
+            step.rewards or rewards.components(), step.task, [p for p in problems for _ in range(G)],
+            rollout.texts, formatted_prompts=[t for t in texts for _ in range(G)],
+            truncated=(~finished & (rollout.lengths > 0)).tolist(), lengths=rollout.lengths.tolist(),
+            max_new_tokens=getattr(cfg, "max_new_tokens", None),
+            truncation=getattr(cfg, "truncation", "zero"),
+            score=score)
+        batch_error = next((s.batch_error for s in found if s.batch_error), None)
+        scores = faults.record(scoring.Scored(rewarded.scores(), [f for s in found for f in s.failures],
+                                              batch_error))  # the training rewards; raising, NaN: None
         scored = torch.tensor([s.reward is not None for s in scores], device=device)  # (B,)
-        rewards = torch.tensor([s.reward if s.reward is not None else math.nan for s in scores],
-                               dtype=torch.float32, device=device)  # (B,)
-        group_mean = torch.nanmean(rewards.view(-1, G), dim=1).nan_to_num(0.0).repeat_interleave(G)  # (B,)
-        rewards_filled = torch.where(scored, rewards, group_mean)  # (B,)
-        advantages = group_advantages(rewards, G, scale=step.cfg.adv_scale)  # (B,) unscored: dropped, A = 0
+        reward_values = torch.tensor([s.reward if s.reward is not None else math.nan for s in scores],
+                                     dtype=torch.float32, device=device)  # (B,)
+        group_mean = torch.nanmean(reward_values.view(-1, G), dim=1).nan_to_num(0.0)  # (n,)
+        group_mean = group_mean.repeat_interleave(G)  # (B,)
+        rewards_filled = torch.where(scored, reward_values, group_mean)  # (B,)
+        advantages = group_advantages(reward_values, G, scale=step.cfg.adv_scale)  # (B,) unscored: A = 0
         faults.rollout(rollout, step.tokenizer.eos_token_id, rewards_filled)  # empty, truncated, equal groups
         mask = rollout.completion_mask * scored[:, None]  # (B, T)
-    return Batch(list(problems), rollout, scores, rewards, rewards_filled, scored, advantages, mask,
-                 ends_with_eos(rollout, step.tokenizer.eos_token_id))
+    return Batch(list(problems), rollout, scores, reward_values, rewards_filled, scored, advantages, mask,
+                 finished, rewarded, texts)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -41,7 +41,11 @@ LOSSES = [
 TEXT_INSIDE = {  # fields whose domain is a registry lookup: values the registry accepts
     "loss": st.sampled_from(LOSSES),
     "task": st.sampled_from(["countdown", "countdown:3", "humaneval", "jsonl:x.jsonl"]),
-    "reward": st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,6})?:[a-z_]{1,8}", fullmatch=True),
+    "reward": st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,6})?:[a-z_]{1,8}", fullmatch=True)
+    | st.sampled_from(["task", "overlong", "overlong:8"]),
+    "reward_weights": st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=3).map(
+        lambda xs: ",".join(repr(x) for x in xs)),
+    "log_samples": st.sampled_from(["0", "4", "17", "all", "ALL"]),
     "reference": st.sampled_from(["grpo", "lad:js", "grpo/u4"]),
     "divergences": st.sampled_from(["js", "kl", "rkl", "tv", "hellinger", "alpha:0.5"]),
     "baselines": st.sampled_from(["grpo", "flowrl"]),
@@ -51,7 +55,10 @@ TEXT_INSIDE = {  # fields whose domain is a registry lookup: values the registry
 TEXT_OUTSIDE = {
     "loss": st.sampled_from(["ppo", "lad:nope", "grpo:3", "lad:alpha:1"]),
     "task": st.sampled_from(["nope", "gym:x", "countdown,=1"]),
-    "reward": st.sampled_from(["nocolon", "mod:", "missing_file.py:f", "mod:not-an-identifier"]),
+    "reward": st.sampled_from(
+        ["nocolon", "mod:", "missing_file.py:f", "mod:not-an-identifier", "overlong:0"]),
+    "reward_weights": st.sampled_from(["x", "1,a", "inf", "1,nan"]),
+    "log_samples": st.sampled_from(["-1", "some", "1.5"]),
     "divergences": st.sampled_from(["nope", "alpha:1", "js2"]),
     "baselines": st.sampled_from(["ppo", "lad"]),
     "losses": st.sampled_from(["ppo", "lad:nope"]),
@@ -106,6 +113,8 @@ def inside(name: str, domain: options.Domain, paths) -> st.SearchStrategy:
             return st.sampled_from(["builtin", str(paths / "hf")]).map(lambda v: (v, v))
         if domain.holding:
             return st.just((str(paths / "run"), str(paths / "run")))
+        if domain.exists and domain.file:  # an existing file (--instruction-file)
+            return st.just((str(paths / "a-file"), str(paths / "a-file")))
         folder = [] if domain.file else [str(paths / "hf")]
         return st.sampled_from([str(paths / "new-folder"), "relative/out", *folder]).map(lambda v: (v, v))
     if isinstance(domain, Seeds):
@@ -246,7 +255,8 @@ def _iterated_classes():
 
 
 def _value(parsed, name):
-    return parsed[name] if isinstance(parsed, dict) else getattr(parsed, name)
+    value = parsed[name] if isinstance(parsed, dict) else getattr(parsed, name)
+    return tuple(value) if isinstance(value, list) else value  # to_dict writes a tuple as a JSON list
 
 
 COMMANDS = {

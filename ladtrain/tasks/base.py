@@ -157,11 +157,13 @@ def score_completions(task: Task, problems: Sequence[Problem], completions: Sequ
     return [cut_score if cut[i] else next(scored) for i in range(n)]
 
 
-def reason_counts(scores: Sequence[Score]) -> dict[str, int]:
-    """How many scores have each reason, in the order of :data:`REASONS` (reasons with no score left out)."""
+def reason_counts(scores: Sequence[Score | str]) -> dict[str, int]:
+    """How many scores (or reason strings) have each reason, in the order of :data:`REASONS` (reasons
+    with no score left out)."""
     counts = {r: 0 for r in REASONS}
     for s in scores:
-        counts[s.reason] = counts.get(s.reason, 0) + 1
+        r = s if isinstance(s, str) else s.reason
+        counts[r] = counts.get(r, 0) + 1
     return {r: c for r, c in counts.items() if c}
 
 

@@ -107,7 +107,7 @@ def test_compare_rerun_reuses_finished_runs_and_resumes_an_unfinished_one(cache,
     argv = ["--losses", "lad:js,grpo", "--seeds", "1", "--steps", "2", "--prompts-per-step", "2",
             "--group-size", "2", "--eval-problems", "3", "--eval-samples", "2", "--max-new-tokens", "6",
             "--warmup-steps", "3", "--warmup-batch", "4", "--checkpoint-every", "1", "--no-progress",
-            "--out", str(tmp_path / "study")]
+            "--keep-resumable", "--out", str(tmp_path / "study")]  # kept: the "kill" below needs them
     assert cli.main(["compare", *argv]) == 0
     runs = tmp_path / "study" / "runs"
     finished = (runs / "lad-js" / "seed0" / "summary.json").read_text()

@@ -157,7 +157,8 @@ def test_prompts_longer_than_the_context_are_dropped_and_counted():
 
 def run_config(tmp_path, tiny, **kw) -> TrainConfig:
     return replace(TrainConfig(), out=str(tmp_path / "run"), device="cpu", threads=1,
-                   **{**tiny, "checkpoint_every": 1, "keep_checkpoints": 10, **kw}).validate()
+                   **{**tiny, "checkpoint_every": 1, "keep_checkpoints": 10, "keep_resumable": True,
+                      **kw}).validate()
 
 
 def rows_of(run) -> list[dict]:

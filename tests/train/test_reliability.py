@@ -30,7 +30,8 @@ def varied_task(monkeypatch):
 
 def config(tmp_path, tiny, name="run", **kw) -> TrainConfig:
     return replace(TrainConfig(), out=str(tmp_path / name), device="cpu", threads=1,
-                   **{**tiny, "checkpoint_every": 1, "keep_checkpoints": 10, **kw}).validate()
+                   **{**tiny, "checkpoint_every": 1, "keep_checkpoints": 10, "keep_resumable": True,
+                      **kw}).validate()
 
 
 def tiny_argv(tiny, out) -> list[str]:

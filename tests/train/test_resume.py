@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ladtrain import checkpoint, cli
+from ladtrain import checkpoint, cli, samples_log
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[2]
@@ -34,7 +34,9 @@ def varied_reward(prompts, completions, **kwargs):
 def flags(out: Path, steps: int = 6) -> list[str]:
     return ["--out", str(out), "--steps", str(steps), "--warmup-steps", "4", "--warmup-batch", "8",
             "--prompts-per-step", "3", "--group-size", "2", "--eval-problems", "3", "--eval-samples", "2",
-            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100", "--threads", "1",
+            "--max-new-tokens", "6", "--checkpoint-every", "1", "--keep-checkpoints", "100",
+            "--keep-resumable",
+            "--threads", "1",
             "--reward", f"{HERE}:varied_reward", "--lr", "3e-3", "--device", "cpu", "--no-progress"]
 
 
@@ -162,6 +164,7 @@ def test_sigkill_in_the_middle_of_writing_a_checkpoint_leaves_only_complete_ones
     {"loss": "grpo", "updates_per_rollout": 2, "lr_schedule": "cosine"},  # a no-grad logp_old pass, a decay
     {"loss": "lad:kl", "level": "sequence", "adv_scale": "batch_std"},
     {"loss": "flowrl"},  # its frozen reference (the base, loaded again) and its trained log Z head
+    {"lora_r": 4, "lora_alpha": 8.0},  # the checkpoint holds adapters and optimizer; the base is loaded again
 ])
 def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules(
     cache, tmp_path, tiny, options, monkeypatch
@@ -172,22 +175,11 @@ def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules
     from ladtrain.config import TrainConfig
     from ladtrain.rewards import with_reward
 
-    monkeypatch.setattr(
-        trainer, "load_task", lambda cfg: with_reward(trainer.get_task(cfg.task), varied_reward)
-    )
-    cfg = replace(
-        TrainConfig(),
-        **{
-            **tiny,
-            "steps": 4,
-            "checkpoint_every": 1,
-            "keep_checkpoints": 10,
-            "lr": 3e-3,
-            "device": "cpu",
-            "threads": 1,
-            **options,
-        },
-    )
+    monkeypatch.setattr(trainer, "load_task",
+                        lambda cfg: with_reward(trainer.get_task(cfg.task), varied_reward))
+    cfg = replace(TrainConfig(), **{**tiny, "steps": 4, "checkpoint_every": 1, "keep_checkpoints": 10,
+                                    "keep_resumable": True, "lr": 3e-3, "device": "cpu", "threads": 1,
+                                    **options})
     trainer.train(replace(cfg, out=str(tmp_path / "reference")).validate())
     cut = tmp_path / "cut"
     trainer.train(replace(cfg, out=str(cut)).validate())
@@ -196,6 +188,13 @@ def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules
     (cut / "summary.json").unlink()
     trainer.train(replace(cfg, out=str(cut), resume=str(cut)).validate())
     assert metric_rows(cut) == metric_rows(tmp_path / "reference")
+    # samples.jsonl: the records after the checkpoint were dropped and written again, as in the reference
+    reference = samples_log.read(tmp_path / "reference" / "samples.jsonl")
+    assert samples_log.read(cut / "samples.jsonl") == reference
+    seconds = json.loads((cut / "summary.json").read_text())["seconds"]  # total counts the earlier session
+    assert seconds["total"] >= seconds["rl"]
+    if options.get("lora_r"):  # adapters and optimizer only: no copy of the base weights in the checkpoint
+        assert not (checkpoint.step_folder(cut, 2) / "model.safetensors").exists()
     from safetensors.torch import load_file
 
     a, b = (load_file(tmp_path / n / "checkpoint" / "model.safetensors") for n in ("cut", "reference"))
