@@ -35,15 +35,17 @@ Methods (all trained by the same optimiser on the same logits):
   gives the exact expected gradient ``sum_i pi_theta(i) f'(u_i) grad log pi_theta(i)``
   (tests/theory/test_bandit.py checks it against this closed form). *Sampled* mode passes ``G`` arms
   drawn from ``pi_old`` (Eq. 8's Monte-Carlo estimate, unbiased).
-* ``grpo``: GRPO-style advantage maximisation, written here at bandit size (ladtheory must not import
-  ladtrain): normalised advantage ``Â = (A - mean)/(std + 1e-6)`` and the PPO clipped surrogate
+* ``grpo``: GRPO-style advantage maximisation through the trainer's own
+  :func:`ladtheory.baselines.grpo_loss` (:func:`grpo_surrogate`, one-token responses):
+  normalised advantage ``Â = (A - mean)/(std + 1e-6)`` and the PPO clipped surrogate
   ``-E[min(r Â, clip(r, 1-eps, 1+eps) Â)]`` with ``r = pi_theta/pi_old`` and ``pi_old`` = the policy
   that drew the samples (the current one: GRPO refreshes it each step; no KL penalty, beta = 0, the
   common modern setting). Exact mode: the expectation over ``i ~ pi_theta`` with the population mean
   and standard deviation; sampled mode: ``G`` draws from ``pi_theta``, group mean and (Bessel) std.
   With one update per group ``r = 1`` when the gradient is taken, so the clip never binds here; it is
   kept so the surrogate is GRPO's.
-* ``flowrl``: trajectory balance with a learned scalar ``log Z`` (a bandit has one prompt, so FlowRL's
+* ``flowrl``: trajectory balance (the trainer's :func:`ladtheory.baselines.flowrl_loss`, through
+  :func:`trajectory_balance`) with a learned scalar ``log Z`` (a bandit has one prompt, so FlowRL's
   MLP head ``log Z_phi(x)`` is one number), in the settings under which FlowRL and LAD(kl) coincide
   (docs/paper-notes.md section 5): ``pi_ref = pi_old``, ``beta = 1/eta``, ``r_hat = A``:
   ``E_{i~pi_theta}[w (log Z + log pi_theta(i) - A(i)/eta - log pi_ref(i))^2]`` with the detached
@@ -88,7 +90,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ladtheory import divergences, flags, options
+from ladtheory import baselines, divergences, flags, options
 from ladtheory.divergences import FDivergence
 from ladtheory.objective import lad_loss
 from ladtheory.options import Choice, Flag, Int, Real, Several, Text, option
@@ -226,42 +228,43 @@ def build(config: BanditConfig) -> Bandit:
 
 
 def grpo_surrogate(logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor,
-                   weights: torch.Tensor, *, clip_eps: float = 0.2) -> tuple[torch.Tensor, dict]:
-    r"""GRPO's clipped surrogate at bandit size (one-token responses, no KL term):
+                   weights: torch.Tensor, *, clip_eps: float | None = 0.2) -> tuple[torch.Tensor, dict]:
+    r"""GRPO's clipped surrogate at bandit size: :func:`ladtheory.baselines.grpo_loss` itself (the
+    trainer's function, ``norm="grpo"``) on one-token responses, shape ``(N, 1)`` with mask ones:
 
     .. math::  \mathcal L = -\sum_n w_n \min\big(r_n \hat A_n,\ \mathrm{clip}(r_n, 1-\epsilon, 1+\epsilon)
                \hat A_n\big), \qquad r_n = e^{\log\pi_\theta(y_n) - \log\pi_{\mathrm{old}}(y_n)} .
 
     Args: ``logp`` (N,) with grad; ``logp_old`` (N,); ``advantages`` (N,) already normalised;
-    ``weights`` (N,) summing to 1 (``1/G`` for a sampled group, ``pi_old(i)`` in exact mode).
+    ``weights`` (N,) summing to 1 (``1/G`` for a sampled group, ``pi_old(i)`` in exact mode);
+    ``clip_eps`` in (0, 1), or ``None`` for no clip (``-sum_n w_n r_n A_n``). Returns grpo_loss's
+    ``(loss, terms)`` (its terms are uniform means over the N rows, not ``w``-weighted).
     """
-    ratio = torch.exp(logp - logp_old.detach())  # (N,)
-    adv = advantages.detach()
-    surrogate = torch.minimum(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv)  # (N,)
-    loss = -(weights.detach() * surrogate).sum()
-    with torch.no_grad():
-        clipped = ((ratio - 1.0).abs() > clip_eps).to(DTYPE)
-        terms = {"clip_frac": (weights * clipped).sum(), "adv_abs_mean": (weights * adv.abs()).sum()}
-    return loss, terms
+    ones = torch.ones_like(logp)[:, None]  # (N, 1)
+    return baselines.grpo_loss(logp[:, None], logp_old[:, None], advantages, ones, clip_eps=clip_eps,
+                               norm="grpo", weights=weights)
 
 
 def trajectory_balance(logp: torch.Tensor, logp_ref: torch.Tensor, log_z: torch.Tensor,
                        rewards: torch.Tensor, weights: torch.Tensor, *, beta: float,
-                       importance: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    r"""FlowRL's trajectory-balance loss at bandit size (responses of length 1, so no 1/|y|):
+                       clip_eps: float | None = None) -> tuple[torch.Tensor, dict]:
+    r"""FlowRL's trajectory-balance loss at bandit size: :func:`ladtheory.baselines.flowrl_loss` itself
+    (the trainer's function) on responses of length 1 (shape ``(N, 1)``, mask ones, so no 1/|y|):
 
     .. math::  \mathcal L = \sum_n w_n\, \bar w_n \big(\log Z + \log\pi_\theta(y_n) - \beta \hat r_n
                - \log\pi_{\mathrm{ref}}(y_n)\big)^2 ,
 
-    with ``w_n`` the expectation weights (N,) and ``\bar w_n`` FlowRL's detached, clipped importance
-    weight (``importance``, default 1). ``log_z`` is a 0-dim tensor with grad.
+    with ``w_n`` the expectation weights (N,) and ``\bar w_n`` FlowRL's detached importance weight
+    against the on-policy ``pi_old = pi_theta`` (``logp.detach()``, so ``\bar w_n = 1`` exactly),
+    clamped to ``[1 - clip_eps, 1 + clip_eps]`` when ``clip_eps`` is given (unclamped for None).
+    ``log_z`` is a 0-dim tensor with grad (one prompt), broadcast to the N rows.
+    Returns flowrl_loss's ``(loss, terms)``.
     """
-    imp = torch.ones_like(logp) if importance is None else importance.detach()
-    residual = log_z + logp - beta * rewards.detach() - logp_ref.detach()  # (N,)
-    loss = (weights.detach() * imp * residual**2).sum()
-    with torch.no_grad():
-        terms = {"residual_abs_mean": (weights * residual.abs()).sum(), "log_z": log_z.detach().clone()}
-    return loss, terms
+    n = logp.shape[0]
+    lo, hi = (None, None) if clip_eps is None else (1.0 - clip_eps, 1.0 + clip_eps)
+    return baselines.flowrl_loss(logp[:, None], logp_ref[:, None], logp.detach()[:, None], rewards,
+                                 torch.ones_like(logp)[:, None], log_z.expand(n), beta=beta,
+                                 weight_max=hi, weight_min=lo, weights=weights)
 
 
 def normalised(values: torch.Tensor, weights: torch.Tensor, *, unbiased: bool) -> torch.Tensor:
@@ -331,10 +334,9 @@ def _flowrl_loss(bandit: Bandit, config: BanditConfig, logits: torch.Tensor, log
                                   beta=1.0 / config.eta)
     g = draw.arms.shape[0]
     logp = logp_all[draw.arms]  # (G,)
-    importance = torch.exp(logp - logp.detach()).clamp(1.0 - config.clip_eps, 1.0 + config.clip_eps)
     return trajectory_balance(logp, bandit.log_ref[draw.arms], log_z, bandit.advantage[draw.arms],
                               torch.full((g,), 1.0 / g, dtype=DTYPE), beta=1.0 / config.eta,
-                              importance=importance)
+                              clip_eps=config.clip_eps)
 
 
 def lad_method(divergence: str | FDivergence, *, reference: str = "initial") -> Method:

@@ -297,3 +297,78 @@ def test_gspo_and_flowrl_agree_with_plain_python_on_random_batches():
             weight_max=1.05,
         )
         _close(loss, flow_ref)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Expectation weights and the unclipped surrogate (the bandit's uses of these losses, ladtheory/bandit.py)
+
+
+def test_grpo_expectation_weights_match_hand_computation():
+    logp, logp_old, adv, mask = grpo_case()
+    w = torch.tensor([0.25, 0.75], dtype=F64)
+    loss, _ = grpo_loss(logp, logp_old, adv, mask, clip_eps=0.2, norm="grpo", weights=w)
+    loss.backward()
+    # seq means -2.3 and 1.1 (see grpo_case): 0.25 * -2.3 + 0.75 * 1.1 = 0.25 (the mean would be -0.6)
+    _close(loss, 0.25)
+    # grad = w_i dl/dlogp / |y_i|: -2.2 * 0.25 / 2 | 1.5 * 0.75 / 3, 1.0 * 0.75 / 3
+    _close(logp.grad, [[-0.275, 0.0, 0.0], [0.0, 0.375, 0.25]])
+
+
+def test_grpo_uniform_weights_equal_the_default_mean():
+    logp, logp_old, adv, mask = grpo_case()
+    plain, _ = grpo_loss(logp, logp_old, adv, mask, norm="grpo")
+    weighted, _ = grpo_loss(logp, logp_old, adv, mask, norm="grpo", weights=torch.full((2,), 0.5, dtype=F64))
+    _close(weighted, plain)
+
+
+def test_grpo_without_clip_is_the_plain_surrogate():
+    logp, logp_old, adv, mask = grpo_case()
+    loss, terms = grpo_loss(logp, logp_old, adv, mask, clip_eps=None, norm="grpo")
+    loss.backward()
+    # l = -r A: seq0 -2.2, -3.0 (mean -2.6); seq1 0.5, 1.5, 1.0 (mean 1.0) -> (-2.6 + 1.0) / 2 = -0.8
+    _close(loss, -0.8)
+    _close(logp.grad, [[-0.55, -0.75, 0.0], [0.5 / 6, 1.5 / 6, 1.0 / 6]])  # nothing gated
+    _close(terms["clip_frac"], 0.0)
+
+
+def test_weights_and_no_clip_reject_bad_arguments():
+    logp, logp_old, adv, mask = grpo_case()
+    for bad in (torch.tensor([0.5, 0.6], dtype=F64), torch.tensor([1.5, -0.5], dtype=F64),
+                torch.tensor([1.0], dtype=F64)):
+        with pytest.raises(BaselineError, match="weights"):
+            grpo_loss(logp, logp_old, adv, mask, weights=bad)
+    with pytest.raises(BaselineError, match="norm 'grpo'"):
+        grpo_loss(logp, logp_old, adv, mask, norm="dapo", weights=torch.full((2,), 0.5, dtype=F64))
+    with pytest.raises(BaselineError, match="no clip"):
+        grpo_loss(logp, logp_old, adv, mask, clip_eps=None, clip_eps_high=0.3)
+    fl = flowrl_case()
+    with pytest.raises(BaselineError, match="weights"):
+        flowrl_loss(*fl, weights=torch.tensor([0.9, 0.9], dtype=F64))
+
+
+def test_flowrl_expectation_weights_match_hand_computation():
+    logp, logp_ref, logp_old, adv, mask, log_z = flowrl_case()
+    w = torch.tensor([0.25, 0.75], dtype=F64)
+    loss, _ = flowrl_loss(logp, logp_ref, logp_old, adv, mask, log_z, beta=2.0, weights=w)
+    loss.backward()
+    # importance 1 and 3, deltas 0.5 and 2: 0.25 * 0.25 + 0.75 * 3 * 4 = 9.0625 (the mean: 6.125)
+    _close(loss, 9.0625)
+    _close(log_z.grad, [2 * 0.25 * 0.5, 2 * 0.75 * 3 * 2.0])
+
+
+def test_bandit_wrappers_are_these_losses():
+    from ladtheory import bandit
+
+    gen = torch.Generator().manual_seed(3)
+    theta = torch.randn(6, generator=gen, dtype=F64, requires_grad=True)
+    logp = torch.log_softmax(theta, 0)
+    w = logp.detach().exp()
+    adv = torch.randn(6, generator=gen, dtype=F64)
+    old = logp.detach() + 0.3 * torch.randn(6, generator=gen, dtype=F64)  # ratios off 1: the clip acts
+    loss, _ = bandit.grpo_surrogate(logp, old, adv, w, clip_eps=0.2)
+    r = torch.exp(logp - old)
+    _close(loss, -(w * torch.minimum(r * adv, r.clamp(0.8, 1.2) * adv)).sum())
+    log_z = torch.tensor(0.4, dtype=F64, requires_grad=True)
+    ref = torch.full((6,), -math.log(6), dtype=F64)
+    tb, _ = bandit.trajectory_balance(logp, ref, log_z, adv, w, beta=2.0, clip_eps=0.2)
+    _close(tb, (w * (log_z + logp - 2.0 * adv - ref) ** 2).sum())
