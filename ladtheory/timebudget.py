@@ -1,8 +1,9 @@
 """A wall-clock budget for one call that may not return (a sympy ``factor`` or ``limit`` can run for minutes).
 
 :func:`within` runs ``fn()`` and returns its value, or raises :class:`Timeout` once ``seconds`` have
-passed. In the main thread of a POSIX process the call is interrupted by ``SIGALRM`` (``setitimer``), so a
-runaway sympy loop really stops. Anywhere else (another thread, Windows) the call runs in a daemon worker
+passed. In the main thread of a POSIX process the call is interrupted by ``SIGALRM``, sent by a watchdog
+thread at the deadline and every 0.1 s after it until the call returns, so a runaway sympy loop really
+stops. Anywhere else (another thread, Windows) the call runs in a daemon worker
 thread and :class:`Timeout` is raised when the wait expires; the worker cannot be killed and finishes in the
 background, but the caller gets its answer ("undecided") on time.
 """
@@ -26,7 +27,7 @@ class Timeout(Exception):
 
 
 def _main_thread_alarm_available() -> bool:
-    return threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    return threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_kill")
 
 
 def within(fn: Callable[[], T], seconds: float) -> T:
@@ -34,21 +35,38 @@ def within(fn: Callable[[], T], seconds: float) -> T:
     if seconds <= 0:
         raise Timeout(seconds)
     if _main_thread_alarm_available():
-        def on_alarm(signum, frame):
-            raise Timeout(seconds)
+        # A watchdog thread sends SIGALRM to the main thread at the deadline and again every 0.1 s until
+        # ``fn`` has returned. (A process-wide itimer is not enough: any library call that resets
+        # ITIMER_REAL or alarm() cancels it, and a budget silently became none.) Budgets nest: a signal
+        # meant for an outer budget is passed on to the outer handler.
+        deadline = time.monotonic() + seconds
+        state = {"armed": True}
+        done = threading.Event()
+        previous = signal.getsignal(signal.SIGALRM)
 
-        start = time.monotonic()
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        remaining, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+        def on_alarm(signum, frame):
+            if state["armed"] and time.monotonic() >= deadline:
+                raise Timeout(seconds)
+            if callable(previous):
+                previous(signum, frame)
+
+        def watchdog():
+            if done.wait(seconds):
+                return
+            while not done.is_set():
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+                done.wait(0.1)
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        dog = threading.Thread(target=watchdog, daemon=True, name="timebudget")
+        dog.start()
         try:
             return fn()
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            state["armed"] = False
+            done.set()
+            dog.join()
             signal.signal(signal.SIGALRM, previous)
-            if remaining:  # an outer budget was running: give it back what is left of it (at least 1 ms)
-                signal.setitimer(
-                    signal.ITIMER_REAL, max(remaining - (time.monotonic() - start), 1e-3), interval
-                )
     box: dict = {}
 
     def run():

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from ports import free_port  # sibling helper module (tests/train/ports.py)
+from ports import torchrun  # sibling helper module (tests/train/ports.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,15 +86,7 @@ def run_two_processes(tmp_path: Path, accumulation: int = 1) -> dict:
     script.write_text(WORKER)
     out = tmp_path / "result"
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(free_port()),
+        *torchrun(2),
         str(script),
         str(Path(__file__).parent),
         str(accumulation),

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from ports import free_port  # sibling helper module (tests/train/ports.py)
+from ports import torchrun  # sibling helper module (tests/train/ports.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,15 +23,7 @@ def torchrun_train(tmp_path: Path, cache: Path, tiny: dict, *extra: str) -> subp
     ]
     args = [a.replace("_", "-") for a in args]
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(free_port()),
+        *torchrun(2),
         "-m",
         "ladtrain",
         "train",

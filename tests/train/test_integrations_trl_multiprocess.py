@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from ports import free_port  # sibling helper module (tests/train/ports.py)
+from ports import torchrun  # sibling helper module (tests/train/ports.py)
 
 pytest.importorskip("trl")
 
@@ -59,15 +58,7 @@ def test_trl_two_processes_loss_is_the_global_token_mean_of_the_window(tmp_path)
     script.write_text(WORKER)
     out = tmp_path / "calls"
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(free_port()),
+        *torchrun(2),
         str(script),
         str(Path(__file__).parent),
         str(out),
