@@ -232,10 +232,15 @@ def token_logprobs(
     (default: when exact, see the module docstring) runs each group's prompt once. ``chunked`` (default:
     where :func:`ladtrain.logprobs.output_head` allows it) scores the tokens from the final hidden states in
     chunks, never holding the (B, T, V) logits (:mod:`ladtrain.logprobs`). ``buckets`` (default
-    :func:`length_buckets`, ``[]`` for one pass) runs the completions in buckets of similar lengths, each
+    :func:`length_buckets`, ``[]`` for one pass; always one pass with several processes, whose forward
+    counts must agree) runs the completions in buckets of similar lengths, each
     only up to its longest completion."""
     if share_prompts is None:
         share_prompts = can_share_prompts(model, rollout.prompt_ids, rollout.prompt_mask, rollout.group_size)
+    if buckets is None and _several_ranks():
+        # DDP / FSDP2 need the same number of forward passes on every rank, and each rank's buckets follow
+        # its own completion lengths: one pass (a per-rank bucket count hung DDP in a collective)
+        buckets = []
     head = logprobs.output_head(model) if chunked is not False else None
     if chunked and head is None:
         raise ValueError("token_logprobs(chunked=True): the model's logits are not lm_head(backbone(...))")
@@ -258,6 +263,11 @@ def token_logprobs(
         )  # (B, T), 0 on padding
     logp = _logprobs_of(outputs, rollout.completion_ids, temperature)  # (B, T)
     return logp * rollout.completion_mask  # (B, T), 0 on padding
+
+
+def _several_ranks() -> bool:
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1)
 
 
 def _full_batch_outputs(
