@@ -415,6 +415,17 @@ class Listed(Domain):
         return f"comma-separated {self.item.describe() or 'items'}" + (", distinct" if self.unique else "")
 
 
+def _items_problem(item: "Domain", value: Any) -> str | None:
+    """What is wrong with a tuple of ``item`` values (``Several`` and ``Repeated``), or None."""
+    if not isinstance(value, (tuple, list)):
+        return "expected a tuple"
+    for v in value:
+        problem = item.check(v)
+        if problem:
+            return f"item {shown(v)}: {problem}"
+    return None
+
+
 @dataclass(frozen=True)
 class Several(Domain):
     """A tuple of items of ``item`` (written comma-separated; ``none`` is the empty tuple)."""
@@ -432,13 +443,7 @@ class Several(Domain):
         raise Invalid("expected a comma-separated list")
 
     def problem(self, value: Any) -> str | None:
-        if not isinstance(value, (tuple, list)):
-            return "expected a tuple"
-        for v in value:
-            problem = self.item.check(v)
-            if problem:
-                return f"item {shown(v)}: {problem}"
-        return None
+        return _items_problem(self.item, value)
 
     def describe(self) -> str:
         return f"comma-separated {self.item.describe() or 'items'}, or none"
@@ -461,13 +466,7 @@ class Repeated(Domain):
         raise Invalid("expected one value per use of the flag (a list in a config file)")
 
     def problem(self, value: Any) -> str | None:
-        if not isinstance(value, (tuple, list)):
-            return "expected a tuple"
-        for v in value:
-            problem = self.item.check(v)
-            if problem:
-                return f"item {shown(v)}: {problem}"
-        return None
+        return _items_problem(self.item, value)
 
     def describe(self) -> str:
         return f"{self.item.describe() or 'a value'}; repeat the flag for several"
