@@ -166,9 +166,11 @@ def shaped_reward(reward: float | None, text: str) -> float | None:
 
 
 def step_problems(setup: Setup, problems: list) -> list:
-    """The prompts of every timed and untimed step, in this order, for ladtrain and TRL alike: ``prompts``
-    problems drawn once with the seed."""
-    return random.Random(setup.seed).sample(list(problems), min(setup.prompts, len(problems)))
+    """The prompts of every timed and untimed step, in this order, for ladtrain and TRL alike: the trainer's
+    draw of ``prompts`` problems from a generator seeded afresh each step."""
+    from ladtrain.step import draw
+
+    return draw(random.Random(setup.seed), problems, setup.prompts)
 
 
 def seed_generation(setup: Setup) -> None:
@@ -395,7 +397,7 @@ def lad_state(setup: Setup) -> LadState:
         chunked=None if setup.chunked else False,
         buckets=None if setup.buckets else [],
     )
-    return LadState(setup, step, step_problems(setup, problems), random.Random(setup.seed))
+    return LadState(setup, step, problems, random.Random(setup.seed))
 
 
 def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
@@ -403,12 +405,14 @@ def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
     functions :func:`ladtrain.trainer.train` calls), timed phase by phase. Returns the metrics row."""
     from ladtrain import losses
     from ladtrain.faults import Faults
-    from ladtrain.step import collect, metrics, update
+    from ladtrain.step import collect, draw, metrics, update
 
     cfg = train_config(st.setup, loss_spec)
     step = replace(st.step, cfg=cfg, loss=losses.get(cfg.loss))
     faults = Faults()
-    batch = collect(step, st.problems, faults, phase=clock.phase)  # the same prompts every step
+    with clock.phase("generation"):  # the same prompts every step (step_problems), in TRL's worker too
+        problems = draw(random.Random(st.setup.seed), st.problems, cfg.prompts_per_step)
+    batch = collect(step, problems, faults, phase=clock.phase)
     with _timed_backward(clock):
         stats = update(step, batch, faults, phase=clock.phase)
     with clock.phase("bookkeeping"):

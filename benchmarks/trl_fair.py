@@ -75,7 +75,8 @@ def config_kwargs(setup: Any, output_dir: str, steps: int) -> dict[str, Any]:
         learning_rate=setup.lr, max_grad_norm=setup.max_grad_norm, logging_steps=1, log_completions=False,
         report_to="none", save_strategy="no", torch_compile=False, use_liger_kernel=False,
         pad_to_multiple_of=None,
-        dataloader_num_workers=0, shuffle_dataset=False, disable_tqdm=True, max_steps=steps, seed=setup.seed, use_cpu=True,
+        dataloader_num_workers=0, shuffle_dataset=False, disable_tqdm=True, max_steps=steps, seed=setup.seed,
+        use_cpu=True,
     )
 
 
