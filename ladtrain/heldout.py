@@ -239,14 +239,16 @@ def _cell(ci: dict[str, float], sign: bool = False) -> str:
 
 def summary_lines(versus: dict[str, dict], trained_label: str = "trained",
                   metrics: Sequence[str] | None = None) -> list[str]:
-    """Per set: each metric's base, trained and difference with their 95% intervals over problems; the
+    """Per set: each metric's base, trained and difference with their 95% intervals over problems (pass@k
+    at k = 1, 2, 4, 8, 16 and the largest k, distinct correct answers, answer entropy); the
     crossover line (:func:`ladtrain.evaluation.crossover_text`); retained and new answers."""
     from ladtrain.evaluation import crossover_text
 
     lines = []
     for name, v in versus.items():
         k_max, n = v["k_max"], v["samples_per_problem"]
-        wanted = metrics or ["pass@1", *(f"pass@{k}" for k in sorted({2, k_max}) if k != 1),
+        shown_ks = sorted({k for k in (2, 4, 8, 16) if k <= k_max} | {k_max})  # up to 16, and the largest
+        wanted = metrics or ["pass@1", *(f"pass@{k}" for k in shown_ks if k != 1),
                              "distinct_correct", "answer_entropy"]
         rows = [(m, v["metrics"][m]) for m in wanted if m in v["metrics"]]
         labels = {"pass@1": "pass@1 (accuracy)", "distinct_correct": "distinct correct answers",

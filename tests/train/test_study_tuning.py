@@ -101,6 +101,8 @@ def test_tuning_chooses_on_validation_and_test_runs_use_the_choice(cache, tmp_pa
         summary = json.loads((run / "summary.json").read_text())
         assert set(summary["trained"]["problem_ids"]) <= test_ids
     assert res["cpu_seconds"]["tuning"] > 0 and res["cpu_seconds"]["test"] > 0
+    report = (out / "report.md").read_text()
+    assert "## Settings chosen on validation" in report and "| grpo | " in report
     assert "per_problem_base" in res and len(res["per_problem_base"]["pass@1"]) == 1
 
 
