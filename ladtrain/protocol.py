@@ -25,7 +25,8 @@ Parts (:data:`PARTS`):
   ``grpo_tokenmean``, FlowRL's for FlowRL): so it runs after that part's tuning.
 
 Shared settings (:data:`COMMON`): 150 RL steps x 16 prompts x 8 samples, the built-in model warmed up once
-per task on half of the training problems (RL prompts are the other half), one torch thread per process.
+per task on half of the training problems (RL prompts are the other half), every problem of the evaluated
+split (validation in tuning, test after), one torch thread per process.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ PUZZLE24 = "puzzle24,validation_fraction=0.1"
 MAIN_ARMS = "grpo;lad:js;lad:js,mini_batches=4;grpo,mini_batches=4;flowrl"
 GRID = "lr=5e-5,1e-4,2e-4"
 COMMON = ["--steps", "150", "--prompts-per-step", "16", "--group-size", "8", "--warmup-share", "0.5",
-          "--threads", "1", "--no-progress"]
+          "--eval-problems", "0", "--threads", "1", "--no-progress"]  # 0: every test / validation problem
 TUNE = ["--grid", GRID, "--tune-samples", "64", "--tune-seeds", "1000,", "--select", "pass_auc"]
 OUT = Path("results/compare/decisive")
 
