@@ -20,9 +20,10 @@ Parts (:data:`PARTS`):
 * ``puzzle24-main``: the same on reasoning-gym's puzzle24 (:mod:`ladtrain.tasks.puzzle24`), 64 samples.
 * ``countdown-ablation``: LAD(tv), LAD(kl) (strict vs weak divergences), LAD(js) at eta 0.1, 1 and 4,
   ``grpo_tokenmean`` (GRPO's objective with LAD's global token mean: isolates the objective from the
-  aggregation) and FlowRL at 4 minibatches (its own regime updates several times per rollout), 3 seeds x
-  64 samples, at the learning rates ``countdown-main`` chose (LAD(js)'s for the LAD arms, GRPO's for
-  ``grpo_tokenmean``, FlowRL's for FlowRL): so it runs after that part's tuning.
+  aggregation), FlowRL at 4 minibatches (its own regime updates several times per rollout), DAPO and GSPO
+  at 4 minibatches (only there do their clips act), 3 seeds x 64 samples, at the learning rates
+  ``countdown-main`` chose (LAD(js)'s for the LAD arms, FlowRL's for FlowRL, GRPO's for the others): so it
+  runs after that part's tuning.
 
 Shared settings (:data:`COMMON`): 150 RL steps x 16 prompts x 8 samples, the built-in model warmed up once
 per task on half of the training problems (RL prompts are the other half), every problem of the evaluated
@@ -80,8 +81,9 @@ def part_argv(name: str, out: Path) -> list[str]:
     if name == "countdown-ablation":
         lr = {arm: chosen_lr(out, "countdown-main", arm) for arm in ("lad:js", "grpo", "flowrl")}
         lad = lr["lad:js"]
-        arms = (f"lad:tv;lad:kl;lad:js,eta=0.1;lad:js,eta=1;lad:js,eta=4;grpo_tokenmean,lr={lr['grpo']:g};"
-                f"flowrl,mini_batches=4,lr={lr['flowrl']:g}")
+        g = f"{lr['grpo']:g}"
+        arms = (f"lad:tv;lad:kl;lad:js,eta=0.1;lad:js,eta=1;lad:js,eta=4;grpo_tokenmean,lr={g};"
+                f"flowrl,mini_batches=4,lr={lr['flowrl']:g};dapo,mini_batches=4,lr={g};gspo,mini_batches=4,lr={g}")
         return ["--task", COUNTDOWN, "--arms", arms, "--lr", f"{lad:g}", "--reference", "lad:tv",
                 "--seeds", "3", "--k", "64", *COMMON, *folder]
     raise KeyError(name)
