@@ -271,7 +271,7 @@ def verdicts(tasks: dict[str, dict[str, Study | None]], roles: dict[str, str] | 
             if sx is not sy:
                 text += f"; arms of two studies ({sx.name}, {sy.name}), paired on their common seeds"
             return {**difference(sx, roles[rx], sy, None if ry is None else roles[ry], metric, text,
-                                 replicates), "roles": [rx, ry or "base"]}
+                                 replicates), "roles": [rx, ry or "base"], "decides": True}
 
         def missing(*needed: str) -> str:
             gone = [r for r in needed if find(r) is None]
@@ -305,7 +305,7 @@ def verdicts(tasks: dict[str, dict[str, Study | None]], roles: dict[str, str] | 
             k4 = max(k for k in sk.ks(roles["kl"]) if k in find("lad").ks(roles["lad"])
                      and k in find("tv", False).ks(roles["tv"]))
             at_k = [diff("tv", "kl", f"pass@{k4}"), diff("lad", "kl", f"pass@{k4}")]
-            at_1 = [diff("tv", "kl", "pass@1"), diff("lad", "kl", "pass@1")]
+            at_1 = [{**diff(r, "kl", "pass@1"), "decides": False} for r in ("tv", "lad")]
             out.append(_verdict("H4", task, rule_h4(*at_k), at_k + at_1, k=k4))
         if missing("lad_brake", "lad"):
             out.append(_not_run("H5", task, missing("lad_brake", "lad")))
