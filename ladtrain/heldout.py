@@ -102,6 +102,22 @@ class Evaluator:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
         os.replace(tmp, self.log)  # atomic: a kill leaves the old file or the new one
 
+    def record(self, step: int, label: str, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Write the rows of evaluations done elsewhere (``results`` by set, every set of this evaluator)
+        without sampling; returns ``results``."""
+        missing = [s.name for s in self.sets if s.name not in results]
+        if missing:
+            raise ValueError(f"no result for the evaluation set(s) {', '.join(missing)}")
+        for s in self.sets:
+            row = eval_row(step, label, s.name, results[s.name])
+            self.rows.append(row)
+            if self.log is not None:
+                with open(self.log, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            if self.trackers is not None:
+                self.trackers.evaluation(row)
+        return results
+
     def run(self, model, tokenizer, step: int, label: str) -> dict[str, dict[str, Any]]:
         """Every set's result (:func:`ladtrain.eval_sampling.evaluate`), its row written and tracked."""
         from ladtrain import eval_sampling
