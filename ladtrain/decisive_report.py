@@ -70,7 +70,7 @@ def build(
     replicates: int = V.REPLICATES,
 ) -> tuple[dict[str, Any], dict]:
     """``(verdicts.json content, results)``; raises VerdictError / OSError / ValueError on bad input."""
-    from ladtrain.study import code_revision
+    from ladtrain.study_collect import code_revision
 
     results, studies = load(inputs)
     roles = {**V.DEFAULT_ROLES, **(roles or {})}
@@ -176,7 +176,7 @@ def study_tables(task: str, kind: str, res: dict, doc: dict, main: dict) -> list
         if arm == "base":
             extra = ["(itself)", "-", "-", "-"]
         else:
-            ret = _seed_stat([r.get("mean", math.nan) for r in res.get("retained", {}).get(arm, [])])
+            ret = _seed_stat([(r or {}).get("mean", math.nan) for r in res.get("retained", {}).get(arm, [])])
             per_seed = res.get("crossover", {}).get(arm)
             c = cross.get(arm, {})
             step = (cost.get(arm) or {}).get("step_seconds")
@@ -261,6 +261,43 @@ def verdict_lines(doc: dict) -> list[str]:
     return lines + [""] + notes + [""]
 
 
+def _cpu(cpu: Any) -> str:
+    """``cpu_seconds`` of a study: a number or ``{"test", "tuning", "total"}`` (seconds) -> hours."""
+    if isinstance(cpu, (int, float)):
+        return f"{cpu / 3600:.2f} h"
+    if isinstance(cpu, dict) and all(
+        isinstance(cpu.get(k), (int, float)) for k in ("test", "tuning", "total")
+    ):
+        h = {k: cpu[k] / 3600 for k in ("test", "tuning", "total")}
+        return f"{h['total']:.2f} h (test runs {h['test']:.2f} h, tuning {h['tuning']:.2f} h)"
+    return "not recorded"
+
+
+def tuning_lines(tuning: dict) -> list[str]:
+    """Per arm every grid point's validation score (mean and per tuning seed) and the chosen point; a
+    tuning record of another layout is shown as JSON."""
+    try:
+        lines = [
+            "| arm | setting | validation score: mean | per tuning seed | chosen |",
+            "|---|---|---|---|---|",
+        ]
+        for arm, t in tuning.items():
+            for row in t["grid"]:
+                setting = ", ".join(f"{k}={v}" for k, v in row["setting"].items()) or "(defaults)"
+                seeds = ", ".join(f"{x:.4f}" for x in row["per_seed"])
+                chosen = "**yes**" if row["setting"] == t["chosen"] else ""
+                lines.append(f"| {arm} | {setting} | {row['mean']:.4f} | {seeds} | {chosen} |")
+        first = next(iter(tuning.values()))
+        lines += [
+            "",
+            f"Score: `{first['select']}` on the `{first['split']}` split, tuning seeds "
+            f"{first['seeds']}, {first['samples']} samples per problem.",
+        ]
+        return lines
+    except (KeyError, TypeError, AttributeError, ValueError, StopIteration):
+        return ["```json", json.dumps(tuning, indent=1, default=str), "```"]
+
+
 def report(doc: dict, results: dict) -> str:
     """``report.md``: per task the tables of every study, then H1-H5, tuning and provenance."""
     lines = [
@@ -285,7 +322,7 @@ def report(doc: dict, results: dict) -> str:
     if tuned:
         lines += ["## Tuning on validation", ""]
         for task, kind, tuning in tuned:
-            lines += [f"{task}, {kind} study:", "", "```json", json.dumps(tuning, indent=1), "```", ""]
+            lines += [f"{task}, {kind} study:", ""] + tuning_lines(tuning) + [""]
     lines += [
         "## Provenance",
         "",
@@ -296,8 +333,7 @@ def report(doc: dict, results: dict) -> str:
     ]
     for task, kinds in results.items():
         for kind, r in kinds.items():
-            cpu = r.get("cpu_seconds")
-            cpu = f"{cpu / 3600:.2f} h" if isinstance(cpu, (int, float)) else "not recorded"
+            cpu = _cpu(r.get("cpu_seconds"))
             lines.append(
                 f"| {task} | {kind} | `{r.get('command', 'not recorded')}` | "
                 f"{r.get('code', 'not recorded')} | {cpu} | {r.get('finished', 'n/a')} |"

@@ -111,6 +111,8 @@ def study(results: dict[str, Any], name: str) -> Study:
     seeds = [int(s) for s in results.get("seeds", [])]
     if not seeds or len(set(seeds)) != len(seeds):
         raise VerdictError(f"{name}: seeds {results.get('seeds')} are empty or repeated")
+    if results.get("same_eval_problems") is False:
+        raise VerdictError(f"{name}: its runs were evaluated on different problems (same_eval_problems)")
     ids = results.get("problem_ids")
     if ids is None:
         raise VerdictError(f"{name}: no problem_ids, so the problems of two arms cannot be checked equal")
@@ -135,7 +137,8 @@ def study(results: dict[str, Any], name: str) -> Study:
         if label not in per_arm:
             raise VerdictError(f"{name}: arm {label} has no problem ids")
         arms[label] = {m: matrix(v, f"per_problem[{label}][{m}]") for m, v in metrics.items() if np.size(v)}
-    base = {m: matrix(v, f"per_problem_base[{m}]") for m, v in results.get("per_problem_base", {}).items()}
+    base = {m: matrix(v, f"per_problem_base[{m}]") for m, v in (results.get("per_problem_base") or {}).items()
+            if np.size(v)}
     return Study(name, tuple(seeds), tuple(first[1]) if first else (), arms, base)
 
 

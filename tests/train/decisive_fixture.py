@@ -72,9 +72,11 @@ def results(arms: dict[str, Effect], seeds=(0, 1, 2, 3, 4), problems: int = 60, 
         "cost": {a: {"step_seconds": 1.0 + i, "step_seconds_ratio": 1.0 + i} for i, a in enumerate(labels)},
         "command": f"python -m ladtrain compare --task {task} (synthetic)",
         "code": "abc1234",
-        "cpu_seconds": 1234.5,
+        "cpu_seconds": {"test": 1234.5, "tuning": 600.0, "total": 1834.5},
         "finished": "2026-12-02T00:00:00+00:00",
-        "tuning": {"grid": {"lr": [1e-5, 3e-5]}, "chosen": {a: {"lr": 1e-5} for a in labels}},
+        "tuning": {a: {"grid": [{"setting": {"lr": lr}, "per_seed": [0.5, 0.6], "mean": 0.55, "folder": "x"}
+                                for lr in (1e-5, 3e-5)], "chosen": {"lr": 1e-5}, "select": "pass_auc",
+                       "split": "validation", "seeds": [1000, 1001], "samples": 64} for a in labels},
     }
 
 

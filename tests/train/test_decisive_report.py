@@ -62,8 +62,10 @@ def test_the_report_shows_every_arm_the_base_both_dist_definitions_verdicts_tuni
     for h in ("H1", "H2", "H3", "H4", "H5"):
         assert f"| {h} | countdown | **" in text and f"| {h} | puzzle24 | **" in text
     assert "(shown, not in the rule)" in text and "64, none, 64, none, 64" in text
-    assert "## Tuning on validation" in text and '"lr"' in text
-    assert "python -m ladtrain compare --task countdown (synthetic)" in text and "0.34 h" in text
+    assert "## Tuning on validation" in text
+    assert "| lad:js | lr=1e-05 | 0.5500 | 0.5000, 0.6000 | **yes** |" in text
+    assert "python -m ladtrain compare --task countdown (synthetic)" in text
+    assert "0.51 h (test runs 0.34 h, tuning 0.17 h)" in text
     assert "python -m ladtrain.decisive_report --main countdown=" in text
 
 

@@ -278,3 +278,13 @@ def test_mismatched_seeds_are_rejected_and_common_seeds_are_paired_by_seed_not_b
     naive = x["pass@1"][:3] - abl.arms["b"]["pass@1"]  # pairing rows by position would see a difference
     assert np.abs(naive).mean() > 0.01
 
+
+
+def test_a_study_whose_runs_saw_different_problems_is_rejected():
+    x = curves(np.random.default_rng(16), P=10)
+    res = {"seeds": [0, 1, 2, 3, 4], "problem_ids": [f"p{i}" for i in range(10)], "same_eval_problems": False,
+           "per_problem": {"a": {m: v.tolist() for m, v in x.items()}}}
+    with pytest.raises(V.VerdictError, match="different problems"):
+        V.study(res, "s")
+    res["same_eval_problems"] = True
+    assert V.study(res, "s").arms["a"]["pass@1"].shape == (5, 10)
