@@ -163,13 +163,14 @@ def study_tables(task: str, kind: str, res: dict, doc: dict, main: dict) -> list
     if ref_s is None:
         ref_s, ref_note = (main.get("cost", {}).get(grpo) or {}).get("step_seconds"), " †"
     cross = doc["crossovers"].get(task, {}).get(kind, {})
+    ks = list(dict.fromkeys(["pass@1"] + (["pass@16"] if k_max > 16 else []) + [f"pass@{k_max}"]))
     lines = [
         f"Per-seed values are means over {len(st.problem_ids)} test problems; cells: mean ± std over "
         f"the {len(st.seeds)} seeds {list(st.seeds)}.",
         "",
-        f"| arm | pass@1 | pass@16 | pass@{k_max} | retained base answers | crossover k vs base, per seed "
+        f"| arm | {' | '.join(ks)} | retained base answers | crossover k vs base, per seed "
         "| crossover k vs base, mean curves / interval below 0 | step time vs GRPO |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|" + "---|" * (len(ks) + 4),
     ]
     for arm in ["base"] + arms:
         row = table.get(arm, {})
@@ -189,7 +190,7 @@ def study_tables(task: str, kind: str, res: dict, doc: dict, main: dict) -> list
             ]
         lines.append(
             f"| {arm} | "
-            + " | ".join([_ms(row.get(m)) for m in ("pass@1", "pass@16", f"pass@{k_max}")] + extra)
+            + " | ".join([_ms(row.get(m)) for m in ks] + extra)
             + " |"
         )
     lines += [

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -61,6 +61,8 @@ CONFIDENCE = 0.95
 ROLES = ("grpo", "lad", "lad_brake", "flowrl", "kl", "tv")
 DEFAULT_ROLES = {"grpo": "grpo", "lad": "lad:js", "lad_brake": "lad:js/mb4", "flowrl": "flowrl",
                  "kl": "lad:kl", "tv": "lad:tv"}
+DEFAULT_DIFFERS = {("lad_brake", "lad"): "minibatches per rollout (K > 1 vs K = 1)",
+                   ("tv", "kl"): "the divergence (tv vs kl)", ("lad", "kl"): "the divergence (js vs kl)"}
 RULES = {
     "H1": "supported if lo > -delta; refuted if hi < 0; else inconclusive.",
     "H2": "supported if lo > 0; refuted if hi < 0; else inconclusive.",
@@ -91,6 +93,7 @@ class Study:
     problem_ids: tuple[str, ...]
     arms: dict[str, dict[str, np.ndarray]]
     base: dict[str, np.ndarray]
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def ks(self, label: str | None = None) -> list[int]:
         """The k of every pass@k the arm (or, with None, the base) has."""
@@ -139,7 +142,33 @@ def study(results: dict[str, Any], name: str) -> Study:
         arms[label] = {m: matrix(v, f"per_problem[{label}][{m}]") for m, v in metrics.items() if np.size(v)}
     base = {m: matrix(v, f"per_problem_base[{m}]") for m, v in (results.get("per_problem_base") or {}).items()
             if np.size(v)}
-    return Study(name, tuple(seeds), tuple(first[1]) if first else (), arms, base)
+    return Study(name, tuple(seeds), tuple(first[1]) if first else (), arms, base, settings_of(results))
+
+
+NOT_SETTINGS = {"out", "seed", "resume", "progress", "threads", "report_to", "run_name"}
+
+
+def settings_of(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per arm the settings it trained and was evaluated with: the study's ``train`` settings, the arm's
+    loss, eta, updates and overrides, and its ``tuning`` choice (empty when ``results`` lacks them)."""
+    train, tuning = results.get("train") or {}, results.get("tuning") or {}
+    out = {}
+    for arm in results.get("arms") or []:
+        chosen = (tuning.get(arm["label"]) or {}).get("chosen") or {}
+        own = {"loss": arm.get("loss"), "eta": arm.get("eta"), "updates_per_rollout": arm.get("updates")}
+        out[arm["label"]] = {**train, **{k: v for k, v in own.items() if v is not None},
+                             **(arm.get("overrides") or {}), **chosen}
+    return out
+
+
+def differing(x: Study, x_arm: str, y: Study, y_arm: str) -> str:
+    """``"lr 0.0001 vs 0.0002; mini_batches 2 vs 1"``: the settings in which two arms differ ("" when
+    either study did not record its settings)."""
+    a, b = x.settings.get(x_arm), y.settings.get(y_arm)
+    if not a or not b:
+        return ""
+    keys = sorted(k for k in set(a) | set(b) if k not in NOT_SETTINGS and a.get(k) != b.get(k))
+    return "; ".join(f"{k} {a.get(k)} vs {b.get(k)}" for k in keys)
 
 
 def hierarchical_bootstrap(d: np.ndarray, replicates: int = REPLICATES, seed: int = BOOTSTRAP_SEED,
@@ -269,8 +298,10 @@ def verdicts(tasks: dict[str, dict[str, Study | None]], roles: dict[str, str] | 
         def diff(rx: str, ry: str | None, metric: str) -> dict[str, Any]:
             sx = find(rx, rx not in ("kl", "tv"))
             sy = main if ry is None else find(ry, ry not in ("kl", "tv"))
+            auto = "" if ry is None else differing(sx, roles[rx], sy, roles[ry])
             text = differs.get((rx, ry or "base"), "the training (base: untrained)" if ry is None
-                               else "loss only")
+                               else DEFAULT_DIFFERS.get((rx, ry), "loss only" if not auto else ""))
+            text = "; ".join(t for t in (text, f"settings: {auto}" if auto else "") if t)
             if sx is not sy:
                 text += f"; arms of two studies ({sx.name}, {sy.name}), paired on their common seeds"
             return {**difference(sx, roles[rx], sy, None if ry is None else roles[ry], metric, text,
@@ -318,6 +349,7 @@ def verdicts(tasks: dict[str, dict[str, Study | None]], roles: dict[str, str] | 
     return out
 
 
-__all__ = ["CLAIMS", "DEFAULT_ROLES", "DELTA", "REPLICATES", "ROLES", "RULES", "Study", "VerdictError",
-           "aligned", "crossovers", "difference", "hierarchical_bootstrap", "percentile_interval",
-           "replicate_means", "rule_h1", "rule_h2", "rule_h3", "rule_h4", "rule_h5", "study", "verdicts"]
+__all__ = ["CLAIMS", "DEFAULT_DIFFERS", "DEFAULT_ROLES", "DELTA", "REPLICATES", "ROLES", "RULES", "Study",
+           "VerdictError", "aligned", "crossovers", "difference", "differing", "hierarchical_bootstrap",
+           "percentile_interval", "replicate_means", "rule_h1", "rule_h2", "rule_h3", "rule_h4", "rule_h5",
+           "settings_of", "study", "verdicts"]

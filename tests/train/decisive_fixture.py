@@ -59,7 +59,8 @@ def results(arms: dict[str, Effect], seeds=(0, 1, 2, 3, 4), problems: int = 60, 
     return {
         "train": {"task": task, "eval_samples": max(ks)},
         "seeds": list(seeds),
-        "arms": [{"label": a, "loss": a.split("/")[0], "eta": 1.0, "updates": 1} for a in labels],
+        "arms": [{"label": a, "loss": a.split("/")[0].split("@")[0], "eta": 1.0, "updates": 1,
+                  "overrides": {"mini_batches": 4} if a.endswith("/mb4") else {}} for a in labels],
         "reference": ref,
         "eval_problems": problems,
         "problem_ids": [f"{task}-{i}" for i in range(problems)],
@@ -75,7 +76,8 @@ def results(arms: dict[str, Effect], seeds=(0, 1, 2, 3, 4), problems: int = 60, 
         "cpu_seconds": {"test": 1234.5, "tuning": 600.0, "total": 1834.5},
         "finished": "2026-12-02T00:00:00+00:00",
         "tuning": {a: {"grid": [{"setting": {"lr": lr}, "per_seed": [0.5, 0.6], "mean": 0.55, "folder": "x"}
-                                for lr in (1e-5, 3e-5)], "chosen": {"lr": 1e-5}, "select": "pass_auc",
+                                for lr in (1e-5, 3e-5)], "chosen": {"lr": 3e-5 if a == "grpo" else 1e-5},
+                       "select": "pass_auc",
                        "split": "validation", "seeds": [1000, 1001], "samples": 64} for a in labels},
     }
 

@@ -47,7 +47,13 @@ def test_it_writes_the_report_the_verdicts_and_both_figures(written):
     assert by["puzzle24", "H2"]["k"] == 64
     assert by["countdown", "H3"]["verdict"] == "supported" and by["countdown", "H4"]["k"] == 64
     assert by["countdown", "H5"]["verdict"] == "no detectable change"
-    assert by["countdown", "H1"]["rows"][0]["differs"].startswith("objective and aggregation")
+    # the caller's line, then every setting in which the two arms differ (here the tuned lr), read from
+    # the studies' arms, train settings and tuning choices
+    assert by["countdown", "H1"]["rows"][0]["differs"] == (
+        "objective and aggregation (LAD: global token mean; GRPO: per-sequence mean); "
+        "settings: loss lad:js vs grpo; lr 1e-05 vs 3e-05")
+    assert by["countdown", "H5"]["rows"][0]["differs"] == (
+        "minibatches per rollout (K > 1 vs K = 1); settings: mini_batches 4 vs None")
     assert doc["studies"]["countdown"] == {"main": "../in/countdown-main",
                                            "ablation": "../in/countdown-ablation"}
 
