@@ -218,6 +218,11 @@ def study_tables(task: str, kind: str, res: dict, doc: dict, main: dict) -> list
     return lines
 
 
+def _esc(text: str) -> str:
+    """Text for a markdown table cell (a ``|`` would end the cell)."""
+    return str(text).replace("|", "\\|")
+
+
 def _interval(lo: float, hi: float) -> str:
     return f"[{lo:+.4f}, {hi:+.4f}]"
 
@@ -232,13 +237,13 @@ def verdict_lines(doc: dict) -> list[str]:
     for v in doc["verdicts"]:
         head = f"| {v['hypothesis']} | {v['task']} | **{v['verdict']}** |"
         if not v["rows"]:
-            lines.append(f"{head} {v['reason']} | | | | | | | | {v['rule']} |")
+            lines.append(f"{head} {_esc(v['reason'])} | | | | | | | | {v['rule']} |")
         for r in v["rows"]:
             if not r["decides"]:
                 head = f"| {v['hypothesis']} | {v['task']} | (shown, not in the rule) |"
             seeds = ", ".join(f"{s}: {m:+.3f}" for s, m in zip(r["seeds"], r["seed_means"]))
             lines.append(
-                f"{head} `{r['x']}` - `{r['y']}` | {r['differs']} | {r['metric']} | "
+                f"{head} `{r['x']}` - `{r['y']}` | {_esc(r['differs'])} | {r['metric']} | "
                 f"{r['estimate']:+.4f} | {_interval(r['lo'], r['hi'])} | {_interval(*r['t_ci'])} | "
                 f"{seeds} | {v['rule']} |"
             )
