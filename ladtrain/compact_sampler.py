@@ -96,7 +96,8 @@ class CompactSampler:
         steps = 0
         for t in range(T):
             steps = t + 1
-            probs = torch.softmax(logits.float() / self.temperature, dim=-1)  # (b, V)
+            scaled = logits.float() if self.temperature == 1.0 else logits.float() / self.temperature
+            probs = torch.softmax(scaled, dim=-1)  # (b, V); dividing by 1 would change nothing
             token = draw(probs, live, B, self.same_draws)  # (b,)
             completion[live, t] = token
             going = token != tok.eos_token_id  # (b,)

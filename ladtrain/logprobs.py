@@ -86,11 +86,12 @@ def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
 
 
 def _chunk_logits(h: Tensor, weight: Tensor, bias: Tensor | None, temperature: float) -> Tensor:
-    """(n, V) logits / temperature in at least float32 (``h``, ``weight`` already in the compute dtype)."""
-    z = h @ weight.t()
-    if bias is not None:
-        z = z + bias
-    return z.to(torch.promote_types(z.dtype, torch.float32)) / temperature
+    """(n, V) logits / temperature in at least float32 (``h``, ``weight`` already in the compute dtype). The
+    bias is added inside the product (``addmm``, as ``nn.Linear`` does); at temperature 1 there is no
+    division (dividing by 1 is exact, and a pass over (n, V) costs as much as the softmax)."""
+    z = h @ weight.t() if bias is None else torch.addmm(bias, h, weight.t())
+    z = z.to(torch.promote_types(z.dtype, torch.float32))
+    return z if temperature == 1.0 else z / temperature
 
 
 class ChunkedTokenLogprob(torch.autograd.Function):
@@ -132,7 +133,8 @@ class ChunkedTokenLogprob(torch.autograd.Function):
                 g = grad[s : s + rows, None].to(z.dtype)  # (n, 1)
                 dz = torch.softmax(z, dim=1).mul_(-g)  # d logp / d z = onehot(id) - softmax(z)
                 dz.scatter_add_(1, ids[s : s + rows, None], g)
-                dz.div_(temperature)  # (n, V): gradient w.r.t. the un-tempered logits
+                if temperature != 1.0:
+                    dz.div_(temperature)  # (n, V): gradient w.r.t. the un-tempered logits
                 if need_h:
                     grad_h[s : s + rows] = (dz.to(dtype) @ w).to(hidden.dtype)
                 if need_w:

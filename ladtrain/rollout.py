@@ -20,7 +20,9 @@ This removes ``(G-1)/G`` of the prompt's compute (measured: a 6.4M model, 16 pro
 those of the full batch up to floating-point summation order (tested in float64 to 1e-12 and with
 identical samples; ``tests/train/test_benchmarks_exactness.py``). It is used only where it is exact: the
 rows of each group share their prompt, the model is a Hugging Face causal LM taking a cache, and no
-dropout is active; otherwise the full batch runs as before.
+dropout is active; otherwise the full batch runs as before. Under gradient checkpointing the cache is
+kept by :func:`ladtrain.checkpointing.kept_cache` (each replayed layer sees the cache its forward saw;
+tested against the full batch without checkpointing, ``tests/train/test_checkpointing.py``).
 
 **No full logits, no padding.** :func:`token_logprobs` scores the tokens from the final hidden states in
 chunks where the model allows it (:mod:`ladtrain.logprobs`: no (B, T, V) tensor, recomputed in the

@@ -86,11 +86,13 @@ def _chunked(temperature, rows):
     return lambda h, w, b, ids: ChunkedTokenLogprob.apply(h, w, b, ids, temperature, rows)
 
 
+@pytest.mark.parametrize("temperature", [0.7, 1.0])  # 1: no division at all (logprobs._chunk_logits)
+@pytest.mark.parametrize("bias", [True, False])  # with a bias the product is one addmm
 @pytest.mark.parametrize("rows", [1, 4, 23, 100])  # one row per chunk, several, exactly one chunk, larger
-def test_chunked_function_equals_plain_float64(rows):
-    h, w, b, ids = _head_case(torch.float64)
-    ref, ref_grads = _grads(_plain(0.7), h, w, b, ids)
-    out, grads = _grads(_chunked(0.7, rows), h, w, b, ids)
+def test_chunked_function_equals_plain_float64(rows, bias, temperature):
+    h, w, b, ids = _head_case(torch.float64, bias=bias)
+    ref, ref_grads = _grads(_plain(temperature), h, w, b, ids)
+    out, grads = _grads(_chunked(temperature, rows), h, w, b, ids)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-13)
