@@ -26,6 +26,12 @@ hidden 256 x 8 layers, ~6.4M parameters, built from a config; or ``--model PATH`
   both without and with gradient checkpointing (``--gradient-checkpointing both``, the default), on the
   same weights and the same problems (only prompts of one length, so neither pads them). Each
   implementation runs in its own subprocess; rounds alternate between them. Memory ratios beside it.
+  **The same completions**: every step of both uses the same prompts in the same order
+  (:func:`step_problems`; TRL's ``shuffle_dataset`` off), torch's generator is seeded right before each
+  generation (:func:`seed_generation`), and the learning rate is 0 by default (``--lr``), so the policy
+  stays the built one and both sample the same tokens (ladtrain's sampler draws as ``generate`` does;
+  only a float32 near tie could differ): equal completion lengths, both printed. At lr 0 AdamW still runs
+  every kernel of its step, so the work per step is that of training.
 * **Ratio 3, overhead**: the share of the step outside the model's own kernels. Kernel time = wall
   time inside the model's forward calls (a pre-/post-forward hook pair on the top module, so every
   ``generate`` step and every log-prob pass counts) + ``loss.backward()`` + the sampling kernels
@@ -956,6 +962,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--group", type=int)
     ap.add_argument("--max-new-tokens", type=int)
     ap.add_argument("--threads", type=int, default=Setup.threads)
+    ap.add_argument("--lr", type=float, default=Setup.lr,
+                    help="learning rate of both (default 0: the policy, hence the lengths, do not drift)")
     ap.add_argument(
         "--gradient-checkpointing",
         choices=("off", "on", "both"),
@@ -1049,6 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
             group=args.group,
             max_new_tokens=args.max_new_tokens,
             threads=args.threads,
+            lr=args.lr,
             share_prompts=not args.no_share_prompts,
             old_pass=args.old_pass,
             sampler=args.sampler,
@@ -1082,6 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "seconds": time.time() - started,
         "command": command.strip(),
+        "revision": revision(),
         "results": results,
         "trl_settings": [list(row) for row in trl_fair.SETTINGS],
         "trl_not_settable": list(trl_fair.NOT_SETTABLE),
@@ -1101,6 +1111,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def revision() -> str:
+    """The code's git commit, with ``+changes`` when the working tree differs from it ('unknown' outside
+    git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" +changes" if dirty else "")
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
@@ -1110,7 +1133,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])}); python {m['python']}, torch "
         f"{m['torch']}, transformers {m['transformers']}, trl {m['trl']}.",
         "",
-        f"Reproduce: `{doc['command']} --write` ({doc['seconds']:.0f} s here).",
+        f"Reproduce: `{doc['command']} --write` ({doc['seconds']:.0f} s here), code revision "
+        f"{doc.get('revision', 'unknown')}.",
         "",
         "Memory: peak resident set size per phase of a step, sampled every 2 ms by a thread "
         "(`benchmarks/rss.py`; glibc's mmap threshold fixed at 128 KiB in every worker so that freed "
