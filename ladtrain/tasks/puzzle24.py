@@ -8,7 +8,8 @@ A task whose problems have many valid answers (measured below), scored exactly b
   (``$LADTRAIN_CACHE`` or ``~/.cache/ladtrain``). The generator's config caps the numbers at 10, which
   gives at most 715 multisets (566 solvable); we widen the range to 1..13 (the classic card game, 1820
   multisets) by relaxing only that check, so that the test split can hold >= 200 problems and a
-  validation split >= 100. The generator is slow (sympy, ~45 ms a draw): the first load takes minutes.
+  validation split >= 100. The generator is slow (sympy, ~45 ms a draw): the first load of the default
+  6000 draws takes 4-8 minutes, later loads read the cache.
 * **Splits** by a stable hash of the problem key (the sorted numbers): ``test`` is the first
   ``test_fraction`` of the hash range, ``validation`` the next ``validation_fraction`` (default 0: none),
   ``train`` the rest; so the test split does not depend on ``validation_fraction`` or the generator's order.
@@ -31,10 +32,13 @@ is a token of the built-in model; the longest prompt, 18 characters, plus 16 new
 positions); worded (:data:`WORDED`) with the answer inside ``<answer></answer>`` tags, for chat models;
 auto is compact until the trainer calls :meth:`Puzzle24Task.for_chat`.
 
-Distinct valid answers per problem (default task, the 1..13 range, test split of 235 problems, from
-``python -c "from ladtrain.tasks.puzzle24 import answer_stats; print(answer_stats())"``): mean 11.8,
-median 7, 93% of problems have >= 2, 60% have >= 5, max 98; the longest canonical solution has 15
-characters (none dropped from the warm-up). Countdown's default task: 42% have >= 2.
+Measured on the default task (6000 draws, seed 1234: 1011 distinct solvable problems; test 214,
+validation 98 at ``validation_fraction=0.1``, 111 at 0.11, 118 at 0.12; ``python -c "from
+ladtrain.tasks.puzzle24 import answer_stats; print(answer_stats())"``), distinct valid answers per
+test problem: mean 3.91, median 3, 79% have >= 2, 29% have >= 5, max 22 (train: mean 3.83, 81% >= 2).
+Countdown's default task: 42% have >= 2. (Over all 1362 solvable multisets of 1..13 the mean is 3.28 and
+71% have >= 2: the generator favours problems with a left-to-right solution.) Canonical solutions have 7
+to 15 characters, so none is dropped from the warm-up.
 """
 
 from __future__ import annotations
@@ -245,7 +249,7 @@ class Puzzle24Task:
 
     min_value: int = 1
     max_value: int = 13
-    draws: int = 4000
+    draws: int = 6000
     test_fraction: float = 0.2
     validation_fraction: float = 0.0
     seed: int = 1234

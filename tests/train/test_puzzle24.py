@@ -276,6 +276,9 @@ def test_bad_options_are_task_errors():
 
 
 @pytest.mark.slow
-def test_default_task_has_enough_test_and_validation_problems():
-    task = get_task("puzzle24,validation_fraction=0.1")
+def test_default_task_has_enough_test_and_validation_problems_with_many_answers():
+    """Generates the default task (minutes, once per cache); the numbers of the module docstring."""
+    task = get_task("puzzle24,validation_fraction=0.11")
     assert len(task.problems("test")) >= 200 and len(task.problems("validation")) >= 100
+    stats = p24.answer_stats(task)
+    assert stats["share_ge2"] > 0.7 and stats["mean"] > 3 and stats["longest_solution_chars"] <= 15
