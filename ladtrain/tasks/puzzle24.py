@@ -67,7 +67,7 @@ MAX_CHARS = 200  # longer answers are unparsable (bounds the parser's work)
 MAX_DEPTH = 16  # nested parentheses beyond this are unparsable (bounds the parser's recursion)
 MAX_ANSWER_CHARS = 15  # warm-up solutions: the answer plus EOS fits 16 new tokens
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
-_TOKEN = re.compile(r"\s*(?:(\d+)|([-+*/()]))")
+_TOKEN = re.compile(r"\s*(?:([0-9]+)|([-+*/()]))")  # ASCII digits only (\d takes any Unicode digit)
 
 # A canonical expression node: ("n", value) a number; ("s", ((sign, node), ...)) a flattened sum of
 # signed terms; ("p", ((exponent, node), ...)) a flattened product of factors with exponent +1 or -1.
@@ -170,7 +170,7 @@ def parse(text: str) -> Node:
         if token is None:
             raise ExpressionError("expression ends early")
         at += 1
-        if token.isdigit():
+        if token[0] in "0123456789":
             if len(token) > 6:
                 raise ExpressionError("number too long")
             return ("n", int(token))

@@ -169,6 +169,14 @@ def test_python_only_syntax_is_unparsable_even_where_python_gives_24():
         assert _score((1, 2, 3, 4), text).reason == "unparsable"
 
 
+def test_non_ascii_digits_are_unparsable():
+    text = "\u0664*\u0663*\u0662*\u0661"  # Arabic-Indic 4*3*2*1
+    assert [int(c) for c in text.split("*")] == [4, 3, 2, 1]  # what int() would read
+    assert re.fullmatch(r"\d(\*\d)*", text)  # and a tokenizer matching \d would accept
+    assert _score((1, 2, 3, 4), text).reason == "unparsable"
+    assert _score((1, 2, 3, 4), "\uff14*3*2*1").reason == "unparsable"  # fullwidth 4
+
+
 def test_exact_arithmetic_accepts_what_float64_gets_wrong_and_rejects_near_misses():
     assert 8 / (3 - 8 / 3) != 24  # float64: 23.99999999999999...
     assert _score((3, 3, 8, 8), "8/(3-8/3)").reward == 1.0
