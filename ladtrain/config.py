@@ -325,6 +325,12 @@ class TrainConfig(RunOptions):
     # --- evaluation (held-out split)
     eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)", Int(ge=1))
     eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)", Int(ge=0))
+    eval_split: str = _f(
+        "test",
+        "the task's split the held-out evaluation uses: test, or validation (for choosing settings without "
+        "seeing test; the task needs one, e.g. countdown,validation_fraction=0.1)",
+        Choice("test", "validation"),
+    )
     eval_temperature: float = _f(1.0, "sampling temperature for evaluation", TEMPERATURE)
     eval_seed: int | None = _f(
         None,
@@ -493,7 +499,7 @@ class EvalConfig(RunOptions):
     batch: int = _f(
         512, "most sequences per generate call (bounds memory; fixes the sampling stream)", Int(ge=1)
     )
-    split: str = _f("test", "which problems", Choice("test", "train"))
+    split: str = _f("test", "which problems", Choice("test", "validation", "train"))
     problems: int = _f(0, "number of problems, from the start of the split (0 = all)", Int(ge=0))
     temperature: float = _f(1.0, "sampling temperature", TEMPERATURE)
     out: str | None = _f(

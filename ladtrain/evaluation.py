@@ -12,6 +12,7 @@ weigh more). Definitions (each function's docstring repeats its own):
 - ``avg@k``   mean correctness of the samples of a problem ("mean@k", pass@1 averaged over k samples);
 - ``maj@k``   correctness of the most frequent answer among the first k samples, ties split evenly;
 - ``dist-n``  distinct n-grams / total n-grams over the k samples of one problem, then averaged;
+- ``dist-n_per_token``  distinct n-grams / generated tokens (Li et al. 2016's own denominator);
 - ``distinct correct``  number of distinct answers among the correct samples of a problem;
 - ``distinct_correct@k``  unbiased expected number of distinct correct answers among k samples
   (:mod:`ladtrain.coverage`);
@@ -109,7 +110,8 @@ def tokenize(text: str) -> list[str]:
 
 
 def dist_n(samples: Sequence[Sequence[Hashable] | str], n: int) -> float:
-    r"""dist-n of one problem's k samples (Li et al. 2016, as used by FlowRL/LAD):
+    r"""dist-n of one problem's k samples as distinct / total n-grams (Li et al. 2016 divide by generated
+    tokens instead: :func:`dist_n_per_token`; the LAD paper's exact definition was not found):
 
     .. math::  \mathrm{dist}\text{-}n
                = \frac{|\bigcup_j \mathrm{ngrams}_n(y_j)|}{\sum_j |\mathrm{ngrams}_n(y_j)|}
@@ -128,6 +130,25 @@ def dist_n(samples: Sequence[Sequence[Hashable] | str], n: int) -> float:
     if not grams:
         return math.nan
     return len(set(grams)) / len(grams)
+
+
+def dist_n_per_token(samples: Sequence[Sequence[Hashable] | str], n: int) -> float:
+    r"""dist-n per generated token (the definition of Li et al. 2016, arXiv 1510.03055: distinct n-grams
+    divided by the number of generated tokens) of one problem's k samples:
+
+    .. math::  \frac{|\bigcup_j \mathrm{ngrams}_n(y_j)|}{\sum_j |y_j|}
+
+    Same numerator as :func:`dist_n`; the denominator counts tokens, not n-grams, so it is :func:`dist_n`
+    times (total n-grams) / (total tokens), at most :func:`dist_n`. NaN when the samples hold no token."""
+    if n < 1:
+        raise EvaluationError(f"dist-n needs n >= 1, got {n}")
+    grams: set[tuple] = set()
+    tokens = 0
+    for s in samples:
+        seq = tokenize(s) if isinstance(s, str) else list(s)
+        tokens += len(seq)
+        grams.update(ngrams(seq, n))
+    return len(grams) / tokens if tokens else math.nan
 
 
 def distinct_correct_answers(answers: Sequence[Hashable | None], correct: Sequence[bool]) -> int:
@@ -203,6 +224,7 @@ def problem_metrics(correct: Sequence[bool], answers: Sequence[Hashable | None],
     out["maj@k"] = maj_at_k(answers, correct)
     for m in ns:
         out[f"dist-{m}"] = dist_n(texts, m)
+        out[f"dist-{m}_per_token"] = dist_n_per_token(texts, m)
     out["distinct_correct"] = float(len(counts))
     out["answer_entropy"] = answer_entropy(answers)
     return out

@@ -102,6 +102,22 @@ class Evaluator:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
         os.replace(tmp, self.log)  # atomic: a kill leaves the old file or the new one
 
+    def record(self, step: int, label: str, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Write the rows of evaluations done elsewhere (``results`` by set, every set of this evaluator)
+        without sampling; returns ``results``."""
+        missing = [s.name for s in self.sets if s.name not in results]
+        if missing:
+            raise ValueError(f"no result for the evaluation set(s) {', '.join(missing)}")
+        for s in self.sets:
+            row = eval_row(step, label, s.name, results[s.name])
+            self.rows.append(row)
+            if self.log is not None:
+                with open(self.log, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            if self.trackers is not None:
+                self.trackers.evaluation(row)
+        return results
+
     def run(self, model, tokenizer, step: int, label: str) -> dict[str, dict[str, Any]]:
         """Every set's result (:func:`ladtrain.eval_sampling.evaluate`), its row written and tracked."""
         from ladtrain import eval_sampling
@@ -223,14 +239,16 @@ def _cell(ci: dict[str, float], sign: bool = False) -> str:
 
 def summary_lines(versus: dict[str, dict], trained_label: str = "trained",
                   metrics: Sequence[str] | None = None) -> list[str]:
-    """Per set: each metric's base, trained and difference with their 95% intervals over problems; the
+    """Per set: each metric's base, trained and difference with their 95% intervals over problems (pass@k
+    at k = 1, 2, 4, 8, 16 and the largest k, distinct correct answers, answer entropy); the
     crossover line (:func:`ladtrain.evaluation.crossover_text`); retained and new answers."""
     from ladtrain.evaluation import crossover_text
 
     lines = []
     for name, v in versus.items():
         k_max, n = v["k_max"], v["samples_per_problem"]
-        wanted = metrics or ["pass@1", *(f"pass@{k}" for k in sorted({2, k_max}) if k != 1),
+        shown_ks = sorted({k for k in (2, 4, 8, 16) if k <= k_max} | {k_max})  # up to 16, and the largest
+        wanted = metrics or ["pass@1", *(f"pass@{k}" for k in shown_ks if k != 1),
                              "distinct_correct", "answer_entropy"]
         rows = [(m, v["metrics"][m]) for m in wanted if m in v["metrics"]]
         labels = {"pass@1": "pass@1 (accuracy)", "distinct_correct": "distinct correct answers",

@@ -123,8 +123,17 @@ def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
 def splits(cfg: TrainConfig, task: Task) -> dict[str, list[Problem]]:
     """``{"warm": ..., "train": ..., "test": ...}``. The built-in model is warmed up on a share of the
     training problems and RL draws its prompts from the others, so RL starts on prompts whose solutions the
-    base has not memorised (as on held-out ones)."""
-    train, test = list(task.problems("train")), list(task.problems("test"))
+    base has not memorised (as on held-out ones). ``test`` holds the split ``--eval-split`` names (the
+    task's test split, or its validation split when settings are being chosen)."""
+    train = list(task.problems("train"))
+    try:
+        test = list(task.problems(cfg.eval_split))
+    except (ValueError, KeyError):  # TaskError is a ValueError
+        test = []
+    if cfg.eval_split == "validation" and not test:
+        raise ConfigError(f"--eval-split validation: --task {cfg.task} has no validation problems "
+                          "(countdown and puzzle24 take validation_fraction=, e.g. "
+                          "countdown,validation_fraction=0.1)")
     if not train or not test:
         raise ConfigError(f"--task {cfg.task}: needs non-empty train and test splits")
     n_warm = max(1, round(cfg.warmup_share * len(train)))

@@ -46,9 +46,8 @@ study, continues from its newest checkpoint).
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -59,8 +58,9 @@ from ladtheory import options
 from ladtheory.options import Flag, Int, Invalid, Listed, Real, Text, option
 from ladtrain.config import SEED, ConfigError, TrainConfig
 from ladtrain.plots import study_figures
+from ladtrain.study_arms import Arm, arm_grid, choose, label_of, parse_arms, parse_grid, score
+from ladtrain.study_collect import _json_default, code_revision, collect, cpu_seconds
 from ladtrain.study_report import report
-from ladtrain.study_stats import mean_std, paired
 
 DIVERGENCE_ABLATION = ("lad:kl", "lad:rkl", "lad:jeffreys", "lad:tv", "lad:hellinger", "lad:js")
 MECHANISM_ABLATION = ("ladw:js",)
@@ -115,19 +115,29 @@ class CompareConfig:
         "--updates is given, run at 1 and 4 updates per rollout",
         Flag(),
     )
+    arms: str | None = option(
+        None,
+        "arms with their own settings, LOSS[,KEY=VALUE]... separated by ';' (replaces --losses), e.g. "
+        "'grpo;lad:js;lad:js,mini_batches=4' (keys: ladtrain/study_arms.py ARM_KEYS)",
+        Text(hint="arm specs"),
+    )
+    grid: str | None = option(
+        None,
+        "settings to choose per arm on the validation split, KEY=V1,V2,... (';' between keys: their "
+        "product), e.g. 'lr=5e-5,1e-4,2e-4'; keys an arm fixes are not tuned for it",
+        Text(hint="a grid"),
+    )
+    tune_seeds: str = option("1000,", "seeds of the tuning runs (a count or a list, as --seeds)", Seeds())
+    tune_samples: int = option(64, "samples per validation problem in tuning (k up to it)", Int(ge=1))
+    select: str = option(
+        "pass_auc",
+        "validation metric maximised in tuning: pass_auc (mean of pass@k over k = 1, 2, 4, ... up to "
+        "--tune-samples) or an evaluation metric such as pass@1",
+        Text(hint="pass_auc or a metric name"),
+    )
 
     def validate(self) -> CompareConfig:
         return options.validate(self, error=ConfigError)
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One trained configuration of the study."""
-
-    label: str
-    loss: str
-    eta: float
-    updates: int
 
 
 def _items(study: CompareConfig, name: str) -> list:
@@ -145,19 +155,20 @@ def seeds_of(text: str) -> list[int]:
 
 
 def arms_of(study: CompareConfig, base: TrainConfig) -> list[Arm]:
-    """The study's arms: losses (+ ablations) x etas (LAD-family only) x updates per rollout."""
+    """The study's arms: ``--arms`` (or ``--losses``) plus ablations, x etas (LAD-family only) x updates per
+    rollout (:mod:`ladtrain.study_arms` for the labels)."""
     from ladtrain import losses
 
-    specs = _items(study, "losses")
+    specs = parse_arms(study.arms) if study.arms else [(s, {}) for s in _items(study, "losses")]
     if study.divergence_ablation:
-        specs += [s for s in DIVERGENCE_ABLATION if s not in specs]
+        specs += [(s, {}) for s in DIVERGENCE_ABLATION]
     if study.mechanism_ablation:
-        specs += [s for s in MECHANISM_ABLATION if s not in specs]
-    names = []
-    for s in specs:
-        name = losses.get(s).name  # canonical name ("lad" -> "lad:js")
-        if name not in names:
-            names.append(name)
+        specs += [(s, {}) for s in MECHANISM_ABLATION]
+    canonical: list[tuple[str, dict]] = []
+    for s, settings in specs:
+        item = (losses.get(s).name, settings)  # canonical name ("lad" -> "lad:js")
+        if item not in canonical:
+            canonical.append(item)
     etas = _items(study, "etas") if study.etas else [base.eta]
     if study.updates:
         updates = _items(study, "updates")
@@ -166,18 +177,24 @@ def arms_of(study: CompareConfig, base: TrainConfig) -> list[Arm]:
     else:
         updates = [base.updates_per_rollout]
     arms = []
-    for name in names:
+    for name, settings in canonical:
         uses_eta = losses.get(name).uses_eta
-        for eta in etas if uses_eta else [base.eta]:
-            for u in updates:
+        eta_list = [settings["eta"]] if "eta" in settings else etas if uses_eta else [base.eta]
+        u_list = [settings["updates_per_rollout"]] if "updates_per_rollout" in settings else updates
+        for eta in eta_list:
+            for u in u_list:
                 if name.startswith("ladw:") and u == 1 and len(updates) > 1:
                     continue  # at ratio 1 ladw has LAD's gradient exactly (tested): the lad arm is this run
-                label = name
-                if uses_eta and len(etas) > 1:
-                    label += f"@eta={eta:g}"
-                if len(updates) > 1:
-                    label += f"/u{u}"
-                arms.append(Arm(label, name, eta, u))
+                sweep = {}
+                if uses_eta and len(etas) > 1 and "eta" not in settings:
+                    sweep["eta"] = eta
+                if len(updates) > 1 and "updates_per_rollout" not in settings:
+                    sweep["updates_per_rollout"] = u
+                fixed = {**settings, **sweep}
+                arms.append(Arm(label_of(name, fixed), name, eta, u, fixed))
+    labels = [a.label for a in arms]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(options.message("arms", "two arms have the same label", study.arms or study.losses))
     return arms
 
 
@@ -192,11 +209,86 @@ def _same_config(folder: Path, cfg: TrainConfig) -> bool:
         return False
 
 
+def _slug(label: str) -> str:
+    slug = label.replace(":", "-").replace("/", "-").replace("@", "-").replace("=", "").strip("-")
+    return slug or "default"
+
+
+# settings that change training but not the base model's evaluation: runs that differ only in these share
+# one base evaluation per seed (the same model sampled with the same stream)
+TRAINING_ONLY = (
+    "loss", "eta", "level", "clip_eps", "clip_eps_high", "flowrl_beta", "adv_scale", "steps",
+    "prompts_per_step", "group_size", "updates_per_rollout", "mini_batches", "lr", "lr_schedule",
+    "lr_warmup_steps", "weight_decay", "max_grad_norm", "temperature", "reward", "reward_weights", "out",
+    "checkpoint_every", "keep_checkpoints", "keep_resumable", "optimizer_state", "resume", "progress",
+    "threads", "report_to", "log_samples", "stop_on_no_signal", "eval_every",
+)
+
+
+def base_eval_key(cfg: TrainConfig) -> str:
+    """What the base evaluation of a run depends on: its configuration without :data:`TRAINING_ONLY`."""
+    return json.dumps({k: v for k, v in cfg.to_dict().items() if k not in TRAINING_ONLY}, sort_keys=True,
+                      default=str)
+
+
+def run_one(cfg: TrainConfig, base_evals: dict[str, Any]) -> dict[str, Any]:
+    """One run of the study in ``cfg.out``: reused when finished with the same configuration, continued
+    from its newest checkpoint when killed, else trained; a run without ``--eval-task`` sets takes the base
+    evaluation of an earlier run with the same :func:`base_eval_key` (``base_evals``, filled here)."""
+    from ladtrain import checkpoint, heldout, trainer
+
+    folder = Path(cfg.out)
+    key = base_eval_key(cfg) if not cfg.eval_task else None
+    if (folder / "summary.json").is_file() and _same_config(folder, cfg):
+        summary = json.loads((folder / "summary.json").read_text())
+    elif checkpoint.complete_checkpoints(folder) and _same_config(folder, cfg):
+        summary = trainer.train(replace(cfg, resume=str(folder)))  # a killed study continues this run
+    else:
+        summary = trainer.train(cfg, base_eval=base_evals.get(key) if key else None)
+    if key and key not in base_evals:
+        base_evals[key] = {heldout.MAIN: summary["base"]}
+    return summary
+
+
+def tune(study: CompareConfig, base: TrainConfig, arms: Sequence[Arm], out: Path, base_evals: dict,
+         bar=None) -> dict[str, Any]:
+    """For every arm, train at each point of its grid (:func:`ladtrain.study_arms.arm_grid`) with the
+    tuning seeds, evaluate on the **validation** split, and choose the point with the best ``--select``
+    value; returns ``{arm: {"grid": [...], "chosen": {...}, ...}}`` ({} without ``--grid``)."""
+    if not study.grid:
+        return {}
+    grid, seeds = parse_grid(study.grid), seeds_of(study.tune_seeds)
+    tuning: dict[str, Any] = {}
+    for arm in arms:
+        points, values, rows = arm_grid(arm, grid), [], []
+        for point in points:
+            per_seed = []
+            for seed in seeds:
+                folder = out / "tuning" / _slug(arm.label) / _slug(label_of("", point)) / f"seed{seed}"
+                cfg = arm.config(base, **point, seed=seed, out=str(folder), progress=False,
+                                 eval_split="validation", eval_samples=study.tune_samples, eval_k=None,
+                                 eval_k_max=0, eval_every=0)
+                if bar is not None:
+                    bar.set_postfix(arm=arm.label, tune=label_of("", point) or "-", seed=seed)
+                summary = run_one(cfg, base_evals)
+                per_seed.append(score(summary["trained"], study.select))
+                if bar is not None:
+                    bar.update(1)
+            values.append(per_seed)
+            rows.append({"setting": point, "per_seed": per_seed, "mean": float(np.mean(per_seed)),
+                         "folder": str(folder.parent)})
+        best = choose(points, values)
+        tuning[arm.label] = {"grid": rows, "chosen": points[best], "select": study.select,
+                             "split": "validation", "seeds": seeds, "samples": study.tune_samples}
+    return tuning
+
+
 def run_study(study: CompareConfig, base: TrainConfig, command: str = "") -> dict[str, Any]:
-    """Train and evaluate every arm for every seed; write the report; return ``results.json``'s content."""
+    """Choose each arm's settings on validation (``--grid``), then train and evaluate every arm for every
+    seed on the test split; write the report; return ``results.json``'s content."""
     from tqdm.auto import tqdm
 
-    from ladtrain import checkpoint, trainer
+    from ladtrain import trainer
 
     seeds = seeds_of(study.seeds)
     arms = arms_of(study, base)
@@ -206,33 +298,27 @@ def run_study(study: CompareConfig, base: TrainConfig, command: str = "") -> dic
         raise ConfigError(
             options.message("reference", f"not among the arms ({', '.join(labels)})", study.reference)
         )
+    grid = parse_grid(study.grid)
+    for arm in arms:  # every configuration is checked before anything runs
+        for point in arm_grid(arm, grid):
+            arm.config(base, **point)
     out = Path(base.out) if base.out else Path("results/compare") / datetime.now().strftime("%Y%m%d-%H%M%S")
     trainer.run_folder(replace(base, out=str(out)))  # checks that it is writable
     t0 = time.time()
 
+    n_tune = sum(len(arm_grid(a, grid)) for a in arms) * len(seeds_of(study.tune_seeds)) if study.grid else 0
+    bar = tqdm(total=n_tune + len(arms) * len(seeds), desc="compare", disable=not base.progress,
+               dynamic_ncols=True)
+    base_evals: dict[str, Any] = {}
+    tuning = tune(study, base, arms, out, base_evals, bar)
     runs: dict[str, dict[int, dict[str, Any]]] = {a.label: {} for a in arms}
-    bar = tqdm(total=len(arms) * len(seeds), desc="compare", disable=not base.progress, dynamic_ncols=True)
     for seed in seeds:
         for arm in arms:
-            folder = (
-                out / "runs" / arm.label.replace(":", "-").replace("/", "-").replace("@", "-") / f"seed{seed}"
-            )
-            cfg = replace(
-                base,
-                loss=arm.loss,
-                eta=arm.eta,
-                updates_per_rollout=arm.updates,
-                seed=seed,
-                out=str(folder),
-                progress=False,
-            )
+            folder = out / "runs" / _slug(arm.label) / f"seed{seed}"
+            chosen = tuning.get(arm.label, {}).get("chosen", {})
+            cfg = arm.config(base, **chosen, seed=seed, out=str(folder), progress=False)
             bar.set_postfix(arm=arm.label, seed=seed)
-            if (folder / "summary.json").is_file() and _same_config(folder, cfg):
-                summary = json.loads((folder / "summary.json").read_text())
-            elif checkpoint.complete_checkpoints(folder) and _same_config(folder, cfg):
-                summary = trainer.train(replace(cfg, resume=str(folder)))  # a killed study continues this run
-            else:
-                summary = trainer.train(cfg)
+            summary = run_one(cfg, base_evals)
             rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
             runs[arm.label][seed] = {"summary": summary, "metrics": rows, "folder": str(folder)}
             bar.update(1)
@@ -240,7 +326,9 @@ def run_study(study: CompareConfig, base: TrainConfig, command: str = "") -> dic
 
     base_info = runs[arms[0].label][seeds[0]]["summary"]["model"]
     results = collect(study, base, arms, seeds, runs, ref_candidates[0], base_info)
+    results["tuning"] = tuning
     results["seconds"] = time.time() - t0
+    results["cpu_seconds"] = cpu_seconds(runs, tuning)
     results["command"] = command or "python -m ladtrain compare (called from Python)"
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["code"] = code_revision()
@@ -250,149 +338,6 @@ def run_study(study: CompareConfig, base: TrainConfig, command: str = "") -> dic
     if base.progress:
         print(f"report: {out / 'report.md'}")
     return results
-
-
-def code_revision() -> str:
-    """``git describe``-style revision of the package source (``unknown`` outside a git checkout)."""
-    import subprocess
-
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev + (" (with uncommitted changes under ladtrain/)" if dirty else "")) if rev else "unknown"
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x)}")
-
-
-def _per_seed_problem(
-    runs: dict[int, dict[str, Any]], seeds: Sequence[int], which: str, metric: str
-) -> np.ndarray:
-    """(S, P) per-problem values of ``metric`` in the ``which`` ("base"/"trained") evaluation."""
-    rows = [runs[s]["summary"][which]["per_problem"].get(metric) for s in seeds]
-    if any(r is None for r in rows):
-        return np.full((len(seeds), 0), np.nan)
-    return np.asarray(rows, dtype=np.float64)
-
-
-def collect(
-    study: CompareConfig,
-    base: TrainConfig,
-    arms: Sequence[Arm],
-    seeds: Sequence[int],
-    runs: dict[str, dict[int, dict[str, Any]]],
-    reference: str,
-    base_info: dict[str, Any],
-) -> dict[str, Any]:
-    """Everything the report shows, computed from the run summaries and metrics."""
-    first = runs[arms[0].label][seeds[0]]["summary"]
-    metric_names = [m for m in first["trained"]["per_problem"]]
-    # --- same prompts in the same order: per seed, every arm logged the same prompt ids per step
-    same_prompts = True
-    for s in seeds:
-        seqs = {a.label: [r.get("prompt_ids") for r in runs[a.label][s]["metrics"]] for a in arms}
-        ref_seq = seqs[arms[0].label]
-        if any(v != ref_seq for v in seqs.values()) or any(x is None for x in ref_seq):
-            same_prompts = False
-    problems_per_seed = [runs[arms[0].label][s]["summary"]["trained"].get("problem_ids") for s in seeds]
-    same_eval_problems = all(
-        runs[a.label][s]["summary"]["trained"].get("problem_ids") == problems_per_seed[0]
-        for a in arms
-        for s in seeds
-    )
-
-    table: dict[str, dict[str, Any]] = {}
-    base_rows = {
-        m: mean_std([runs[arms[0].label][s]["summary"]["base"][m] for s in seeds]) for m in metric_names
-    }
-    table["base"] = {m: {"mean": v[0], "std": v[1]} for m, v in base_rows.items()}
-    for a in arms:
-        table[a.label] = {}
-        for m in metric_names:
-            mu, sd = mean_std([runs[a.label][s]["summary"]["trained"][m] for s in seeds])
-            table[a.label][m] = {
-                "mean": mu,
-                "std": sd,
-                "per_seed": [runs[a.label][s]["summary"]["trained"][m] for s in seeds],
-            }
-
-    pairs: dict[str, dict[str, Any]] = {}
-    for a in arms:
-        if a.label == reference:
-            continue
-        pairs[a.label] = {}
-        for m in metric_names:
-            x = _per_seed_problem(runs[a.label], seeds, "trained", m)
-            y = _per_seed_problem(runs[reference], seeds, "trained", m)
-            if x.shape[1] and x.shape == y.shape:
-                pairs[a.label][m] = paired(x, y)
-
-    curves: dict[str, dict[str, list[float]]] = {}
-    cost: dict[str, dict[str, float]] = {}
-    training: dict[str, dict[str, Any]] = {}
-    for a in arms:
-        per_seed = [[r["reward_mean"] for r in runs[a.label][s]["metrics"]] for s in seeds]
-        n = min(len(p) for p in per_seed)
-        arr = np.asarray([p[:n] for p in per_seed], dtype=np.float64)  # (S, steps)
-        curves[a.label] = {
-            "mean": np.nanmean(arr, 0).tolist(),
-            "std": (np.nanstd(arr, 0, ddof=1) if len(seeds) > 1 else np.zeros(n)).tolist(),
-        }
-        step_s = [
-            r["step_seconds"] for s in seeds for r in runs[a.label][s]["metrics"] if "step_seconds" in r
-        ]
-        upd_s = [
-            r["update_seconds"] for s in seeds for r in runs[a.label][s]["metrics"] if "update_seconds" in r
-        ]
-        cost[a.label] = {
-            "step_seconds": float(np.mean(step_s)) if step_s else math.nan,
-            "update_seconds": float(np.mean(upd_s)) if upd_s else math.nan,
-        }
-        tail = max(1, n // 10)
-        finals = [float(np.nanmean(arr[i, -tail:])) for i in range(arr.shape[0])]
-        diag = {}
-        for key in ("past_target_frac", "clip_frac", "weight_clip_frac", "log_ratio_mean", "brake_frac",
-                    "abs_log_ratio_mean", "clip_frac_mean", "grad_clip_frac"):  # the last four: step.update
-            vals = [r[key] for s in seeds for r in runs[a.label][s]["metrics"] if key in r]
-            if vals:
-                diag[key] = float(np.mean(vals))
-        training[a.label] = {"final_reward": mean_std(finals), "final_steps": tail, **diag}
-    for a in arms:
-        for key in ("step_seconds", "update_seconds"):
-            cost[a.label][f"{key}_ratio"] = cost[a.label][key] / cost[reference][key]
-
-    return {
-        "study": {f.name: getattr(study, f.name) for f in fields(CompareConfig)},
-        "train": base.to_dict(),
-        "base_model": base_info,
-        "seeds": list(seeds),
-        "arms": [a.__dict__ for a in arms],
-        "reference": reference,
-        "same_prompts": same_prompts,
-        "same_eval_problems": same_eval_problems,
-        "eval_problems": len(problems_per_seed[0] or []),
-        "metrics": metric_names,
-        "table": table,
-        "pairs": pairs,
-        "curves": curves,
-        "cost": cost,
-        "training": training,
-        "per_problem": {
-            a.label: {m: _per_seed_problem(runs[a.label], seeds, "trained", m).tolist() for m in metric_names}
-            for a in arms
-        },
-        "runs": {a.label: {str(s): runs[a.label][s]["folder"] for s in seeds} for a in arms},
-    }
 
 
 __all__ = [

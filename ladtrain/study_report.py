@@ -71,6 +71,7 @@ def report(results: dict[str, Any]) -> str:
         f"- same prompts in the same order for every arm of a seed: **{results['same_prompts']}**; "
         f"same held-out problems for every run: **{results['same_eval_problems']}**",
         "",
+        *tuning_lines(results),
         "## Held-out metrics (mean ± std over seeds)",
         "",
         "avg@k = mean accuracy over the k samples (pass@1 estimate); pass@k unbiased (Chen et al. 2021); "
@@ -215,6 +216,38 @@ def answer_lines(results: dict[str, Any]) -> list[str]:
                     parts.append(f"{m} {sign * p['mean_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({v})")
             out.append(f"- `{lad}` vs `{other}`: " + "; ".join(parts) + ".")
     return out
+
+
+def _setting_text(setting: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())
+
+
+def tuning_lines(results: dict[str, Any]) -> list[str]:
+    """The settings each arm chose on the validation split (``results["tuning"]``; none without
+    ``--grid``), every grid point's validation value, the choice in bold."""
+    tuning = results.get("tuning") or {}
+    if not tuning:
+        return []
+    first = next(iter(tuning.values()))
+    lines = [
+        "## Settings chosen on validation (before any test run)",
+        "",
+        f"Each arm trained at every grid point with seed(s) {first['seeds']}, evaluated on the task's "
+        f"{first['split']} split ({first['samples']} samples per problem), scored by `{first['select']}`; "
+        "the best point (first on ties) is the arm's setting in every test run below. The base settings "
+        "above apply where an arm chose nothing.",
+        "",
+        "| arm | grid point: validation value | chosen |",
+        "|---|---|---|",
+    ]
+    for label, entry in tuning.items():
+        cells = []
+        for row in entry["grid"]:
+            cell = f"{_setting_text(row['setting']) or '(no key)'}: {row['mean']:.4f}"
+            cells.append(f"**{cell}**" if row["setting"] == entry["chosen"] else cell)
+        chosen = _setting_text(entry["chosen"])
+        lines.append(f"| {label} | {'; '.join(cells)} | {chosen or '-'} |")
+    return lines + [""]
 
 
 def mechanism_lines(results: dict[str, Any]) -> list[str]:

@@ -99,16 +99,20 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, sampl
 # The job
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
+def train(cfg: TrainConfig, base_eval: dict[str, Any] | None = None) -> dict[str, Any]:
     """One whole run (the module docstring lists its parts); returns ``summary.json``'s content ({} off
-    rank 0)."""
+    rank 0). ``base_eval``: the base's held-out evaluation by set, from another run with the same base
+    model, evaluation settings and seed (a study passes it, :mod:`ladtrain.study`; the same model sampled
+    with the same stream gives the same result), so the base is not sampled again; its row is written to
+    ``eval.jsonl`` (its samples are in that other run's ``samples.jsonl``) and ``summary.json`` says
+    ``base_eval_reused``."""
     from collections import Counter
 
     from ladtrain.dead_run import NoSignalWarning, SignalWatch
     from ladtrain.samples_log import FILE as SAMPLES
     from ladtrain.samples_log import SamplesLog, per_step
 
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     cfg = cfg.resolved()  # the model-dependent defaults (max_new_tokens, lr_warmup_steps)
     loss_fn = losses.get(cfg.loss)
     world, device = start.start_up(cfg, loss_fn)
@@ -139,7 +143,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                   samples_log=samples)
     if resumed_at is not None:
         evaluator.resume(resumed_at)  # eval.jsonl keeps the rows up to the checkpoint
-    base_evals = heldout.by_set(begin.base_eval) or evaluator.run(model, begin.tokenizer, 0, "base")
+    reused = not begin.base_eval and base_eval is not None
+    if reused:
+        base_evals = evaluator.record(0, "base", base_eval)
+    else:
+        base_evals = heldout.by_set(begin.base_eval) or evaluator.run(model, begin.tokenizer, 0, "base")
     rl = start.rl_step(cfg, loss_fn, task, model, train_model, begin, world, device)
     rng = random.Random(cfg.seed)  # the prompt sampler (its state is the data position)
     first, rows = begin.restore(out, rl, rng, faults, world)  # a resumed run: every state back
@@ -188,7 +196,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     warnings.warn(NoSignalWarning(message), stacklevel=2)
             faults.agree(distributed.all_sum, world)  # torchrun: one rank's fatal fault stops them all
             if every and (step % every == 0 or step == cfg.steps) or faults.fatal:  # every rank calls it
-                elapsed = {"warmup": warm_seconds, "total": earlier.get("total", 0.0) + time.time() - t0}
+                elapsed = {"warmup": warm_seconds, "total": earlier.get("total", 0.0) + time.time() - t0,
+                           "cpu": earlier.get("cpu", 0.0) + time.process_time() - cpu0}
                 checkpoint.save_training(out, step, model, begin.tokenizer, optimizer=rl.optimizer,
                                          scheduler=rl.schedule, data_rng=rng, faults=faults,
                                          keep=cfg.keep_checkpoints, modules=start.trained_modules(rl),
@@ -216,13 +225,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     evals=evaluator.rows)
     pass_at_k_curves(versus, out / "pass_at_k.png", title=f"{loss_fn.name} on {cfg.task}",
                      labels=("base", loss_fn.name))
-    seconds = {"warmup": warm_seconds, "base_eval": sum(r["seconds"] for r in base_evals.values()),
+    seconds = {"warmup": warm_seconds,
+               "base_eval": 0.0 if reused else sum(r["seconds"] for r in base_evals.values()),
                "rl": rl_seconds, "trained_eval": sum(r["seconds"] for r in trained_evals.values()),
-               "total": earlier.get("total", 0.0) + time.time() - t0}
+               "total": earlier.get("total", 0.0) + time.time() - t0,
+               "cpu": earlier.get("cpu", 0.0) + time.process_time() - cpu0}  # this process's CPU time
     summary = summary_of(cfg, loss_fn.name, begin.base_info, len(eval_problems), base_eval, trained_eval,
                          faults, seconds, out, rewards=[c.describe() for c in rl.rewards],
                          train_reasons=train_reasons, no_signal=watch.fired)
     summary.update(heldout.summary_fields(base_evals, trained_evals, versus))
+    summary["base_eval_reused"] = reused
     atomic.write_atomically(out / "summary.json", json.dumps(summary, indent=2))
     trackers.close()
     if not cfg.keep_resumable:  # the final model is in checkpoint/; the resumable states are not needed

@@ -12,7 +12,9 @@ note; with 3 numbers about 13% have several solutions).
   JSON under the cache directory (``$LADTRAIN_CACHE`` or ``~/.cache/ladtrain``).
 * **Held-out split**: a problem is in ``test`` when a stable hash of its key falls in the test fraction,
   so the split does not depend on the generator's seed or order, and train and test never share a
-  (numbers, target) pair.
+  (numbers, target) pair. ``validation_fraction=V`` (default 0: none) moves the next V of the hash range
+  from train to a ``validation`` split, for choosing settings without looking at test
+  (``--eval-split validation``); the test split is the same for every V.
 * **All solutions** of every problem are enumerated (every ordering of the numbers times every operator
   sequence) and stored as canonical expressions in ``problem.meta["solutions"]``: the warm-up draws
   uniformly among them, and evaluation counts distinct correct answers.
@@ -150,9 +152,14 @@ def extract_answer(completion: str) -> str:
     return ""
 
 
-def _in_test(key: str, test_fraction: float) -> bool:
-    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-    return (h % 10_000) < test_fraction * 10_000
+def split_of(key: str, test_fraction: float, validation_fraction: float = 0.0) -> str:
+    """``test`` when a stable hash of ``key`` falls in the first ``test_fraction`` of the hash range,
+    ``validation`` in the next ``validation_fraction``, else ``train`` (so validation is carved out of what
+    would be train, and the test split does not depend on ``validation_fraction``)."""
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 10_000
+    if h < test_fraction * 10_000:
+        return "test"
+    return "validation" if h < (test_fraction + validation_fraction) * 10_000 else "train"
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,7 @@ class CountdownTask:
     max_value: int = 6
     draws: int = 3000
     test_fraction: float = 0.15
+    validation_fraction: float = 0.0
     seed: int = 1234
     name: str = "countdown"
     prompt: str = "auto"
@@ -171,6 +179,11 @@ class CountdownTask:
     def __post_init__(self) -> None:
         if self.prompt not in STYLES:
             raise TaskError(f"countdown: prompt={self.prompt!r}; known: {', '.join(STYLES)}")
+        if not (0 < self.test_fraction < 1 and 0 <= self.validation_fraction < 1
+                and self.test_fraction + self.validation_fraction < 1):
+            raise TaskError(f"countdown: test_fraction={self.test_fraction}, validation_fraction="
+                            f"{self.validation_fraction}: need 0 < test, 0 <= validation, "
+                            "test + validation < 1")
 
     @property
     def worded(self) -> bool:
@@ -222,10 +235,10 @@ class CountdownTask:
         return rows
 
     def problems(self, split: str) -> list[Problem]:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
+        if split not in ("train", "validation", "test"):
+            raise ValueError(f"unknown split {split!r}; use 'train', 'validation' or 'test'")
         if not self._splits:
-            splits: dict[str, list[Problem]] = {"train": [], "test": []}
+            splits: dict[str, list[Problem]] = {"train": [], "validation": [], "test": []}
             for row in self._rows():
                 numbers, target = row["numbers"], row["target"]
                 key = f"{'-'.join(map(str, sorted(numbers)))}={target}"
@@ -236,7 +249,7 @@ class CountdownTask:
                     meta={"numbers": numbers, "target": target,
                           "solutions": list(solutions_by_target(tuple(sorted(numbers)))[target])},
                 )
-                splits["test" if _in_test(key, self.test_fraction) else "train"].append(problem)
+                splits[split_of(key, self.test_fraction, self.validation_fraction)].append(problem)
             self._splits.update(splits)
         return self._splits[split]
 

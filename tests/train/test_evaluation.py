@@ -13,6 +13,7 @@ from ladtrain.evaluation import (
     answer_entropy,
     avg_at_k_per_problem,
     dist_n,
+    dist_n_per_token,
     distinct_correct_answers,
     maj_at_k,
     pass_at_k,
@@ -75,6 +76,16 @@ def test_maj_at_k_splits_ties_evenly_and_ignores_missing_answers():
     assert maj_at_k([None, None], [False, False]) == 0.0
     with pytest.raises(EvaluationError):
         maj_at_k(answers, correct, k=6)
+
+
+def test_dist_n_per_token_divides_distinct_ngrams_by_generated_tokens():
+    samples = ["a b a b", "a b c"]  # 7 tokens; bigrams 3 distinct of 5; 4-grams 1 of 1
+    assert dist_n_per_token(samples, 2) == pytest.approx(3 / 7)
+    assert dist_n_per_token(samples, 1) == pytest.approx(3 / 7)  # unigrams: both definitions agree
+    assert dist_n_per_token(samples, 4) == pytest.approx(1 / 7)  # dist_n says 1.0 here
+    assert dist_n_per_token(samples, 5) == 0.0  # tokens but no 5-gram: nothing distinct
+    assert math.isnan(dist_n_per_token([], 2))
+    assert dist_n_per_token([[1, 2, 1, 2], [1, 2, 3]], 2) == pytest.approx(3 / 7)
 
 
 def test_dist_n_pools_ngrams_per_prompt_without_crossing_samples():
