@@ -43,7 +43,6 @@ to 15 characters, so none is dropped from the warm-up.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -55,7 +54,7 @@ from pathlib import Path
 
 from ladtrain.tasks import TaskError
 from ladtrain.tasks.base import Problem, Score
-from ladtrain.tasks.countdown import cache_dir, extract_answer
+from ladtrain.tasks.countdown import cache_dir, extract_answer, split_of
 
 TARGET = 24
 PROMPT = "{numbers} -> 24\n"  # compact: every character is a token for the built-in model
@@ -234,15 +233,6 @@ def solutions(numbers) -> list[str]:
     return sorted(found, key=lambda s: (len(s), s))
 
 
-def split_of(key: str, test_fraction: float, validation_fraction: float = 0.0) -> str:
-    """``test`` in the first ``test_fraction`` of a stable hash range of ``key``, ``validation`` in the
-    next ``validation_fraction``, else ``train``."""
-    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 10_000
-    if h < test_fraction * 10_000:
-        return "test"
-    return "validation" if h < (test_fraction + validation_fraction) * 10_000 else "train"
-
-
 @dataclass(frozen=True)
 class Puzzle24Task:
     """Puzzle 24 over four numbers from ``min_value``..``max_value``."""
@@ -383,4 +373,4 @@ def make(arg: str | None = None, **options) -> Puzzle24Task:
 
 __all__ = ["MAX_ANSWER_CHARS", "MAX_CHARS", "MAX_DEPTH", "PROMPT", "STYLES", "WORDED", "ExpressionError",
            "Puzzle24Task", "answer_stats", "combine", "make", "numbers_of", "parse", "render", "solutions",
-           "split_of", "value"]
+           "value"]
