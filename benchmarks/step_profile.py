@@ -102,7 +102,7 @@ class Setup:
     group: int = 8  # G completions per prompt; B = prompts * G
     max_new_tokens: int = 16  # T
     temperature: float = 1.0
-    lr: float = 1e-4
+    lr: float = 0.0  # 0: the policy stays the built one, so both implementations sample the same lengths
     clip_eps: float = 0.2
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -163,6 +163,35 @@ def shaped_reward(reward: float | None, text: str) -> float | None:
         return None
     useful = sum(c.isdigit() or c in "+-*" for c in text)
     return reward + SHAPING * useful / max(1, len(text))
+
+
+def step_problems(setup: Setup, problems: list) -> list:
+    """The prompts of every timed and untimed step, in this order, for ladtrain and TRL alike: the trainer's
+    draw of ``prompts`` problems from a generator seeded afresh each step."""
+    from ladtrain.step import draw
+
+    return draw(random.Random(setup.seed), problems, setup.prompts)
+
+
+def seed_generation(setup: Setup) -> None:
+    """Seed torch's generator right before each step's sampling, in both implementations: with the same
+    weights (lr 0), prompts and seed, ladtrain's sampler and ``generate`` draw the same completions (up to
+    float32 near ties: ``ladtrain/compact_sampler.py``), so both do the same work."""
+    import torch
+
+    torch.manual_seed(setup.seed + 1)
+
+
+@dataclass
+class SeededSampler:
+    """A sampler that seeds torch's generator (:func:`seed_generation`) before each ``sample`` call."""
+
+    inner: Any
+    setup: Setup
+
+    def sample(self, prompts, group_size):
+        seed_generation(self.setup)
+        return self.inner.sample(prompts, group_size)
 
 
 def training_problems(tokenizer=None):
@@ -353,7 +382,7 @@ def lad_state(setup: Setup) -> LadState:
         models.enable_gradient_checkpointing(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, start.lr_lambda(cfg))
-    sampler = make_sampler(setup, model, tok)
+    sampler = SeededSampler(make_sampler(setup, model, tok), setup)
     step = Step(
         cfg,
         losses.get(cfg.loss),
@@ -381,8 +410,8 @@ def lad_step(st: LadState, loss_spec: str, clock: Clock) -> dict[str, Any]:
     cfg = train_config(st.setup, loss_spec)
     step = replace(st.step, cfg=cfg, loss=losses.get(cfg.loss))
     faults = Faults()
-    with clock.phase("generation"):
-        problems = draw(st.rng, st.problems, cfg.prompts_per_step)
+    with clock.phase("generation"):  # the same prompts every step (step_problems), in TRL's worker too
+        problems = draw(random.Random(st.setup.seed), st.problems, cfg.prompts_per_step)
     batch = collect(step, problems, faults, phase=clock.phase)
     with _timed_backward(clock):
         stats = update(step, batch, faults, phase=clock.phase)
@@ -531,7 +560,10 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
     start.seed_everything(setup.seed)
     model, tok = build_model(setup)
     task, problems = training_problems(tok)
-    rows = [{"prompt": models.format_prompt(tok, p.prompt), "index": i} for i, p in enumerate(problems)]
+    chosen = step_problems(setup, problems)  # ladtrain's prompts, in its order, every step (no shuffling)
+    rows = [{"prompt": models.format_prompt(tok, chosen[i].prompt), "index": i}
+            for _ in range(steps + 1) for i in range(len(chosen))]
+    problems = chosen
 
     def countdown_reward(prompts, completions, index, **_):
         return [shaped_reward(task.score(problems[i], c).reward, c) for i, c in zip(index, completions)]
@@ -573,6 +605,13 @@ def trl_worker(setup: Setup, steps: int) -> dict[str, Any]:
                 return generate(*a, **k)
 
         grpo._generate = timed_generate
+        model_generate = model.generate
+
+        def seeded_generate(*a, **k):  # TRL calls the model's generate inside _generate
+            seed_generation(setup)
+            return model_generate(*a, **k)
+
+        model.generate = seeded_generate
         torch.set_num_threads(setup.threads)
         with contextlib.redirect_stdout(io.StringIO()):  # the worker's stdout carries its JSON
             grpo.train()
@@ -826,7 +865,8 @@ def report(result: dict[str, Any]) -> str:
             f"(2) TRL {t['version']} GRPOTrainer step {t['step_wall']['median']:.3f}s wall, "
             f"{t['step_cpu']['median']:.3f}s CPU (n {t['step_wall']['n']}, min "
             f"{t['step_wall']['min']:.3f}, "
-            f"max {t['step_wall']['max']:.3f}; completion length {t['completion_len']:.1f}; applied "
+            f"max {t['step_wall']['max']:.3f}; completion length {t['completion_len']:.2f}, ladtrain's "
+            f"{lt['completion_tokens'] / result['batch']:.2f}; applied "
             f"{t['applied']}) vs ladtrain GRPO step {step:.3f}s: ladtrain is {r2['wall']:.2f}x "
             "faster "
             f"(range {r2['wall_low']:.2f}-{r2['wall_high']:.2f}; CPU time {r2['cpu']:.2f}x); TRL's "

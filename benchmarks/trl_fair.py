@@ -42,8 +42,13 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
      "a metrics row every step, no checkpoint"),
     ("torch_compile, use_liger_kernel, pad_to_multiple_of, dataloader_num_workers", "False, False, None, 0",
      "eager PyTorch, no padding to a multiple, no loader workers"),
-    ("model", "the same weights (built in the worker from the same seed)", "the same"),
-    ("prompts", "problems whose prompts have one length (no padding)", "the same problems"),
+    ("model", "the same weights (built in the worker from the same seed); learning_rate 0 by default",
+     "the same: the policy stays the built one, so both sample from it every step (lr 0 still runs every "
+     "kernel of AdamW)"),
+    ("prompts, shuffle_dataset", "the benchmark's prompts (one length: no padding), in order, every step; "
+     "False", "the same prompts in the same order every step"),
+    ("generation seed", "torch.manual_seed(seed + 1) right before each generate call",
+     "the same before each sampler call: the same completions up to float32 near ties"),
     ("threads", "torch.set_num_threads(1)", "the same"),
 )
 
@@ -70,7 +75,8 @@ def config_kwargs(setup: Any, output_dir: str, steps: int) -> dict[str, Any]:
         learning_rate=setup.lr, max_grad_norm=setup.max_grad_norm, logging_steps=1, log_completions=False,
         report_to="none", save_strategy="no", torch_compile=False, use_liger_kernel=False,
         pad_to_multiple_of=None,
-        dataloader_num_workers=0, disable_tqdm=True, max_steps=steps, seed=setup.seed, use_cpu=True,
+        dataloader_num_workers=0, shuffle_dataset=False, disable_tqdm=True, max_steps=steps, seed=setup.seed,
+        use_cpu=True,
     )
 
 

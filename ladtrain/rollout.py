@@ -40,7 +40,7 @@ from typing import Protocol, Sequence
 import torch
 from torch import Tensor
 
-from ladtrain import logprobs
+from ladtrain import checkpointing, logprobs
 
 
 @dataclass(frozen=True)
@@ -133,14 +133,12 @@ def groups_share_prompts(prompt_ids: Tensor, prompt_mask: Tensor, group_size: in
 def can_share_prompts(model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
                       group_size: int) -> bool:
     """Whether :func:`token_logprobs` may run each group's prompt once: a cache-taking HF model, no
-    dropout, no gradient checkpointing (which turns the cache off), and the groups share their prompts."""
-    checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5
-    if checkpointing is None:
-        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    dropout, gradient checkpointing off or able to keep the cache exactly
+    (:func:`ladtrain.checkpointing.keeps_cache`), and the groups share their prompts."""
     return (
         cache_keyword(model) is not None
         and not dropout_active(model)
-        and not (model.training and checkpointing)
+        and checkpointing.keeps_cache(model)
         and groups_share_prompts(prompt_ids, prompt_mask, group_size)
     )
 
@@ -326,13 +324,14 @@ def _shared_prompt_logprobs(
     net = head.backbone if head is not None else model
     keyword = cache_keyword(net)
     extra = {} if head is not None else keep_last_logits(model, 1)
-    prompt = net(
-        input_ids=rollout.prompt_ids[::G],
-        attention_mask=rollout.prompt_mask[::G],
-        position_ids=position[::G, :P],
-        use_cache=True,
-        **extra,
-    )  # (n,) rows
+    with checkpointing.kept_cache(net):  # under gradient checkpointing too (exact replays)
+        prompt = net(
+            input_ids=rollout.prompt_ids[::G],
+            attention_mask=rollout.prompt_mask[::G],
+            position_ids=position[::G, :P],
+            use_cache=True,
+            **extra,
+        )  # (n,) rows
     last = prompt.last_hidden_state if head is not None else prompt.logits
     outputs = [last[:, -1:].repeat_interleave(G, 0)]  # (B, 1, H or V): predicts completion token 0
     T = rollout.completion_ids.shape[1]
@@ -340,13 +339,14 @@ def _shared_prompt_logprobs(
     if T > 1 and not (buckets and hasattr(prompt[keyword], "layers")):
         cache = prompt[keyword]
         cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...)
-        rest = net(
-            input_ids=rollout.completion_ids[:, :-1],
-            attention_mask=attention[:, :-1],
-            position_ids=position[:, P:-1],
-            use_cache=True,
-            **{keyword: cache},
-        )
+        with checkpointing.kept_cache(net, discard_writes=True):
+            rest = net(
+                input_ids=rollout.completion_ids[:, :-1],
+                attention_mask=attention[:, :-1],
+                position_ids=position[:, P:-1],
+                use_cache=True,
+                **{keyword: cache},
+            )
         # (B, T - 1, H or V): predict completion tokens 1..T-1
         outputs.append(rest.last_hidden_state if head is not None else rest.logits)
     elif T > 1:  # bucket by bucket, each only up to its longest completion (see length_buckets)
@@ -359,13 +359,14 @@ def _shared_prompt_logprobs(
                 cache.layers = [copy.copy(layer) for layer in cache.layers]
                 cache.batch_select_indices(rows // G)  # the prompt rows of this bucket's completions
                 span = slice(P, P + longest - 1)
-                out = net(
-                    input_ids=rollout.completion_ids[rows, : longest - 1],
-                    attention_mask=attention[rows, : P + longest - 1],
-                    position_ids=position[rows, span],
-                    use_cache=True,
-                    **{keyword: cache},
-                )
+                with checkpointing.kept_cache(net, discard_writes=True):
+                    out = net(
+                        input_ids=rollout.completion_ids[rows, : longest - 1],
+                        attention_mask=attention[rows, : P + longest - 1],
+                        position_ids=position[rows, span],
+                        use_cache=True,
+                        **{keyword: cache},
+                    )
                 hidden = out.last_hidden_state if head is not None else out.logits  # (k, longest - 1, H or V)
                 part = torch.nn.functional.pad(hidden, (0, 0, 0, T - longest))  # zeros where nothing is read
             parts.append(part)

@@ -283,6 +283,9 @@ def update(step: Step, batch: Batch, faults: Faults, phase: Phase = no_phase) ->
                 if faults.update_ok(loss, grad_norm, tokens):  # else skipped and counted
                     step.optimizer.step()
                     step.schedule.step()
+                # free the gradients now: kept until the next backward, they would sit in memory through the
+                # next rollout's sampling (one parameter-sized buffer; the next zero_grad sets None anyway)
+                step.optimizer.zero_grad(set_to_none=True)
             for k in PER_ROLLOUT:
                 if k in terms:
                     seen.setdefault(k, []).append(float(terms[k]))

@@ -48,6 +48,9 @@ def test_quick_benchmark_reports_the_three_ratios(step_profile, cache, tmp_path,
         assert applied["optimizer"] == "AdamW"
         assert all(g["weight_decay"] == 0.0 for g in applied["optimizer_groups"])
         assert r2["memory_peak"] > 0 and result["trl"]["memory"]["update_mb"] > 0
+        # the same work: same weights (lr 0), prompts and generator seed give the same completion lengths
+        assert result["setup"]["lr"] == 0.0
+        assert result["trl"]["completion_len"] == lad["completion_tokens"] / result["batch"]
     else:
         assert "(2) TRL comparison not run" in printed
     # (3) overhead: a fraction; the kernels it subtracts are no longer than the step
@@ -95,7 +98,7 @@ def test_lad_and_grpo_steps_see_the_same_rollout(step_profile, cache):
     import torch
 
     torch.set_num_threads(1)
-    setup = step_profile.Setup(model="tiny", prompts=2, group=2, max_new_tokens=6)
+    setup = step_profile.Setup(model="tiny", prompts=2, group=4, max_new_tokens=6)  # rewards differ here
     st = step_profile.lad_state(setup)
     snap = step_profile.snapshot(st)
     rows = {}

@@ -78,11 +78,11 @@ def test_trl_settings_table_names_only_options_that_are_passed():
                             clip_eps=0.2, lr=1e-4, max_grad_norm=1.0, seed=0)
     kwargs = trl_fair.config_kwargs(setup, "/tmp/unused", steps=2)
     named = {name.strip().split("/")[0] for row in trl_fair.SETTINGS for name in row[0].split(",")}
-    named -= {"model", "prompts", "threads", "adam_beta1"}  # not GRPOConfig options; "adam_beta1/2"
+    named -= {"model", "prompts", "generation seed", "threads", "adam_beta1"}  # not options; "adam_beta1/2"
     assert named <= kwargs.keys(), named - kwargs.keys()
     assert {"adam_beta1", "adam_beta2"} <= kwargs.keys()
     assert kwargs["gradient_checkpointing"] is False and kwargs["bf16"] is False
-    assert kwargs["loss_type"] == "grpo"
+    assert kwargs["loss_type"] == "grpo" and kwargs["shuffle_dataset"] is False  # ladtrain's prompt order
     trl = pytest.importorskip("trl")
     config = trl.GRPOConfig(**kwargs)  # every option exists in this TRL version
     assert config.gradient_checkpointing is False and config.optim == "adamw_torch"

@@ -165,3 +165,18 @@ def test_a_run_with_minibatches_logs_each_rollouts_diagnostics(cache, tmp_path, 
     assert {"brake_frac", "abs_log_ratio_mean", "grad_clip_frac"} <= set(row)
     # the rollout's mean over its two steps (the first ~0), below the last step's own value
     assert 0 < row["abs_log_ratio_mean"] < row["log_ratio_abs_mean"]
+
+
+@pytest.mark.parametrize("mini_batches", [1, 2])
+def test_update_frees_the_gradients_after_its_optimizer_steps(mini_batches):
+    """The gradients do not outlive the update (they would sit in memory through the next rollout); the
+    optimizer still stepped, and the weights are those of the update that keeps them (K = 1: the
+    whole-batch update by hand, bit for bit)."""
+    model, rollout, _, adv, mask = fixed_batch()
+    before = flat(model)
+    trained = copy.deepcopy(model)
+    update(make_step(trained, cfg(mini_batches=mini_batches)), make_batch(rollout, adv, mask), Faults())
+    assert all(p.grad is None for p in trained.parameters())
+    assert not torch.equal(flat(trained), before)
+    if mini_batches == 1:
+        assert torch.equal(flat(trained), by_hand(model, rollout, adv, mask, [slice(0, mask.shape[0])]))

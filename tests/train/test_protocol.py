@@ -23,7 +23,8 @@ def _tuning(out, arm, values):
 def test_main_parts_are_valid_studies_with_the_declared_arms(tmp_path):
     for part, k in (("countdown-main", 256), ("puzzle24-main", 64)):
         study, base = compare.parse(protocol.part_argv(part, tmp_path))
-        assert [a.label for a in arms_of(study, base)] == ["grpo", "lad:js", "lad:js/mb4", "grpo/mb4", "flowrl"]
+        labels = [a.label for a in arms_of(study, base)]
+        assert labels == ["grpo", "lad:js", "lad:js/mb4", "grpo/mb4", "flowrl"]
         assert base.eval_k == str(k)  # k = 1, 2, 4, ..., k: that many samples per problem
         assert base.eval_problems == 0 and base.steps == 150 and study.seeds == "5"
         assert study.grid == protocol.GRID and study.select == "pass_auc"
