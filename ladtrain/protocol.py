@@ -115,7 +115,7 @@ def report(out: Path) -> int:
     argv = []
     for name in PARTS:
         task, kind = name.split("-")
-        if (out / name / "results.json").is_file() and kind in ("main", "ablation"):
+        if (out / name / "results.json").is_file():
             argv += [f"--{kind}", f"{task}={out / name}"]
     if not argv:
         raise SystemExit(f"no finished part in {out}")
