@@ -12,8 +12,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ladtrain import study_verdicts as V
+from ladtrain.decisive_controls import lines as controls_lines
 
-KINDS = ("main", "ablation")
+KINDS = ("main", "ablation", "controls")
 
 
 def _ms(row: dict | None) -> str:
@@ -208,6 +209,7 @@ def report(doc: dict, results: dict) -> str:
                 lines += [f"### {kind} study (`{doc['studies'][task][kind]}`)", ""]
                 lines += study_tables(task, kind, kinds[kind], doc, kinds["main"])
     lines += ["## Verdicts H1-H5", ""] + verdict_lines(doc)
+    lines += controls_lines(doc.get("controls", {}))
     lines += ["![pass@k minus the base](pass_at_k_vs_base.png)", "", "![verdicts](verdicts_forest.png)", ""]
     tuned = [(t, k, r["tuning"]) for t, kinds in results.items() for k, r in kinds.items() if r.get("tuning")]
     if tuned:

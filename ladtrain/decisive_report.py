@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ladtrain import study_verdicts as V
+from ladtrain.decisive_controls import controls
 from ladtrain.decisive_markdown import report
 
 
@@ -86,6 +87,7 @@ def build(
             for t, ks in inputs.items()
         },
         "verdicts": V.verdicts(studies, roles, differs, replicates),
+        "controls": {t: controls(kinds, replicates) for t, kinds in studies.items() if kinds.get("controls")},
         "curves": {
             t: {k: curves(st, replicates) for k, st in kinds.items() if st is not None and st.base}
             for t, kinds in studies.items()
@@ -124,6 +126,17 @@ def recompute(folder: str | Path) -> tuple[list, list]:
     return doc["verdicts"], normalised(V.verdicts(studies, doc["roles"], differs, doc["replicates"]))
 
 
+def recompute_controls(folder: str | Path) -> tuple[dict, dict]:
+    """``(committed, recomputed)`` controls of ``folder/verdicts.json``
+    (:mod:`ladtrain.decisive_controls`), the second rebuilt from the committed per-problem data."""
+    folder = Path(folder)
+    doc = json.loads((folder / "verdicts.json").read_text())
+    inputs = {t: {k: folder / p for k, p in kinds.items()} for t, kinds in doc["studies"].items()}
+    _, studies = load(inputs)
+    again = {t: controls(kinds, doc["replicates"]) for t, kinds in studies.items() if kinds.get("controls")}
+    return doc.get("controls", {}), normalised(again)
+
+
 # ------------------------------------------------------------------------------------------ command line
 
 
@@ -158,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = _Parser(prog="python -m ladtrain.decisive_report", description=__doc__.split("\n\n")[0])
     p.add_argument("--main", action="append", default=[], metavar="TASK=DIR", help="a task's main study")
     p.add_argument("--ablation", action="append", default=[], metavar="TASK=DIR", help="its ablation study")
+    p.add_argument("--controls", action="append", default=[], metavar="TASK=DIR",
+                   help="its controls study (ladtrain/decisive_controls.py)")
     p.add_argument(
         "--role",
         action="append",
@@ -175,12 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.md, verdicts.json, PNGs")
     a = p.parse_args(argv)
     mains, abls = _pairs(a.main, "--main", p), _pairs(a.ablation, "--ablation", p)
+    ctls = _pairs(a.controls, "--controls", p)
     if not mains:
         p.error("--main: at least one TASK=DIR")
-    for flag, given in (("--main", mains), ("--ablation", abls)):
+    for flag, given in (("--main", mains), ("--ablation", abls), ("--controls", ctls)):
         for task, folder in given.items():
-            if flag == "--ablation" and task not in mains:
-                p.error(f"--ablation {task}: no --main {task}=DIR")
+            if flag != "--main" and task not in mains:
+                p.error(f"{flag} {task}: no --main {task}=DIR")
             if not (Path(folder) / "results.json").is_file():
                 p.error(f"{flag} {task}={folder}: no results.json there")
     roles = _pairs(a.role, "--role", p)
@@ -197,14 +213,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.exists() and not out.is_dir():
         p.error(f"--out {out}: exists and is not a folder")
     inputs = {
-        t: {"main": Path(d), **({"ablation": Path(abls[t])} if t in abls else {})} for t, d in mains.items()
+        t: {"main": Path(d), **({"ablation": Path(abls[t])} if t in abls else {}),
+            **({"controls": Path(ctls[t])} if t in ctls else {})} for t, d in mains.items()
     }
     loaded = {}
     for task, kinds in inputs.items():
         for kind, folder in kinds.items():
             try:
                 loaded[task, kind] = load({task: {kind: folder}})[1][task][kind]
-                if kind == "ablation":
+                if kind in ("ablation", "controls"):
                     V.aligned(loaded[task, "main"], loaded[task, kind])
                 loaded[task, kind].k_max()
             except (V.VerdictError, ValueError, KeyError, TypeError, OSError) as err:

@@ -18,12 +18,14 @@ Parts (:data:`PARTS`):
   learning rate chosen from :data:`GRID` on validation (1 tuning seed, 64 samples, ``pass_auc``),
   then 5 seeds x all test problems x 256 samples.
 * ``puzzle24-main``: the same on reasoning-gym's puzzle24 (:mod:`ladtrain.tasks.puzzle24`), 64 samples.
-* ``countdown-ablation``: LAD(tv), LAD(kl) (strict vs weak divergences), LAD(js) at eta 0.1, 1 and 4,
-  ``grpo_tokenmean`` (GRPO's objective with LAD's global token mean: isolates the objective from the
-  aggregation), FlowRL at 4 minibatches (its own regime updates several times per rollout), DAPO and GSPO
-  at 4 minibatches (only there do their clips act), 3 seeds x 64 samples, at the learning rates
-  ``countdown-main`` chose (LAD(js)'s for the LAD arms, FlowRL's for FlowRL, GRPO's for the others): so it
-  runs after that part's tuning.
+* ``countdown-ablation``: LAD(tv), LAD(kl) (strict vs weak divergences), LAD(js) at eta 0.1, 1 and 4;
+  3 seeds x 64 samples, at the learning rate ``countdown-main`` chose for LAD(js) on validation.
+* ``countdown-controls``: ``grpo_tokenmean`` (GRPO's objective with LAD's global token mean: isolates the
+  objective from the aggregation), FlowRL at 4 minibatches (its own regime updates several times per
+  rollout), DAPO and GSPO at 4 minibatches (only there do their clips act); 3 seeds x 64 samples, at the
+  learning rates ``countdown-main`` chose (FlowRL's for FlowRL, GRPO's for the others).
+
+The last two run after ``countdown-main``'s tuning (they read its choices).
 
 Shared settings (:data:`COMMON`): 150 RL steps x 16 prompts x 8 samples, the built-in model warmed up once
 per task on half of the training problems (RL prompts are the other half), every problem of the evaluated
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Sequence
 
 COUNTDOWN = "countdown,test_fraction=0.2,validation_fraction=0.1"
-PUZZLE24 = "puzzle24,validation_fraction=0.1"
+PUZZLE24 = "puzzle24,validation_fraction=0.12"  # 118 validation, 214 test problems
 MAIN_ARMS = "grpo;lad:js;lad:js,mini_batches=4;grpo,mini_batches=4;flowrl"
 GRID = "lr=5e-5,1e-4,2e-4"
 COMMON = ["--steps", "150", "--prompts-per-step", "16", "--group-size", "8", "--warmup-share", "0.5",
@@ -78,18 +80,21 @@ def part_argv(name: str, out: Path) -> list[str]:
     if name in main:
         task, k = main[name]
         return ["--task", task, "--arms", MAIN_ARMS, *TUNE, "--seeds", "5", "--k", k, *COMMON, *folder]
-    if name == "countdown-ablation":
+    if name in ("countdown-ablation", "countdown-controls"):
         lr = {arm: chosen_lr(out, "countdown-main", arm) for arm in ("lad:js", "grpo", "flowrl")}
-        lad = lr["lad:js"]
         g = f"{lr['grpo']:g}"
-        arms = (f"lad:tv;lad:kl;lad:js,eta=0.1;lad:js,eta=1;lad:js,eta=4;grpo_tokenmean,lr={g};"
-                f"flowrl,mini_batches=4,lr={lr['flowrl']:g};dapo,mini_batches=4,lr={g};gspo,mini_batches=4,lr={g}")
-        return ["--task", COUNTDOWN, "--arms", arms, "--lr", f"{lad:g}", "--reference", "lad:tv",
+        if name == "countdown-ablation":
+            arms, reference = "lad:tv;lad:kl;lad:js,eta=0.1;lad:js,eta=1;lad:js,eta=4", "lad:tv"
+        else:
+            arms = (f"grpo_tokenmean,lr={g};flowrl,mini_batches=4,lr={lr['flowrl']:g};"
+                    f"dapo,mini_batches=4,lr={g};gspo,mini_batches=4,lr={g}")
+            reference = "grpo_tokenmean"
+        return ["--task", COUNTDOWN, "--arms", arms, "--lr", f"{lr['lad:js']:g}", "--reference", reference,
                 "--seeds", "3", "--k", "64", *COMMON, *folder]
     raise KeyError(name)
 
 
-PARTS = ("countdown-main", "puzzle24-main", "countdown-ablation")
+PARTS = ("countdown-main", "puzzle24-main", "countdown-ablation", "countdown-controls")
 
 
 def run_part(name: str, out: Path) -> None:
@@ -109,8 +114,8 @@ def report(out: Path) -> int:
 
     argv = []
     for name in PARTS:
+        task, kind = name.split("-")
         if (out / name / "results.json").is_file():
-            task, kind = name.split("-")
             argv += [f"--{kind}", f"{task}={out / name}"]
     if not argv:
         raise SystemExit(f"no finished part in {out}")

@@ -29,7 +29,8 @@ Statistics of a paired difference of arm X and arm Y (or the base) on the same p
 the problems (the same ids in the same order, checked). Estimate: the mean of the defined (non-NaN) cells.
 Interval (:func:`hierarchical_bootstrap`): B = 4000 replicates, each drawing S seeds with replacement and,
 independently, P problems with replacement, the same problem draw for every seed of the replicate (the
-crossed "pigeonhole" bootstrap, Owen 2007, arXiv:math/0703061 is a close relative); the replicate's
+two-way crossed "pigeonhole" bootstrap of A. B. Owen, The pigeonhole bootstrap, Ann. Appl. Stat. 1(2),
+2007); the replicate's
 statistic is the mean of its cells, and the interval the 2.5 and 97.5 percentiles. Resampling seeds is
 what makes one lucky training run count as one run, not as P problems; with 5 seeds it is still a
 5-point resample, so when seed-to-seed variance dominates it under-covers (measured in

@@ -6,6 +6,7 @@
 Spec grammar: ``NAME[:ARG][,KEY=VALUE]...``
 
 - ``countdown``, ``countdown:3``
+- ``puzzle24``, ``puzzle24,validation_fraction=0.1`` (make 24 from four numbers, ``+ - * /`` and parentheses)
 - ``reasoning_gym:leg_counting,size=500,seed=1`` (unknown keys go to the generator's config)
 - ``jsonl:data/gsm8k.jsonl,prompt_field=question,answer_field=answer,extract=auto``
 - ``parquet:test.parquet,preset=math``, ``hf:saved_folder,split=train,test_split=test``,
@@ -44,6 +45,7 @@ from ladtrain.tasks.base import (
 # spec prefix -> "module:factory"
 TASKS: dict[str, str] = {
     "countdown": "ladtrain.tasks.countdown:make",
+    "puzzle24": "ladtrain.tasks.puzzle24:make",
     "reasoning_gym": "ladtrain.tasks.gym:make",
     "jsonl": "ladtrain.tasks.sources:make_jsonl",
     "parquet": "ladtrain.tasks.sources:make_parquet",

@@ -62,7 +62,7 @@ WORDED = ("Use the numbers {numbers}, each exactly once, and only the operators 
           "* binds tighter than + and -) to write an expression that equals {target}."
           "\n\nThink briefly, then give only the expression inside <answer></answer> tags.")
 STYLES = ("auto", "compact", "worded")
-_TOKEN = re.compile(r"\s*(?:(\d+)|([-+*]))")
+_TOKEN = re.compile(r"\s*(?:([0-9]+)|([-+*]))")  # ASCII digits only: \d would read "٣" (Arabic-Indic) as 3
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 Term = tuple[int, tuple[int, ...]]  # (sign +1/-1, factors sorted descending)

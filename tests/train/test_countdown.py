@@ -49,6 +49,16 @@ def test_parse_accepts_spaces_and_rejects_anything_but_integers_and_plus_minus_t
             parse(bad)
 
 
+def test_parse_reads_ascii_digits_only():
+    import re
+
+    arabic = "\u0665+\u0664*\u0663-\u0662"  # 5+4*3-2 in Arabic-Indic digits
+    with pytest.raises(ExpressionError):
+        parse(arabic)
+    # without the protection (\d, which matches any Unicode digit, and int() reads them) it would parse
+    assert re.fullmatch(r"\d+", "\u0665") and int("\u0665") == 5
+
+
 def test_value_matches_an_independent_evaluator_on_every_operator_sequence():
     for numbers in [(4, 3, 5, 2), (1, 5, 5, 2), (2, 2, 3, 1)]:
         for ops in itertools.product("+-*", repeat=3):

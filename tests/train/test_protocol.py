@@ -41,6 +41,8 @@ def test_ablation_uses_the_learning_rates_chosen_on_validation(tmp_path):
     assert protocol.chosen_lr(tmp_path, "countdown-main", "grpo") == 5e-5
     study, base = compare.parse(protocol.part_argv("countdown-ablation", tmp_path))
     arms = {a.label: a.config(base) for a in arms_of(study, base)}
+    study, base = compare.parse(protocol.part_argv("countdown-controls", tmp_path))
+    arms.update({a.label: a.config(base) for a in arms_of(study, base)})
     assert base.lr == 1e-4 and arms["lad:tv"].lr == 1e-4 and arms["lad:kl"].lr == 1e-4
     assert arms["lad:js@eta=4"].eta == 4.0 and arms["lad:js@eta=4"].lr == 1e-4
     assert arms["grpo_tokenmean/lr=5e-05"].lr == 5e-5

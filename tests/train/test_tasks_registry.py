@@ -19,7 +19,7 @@ def test_unknown_task_lists_the_known_ones():
     with pytest.raises(
         TaskError,
         match=r"unknown task 'nope:x'; known: code_jsonl, countdown, gsm8k, hf, humaneval, jsonl, "
-        r"math, parquet",
+        r"math, parquet, puzzle24",
     ):
         get_task("nope:x")
 
