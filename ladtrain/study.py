@@ -203,10 +203,15 @@ def arms_of(study: CompareConfig, base: TrainConfig) -> list[Arm]:
 
 
 def _same_config(folder: Path, cfg: TrainConfig) -> bool:
+    """The run in ``folder`` was made with ``cfg`` (every setting but ``out``, the folder itself, which
+    differs when a study's folder is moved or committed and checked out elsewhere)."""
     try:
-        return json.loads((folder / "config.json").read_text()) == json.loads(json.dumps(cfg.to_dict()))
+        saved = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return False
+    wanted = json.loads(json.dumps(cfg.to_dict()))
+    return isinstance(saved, dict) and {k: v for k, v in saved.items() if k != "out"} == {
+        k: v for k, v in wanted.items() if k != "out"}
 
 
 def _slug(label: str) -> str:

@@ -49,3 +49,29 @@ def test_ablation_uses_the_learning_rates_chosen_on_validation(tmp_path):
     assert arms["flowrl/mb4/lr=0.0002"].mini_batches == 4 and arms["flowrl/mb4/lr=0.0002"].lr == 2e-4
     assert {"dapo/mb4/lr=5e-05", "gspo/mb4/lr=5e-05"} <= set(arms)
     assert study.seeds == "3"
+
+
+def test_the_committed_parts_are_reused_without_training(tmp_path, monkeypatch):
+    """A part committed under results/compare/decisive/ (its runs' config.json and summary.json) is rebuilt
+    by the protocol without training or evaluating anything: the command continues from what is on disk."""
+    import shutil
+    from pathlib import Path
+
+    from ladtrain import trainer
+
+    committed = Path(__file__).resolve().parents[2] / "results" / "compare" / "decisive"
+    part = "countdown-controls"
+    if not (committed / part / "results.json").is_file():
+        pytest.skip("the decisive study's parts are not committed in this checkout")
+    shutil.copytree(committed / "countdown-main", tmp_path / "countdown-main")
+    shutil.copytree(committed / part, tmp_path / part)
+    before = json.loads((tmp_path / part / "results.json").read_text())
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a committed run was trained again")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    protocol.run_part(part, tmp_path)
+    after = json.loads((tmp_path / part / "results.json").read_text())
+    assert after["per_problem"] == before["per_problem"] and after["table"] == before["table"]
+    assert after["arms"] == before["arms"]
