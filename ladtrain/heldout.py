@@ -109,14 +109,17 @@ class Evaluator:
         if missing:
             raise ValueError(f"no result for the evaluation set(s) {', '.join(missing)}")
         for s in self.sets:
-            row = eval_row(step, label, s.name, results[s.name])
-            self.rows.append(row)
-            if self.log is not None:
-                with open(self.log, "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-            if self.trackers is not None:
-                self.trackers.evaluation(row)
+            self._write(eval_row(step, label, s.name, results[s.name]))
         return results
+
+    def _write(self, row: dict[str, Any]) -> None:
+        """Keep one evaluation row, append it to ``eval.jsonl`` and give it to the trackers."""
+        self.rows.append(row)
+        if self.log is not None:
+            with open(self.log, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        if self.trackers is not None:
+            self.trackers.evaluation(row)
 
     def run(self, model, tokenizer, step: int, label: str) -> dict[str, dict[str, Any]]:
         """Every set's result (:func:`ladtrain.eval_sampling.evaluate`), its row written and tracked."""
@@ -148,13 +151,8 @@ class Evaluator:
             results[s.name] = res
             if records:
                 self.samples_log.write(records)
-            row = eval_row(step, label, s.name, res)
-            self.rows.append(row)
-            if self.log is not None:
-                with open(self.log, "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+            self._write(eval_row(step, label, s.name, res))
             if self.trackers is not None:
-                self.trackers.evaluation(row)
                 self.trackers.samples(s.name, step, SAMPLE_COLUMNS, shown)
         return results
 

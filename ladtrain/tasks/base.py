@@ -29,7 +29,7 @@ other (the behaviour before the policy existed).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 
 class TaskError(ValueError):
@@ -109,6 +109,33 @@ class HeldOutSplit:
         if split not in ("train", "test"):
             raise TaskError(f"{self.name}: unknown split {split!r}; known: train, test")
         return self.train if split == "train" else self.test
+
+
+SPLITS = ("train", "validation", "test")  # a task's splits; validation may be empty (none asked for)
+
+
+def check_split(split: str) -> None:
+    """ValueError unless ``split`` is one of :data:`SPLITS`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use 'train', 'validation' or 'test'")
+
+
+def cached_rows(path, make: Callable[[], list]) -> list:
+    """The JSON list cached in ``path``; on first use ``make()`` builds it and it is written atomically
+    (a temporary file then ``os.replace``, so a concurrent or killed writer never leaves half a file)."""
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists():
+        return json.loads(path.read_text())
+    rows = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(rows))
+    os.replace(tmp, path)
+    return rows
 
 
 def every_nth(problems: Sequence[Problem], n: int, *, at_least_one: bool = False

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 import os
 import re
@@ -55,7 +54,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ladtrain.tasks import TaskError
-from ladtrain.tasks.base import Problem, Score
+from ladtrain.tasks.base import Problem, Score, cached_rows, check_split
 
 PROMPT = "{numbers} -> {target}\n"  # compact: every character is a token for the built-in model
 WORDED = ("Use the numbers {numbers}, each exactly once, and only the operators +, - and * (no parentheses; "
@@ -224,19 +223,10 @@ class CountdownTask:
         return rows
 
     def _rows(self) -> list[dict]:
-        path = self._cache_file()
-        if path.exists():
-            return json.loads(path.read_text())
-        rows = self._generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(rows))
-        os.replace(tmp, path)
-        return rows
+        return cached_rows(self._cache_file(), self._generate)
 
     def problems(self, split: str) -> list[Problem]:
-        if split not in ("train", "validation", "test"):
-            raise ValueError(f"unknown split {split!r}; use 'train', 'validation' or 'test'")
+        check_split(split)
         if not self._splits:
             splits: dict[str, list[Problem]] = {"train": [], "validation": [], "test": []}
             for row in self._rows():

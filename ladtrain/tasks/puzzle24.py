@@ -43,8 +43,6 @@ to 15 characters, so none is dropped from the warm-up.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import statistics
 from dataclasses import dataclass, field, replace
@@ -53,7 +51,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ladtrain.tasks import TaskError
-from ladtrain.tasks.base import Problem, Score
+from ladtrain.tasks.base import Problem, Score, cached_rows, check_split
 from ladtrain.tasks.countdown import cache_dir, extract_answer, split_of
 
 TARGET = 24
@@ -302,19 +300,10 @@ class Puzzle24Task:
         return rows
 
     def _rows(self) -> list[dict]:
-        path = self._cache_file()
-        if path.exists():
-            return json.loads(path.read_text())
-        rows = self._generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(rows))
-        os.replace(tmp, path)
-        return rows
+        return cached_rows(self._cache_file(), self._generate)
 
     def problems(self, split: str) -> list[Problem]:
-        if split not in ("train", "validation", "test"):
-            raise ValueError(f"unknown split {split!r}; use 'train', 'validation' or 'test'")
+        check_split(split)
         if not self._splits:
             splits: dict[str, list[Problem]] = {"train": [], "validation": [], "test": []}
             for row in self._rows():
