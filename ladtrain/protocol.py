@@ -55,22 +55,24 @@ ROLES = {"grpo": "grpo", "lad": "lad:js", "lad_brake": "lad:js/mb4", "grpo_brake
 
 
 def chosen_lr(out: Path, part: str, arm: str) -> float:
-    """The learning rate ``part`` chose for ``arm`` on validation (from its tuning runs on disk)."""
-    from ladtrain.study_arms import choose
+    """The learning rate ``part`` chose for ``arm`` on validation, read from its finished tuning runs by
+    the part's own grid, tuning seeds and selection metric (:func:`ladtrain.study.tune`'s rule)."""
+    from ladtrain import compare
+    from ladtrain.study import seeds_of, tuning_folder
+    from ladtrain.study_arms import choose, parse_grid, score
 
-    grid = []
-    for folder in sorted((out / part / "tuning" / arm.replace(":", "-")).glob("*/seed1000")):
-        summary = folder / "summary.json"
-        if not summary.is_file():
-            raise SystemExit(f"{part}: the tuning of {arm} has not finished ({folder}): run that part first")
-        config = json.loads((folder / "config.json").read_text())
-        from ladtrain.study_arms import score
-
-        grid.append((config["lr"], score(json.loads(summary.read_text())["trained"], "pass_auc")))
-    if not grid:
-        raise SystemExit(f"{part}: no tuning runs of {arm} in {out / part}: run that part first")
-    grid.sort()  # grid order = increasing lr (GRID is increasing)
-    return grid[choose([{"lr": lr} for lr, _ in grid], [[v] for _, v in grid])][0]
+    study, _ = compare.parse(part_argv(part, out))
+    points, values = parse_grid(study.grid), []
+    for point in points:
+        per_seed = []
+        for seed in seeds_of(study.tune_seeds):
+            summary = tuning_folder(out / part, arm, point, seed) / "summary.json"
+            if not summary.is_file():
+                raise SystemExit(f"{part}: the tuning of {arm} has not finished ({summary.parent}): "
+                                 "run that part first")
+            per_seed.append(score(json.loads(summary.read_text())["trained"], study.select))
+        values.append(per_seed)
+    return points[choose(points, values)]["lr"]
 
 
 def part_argv(name: str, out: Path) -> list[str]:

@@ -255,6 +255,11 @@ def run_one(cfg: TrainConfig, base_evals: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def tuning_folder(out: Path, arm: str, point: dict[str, Any], seed: int) -> Path:
+    """The folder of ``arm``'s tuning run at grid ``point`` with ``seed`` in the study folder ``out``."""
+    return out / "tuning" / _slug(arm) / _slug(label_of("", point)) / f"seed{seed}"
+
+
 def tune(study: CompareConfig, base: TrainConfig, arms: Sequence[Arm], out: Path, base_evals: dict,
          bar=None) -> dict[str, Any]:
     """For every arm, train at each point of its grid (:func:`ladtrain.study_arms.arm_grid`) with the
@@ -267,9 +272,9 @@ def tune(study: CompareConfig, base: TrainConfig, arms: Sequence[Arm], out: Path
     for arm in arms:
         points, values, rows = arm_grid(arm, grid), [], []
         for point in points:
-            per_seed = []
+            per_seed, cpu = [], 0.0
             for seed in seeds:
-                folder = out / "tuning" / _slug(arm.label) / _slug(label_of("", point)) / f"seed{seed}"
+                folder = tuning_folder(out, arm.label, point, seed)
                 cfg = arm.config(base, **point, seed=seed, out=str(folder), progress=False,
                                  eval_split="validation", eval_samples=study.tune_samples, eval_k=None,
                                  eval_k_max=0, eval_every=0)
@@ -277,11 +282,12 @@ def tune(study: CompareConfig, base: TrainConfig, arms: Sequence[Arm], out: Path
                     bar.set_postfix(arm=arm.label, tune=label_of("", point) or "-", seed=seed)
                 summary = run_one(cfg, base_evals)
                 per_seed.append(score(summary["trained"], study.select))
+                cpu += summary.get("seconds", {}).get("cpu", 0.0)
                 if bar is not None:
                     bar.update(1)
             values.append(per_seed)
             rows.append({"setting": point, "per_seed": per_seed, "mean": float(np.mean(per_seed)),
-                         "folder": str(folder.parent)})
+                         "folder": str(folder.parent), "cpu_seconds": cpu})
         best = choose(points, values)
         tuning[arm.label] = {"grid": rows, "chosen": points[best], "select": study.select,
                              "split": "validation", "seeds": seeds, "samples": study.tune_samples}

@@ -3,7 +3,6 @@ revision it ran (:mod:`ladtrain.study` runs the study)."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import fields
 from pathlib import Path
@@ -18,15 +17,10 @@ from ladtrain.study_stats import mean_std, paired
 
 def cpu_seconds(runs: dict[str, dict[int, dict[str, Any]]], tuning: dict[str, Any]) -> dict[str, float]:
     """CPU time of the study's runs (``summary.json``'s ``seconds.cpu``, summed; the warm-up of the shared
-    base is in the first run's): ``test`` runs, ``tuning`` runs and their ``total``."""
+    base is in the first run's): ``test`` runs, ``tuning`` runs (each grid row's ``cpu_seconds``, summed
+    by :func:`ladtrain.study.tune`) and their ``total``."""
     test = sum(r["summary"].get("seconds", {}).get("cpu", 0.0) for arm in runs.values() for r in arm.values())
-    tune_s = 0.0
-    for entry in tuning.values():
-        for row in entry["grid"]:
-            for seed in entry["seeds"]:
-                path = Path(row["folder"]) / f"seed{seed}" / "summary.json"
-                if path.is_file():
-                    tune_s += json.loads(path.read_text()).get("seconds", {}).get("cpu", 0.0)
+    tune_s = sum(row["cpu_seconds"] for entry in tuning.values() for row in entry["grid"])
     return {"test": test, "tuning": tune_s, "total": test + tune_s}
 
 
