@@ -302,7 +302,10 @@ def _sessions_and_groups(stop: threading.Event, seen: dict) -> None:
                        if ln.split(":")[1] in ("cpu", "cpu,cpuacct", "")]
             except (OSError, IndexError, ValueError):
                 continue
-            seen.setdefault(int(pid), (session, tuple(cpu)))  # first sight: an exiting task leaves its group
+            # the latest session (a child polled between fork and setsid still shows its parent's) and the
+            # first cgroup (an exiting task leaves its group)
+            first = seen.get(int(pid))
+            seen[int(pid)] = (session, first[1] if first else tuple(cpu))
         time.sleep(0.05)
 
 
