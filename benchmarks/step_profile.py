@@ -119,6 +119,7 @@ class Setup:
     sampler: str = "compact"  # compact: ladtrain.compact_sampler (finished rows dropped) | hf: generate
     chunked: bool = True  # log-probs from the hidden states in chunks (False: the (B, T, V) logits)
     buckets: bool = True  # the update's passes in length buckets where they save work (False: one pass)
+    lean: bool = True  # ladtrain.lean_layers without gradient checkpointing (False: every activation kept)
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
     @property
@@ -377,7 +378,7 @@ def make_sampler(setup: Setup, model, tok):
 def lad_state(setup: Setup) -> LadState:
     import torch
 
-    from ladtrain import losses, models, start
+    from ladtrain import lean_layers, losses, models, start
     from ladtrain.step import Step
 
     start.seed_everything(setup.seed)
@@ -386,6 +387,8 @@ def lad_state(setup: Setup) -> LadState:
     cfg = train_config(setup, "grpo")
     if setup.gradient_checkpointing:
         models.enable_gradient_checkpointing(model)
+    elif setup.lean:  # as ladtrain.start.prepare_model does
+        lean_layers.apply(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, start.lr_lambda(cfg))
     sampler = SeededSampler(make_sampler(setup, model, tok), setup)
@@ -772,10 +775,12 @@ def _versus(
 
 
 def summarise(
-    setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: list[dict] | None = None
+    setup: Setup, lad_runs: list[dict], trl_runs: list[dict], before: list[dict] | None = None,
+    no_lean: list[dict] | None = None,
 ) -> dict[str, Any]:
-    """One configuration (model, batch, gradient checkpointing): ladtrain now, TRL, and ladtrain before
-    issue 24 (generate's sampler and the (B, T, V) log-probs), with the ratios between them."""
+    """One configuration (model, batch, gradient checkpointing): ladtrain now, TRL, ladtrain before
+    issue 24 (generate's sampler and the (B, T, V) log-probs) and ladtrain without its lean layers
+    (``--lean-ablation``), with the ratios between them."""
     lt = _ladtrain_summary(lad_runs)
     out: dict[str, Any] = {
         "setup": asdict(setup),
@@ -798,6 +803,10 @@ def summarise(
         out["ratio_before_over_now"] = _versus(b, lt, "grpo_step")
         if trl_runs:
             out["ratio_trl_over_before"] = _versus(out["trl"], b)
+    if no_lean:
+        n = _ladtrain_summary(no_lean)
+        out["no_lean"] = {"setup": no_lean[0].get("setup", {}), **n}
+        out["ratio_no_lean_over_now"] = _versus(n, lt, "grpo_step")
     return out
 
 
@@ -905,6 +914,15 @@ def report(result: dict[str, Any]) -> str:
                 f"memory "
                 f"step peak {rt['memory_peak']:.2f}, update peak {rt['memory_update']:.2f} of TRL's"
             )
+    if "no_lean" in result:
+        n, rn = result["no_lean"], result["ratio_no_lean_over_now"]
+        lines.append(
+            f"without lean layers (every activation kept): GRPO step {n['grpo_step_wall']['median']:.3f}s "
+            f"wall, {n['grpo_step_cpu']['median']:.3f}s CPU; with them {rn['wall']:.2f}x faster in wall "
+            f"time, {rn['cpu']:.2f}x in CPU time; memory with / without: step peak {rn['memory_peak']:.2f}, "
+            f"update peak {rn['memory_update']:.2f}, rise {rn['memory_rise']:.2f}"
+        )
+        lines.append("    " + _memory_line("without lean layers", n["memory"]))
     o, opt = result["overhead_fraction"], result["optimizer_fraction"]
     lines.append(
         f"(3) share of the step outside model forward/backward and sampling kernels: "
@@ -980,6 +998,14 @@ def main(argv: list[str] | None = None) -> int:
         "--no-chunked", action="store_true", help="ladtrain's log-probs from the (B, T, V) logits"
     )
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
+    ap.add_argument(
+        "--no-lean", action="store_true", help="ladtrain without its lean layers (ladtrain.lean_layers)"
+    )
+    ap.add_argument(
+        "--lean-ablation",
+        action="store_true",
+        help="also run ladtrain without its lean layers, interleaved, without gradient checkpointing",
+    )
     ap.add_argument(
         "--no-share-prompts",
         action="store_true",
@@ -1062,12 +1088,14 @@ def main(argv: list[str] | None = None) -> int:
             old_pass=args.old_pass,
             sampler=args.sampler,
             chunked=not args.no_chunked,
+            lean=not args.no_lean,
             pairs=name not in shapes.SHAPES,
         )
         setups = [replace(base, gradient_checkpointing=gc) for gc in checkpointing]
         runs: dict[Setup, tuple[list, list]] = {setup: ([], []) for setup in setups}
-        before_setup = replace(base, sampler="hf", chunked=False, buckets=False)
+        before_setup = replace(base, sampler="hf", chunked=False, buckets=False, lean=False)
         before: list[dict] = []
+        no_lean: list[dict] = []
         for r in range(args.rounds):  # interleaved: ladtrain, TRL, (before), per setting, every round
             for setup in setups:
                 runs[setup][0].append(run_worker("ladtrain", setup, args.reps, in_process=args.quick))
@@ -1080,8 +1108,12 @@ def main(argv: list[str] | None = None) -> int:
                     and before_setup != base
                 ):
                     before.append(run_worker("ladtrain", before_setup, args.reps, in_process=args.quick))
+                if args.lean_ablation and not setup.gradient_checkpointing and setup.lean:
+                    no_lean.append(run_worker("ladtrain", replace(setup, lean=False), args.reps,
+                                              in_process=args.quick))
         for setup in setups:
-            result = summarise(setup, *runs[setup], before if not setup.gradient_checkpointing else None)
+            off = not setup.gradient_checkpointing
+            result = summarise(setup, *runs[setup], before if off else None, no_lean if off else None)
             results.append(result)
             print(report(result), flush=True)
     command = "python benchmarks/step_profile.py " + " ".join(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from typing import Any, Iterator
 
 import torch
@@ -103,6 +104,16 @@ def _exact_replay(checkpoint: Any, discard_writes: bool):
     return run
 
 
+class _NotDropped(logging.Filter):
+    """Drops transformers' "Caching is incompatible with gradient checkpointing ... Setting
+    `use_cache=False`" inside :func:`kept_cache`: there the cache is kept (the layers only turn the
+    ``use_cache`` flag off, which their attention does not read; ``past_key_values`` still reaches it),
+    so the message would say the opposite of what happens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Caching is incompatible with gradient checkpointing")
+
+
 @contextlib.contextmanager
 def kept_cache(model: torch.nn.Module, discard_writes: bool = False) -> Iterator[None]:
     """Forward passes of ``model`` inside keep and use the KV cache under gradient checkpointing, exactly
@@ -117,6 +128,9 @@ def kept_cache(model: torch.nn.Module, discard_writes: bool = False) -> Iterator
     if not keeps_cache(model):
         raise ValueError("kept_cache: this model's gradient checkpointing cannot keep a KV cache exactly")
     saved = []
+    quiet = _NotDropped()
+    layers_log = logging.getLogger("transformers.modeling_layers")
+    layers_log.addFilter(quiet)
     try:
         for m in modules:
             if isinstance(m, GradientCheckpointingLayer):
@@ -129,6 +143,7 @@ def kept_cache(model: torch.nn.Module, discard_writes: bool = False) -> Iterator
                 m.gradient_checkpointing = False
         yield
     finally:
+        layers_log.removeFilter(quiet)
         for m, can, func in saved:
             if func is None:
                 m.gradient_checkpointing = True

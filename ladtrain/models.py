@@ -302,7 +302,14 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     training forwards (generation still passes ``use_cache=True`` explicitly)."""
     if not hasattr(model, "gradient_checkpointing_enable"):
         raise ModelError("--gradient-checkpointing: this model has no gradient_checkpointing_enable()")
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    from ladtrain import lean_layers
+
+    lean_layers.remove(model)  # the layers' checkpoint recomputes them already (hooks do not nest)
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # newer transformers: the old name warns
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if getattr(model, "config", None) is not None:
         model.config.use_cache = False
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ladtrain import atomic, checkpoint, distributed, models, partition
+from ladtrain import atomic, checkpoint, distributed, lean_layers, models, partition
 from ladtrain.compact_sampler import CompactSampler
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults
@@ -229,6 +229,8 @@ def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: tor
     model.to(device)
     if cfg.gradient_checkpointing:
         models.enable_gradient_checkpointing(model)
+    else:  # fewer saved activations, the same bits (ladtrain.lean_layers)
+        lean_layers.apply(model)
     if cfg.lora_r:
         model = models.apply_lora(model, models.Lora(r=cfg.lora_r, alpha=cfg.lora_alpha))
         if adapters is not None:  # --resume of a LoRA run: its trained adapters

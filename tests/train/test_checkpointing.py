@@ -131,3 +131,28 @@ def test_nothing_changes_without_checkpointing():
     before = {n: dict(vars(m)) for n, m in model.named_modules()}
     with checkpointing.kept_cache(model):
         assert {n: dict(vars(m)) for n, m in model.named_modules()} == before
+
+
+@pytest.mark.parametrize("filtered", [True, False], ids=["kept-cache", "control-unfiltered"])
+def test_no_message_that_the_cache_is_dropped_while_it_is_kept(setting, monkeypatch, filtered):
+    """transformers says "Caching is incompatible with gradient checkpointing ... Setting use_cache=False"
+    when a checkpointed layer gets ``use_cache``; inside ``kept_cache`` the cache is kept (the test above),
+    so the message is dropped there. Control: without the filter the same pass logs it."""
+    import logging
+
+    model, rollout, _ = setting
+    if not filtered:
+        monkeypatch.setattr(checkpointing._NotDropped, "filter", lambda self, record: True)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("transformers.modeling_layers")
+    log.addHandler(handler)
+    logging.Logger.warning_once.cache_clear()  # transformers prints each message once per process
+    try:
+        _logp_and_grad(model, rollout)
+    finally:
+        log.removeHandler(handler)
+        logging.Logger.warning_once.cache_clear()
+    dropped = [r for r in records if r.getMessage().startswith("Caching is incompatible")]
+    assert (not dropped) if filtered else dropped
