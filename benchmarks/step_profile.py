@@ -120,6 +120,7 @@ class Setup:
     chunked: bool = True  # log-probs from the hidden states in chunks (False: the (B, T, V) logits)
     buckets: bool = True  # the update's passes in length buckets where they save work (False: one pass)
     lean: bool = True  # ladtrain.lean_layers without gradient checkpointing (False: every activation kept)
+    pack: bool = True  # ladtrain.packing: per-position layers skip the padding (False: buckets or one pass)
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
     @property
@@ -404,7 +405,8 @@ def lad_state(setup: Setup) -> LadState:
         share_prompts=None if setup.share_prompts else False,
         old_pass=setup.old_pass,
         chunked=None if setup.chunked else False,
-        buckets=None if setup.buckets else [],
+        buckets=setup.buckets,
+        pack=None if setup.pack else False,
     )
     return LadState(setup, step, problems, random.Random(setup.seed))
 
@@ -1002,6 +1004,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-lean", action="store_true", help="ladtrain without its lean layers (ladtrain.lean_layers)"
     )
     ap.add_argument(
+        "--no-pack", action="store_true", help="ladtrain's update without packing (ladtrain.packing)"
+    )
+    ap.add_argument(
         "--lean-ablation",
         action="store_true",
         help="also run ladtrain without its lean layers, interleaved, without gradient checkpointing",
@@ -1089,11 +1094,12 @@ def main(argv: list[str] | None = None) -> int:
             sampler=args.sampler,
             chunked=not args.no_chunked,
             lean=not args.no_lean,
+            pack=not args.no_pack,
             pairs=name not in shapes.SHAPES,
         )
         setups = [replace(base, gradient_checkpointing=gc) for gc in checkpointing]
         runs: dict[Setup, tuple[list, list]] = {setup: ([], []) for setup in setups}
-        before_setup = replace(base, sampler="hf", chunked=False, buckets=False, lean=False)
+        before_setup = replace(base, sampler="hf", chunked=False, buckets=False, lean=False, pack=False)
         before: list[dict] = []
         no_lean: list[dict] = []
         for r in range(args.rounds):  # interleaved: ladtrain, TRL, (before), per setting, every round

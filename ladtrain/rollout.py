@@ -34,6 +34,7 @@ the trainer's sampler, drops finished rows from the batch and the KV cache.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from dataclasses import dataclass, replace
@@ -42,7 +43,7 @@ from typing import Protocol, Sequence
 import torch
 from torch import Tensor
 
-from ladtrain import checkpointing, logprobs
+from ladtrain import checkpointing, logprobs, packing
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ def token_logprobs(
     share_prompts: bool | None = None,
     chunked: bool | None = None,
     buckets: list[Tensor] | None = None,
+    pack: bool | None = None,
 ) -> Tensor:
     """(B, T) log-probabilities of the completion tokens under ``model`` (with grad if enabled).
 
@@ -234,7 +236,9 @@ def token_logprobs(
     chunks, never holding the (B, T, V) logits (:mod:`ladtrain.logprobs`). ``buckets`` (default
     :func:`length_buckets`, ``[]`` for one pass; always one pass with several processes, whose forward
     counts must agree) runs the completions in buckets of similar lengths, each
-    only up to its longest completion."""
+    only up to its longest completion. ``pack`` (default: where :func:`ladtrain.packing.applicable`, with
+    shared prompts and no explicit ``buckets``) runs the completions in one pass whose per-position layers
+    skip the padding (:mod:`ladtrain.packing`); it replaces the buckets."""
     if share_prompts is None:
         share_prompts = can_share_prompts(model, rollout.prompt_ids, rollout.prompt_mask, rollout.group_size)
     if buckets is None and _several_ranks():
@@ -245,7 +249,7 @@ def token_logprobs(
     if chunked and head is None:
         raise ValueError("token_logprobs(chunked=True): the model's logits are not lm_head(backbone(...))")
     if share_prompts:
-        return _shared_prompt_logprobs(model, rollout, temperature, head, buckets)
+        return _shared_prompt_logprobs(model, rollout, temperature, head, buckets, pack)
     T = rollout.completion_ids.shape[1]
     buckets = length_buckets(rollout.lengths) if buckets is None else buckets
     if buckets:  # bucket by bucket, each only up to its longest completion (see length_buckets)
@@ -314,6 +318,7 @@ def _shared_prompt_logprobs(
     temperature: float,
     head: logprobs.OutputHead | None = None,
     buckets: list[Tensor] | None = None,
+    pack: bool | None = None,
 ) -> Tensor:
     """:func:`token_logprobs` running each group's prompt once: the prompt's cache (with its autograd
     graph) is copied to the ``G`` rows, then the completions run on top of it, bucket by bucket of similar
@@ -337,11 +342,18 @@ def _shared_prompt_logprobs(
     last = prompt.last_hidden_state if head is not None else prompt.logits
     outputs = [last[:, -1:].repeat_interleave(G, 0)]  # (B, 1, H or V): predicts completion token 0
     T = rollout.completion_ids.shape[1]
+    if pack is None:
+        pack = buckets is None and packing.applicable(net)
+    if pack:
+        buckets = []  # one pass: packing skips all the padding the buckets would skip some of
     buckets = length_buckets(rollout.lengths) if buckets is None else buckets
     if T > 1 and not (buckets and hasattr(prompt[keyword], "layers")):
         cache = prompt[keyword]
         cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...)
-        with checkpointing.kept_cache(net, discard_writes=True):
+        # input position t predicts token t + 1: read while t + 1 < the row's length (EOS included)
+        live = torch.arange(T - 1, device=rollout.lengths.device) < (rollout.lengths[:, None] - 1)  # (B, T-1)
+        packed = packing.only_rows(net, live) if pack else contextlib.nullcontext()
+        with checkpointing.kept_cache(net, discard_writes=True), packed:
             rest = net(
                 input_ids=rollout.completion_ids[:, :-1],
                 attention_mask=attention[:, :-1],

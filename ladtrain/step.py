@@ -92,12 +92,13 @@ class Step:
     rewards: tuple[rewards.Component, ...] = ()  # the training reward's components (): the verifier alone
     chunked: bool | None = None  # token_logprobs: None = chunked where exact; False = the (B, T, V) logits
     buckets: bool = True  # token_logprobs: length buckets where they save work; False = one pass (ablation)
+    pack: bool | None = None  # token_logprobs: None = padding skipped in per-position layers where exact
 
     @property
     def logprob_options(self) -> dict[str, Any]:
         """How :func:`ladtrain.rollout.token_logprobs` scores this step's tokens (all exact)."""
         return {"share_prompts": self.share_prompts, "chunked": self.chunked,
-                "buckets": None if self.buckets else []}
+                "buckets": None if self.buckets else [], "pack": self.pack}
 
     @property
     def device(self) -> torch.device:
@@ -306,8 +307,8 @@ def group_slices(rows: int, group_size: int, k: int) -> list[slice]:
 
 def backward(model: torch.nn.Module, rollout: Rollout, targets: Targets, loss: Loss, hp: Any, *,
              world: World = World(), accumulation: int = 1, z_head: partition.LogZHead | None = None,
-             share_prompts: bool | None = None, chunked: bool | None = None, buckets: list | None = None
-             ) -> tuple[Tensor, dict[str, Tensor]]:
+             share_prompts: bool | None = None, chunked: bool | None = None, buckets: list | None = None,
+             pack: bool | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Accumulate into ``.grad`` the gradient of the whole step's loss (all ranks' rows together).
 
     This rank's rows are split into ``accumulation`` micro-batches; micro-batch ``p`` contributes
@@ -327,7 +328,7 @@ def backward(model: torch.nn.Module, rollout: Rollout, targets: Targets, loss: L
         with sync:
             with models.autocast(device, getattr(hp, "bf16", False)):
                 logp = token_logprobs(model, rows, getattr(hp, "temperature", 1.0), share_prompts, chunked,
-                                      buckets)  # (b, T)
+                                      buckets, pack)  # (b, T)
             log_z = (partition.log_z(model, z_head, rows.prompt_ids, rows.prompt_mask, rows.group_size)
                      if z_head is not None else None)  # (b,)
             piece_loss, terms = loss(LossInputs(logp, piece.logp_old, piece.advantages, piece.mask,
