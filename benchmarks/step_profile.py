@@ -544,6 +544,7 @@ def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
     loss_only = {spec: loss_only_seconds(setup, spec) for spec in specs}
     return {
         "implementation": "ladtrain",
+        "setup": asdict(setup),
         "parameters": count_parameters(st.model),
         "records": records,
         "loss_only": loss_only,

@@ -87,6 +87,27 @@ def test_grpo_only_worker_and_before_configuration(step_profile, cache):
     assert "pairs not run" in step_profile.report(result) and "before issue 24" in step_profile.report(result)
 
 
+def test_the_lean_ablation_runs_without_lean_layers_and_is_reported(step_profile, cache, monkeypatch):
+    """``--lean-ablation``: a worker without lean layers (and, without ``pack``, with buckets or one pass),
+    summarised beside the default one."""
+    import torch
+
+    from ladtrain import lean_layers
+
+    torch.set_num_threads(1)
+    applied = []
+    real = lean_layers.apply
+    monkeypatch.setattr(lean_layers, "apply", lambda m: applied.append(real(m)) or applied[-1])
+    setup = step_profile.Setup(model="tiny", prompts=2, group=2, max_new_tokens=5, pairs=False)
+    now = step_profile.ladtrain_worker(setup, 1)
+    assert applied and applied[0] > 0
+    plain = step_profile.ladtrain_worker(step_profile.replace(setup, lean=False, pack=False), 1)
+    assert len(applied) == 1  # the ablation's worker did not switch them on
+    result = step_profile.summarise(setup, [now], [], None, [plain])
+    assert result["ratio_no_lean_over_now"]["cpu"] > 0 and result["no_lean"]["setup"]["lean"] is False
+    assert "without lean layers" in step_profile.report(result)
+
+
 def test_unknown_shape_is_a_usage_error(step_profile, capsys):
     with pytest.raises(SystemExit) as exit_:
         step_profile.main(["--shape", "smollm2-1b"])

@@ -157,6 +157,14 @@ def test_a_run_with_minibatches_logs_each_rollouts_diagnostics(cache, tmp_path, 
         return real(x, hp)
 
     monkeypatch.setattr(losses, "get", lambda spec: replace(real, fn=spy))
+    # advantages that are not all zero: this untrained model's group rewards are all equal, so the gradient
+    # is exactly zero and the second minibatch stays on-policy. (Before ladtrain.packing the minibatch's
+    # pass differed from the full batch's no-grad pass by float32 round-off, a 6e-8 gradient that AdamW
+    # turned into a full step: the test passed on that noise.)
+    from ladtrain import step as step_module
+
+    monkeypatch.setattr(step_module, "group_advantages",
+                        lambda rewards, G, scale=None: torch.linspace(-1.0, 1.0, len(rewards)))
     trainer.train(cfg.validate())
     assert [b for b, _ in seen] == [tiny["group_size"] * 2] * 2  # 4 prompts -> 2 minibatches of 2 groups
     # the first minibatch is on-policy up to float32 rounding (its forward pass runs on a sub-batch)
