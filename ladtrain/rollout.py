@@ -26,9 +26,11 @@ tested against the full batch without checkpointing, ``tests/train/test_checkpoi
 
 **No full logits, no padding.** :func:`token_logprobs` scores the tokens from the final hidden states in
 chunks where the model allows it (:mod:`ladtrain.logprobs`: no (B, T, V) tensor, recomputed in the
-backward pass), and, where it skips at least 10% of the positions, runs the completions in buckets of
-similar lengths, each only up to its own longest completion (:func:`length_buckets`); both are exact to
-float32 round-off (``tests/train/test_logprobs.py``). :class:`ladtrain.compact_sampler.CompactSampler`,
+backward pass). With shared prompts and no gradient checkpointing it runs the completions in one pass
+whose MLPs skip the padding (:mod:`ladtrain.packing`); otherwise, where it skips at least 10% of the
+positions, it runs them in buckets of similar lengths, each only up to its own longest completion
+(:func:`length_buckets`). All are exact to float32 round-off (``tests/train/test_logprobs.py``,
+``tests/train/test_packing.py``). :class:`ladtrain.compact_sampler.CompactSampler`,
 the trainer's sampler, drops finished rows from the batch and the KV cache.
 """
 
