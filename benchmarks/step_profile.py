@@ -813,6 +813,17 @@ def summarise(
     return out
 
 
+def _variant_lines(v: dict, r: dict, title: str, name: str) -> list[str]:
+    """Report lines of a ladtrain variant measured in the same run (``--before``, ``--lean-ablation``)."""
+    return [
+        f"{title}: GRPO step {v['grpo_step_wall']['median']:.3f}s wall, {v['grpo_step_cpu']['median']:.3f}s "
+        f"CPU; now {r['wall']:.2f}x faster in wall time, {r['cpu']:.2f}x in CPU time; memory now / {name}: "
+        f"step peak {r['memory_peak']:.2f}, update peak {r['memory_update']:.2f}, "
+        f"rise {r['memory_rise']:.2f}",
+        "    " + _memory_line(name, v["memory"]),
+    ]
+
+
 def _memory_line(name: str, m: dict[str, float]) -> str:
     return (
         f"{name} peak RSS per step: generation {m['generation_mb']:.0f} MB, "
@@ -898,34 +909,21 @@ def report(result: dict[str, Any]) -> str:
         )
     else:
         lines.append("(2) TRL comparison not run (trl not installed, or --no-trl)")
-    if "before" in result:
-        b, rb = result["before"], result["ratio_before_over_now"]
+    for key, ratio, title, name in (
+        ("before", "ratio_before_over_now",
+         "before issue 24 (generate's sampler, (B, T, V) log-probs, one pass)", "before"),
+        ("no_lean", "ratio_no_lean_over_now", "without lean layers (every activation kept)",
+         "without lean layers"),
+    ):
+        if key in result:
+            lines.extend(_variant_lines(result[key], result[ratio], title, name))
+    if "ratio_trl_over_before" in result:
+        rt = result["ratio_trl_over_before"]
         lines.append(
-            f"before issue 24 (generate's sampler, (B, T, V) log-probs, one pass): GRPO step "
-            f"{b['grpo_step_wall']['median']:.3f}s wall, {b['grpo_step_cpu']['median']:.3f}s CPU; "
-            "now "
-            f"{rb['wall']:.2f}x faster in wall time, {rb['cpu']:.2f}x in CPU time; memory now / "
-            "before: "
-            f"step peak {rb['memory_peak']:.2f}, update peak {rb['memory_update']:.2f}, rise "
-            f"{rb['memory_rise']:.2f}"
+            f"    before vs TRL: ladtrain was {rt['wall']:.2f}x faster (CPU {rt['cpu']:.2f}x), "
+            f"memory "
+            f"step peak {rt['memory_peak']:.2f}, update peak {rt['memory_update']:.2f} of TRL's"
         )
-        lines.append("    " + _memory_line("before", b["memory"]))
-        if "ratio_trl_over_before" in result:
-            rt = result["ratio_trl_over_before"]
-            lines.append(
-                f"    before vs TRL: ladtrain was {rt['wall']:.2f}x faster (CPU {rt['cpu']:.2f}x), "
-                f"memory "
-                f"step peak {rt['memory_peak']:.2f}, update peak {rt['memory_update']:.2f} of TRL's"
-            )
-    if "no_lean" in result:
-        n, rn = result["no_lean"], result["ratio_no_lean_over_now"]
-        lines.append(
-            f"without lean layers (every activation kept): GRPO step {n['grpo_step_wall']['median']:.3f}s "
-            f"wall, {n['grpo_step_cpu']['median']:.3f}s CPU; with them {rn['wall']:.2f}x faster in wall "
-            f"time, {rn['cpu']:.2f}x in CPU time; memory with / without: step peak {rn['memory_peak']:.2f}, "
-            f"update peak {rn['memory_update']:.2f}, rise {rn['memory_rise']:.2f}"
-        )
-        lines.append("    " + _memory_line("without lean layers", n["memory"]))
     o, opt = result["overhead_fraction"], result["optimizer_fraction"]
     lines.append(
         f"(3) share of the step outside model forward/backward and sampling kernels: "

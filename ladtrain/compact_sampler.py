@@ -39,6 +39,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ladtrain import kv_buffer
 from ladtrain.rollout import HFSampler, Rollout, cache_keyword, completion_mask, keep_last_logits, positions
 
 
@@ -65,6 +66,7 @@ class CompactSampler:
     max_new_tokens: int = 16
     same_draws: bool = True
     share_prompts: bool = True  # False: prefill every row's prompt (an ablation; the same samples, slower)
+    buffer_cache: bool = True  # False: transformers' concatenating cache (an ablation; the same samples)
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
@@ -89,6 +91,8 @@ class CompactSampler:
         cache = out[keyword]
         if copies > 1:
             cache.batch_repeat_interleave(copies)  # (n, ...) -> (B, ...), prompt-major
+        if self.buffer_cache:  # new positions written in place, not concatenated (ladtrain.kv_buffer)
+            kv_buffer.buffered(cache, capacity=first_ids.shape[1] + T)
         logits = out.logits[:, -1].repeat_interleave(copies, 0)  # (B, V)
         completion = torch.full((B, T), tok.pad_token_id, dtype=prompt_ids.dtype, device=device)  # (B, T)
         live = torch.arange(B, device=device)  # (b,) the batch row of each live sequence

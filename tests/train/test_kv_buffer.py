@@ -1,0 +1,93 @@
+"""The growing KV cache (``ladtrain/kv_buffer.py``): generation with :class:`BufferLayer` layers gives
+the logits of transformers' concatenating cache bit for bit at every step (rows dropped on the way, the
+buffer outgrown), and the sampler the same tokens and random state. Controls: a buffer that writes a
+position one slot off is caught; caches it does not know are left alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ladtrain import kv_buffer
+from ladtrain.compact_sampler import CompactSampler
+from ladtrain.rollout import cache_keyword
+from tests.train.test_compact_sampler import PROMPTS, _model, _sample
+from tests.train.test_lean_layers import _qwen2
+
+
+def _decode(model, tok, buffer: bool, capacity: int = 64, steps: int = 12):
+    """Logits of a prefill and ``steps`` single-token steps (a row dropped after step 3)."""
+    torch.manual_seed(0)
+    enc = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    model.eval()
+    keyword = cache_keyword(model)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+        cache = out[keyword]
+        if buffer:
+            assert kv_buffer.buffered(cache, capacity)
+        seen = [out.logits[:, -1]]
+        token = out.logits[:, -1].argmax(-1)
+        for step in range(steps):
+            if step == 3:  # drop the middle row, as the sampler drops a finished one
+                keep = torch.tensor([0, 2])
+                cache.batch_select_indices(keep)
+                mask, token = mask[keep], token[keep]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            out = model(input_ids=token[:, None], attention_mask=mask, use_cache=True,
+                        position_ids=mask.sum(-1, keepdim=True) - 1, **{keyword: cache})
+            seen.append(out.logits[:, -1])
+            token = out.logits[:, -1].argmax(-1)
+    return seen, cache
+
+
+@pytest.mark.parametrize("capacity", [64, 8], ids=["fits", "outgrown"])
+@pytest.mark.parametrize("build", ["llama", "qwen2"])
+def test_the_same_logits_bit_for_bit_as_the_concatenating_cache(build, capacity):
+    model, tok = _model() if build == "llama" else _qwen2(torch.float32)
+    plain, _ = _decode(model, tok, buffer=False)
+    grown, cache = _decode(model, tok, buffer=True, capacity=capacity)
+    assert all(isinstance(layer, kv_buffer.BufferLayer) for layer in cache.layers)
+    prompt = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)["input_ids"].shape[1]
+    assert cache.get_seq_length() == prompt + 12 and cache.layers[0].keys.shape[-2] == prompt + 12
+    assert cache.layers[0].capacity == (64 if capacity == 64 else 2 * prompt)  # outgrown: doubled once
+    assert len(plain) == len(grown) and all(torch.equal(a, b) for a, b in zip(plain, grown))
+
+
+def test_a_position_written_one_slot_off_is_caught(monkeypatch):
+    model, tok = _model()
+    plain, _ = _decode(model, tok, buffer=False)
+    real = kv_buffer.BufferLayer.update
+
+    def off(self, k, v, *a, **kw):
+        keys, values = real(self, k, v, *a, **kw)
+        if self.length > 20:  # the last position read from the slot before it
+            self._keys[..., self.length - 1, :] = self._keys[..., self.length - 2, :]
+        return self.keys, self.values
+
+    monkeypatch.setattr(kv_buffer.BufferLayer, "update", off)
+    grown, _ = _decode(model, tok, buffer=True)
+    assert not all(torch.equal(a, b) for a, b in zip(plain, grown))
+
+
+def test_the_sampler_draws_the_same_tokens_with_and_without_it():
+    model, tok = _model()
+    with_buffer, state = _sample(CompactSampler(model, tok, 1.0, 16), 5)
+    without, state_plain = _sample(CompactSampler(model, tok, 1.0, 16, buffer_cache=False), 5)
+    assert torch.equal(with_buffer.completion_ids, without.completion_ids)
+    assert torch.equal(state, state_plain)
+    assert len(set(with_buffer.lengths.tolist())) > 2  # rows ended at several lengths: the batch shrank
+
+
+def test_caches_it_does_not_know_are_left_alone():
+    from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
+
+    class Other:  # no layers
+        pass
+
+    assert kv_buffer.buffered(Other(), 8) is False
+    cache = DynamicCache()
+    cache.layers = [DynamicSlidingWindowLayer(sliding_window=4)]
+    cache.layers[0].update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
+    assert kv_buffer.buffered(cache, 8) is False and type(cache.layers[0]) is DynamicSlidingWindowLayer
