@@ -119,7 +119,7 @@ class Setup:
     sampler: str = "compact"  # compact: ladtrain.compact_sampler (finished rows dropped) | hf: generate
     chunked: bool = True  # log-probs from the hidden states in chunks (False: the (B, T, V) logits)
     buckets: bool = True  # the update's passes in length buckets where they save work (False: one pass)
-    lean: bool = True  # ladtrain.lean_layers without gradient checkpointing (False: every activation kept)
+    lean: bool = True  # ladtrain.lean_layers where they pay, without checkpointing (False: never)
     pack: bool = True  # ladtrain.packing: per-position layers skip the padding (False: buckets or one pass)
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
@@ -388,7 +388,7 @@ def lad_state(setup: Setup) -> LadState:
     cfg = train_config(setup, "grpo")
     if setup.gradient_checkpointing:
         models.enable_gradient_checkpointing(model)
-    elif setup.lean:  # as ladtrain.start.prepare_model does
+    elif setup.lean and lean_layers.pays(model):  # as ladtrain.start.prepare_model does
         lean_layers.apply(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, start.lr_lambda(cfg))

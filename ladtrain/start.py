@@ -229,7 +229,7 @@ def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: tor
     model.to(device)
     if cfg.gradient_checkpointing:
         models.enable_gradient_checkpointing(model)
-    else:  # fewer saved activations, the same bits (ladtrain.lean_layers)
+    elif lean_layers.pays(model):  # fewer saved activations, the same bits (ladtrain.lean_layers)
         lean_layers.apply(model)
     if cfg.lora_r:
         model = models.apply_lora(model, models.Lora(r=cfg.lora_r, alpha=cfg.lora_alpha))

@@ -97,6 +97,7 @@ def test_the_lean_ablation_runs_without_lean_layers_and_is_reported(step_profile
     torch.set_num_threads(1)
     applied = []
     real = lean_layers.apply
+    monkeypatch.setattr(lean_layers, "pays", lambda m: True)  # the tiny model is narrower than MIN_WIDTH
     monkeypatch.setattr(lean_layers, "apply", lambda m: applied.append(real(m)) or applied[-1])
     setup = step_profile.Setup(model="tiny", prompts=2, group=2, max_new_tokens=5, pairs=False)
     now = step_profile.ladtrain_worker(setup, 1)

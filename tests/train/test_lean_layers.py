@@ -137,15 +137,18 @@ def test_generation_is_unchanged():
     assert torch.equal(HFSampler(model, tok, 1.0, 8).sample(PROMPTS, G).completion_ids, plain)
 
 
+@pytest.mark.parametrize("width", [64, lean_layers.MIN_WIDTH], ids=["narrow", "wide"])
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["off", "on"])
-def test_the_trainer_uses_them_exactly_when_checkpointing_is_off(checkpointing):
+def test_the_trainer_uses_them_where_they_pay_and_checkpointing_is_off(checkpointing, width):
     from ladtrain import distributed, start
     from ladtrain.config import TrainConfig
 
-    model, _ = _llama(torch.float32)
+    tok = models.build_tokenizer()
+    model = models.build_tiny_model(tok, replace(SPEC, intermediate=width), seed=0)
+    assert lean_layers.pays(model) is (width >= lean_layers.MIN_WIDTH)
     cfg = replace(TrainConfig(), gradient_checkpointing=checkpointing)
     model, _ = start.prepare_model(cfg, model, distributed.World(), torch.device("cpu"))
-    assert lean_layers.active(model) is not checkpointing
+    assert lean_layers.active(model) is (not checkpointing and width >= lean_layers.MIN_WIDTH)
     models.enable_gradient_checkpointing(model)  # switching checkpointing on later removes them
     assert not lean_layers.active(model)
 
@@ -165,6 +168,7 @@ def test_a_training_run_is_the_same_with_and_without_them(cache, tmp_path, tiny,
 
     applied = []
     real = lean_layers.apply
+    monkeypatch.setattr(lean_layers, "pays", lambda m: True)  # the built-in model is narrower than MIN_WIDTH
     monkeypatch.setattr(lean_layers, "apply", lambda m: applied.append(real(m)) or applied[-1])
     lean = run("lean")
     assert applied and applied[0] > 0
