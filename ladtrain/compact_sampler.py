@@ -29,6 +29,10 @@ protocol).
 
 The prompt's last token runs with the rest of the prompt once per group (``generate`` runs it on every
 row); the first completion token is drawn from those logits, copied to the ``G`` rows.
+
+The cache grows in place (:mod:`ladtrain.kv_buffer`: new positions are written into buffers allocated
+once, not concatenated to a copy of the whole cache per token; ``buffer_cache=False`` is the ablation),
+with the same logits bit for bit.
 """
 
 from __future__ import annotations
