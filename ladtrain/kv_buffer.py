@@ -14,7 +14,8 @@ positions; one thread; the step benchmark's allocator settings): appending with 
 attending took 1.35-1.42 ms per layer and step, writing into the buffer and attending 0.29-0.31 ms.
 
 Dropping finished rows (``batch_select_indices``) copies the live rows' filled positions into new
-buffers of the same capacity; a cache that would outgrow its capacity doubles it.
+buffers of the same capacity; a cache that would outgrow its capacity doubles it; ``crop`` shortens the
+views (the buffer keeps its capacity).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from transformers.cache_utils import DynamicLayer
 class BufferLayer(DynamicLayer):
     """One layer's keys and values: (b, heads, length, d) views of (b, heads, capacity, d) buffers, in
     place of a filled ``transformers.cache_utils.DynamicLayer``."""
-
-    is_croppable = False
 
     def __init__(self, keys: Tensor, values: Tensor, capacity: int) -> None:
         super().__init__()
@@ -76,7 +75,15 @@ class BufferLayer(DynamicLayer):
         raise RuntimeError("BufferLayer is built from a filled DynamicLayer")
 
     def crop(self, tokens_to_remove: int) -> None:
-        raise NotImplementedError("BufferLayer does not crop (the sampler never does)")
+        """Drop the last ``-tokens_to_remove`` positions, as ``DynamicLayer.crop`` does (a positive count
+        is its legacy form, refused the same way); the buffer keeps its capacity."""
+        if tokens_to_remove > 0:
+            raise ValueError(
+                f"Calling `crop` with a positive value (`{tokens_to_remove}`) is not supported. "
+                "Please use a negative integer to remove that number of tokens from the cache instead."
+            )
+        self.length = max(self.length - abs(tokens_to_remove), 0)
+        self._views()
 
     def batch_select_indices(self, indices: Tensor) -> None:
         self._keys = self._new(self.keys[indices], self.capacity)

@@ -80,6 +80,33 @@ def test_the_sampler_draws_the_same_tokens_with_and_without_it():
     assert len(set(with_buffer.lengths.tolist())) > 2  # rows ended at several lengths: the batch shrank
 
 
+def test_crop_then_decode_equals_the_concatenating_cache():
+    """``Cache.crop`` calls every layer's crop: the buffer's shortens its views, and decoding on from the
+    cropped cache gives the concatenating cache's logits bit for bit."""
+    model, tok = _model()
+    keyword = cache_keyword(model)
+    enc = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    model.eval()
+    P = ids.shape[1]
+    seen = []
+    for buffer in (False, True):
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask, use_cache=True)  # positions 0..P-1
+            cache = out[keyword]
+            if buffer:
+                assert kv_buffer.buffered(cache, 64)
+            cache.crop(-3)  # forget the prompt's last three positions
+            assert cache.get_seq_length() == P - 3
+            with pytest.raises(ValueError, match="positive value"):
+                cache.crop(2)
+            again = model(input_ids=ids[:, -3:], attention_mask=mask, use_cache=True,
+                          position_ids=torch.arange(P - 3, P).expand(len(PROMPTS), 3), **{keyword: cache})
+            seen.append(again.logits)
+    torch.testing.assert_close(seen[0], out.logits[:, -3:], rtol=1e-5, atol=1e-5)  # re-ran what was cropped
+    assert torch.equal(seen[0], seen[1])
+
+
 def test_caches_it_does_not_know_are_left_alone():
     from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
 
