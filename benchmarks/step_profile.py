@@ -120,7 +120,7 @@ class Setup:
     chunked: bool = True  # log-probs from the hidden states in chunks (False: the (B, T, V) logits)
     buckets: bool = True  # the update's passes in length buckets where they save work (False: one pass)
     lean: bool = True  # ladtrain.lean_layers where they pay, without checkpointing (False: never)
-    pack: bool = True  # ladtrain.packing: per-position layers skip the padding (False: buckets or one pass)
+    pack: bool = True  # ladtrain.packing: the update's MLPs skip the padding (False: buckets or one pass)
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
     @property

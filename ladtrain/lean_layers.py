@@ -99,7 +99,8 @@ def lean_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
     return checkpoint(original, hidden_states, use_reentrant=False, preserve_rng_state=False)
 
 
-def _is_gated_mlp(m: torch.nn.Module) -> bool:
+def is_gated_mlp(m: torch.nn.Module) -> bool:
+    """A Llama-family MLP: ``down_proj(act_fn(gate_proj(x)) * up_proj(x))`` (also what packing packs)."""
     return all(hasattr(m, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
 
 
@@ -111,7 +112,7 @@ def targets(model: torch.nn.Module) -> list[tuple[torch.nn.Module, Any]]:
     """The modules :func:`apply` changes, each with its lean forward."""
     found = []
     for m in model.modules():
-        if _is_gated_mlp(m):
+        if is_gated_mlp(m):
             found.append((m, lean_mlp))
         elif _is_rms_norm(m):
             found.append((m, lean_norm))
@@ -161,4 +162,5 @@ def active(model: torch.nn.Module) -> bool:
     return any(hasattr(m, _ORIGINAL) for m in model.modules())
 
 
-__all__ = ["MIN_WIDTH", "apply", "remove", "active", "pays", "targets", "lean_mlp", "lean_norm"]
+__all__ = ["MIN_WIDTH", "apply", "remove", "active", "is_gated_mlp", "pays", "targets", "lean_mlp",
+           "lean_norm"]

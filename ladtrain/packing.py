@@ -66,8 +66,9 @@ def _packed(forward, pack: _Pack):
 
 
 def _targets(model: torch.nn.Module) -> list[torch.nn.Module]:
-    return [m for m in model.modules()
-            if all(hasattr(m, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))]
+    from ladtrain.lean_layers import is_gated_mlp
+
+    return [m for m in model.modules() if is_gated_mlp(m)]
 
 
 def applicable(model: torch.nn.Module) -> bool:

@@ -239,8 +239,8 @@ def token_logprobs(
     :func:`length_buckets`, ``[]`` for one pass; always one pass with several processes, whose forward
     counts must agree) runs the completions in buckets of similar lengths, each
     only up to its longest completion. ``pack`` (default: where :func:`ladtrain.packing.applicable`, with
-    shared prompts and no explicit ``buckets``) runs the completions in one pass whose per-position layers
-    skip the padding (:mod:`ladtrain.packing`); it replaces the buckets."""
+    shared prompts and no explicit ``buckets``) runs the completions in one pass whose MLPs skip the
+    padding (:mod:`ladtrain.packing`); it replaces the buckets."""
     if share_prompts is None:
         share_prompts = can_share_prompts(model, rollout.prompt_ids, rollout.prompt_mask, rollout.group_size)
     if buckets is None and _several_ranks():
@@ -314,6 +314,12 @@ def length_buckets(lengths: Tensor, parts: int = 4, min_saving: float = 0.1) -> 
     return buckets if work <= (1 - min_saving) * B * int(lengths.max()) else []
 
 
+def _read_positions(lengths: Tensor, n: int) -> Tensor:
+    """(B, n) whether input position t of the completions pass is read: it predicts token t + 1, read
+    while t + 1 < the row's length (EOS included)."""
+    return torch.arange(n, device=lengths.device) < (lengths[:, None] - 1)
+
+
 def _shared_prompt_logprobs(
     model: torch.nn.Module,
     rollout: Rollout,
@@ -352,9 +358,8 @@ def _shared_prompt_logprobs(
     if T > 1 and not (buckets and hasattr(prompt[keyword], "layers")):
         cache = prompt[keyword]
         cache.batch_repeat_interleave(G)  # (n, ...) -> (B, ...)
-        # input position t predicts token t + 1: read while t + 1 < the row's length (EOS included)
-        live = torch.arange(T - 1, device=rollout.lengths.device) < (rollout.lengths[:, None] - 1)  # (B, T-1)
-        packed = packing.only_rows(net, live) if pack else contextlib.nullcontext()
+        packed = (packing.only_rows(net, _read_positions(rollout.lengths, T - 1)) if pack
+                  else contextlib.nullcontext())
         with checkpointing.kept_cache(net, discard_writes=True), packed:
             rest = net(
                 input_ids=rollout.completion_ids[:, :-1],

@@ -92,7 +92,7 @@ class Step:
     rewards: tuple[rewards.Component, ...] = ()  # the training reward's components (): the verifier alone
     chunked: bool | None = None  # token_logprobs: None = chunked where exact; False = the (B, T, V) logits
     buckets: bool = True  # token_logprobs: length buckets where they save work; False = one pass (ablation)
-    pack: bool | None = None  # token_logprobs: None = padding skipped in per-position layers where exact
+    pack: bool | None = None  # token_logprobs: None = the MLPs skip the padding where exact (packing)
 
     @property
     def logprob_options(self) -> dict[str, Any]:
