@@ -73,6 +73,7 @@ import os
 import platform
 import random
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -121,7 +122,6 @@ class Setup:
     buckets: bool = True  # the update's passes in length buckets where they save work (False: one pass)
     lean: bool = True  # ladtrain.lean_layers where they pay, without checkpointing (False: never)
     pack: bool = True  # ladtrain.packing: the update's MLPs skip the padding (False: buckets or one pass)
-    transposed: bool = True  # ladtrain.transposed_linears while sampling where it pays (False: never)
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
     @property
@@ -372,12 +372,7 @@ def make_sampler(setup: Setup, model, tok):
 
     if setup.sampler == "compact":
         return CompactSampler(
-            model,
-            tok,
-            setup.temperature,
-            setup.max_new_tokens,
-            share_prompts=setup.share_prompts,
-            transposed=None if setup.transposed else False,
+            model, tok, setup.temperature, setup.max_new_tokens, share_prompts=setup.share_prompts
         )
     return HFSampler(model, tok, setup.temperature, setup.max_new_tokens)
 
@@ -1012,11 +1007,6 @@ def main(argv: list[str] | None = None) -> int:
         "--no-pack", action="store_true", help="ladtrain's update without packing (ladtrain.packing)"
     )
     ap.add_argument(
-        "--no-transposed",
-        action="store_true",
-        help="ladtrain's sampler without transposed weight copies (ladtrain.transposed_linears)",
-    )
-    ap.add_argument(
         "--lean-ablation",
         action="store_true",
         help="also run ladtrain without its lean layers, interleaved, without gradient checkpointing",
@@ -1105,14 +1095,11 @@ def main(argv: list[str] | None = None) -> int:
             chunked=not args.no_chunked,
             lean=not args.no_lean,
             pack=not args.no_pack,
-            transposed=not args.no_transposed,
             pairs=name not in shapes.SHAPES,
         )
         setups = [replace(base, gradient_checkpointing=gc) for gc in checkpointing]
         runs: dict[Setup, tuple[list, list]] = {setup: ([], []) for setup in setups}
-        before_setup = replace(
-            base, sampler="hf", chunked=False, buckets=False, lean=False, pack=False, transposed=False
-        )
+        before_setup = replace(base, sampler="hf", chunked=False, buckets=False, lean=False, pack=False)
         before: list[dict] = []
         no_lean: list[dict] = []
         for r in range(args.rounds):  # interleaved: ladtrain, TRL, (before), per setting, every round
@@ -1135,8 +1122,8 @@ def main(argv: list[str] | None = None) -> int:
             result = summarise(setup, *runs[setup], before if off else None, no_lean if off else None)
             results.append(result)
             print(report(result), flush=True)
-    command = "python benchmarks/step_profile.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--write",)
+    command = "python benchmarks/step_profile.py " + " ".join(  # quoted: `--before ''` stays a value
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--write",)
     )
     doc = {
         "machine": info,

@@ -1,0 +1,67 @@
+"""A linear layer with few rows: ``F.linear`` (transposed operand) against a contiguous ``W.T`` copy.
+
+Decoding multiplies each linear layer's weight by 1-16 rows (one per live sequence). Whether that is faster
+through a contiguous ``(in, out)`` copy of the weight than through ``nn.Linear``'s transposed operand depends
+on the CPU: the sampler tried it and does not do it (``results/benchmarks/before-after.md``, fourth pass).
+This script measures it: for each weight shape and row count, the median of ``--calls`` calls of
+``F.linear(x, W, b)`` and of ``torch.addmm(b, x, W.T.contiguous())`` (the copy made once, outside the
+timing), interleaved, on one thread. The shapes are SmolLM2-135M's (hidden 576, MLP 1536, vocabulary
+49,152) and the built-in 6.4M model's (hidden 256, MLP 688).
+
+    python benchmarks/linear_rows.py              # a table, ~1 minute
+    python benchmarks/linear_rows.py --calls 5    # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+SHAPES = {  # name: (in, out)
+    "135m mlp up": (576, 1536),
+    "135m mlp down": (1536, 576),
+    "135m lm_head": (576, 49152),
+    "6.4m mlp up": (256, 688),
+}
+ROWS = (1, 4, 8, 15, 16, 1281)
+
+
+def median_ms(fn, calls: int) -> float:
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=11)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, 1 thread, median of {args.calls} calls (ms)")
+    print(f"{'product':<16}{'rows':>6}{'F.linear':>11}{'copy':>9}{'ratio':>8}")
+    for name, (n_in, n_out) in SHAPES.items():
+        w, b = torch.randn(n_out, n_in), torch.randn(n_out)
+        copy = w.T.contiguous()
+        for rows in ROWS:
+            if rows > 16 and n_out > 10_000:
+                continue  # the output layer never sees the update's rows in the sampler
+            x = torch.randn(rows, n_in)
+            assert torch.allclose(F.linear(x, w, b), torch.addmm(b, x, copy), rtol=1e-4, atol=1e-3)
+            plain, fast = [], []
+            for _ in range(2):  # interleaved: the machine's load drifts
+                plain.append(median_ms(lambda: F.linear(x, w, b), args.calls))
+                fast.append(median_ms(lambda: torch.addmm(b, x, copy), args.calls))
+            p, f = min(plain), min(fast)
+            print(f"{name:<16}{rows:>6}{p:>11.3f}{f:>9.3f}{p / f:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
