@@ -14,9 +14,9 @@ probabilities in place with the logsumexp kept from the forward pass. Both passe
 chunk (no second (rows, V) tensor, no (V, H) temporary per chunk for the weight gradient: it is
 accumulated inside the product; at the 135M benchmark shape this made the log-probs' forward and
 backward 1.17-1.20x faster, one whole update 1.08x: ``results/benchmarks/before-after.md``, fourth
-pass). The arithmetic is the plain path's, row by row, so the values agree to float32 round-off; the weight gradient
-is summed chunk by chunk, a different summation order (tested against the plain path in float64 to 1e-12
-and in float32 to round-off, gradients included: ``tests/train/test_logprobs.py``).
+pass). The arithmetic is the plain path's, row by row, so the values agree to float32 round-off; the
+weight gradient is summed chunk by chunk, a different summation order (tested against the plain path
+in float64 to 1e-12 and in float32 to round-off, gradients included: ``tests/train/test_logprobs.py``).
 
 Under ``torch.autocast`` the projection runs in the autocast dtype (as the model's own ``lm_head`` would)
 and everything after it in float32, in the forward and in the backward pass alike.
