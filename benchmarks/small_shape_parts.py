@@ -9,9 +9,9 @@ calls in one process, CPU seconds, medians.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -35,19 +35,14 @@ VARIANTS = {  # token_logprobs keywords
 }
 
 
-def cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def interleaved(calls: int, named: dict) -> dict[str, list[float]]:
     """CPU seconds of ``calls`` calls of each function in ``named``, in alternating order."""
     times: dict[str, list[float]] = {k: [] for k in named}
     for i in range(calls):
         for k in list(named) if i % 2 == 0 else list(named)[::-1]:
-            start = cpu()
+            start = time.process_time()
             named[k]()
-            times[k].append(cpu() - start)
+            times[k].append(time.process_time() - start)
     return times
 
 
@@ -84,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     }))
     rollout = rollouts["compact"]
     print(f"completion tokens {int(rollout.lengths.sum())} of {rollout.completion_ids.numel()}")
-    reference = token_logprobs(model, rollout).detach()
+    with torch.no_grad():  # a reference only: no graph to keep
+        reference = token_logprobs(model, rollout)
 
     def update(keywords):
         def run():
