@@ -3,7 +3,9 @@
 ``transformers``' ``generate`` keeps every row of the batch in every forward call until the longest
 completion ends (finished rows are fed padding). :class:`CompactSampler` runs its own loop over the KV
 cache instead: after each token, the rows that produced EOS are removed from the batch, the attention
-mask and the cache (``Cache.batch_select_indices``), so each forward call runs only the live rows. Like
+mask and the cache (``Cache.batch_select_indices``), so each forward call runs only the live rows. A
+finished row's place is taken by a live row from the end of the batch (:func:`ladtrain.kv_buffer.fill_order`),
+so dropping rows copies only the rows moved; the batch's row order then differs from ``generate``'s. Like
 :class:`ladtrain.rollout.HFSampler` it runs each group's prompt once and copies its cache to the ``G``
 rows, and it returns the same :class:`~ladtrain.rollout.Rollout` (it satisfies the ``Sampler``
 protocol).
@@ -17,8 +19,9 @@ protocol).
   generator exactly as ``generate`` does (the RNG state afterwards is the same) and each live row sees
   the same ``q`` as under ``generate``.
 * The tokens: identical whenever the live rows' logits are bitwise those ``generate`` computes. They are
-  the same computation on a smaller batch, and a matrix product's last bits may depend on the batch size,
-  so a token can differ where two candidates are within float32 rounding of each other (a near tie);
+  the same computation on a smaller batch (its rows in another order), and a matrix product's last bits
+  may depend on the batch size, so a token can differ where two candidates are within float32 rounding
+  of each other (a near tie);
   the tests (``tests/train/test_compact_sampler.py``) find identical samples on the built-in model, and
   every sampled token's probability is the policy's own either way.
 * Not applied here, unlike ``generate``: extra logits processors from a model folder's
@@ -112,7 +115,7 @@ class CompactSampler:
             if t == T - 1 or not bool(going.any()):
                 break
             if not bool(going.all()):  # drop the rows that just ended from the batch and the cache
-                keep = going.nonzero().squeeze(1)  # (b',)
+                keep = kv_buffer.fill_order(going)  # (b',): ended rows filled from the end, in place
                 cache.batch_select_indices(keep)
                 live, attention, token = live[keep], attention[keep], token[keep]
             attention = torch.cat([attention, attention.new_ones(attention.shape[0], 1)], dim=1)  # (b, P+t+1)

@@ -13,15 +13,17 @@ Measured at the SmolLM2-135M shape's decode step (16 rows, 3 key-value heads, 24
 positions; one thread; the step benchmark's allocator settings): appending with ``torch.cat`` and
 attending took 1.35-1.42 ms per layer and step, writing into the buffer and attending 0.29-0.31 ms.
 
-Dropping finished rows (``batch_select_indices``) copies the live rows' filled positions into new
-buffers of the same capacity; a cache that would outgrow its capacity doubles it; ``crop`` shortens the
-views (the buffer keeps its capacity).
+Dropping finished rows (``batch_select_indices``) in the order :func:`fill_order` gives (each dropped row
+among the first b' filled by a kept row from the end) copies only the moved rows, in place; any other
+selection copies the live rows' filled positions into new buffers of the same capacity. A cache that would
+outgrow its capacity doubles it; ``crop`` shortens the views (the buffer keeps its capacity).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 from transformers.cache_utils import DynamicLayer
 
@@ -86,14 +88,39 @@ class BufferLayer(DynamicLayer):
         self._views()
 
     def batch_select_indices(self, indices: Tensor) -> None:
-        self._keys = self._new(self.keys[indices], self.capacity)
-        self._values = self._new(self.values[indices], self.capacity)
+        """Keep the rows ``indices`` (b',), in that order. In place when every row ``j`` that changes
+        takes a row ``indices[j] >= b'`` (one the selection drops, so no row is read after it is
+        overwritten): only those rows are copied, nothing is allocated (:func:`fill_order` builds such
+        an order). Any other selection copies the kept rows into new buffers."""
+        b = indices.shape[0]
+        moved = (indices != torch.arange(b, device=indices.device)).nonzero().squeeze(1)  # (m,)
+        sources = indices[moved]  # (m,)
+        if bool((sources >= b).all()):
+            for buffer in (self._keys, self._values):
+                filled = buffer[..., : self.length, :]  # a view: index_copy_ writes into the buffer
+                filled.index_copy_(0, moved, filled.index_select(0, sources))
+            self._keys, self._values = self._keys[:b], self._values[:b]  # views of the first b' rows
+        else:
+            self._keys = self._new(self.keys[indices], self.capacity)
+            self._values = self._new(self.values[indices], self.capacity)
         self._views()
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._keys = self._new(self.keys.repeat_interleave(repeats, dim=0), self.capacity)
         self._values = self._new(self.values.repeat_interleave(repeats, dim=0), self.capacity)
         self._views()
+
+
+def fill_order(keep: Tensor) -> Tensor:
+    """The rows to keep, ``keep`` (b,) bool, as an order that :meth:`BufferLayer.batch_select_indices`
+    applies in place: the kept rows among the first b' = ``keep.sum()`` stay where they are, and each
+    dropped one there is filled by a kept row from after b'. ``(b',)`` row indices (a permutation of
+    ``keep.nonzero()``): the cost of dropping rows is the copy of the rows moved, not of the cache."""
+    b = int(keep.sum())
+    order = torch.arange(b, device=keep.device)
+    holes = (~keep[:b]).nonzero().squeeze(1)  # dropped rows in the prefix
+    order[holes] = keep[b:].nonzero().squeeze(1) + b  # as many kept rows after it
+    return order
 
 
 def buffered(cache: Any, capacity: int) -> bool:
@@ -110,4 +137,4 @@ def buffered(cache: Any, capacity: int) -> bool:
     return True
 
 
-__all__ = ["BufferLayer", "buffered"]
+__all__ = ["BufferLayer", "buffered", "fill_order"]

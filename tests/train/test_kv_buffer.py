@@ -118,3 +118,53 @@ def test_caches_it_does_not_know_are_left_alone():
     cache.layers = [DynamicSlidingWindowLayer(sliding_window=4)]
     cache.layers[0].update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
     assert kv_buffer.buffered(cache, 8) is False and type(cache.layers[0]) is DynamicSlidingWindowLayer
+
+
+def _layer(rows: int = 6, length: int = 5, capacity: int = 9):
+    from transformers.cache_utils import DynamicLayer
+
+    torch.manual_seed(0)
+    plain = DynamicLayer()
+    plain.update(torch.randn(rows, 2, length, 3), torch.randn(rows, 2, length, 3))
+    buffer = kv_buffer.BufferLayer(plain.keys.clone(), plain.values.clone(), capacity)
+    return plain, buffer
+
+
+def test_fill_order_keeps_the_kept_rows_and_fills_the_holes_from_the_end():
+    keep = torch.tensor([True, False, True, True, False, True, True])  # b' = 5: holes 1 and 4
+    order = kv_buffer.fill_order(keep)
+    assert order.tolist() == [0, 5, 2, 3, 6]
+    assert sorted(order.tolist()) == keep.nonzero().squeeze(1).tolist()  # the kept rows, each once
+    assert kv_buffer.fill_order(torch.ones(4, dtype=torch.bool)).tolist() == [0, 1, 2, 3]
+    assert kv_buffer.fill_order(torch.tensor([False, False, True])).tolist() == [2]
+
+
+@pytest.mark.parametrize("indices", [[0, 5, 2, 3], [5, 4], [0, 1, 2], [3, 1, 0], [1, 1, 4]],
+                         ids=["in place", "in place, all moved", "prefix", "copied", "copied, repeated"])
+def test_selecting_rows_equals_the_concatenating_cache(indices):
+    """In place (every changed row taken from the dropped tail) or copied (any other order): the same
+    keys and values as ``DynamicLayer.batch_select_indices``, and decoding on writes where it should."""
+    plain, buffer = _layer()
+    storage = buffer._keys.untyped_storage().data_ptr()
+    index = torch.tensor(indices)
+    plain.batch_select_indices(index)
+    buffer.batch_select_indices(index)
+    assert torch.equal(plain.keys, buffer.keys) and torch.equal(plain.values, buffer.values)
+    in_place = all(i == j or i >= len(indices) for j, i in enumerate(indices))
+    assert (buffer._keys.untyped_storage().data_ptr() == storage) == in_place
+    k, v = torch.randn(len(indices), 2, 1, 3), torch.randn(len(indices), 2, 1, 3)
+    a, b = plain.update(k, v), buffer.update(k, v)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_an_in_place_move_that_reads_an_overwritten_row_is_caught(monkeypatch):
+    """Control: taken in place, the order [1, 0] (row 0 overwritten by row 1 before row 1 reads row 0)
+    would give two copies of row 1. The condition sends it to the copying path."""
+    plain, buffer = _layer()
+    original = buffer.keys[:2].clone()
+    buffer.batch_select_indices(torch.tensor([1, 0]))
+    assert torch.equal(buffer.keys[0], original[1]) and torch.equal(buffer.keys[1], original[0])
+    _, naive = _layer()
+    for j, i in enumerate([1, 0]):  # the move without the condition, row by row
+        naive._keys[j, :, : naive.length] = naive._keys[i, :, : naive.length]
+    assert torch.equal(naive._keys[0, :, :5], naive._keys[1, :, :5])  # row 0's keys lost
