@@ -122,6 +122,7 @@ class Setup:
     buckets: bool = True  # the update's passes in length buckets where they save work (False: one pass)
     lean: bool = True  # ladtrain.lean_layers where they pay, without checkpointing (False: never)
     pack: bool = True  # ladtrain.packing: the update's MLPs skip the padding (False: buckets or one pass)
+    transposed: bool = True  # ladtrain.transposed_linears while sampling where measured faster (False: never)
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
     @property
@@ -372,7 +373,8 @@ def make_sampler(setup: Setup, model, tok):
 
     if setup.sampler == "compact":
         return CompactSampler(
-            model, tok, setup.temperature, setup.max_new_tokens, share_prompts=setup.share_prompts
+            model, tok, setup.temperature, setup.max_new_tokens, share_prompts=setup.share_prompts,
+            transposed=None if setup.transposed else False,
         )
     return HFSampler(model, tok, setup.temperature, setup.max_new_tokens)
 
@@ -1007,6 +1009,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-pack", action="store_true", help="ladtrain's update without packing (ladtrain.packing)"
     )
     ap.add_argument(
+        "--no-transposed",
+        action="store_true",
+        help="ladtrain's sampler without transposed weight copies (ladtrain.transposed_linears)",
+    )
+    ap.add_argument(
         "--lean-ablation",
         action="store_true",
         help="also run ladtrain without its lean layers, interleaved, without gradient checkpointing",
@@ -1095,11 +1102,14 @@ def main(argv: list[str] | None = None) -> int:
             chunked=not args.no_chunked,
             lean=not args.no_lean,
             pack=not args.no_pack,
+            transposed=not args.no_transposed,
             pairs=name not in shapes.SHAPES,
         )
         setups = [replace(base, gradient_checkpointing=gc) for gc in checkpointing]
         runs: dict[Setup, tuple[list, list]] = {setup: ([], []) for setup in setups}
-        before_setup = replace(base, sampler="hf", chunked=False, buckets=False, lean=False, pack=False)
+        before_setup = replace(
+            base, sampler="hf", chunked=False, buckets=False, lean=False, pack=False, transposed=False
+        )
         before: list[dict] = []
         no_lean: list[dict] = []
         for r in range(args.rounds):  # interleaved: ladtrain, TRL, (before), per setting, every round

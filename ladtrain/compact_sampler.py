@@ -18,12 +18,13 @@ protocol).
   (``same_draws=True``, the default) and uses the rows of the live sequences, so it consumes the
   generator exactly as ``generate`` does (the RNG state afterwards is the same) and each live row sees
   the same ``q`` as under ``generate``.
-* The tokens: identical whenever the live rows' logits are bitwise those ``generate`` computes. They are
-  the same computation on a smaller batch (its rows in another order), and a matrix product's last bits
-  may depend on the batch size, so a token can differ where two candidates are within float32 rounding
-  of each other (a near tie);
-  the tests (``tests/train/test_compact_sampler.py``) find identical samples on the built-in model, and
-  every sampled token's probability is the policy's own either way.
+* The tokens: identical whenever the live rows' logits are bitwise those ``generate`` computes. They
+  agree to round-off, not always bit for bit: they come from a smaller batch (its rows in another order;
+  a matrix product's last bits may depend on the batch size), and where it measures faster the linear
+  layers run through transposed weight copies (:mod:`ladtrain.transposed_linears`; ``transposed=False``
+  is the ablation). So a token can differ where two candidates are within float32 rounding of each
+  other (a near tie); the tests (``tests/train/test_compact_sampler.py``) find identical samples on the
+  built-in model, and every sampled token's probability is the policy's own either way.
 * Not applied here, unlike ``generate``: extra logits processors from a model folder's
   ``generation_config.json`` (``repetition_penalty``, ``min_p``, ``suppress_tokens``, ...); the tokens
   come from ``softmax(logits / temperature)`` only, the distribution the trainer scores.
@@ -46,7 +47,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ladtrain import kv_buffer
+from ladtrain import kv_buffer, transposed_linears
 from ladtrain.rollout import HFSampler, Rollout, cache_keyword, completion_mask, keep_last_logits, positions
 
 
@@ -74,9 +75,15 @@ class CompactSampler:
     same_draws: bool = True
     share_prompts: bool = True  # False: prefill every row's prompt (an ablation; the same samples, slower)
     buffer_cache: bool = True  # False: transformers' concatenating cache (an ablation; the same samples)
+    transposed: bool | None = None  # None: where transposed_linears.pays (measured); False: never
+
+    def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
+        rows = len(prompts) * group_size  # the decode's rows at its start
+        with transposed_linears.transposed_linears(self.model, enabled=self.transposed, rows=rows):
+            return self._sample(prompts, group_size)
 
     @torch.no_grad()
-    def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
+    def _sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
         keyword = cache_keyword(self.model)
         if keyword is None or len(prompts) == 0:  # a model that takes no cache: generate's loop
             fallback = HFSampler(self.model, self.tokenizer, self.temperature, self.max_new_tokens)

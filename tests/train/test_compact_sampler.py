@@ -36,13 +36,16 @@ def _sample(sampler, seed):
     return rollout, torch.get_rng_state()
 
 
+@pytest.mark.parametrize("transposed", [None, True], ids=["default", "transposed-copies"])
 @pytest.mark.parametrize("temperature", [1.0, 0.8])
-def test_same_tokens_and_random_state_as_generate(temperature):
+def test_same_tokens_and_random_state_as_generate(temperature, transposed):
+    """``transposed=True``: the linear layers through transposed weight copies (ladtrain.transposed_linears;
+    the default, None, switches them on where they measure faster on this machine)."""
     model, tok = _model()
     lengths = set()
     for seed in range(6):
         ref, ref_state = _sample(HFSampler(model, tok, temperature, 12), seed)
-        out, state = _sample(CompactSampler(model, tok, temperature, 12), seed)
+        out, state = _sample(CompactSampler(model, tok, temperature, 12, transposed=transposed), seed)
         assert torch.equal(out.completion_ids, ref.completion_ids)
         assert torch.equal(out.completion_mask, ref.completion_mask)
         assert torch.equal(out.prompt_ids, ref.prompt_ids) and torch.equal(out.prompt_mask, ref.prompt_mask)
