@@ -1,4 +1,5 @@
-"""What each part of issue 24 costs at one shape: the two samplers on one rollout, and the update's
+"""What each part of issue 24 costs at one shape: the samplers on one rollout (the compacting one with and
+without transposed weight copies and with the earlier copying row drop, and generate), and the update's
 log-probs (forward and backward) with packing, chunking and buckets switched off one by one; interleaved
 calls in one process, CPU seconds, medians.
 
@@ -22,7 +23,7 @@ import shapes  # noqa: E402
 import step_profile as sp  # noqa: E402
 import torch  # noqa: E402
 
-from ladtrain import models  # noqa: E402
+from ladtrain import kv_buffer, models, transposed_linears  # noqa: E402
 from ladtrain.compact_sampler import CompactSampler  # noqa: E402
 from ladtrain.rollout import HFSampler, token_logprobs  # noqa: E402
 
@@ -73,10 +74,27 @@ def main(argv: list[str] | None = None) -> None:
             rollouts[name] = inner.sample(texts, setup.group)
         return run
 
+    def copying(inner):  # the row drop as before: ascending order, the kept rows copied to new buffers
+        def run():
+            fill_order = kv_buffer.fill_order
+            kv_buffer.fill_order = lambda going: going.nonzero().squeeze(1)
+            try:
+                inner()
+            finally:
+                kv_buffer.fill_order = fill_order
+        return run
+
+    T = setup.max_new_tokens
     show("sampler", interleaved(args.calls, {
-        "compact": sampler("compact", CompactSampler(model, tok, 1.0, setup.max_new_tokens)),
-        "generate": sampler("generate", HFSampler(model, tok, 1.0, setup.max_new_tokens)),
+        "compact": sampler("compact", CompactSampler(model, tok, 1.0, T)),
+        "compact, no transposed copies": sampler("plain", CompactSampler(model, tok, 1.0, T,
+                                                                         transposed=False)),
+        "compact, rows dropped by copying": copying(sampler("copying", CompactSampler(model, tok, 1.0, T))),
+        "generate": sampler("generate", HFSampler(model, tok, 1.0, T)),
     }))
+    same = all(torch.equal(r.completion_ids, rollouts["generate"].completion_ids) for r in rollouts.values())
+    pays = transposed_linears.pays(model, setup.prompts * setup.group)
+    print(f"transposed copies measured faster here: {pays}; every sampler drew generate's tokens: {same}")
     rollout = rollouts["compact"]
     print(f"completion tokens {int(rollout.lengths.sum())} of {rollout.completion_ids.numel()}")
     with torch.no_grad():  # a reference only: no graph to keep

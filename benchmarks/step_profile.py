@@ -393,7 +393,7 @@ def lad_state(setup: Setup) -> LadState:
         models.enable_gradient_checkpointing(model)
     elif setup.lean and lean_layers.pays(model):  # as ladtrain.start.prepare_model does
         lean_layers.apply(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = start.adamw(list(model.parameters()), cfg.lr, cfg.weight_decay)  # the trainer's AdamW
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, start.lr_lambda(cfg))
     sampler = SeededSampler(make_sampler(setup, model, tok), setup)
     step = Step(
@@ -542,6 +542,7 @@ def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
             row = lad_step(st, spec, clock)
             records[spec].append({**step_record(clock, row, setup), "memory": memory_record(peaks, start)})
     peaks.stop()
+    from ladtrain import transposed_linears
     from ladtrain.models import count_parameters
 
     loss_only = {spec: loss_only_seconds(setup, spec) for spec in specs}
@@ -553,6 +554,7 @@ def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
         "loss_only": loss_only,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "import_rss_mb": rss_before / 1024,
+        "transposed_copies": any(transposed_linears.decided.values()),  # what pays() measured here
     }
 
 
@@ -724,6 +726,7 @@ def _ladtrain_summary(runs: list[dict]) -> dict[str, Any]:
         "import_rss_mb": max(run["import_rss_mb"] for run in runs),
         "overhead_fraction": spread([r["overhead_fraction"] for r in lad + grpo]),
         "optimizer_fraction": spread([r["optimizer_fraction"] for r in lad + grpo]),
+        "transposed_copies": [run.get("transposed_copies", False) for run in runs],  # per worker
     }
     if lad:
         out["lad_step_wall"] = spread([r["wall"] for r in lad])
@@ -845,7 +848,10 @@ def report(result: dict[str, Any]) -> str:
         "update "
         f"per rollout, {s['threads']} torch thread(s), gradient checkpointing "
         f"{'on' if s['gradient_checkpointing'] else 'off'}, sampler {s['sampler']}, log-probs "
-        f"{'chunked' if s['chunked'] else 'full logits'}"
+        f"{'chunked' if s['chunked'] else 'full logits'}, transposed weight copies in the sampler "
+        + ("off (--no-transposed)" if not s.get("transposed", False) else
+           f"where measured faster: on in {sum(lt.get('transposed_copies', []))} of "
+           f"{len(lt.get('transposed_copies', []))} workers")
     ]
     step = lt["grpo_step_wall"]["median"]
     shown_step = lt["lad_step_wall"]["median"] if "lad_step_wall" in lt else step

@@ -3,7 +3,7 @@ the work is set explicitly, and :data:`SETTINGS` lists each with ladtrain's coun
 benchmark prints it into its results file).
 
 TRL 1.16's defaults differ from ladtrain's in ways that change the cost of a step: gradient checkpointing
-on, bf16 autocast on, the fused AdamW, the DAPO loss, 512 completion tokens, logging every 10 steps. A
+on, bf16 autocast on, the DAPO loss, 512 completion tokens, logging every 10 steps. A
 comparison that leaves them at their defaults measures settings, not implementations. Two things cannot
 be set in TRL 1.16 and are stated as they are: its fused output layer computes the per-token entropy
 (for its ``entropy`` metric) on every step, and off CUDA/XPU (no Triton) it runs the output layer on
@@ -34,8 +34,8 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
      "--clip-eps clip, symmetric, token ratios"),
     ("mask_truncated_completions, top_entropy_quantile, entropy_coef, use_adaptive_entropy",
      "False, 1.0, 0.0, False", "no truncation mask, no entropy term"),
-    ("optim, weight_decay, adam_beta1/2, adam_epsilon", "'adamw_torch', 0.0, 0.9/0.999, 1e-8",
-     "torch.optim.AdamW(weight_decay=0.0), default betas and eps"),
+    ("optim, weight_decay, adam_beta1/2, adam_epsilon", "'adamw_torch_fused', 0.0, 0.9/0.999, 1e-8",
+     "torch.optim.AdamW(fused=True, weight_decay=0.0), default betas and eps (ladtrain.start.adamw)"),
     ("lr_scheduler_type, warmup_steps, learning_rate, max_grad_norm", "'constant', 0, lr, clip",
      "--lr-warmup-steps 0, constant schedule, --lr, --max-grad-norm"),
     ("logging_steps, log_completions, report_to, save_strategy", "1, False, 'none', 'no'",
@@ -70,8 +70,8 @@ def config_kwargs(setup: Any, output_dir: str, steps: int) -> dict[str, Any]:
         cast_lm_head_to_fp32=False, beta=0.0, loss_type="grpo", scale_rewards="group", epsilon=setup.clip_eps,
         epsilon_high=None, delta=None,
         importance_sampling_level="token", mask_truncated_completions=False, top_entropy_quantile=1.0,
-        entropy_coef=0.0, use_adaptive_entropy=False, optim="adamw_torch", weight_decay=0.0, adam_beta1=0.9,
-        adam_beta2=0.999, adam_epsilon=1e-8, lr_scheduler_type="constant", warmup_steps=0,
+        entropy_coef=0.0, use_adaptive_entropy=False, optim="adamw_torch_fused", weight_decay=0.0,
+        adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, lr_scheduler_type="constant", warmup_steps=0,
         learning_rate=setup.lr, max_grad_norm=setup.max_grad_norm, logging_steps=1, log_completions=False,
         report_to="none", save_strategy="no", torch_compile=False, use_liger_kernel=False,
         pad_to_multiple_of=None,

@@ -47,6 +47,7 @@ def test_quick_benchmark_reports_the_three_ratios(step_profile, cache, tmp_path,
         assert applied["model_dtype"] == "torch.float32" and applied["loss_type"] == "grpo"
         assert applied["optimizer"] == "AdamW"
         assert all(g["weight_decay"] == 0.0 for g in applied["optimizer_groups"])
+        assert all(g["fused"] is True for g in applied["optimizer_groups"])  # ladtrain's AdamW: fused too
         assert r2["memory_peak"] > 0 and result["trl"]["memory"]["update_mb"] > 0
         # the same work: same weights (lr 0), prompts and generator seed give the same completion lengths
         assert result["setup"]["lr"] == 0.0
