@@ -85,5 +85,5 @@ def test_trl_settings_table_names_only_options_that_are_passed():
     assert kwargs["loss_type"] == "grpo" and kwargs["shuffle_dataset"] is False  # ladtrain's prompt order
     trl = pytest.importorskip("trl")
     config = trl.GRPOConfig(**kwargs)  # every option exists in this TRL version
-    assert config.gradient_checkpointing is False and config.optim == "adamw_torch"
+    assert config.gradient_checkpointing is False and config.optim == "adamw_torch_fused"
     assert config.per_device_train_batch_size == 8 and config.generation_batch_size == 8
