@@ -16,7 +16,9 @@ attending took 1.35-1.42 ms per layer and step, writing into the buffer and atte
 Dropping finished rows (``batch_select_indices``) in the order :func:`fill_order` gives (each dropped row
 among the first b' filled by a kept row from the end) copies only the moved rows, in place; any other
 selection copies the live rows' filled positions into new buffers of the same capacity. A cache that would
-outgrow its capacity doubles it; ``crop`` shortens the views (the buffer keeps its capacity).
+outgrow its capacity doubles it; ``crop`` shortens the views (the buffer keeps its capacity). Measured
+(``benchmarks/small_shape_parts.py``, the 6.4M model's 128 rows x 16 tokens, six interleaved calls): a
+rollout 0.71 s of CPU with rows dropped in place, 1.19 s when every drop copied the live rows.
 """
 
 from __future__ import annotations
