@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ladtrain import atomic, checkpoint, distributed, lean_layers, models, partition
+from ladtrain import atomic, checkpoint, distributed, lean_layers, models, partition, transposed_linears
 from ladtrain.compact_sampler import CompactSampler
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults
@@ -269,6 +269,30 @@ def adamw(params: list, lr: float, weight_decay: float) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
 
 
+def sampler_transposed(cfg: TrainConfig, model, begin: Begin, world: distributed.World) -> bool:
+    """Whether the sampler multiplies by transposed weight copies (:mod:`ladtrain.transposed_linears`),
+    decided once per run so that the run samples through the same products throughout: on a fresh run
+    rank 0's answer of :func:`transposed_linears.pays` (kept per machine in the cache folder, so runs on
+    one machine decide alike), on ``--resume`` read back from ``run.json``, where
+    :func:`record_sampler` writes it."""
+    previous = (begin.previous_run or {}).get("sampler_transposed")
+    if previous is not None:
+        return bool(previous)
+    rows = cfg.prompts_per_step // world.size * cfg.group_size  # this rank's rows of a rollout
+    store = cfg.resolved_cache() / "transposed_linears.json"  # this machine's earlier answers
+    measured = transposed_linears.pays(model, rows, store) if world.is_main else None
+    return bool(distributed.broadcast_object(measured, world))
+
+
+def record_sampler(out: Path, step: Step, world: distributed.World) -> None:
+    """``run.json["sampler_transposed"]``: the sampler's decision (:func:`sampler_transposed`)."""
+    transposed = getattr(step.sampler, "transposed", None)
+    if world.is_main and transposed is not None:
+        info = json.loads((out / "run.json").read_text())
+        atomic.write_atomically(out / "run.json", json.dumps({**info, "sampler_transposed": transposed},
+                                                             indent=2))
+
+
 def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin: Begin,
             world: distributed.World, device: torch.device) -> Step:
     """The step's objects: the sampler, FlowRL's frozen reference (a copy of the base) and learned log Z
@@ -277,8 +301,8 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
         sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens, top_p=cfg.top_p,
                             top_k=cfg.top_k)
     else:
-        sampler = CompactSampler(model, begin.tokenizer, cfg.temperature,
-                                 cfg.max_new_tokens)  # ended rows free
+        sampler = CompactSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens,
+                                 transposed=sampler_transposed(cfg, model, begin, world))  # ended rows free
     ref_model = (
         copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
     )

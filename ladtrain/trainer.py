@@ -149,6 +149,7 @@ def train(cfg: TrainConfig, base_eval: dict[str, Any] | None = None) -> dict[str
     else:
         base_evals = heldout.by_set(begin.base_eval) or evaluator.run(model, begin.tokenizer, 0, "base")
     rl = start.rl_step(cfg, loss_fn, task, model, train_model, begin, world, device)
+    start.record_sampler(out, rl, world)  # run.json: whether the sampler runs transposed weight copies
     rng = random.Random(cfg.seed)  # the prompt sampler (its state is the data position)
     first, rows = begin.restore(out, rl, rng, faults, world)  # a resumed run: every state back
     if begin.state is not None and world.is_main:

@@ -25,8 +25,10 @@ copies freed. It is used only by :class:`ladtrain.compact_sampler.CompactSampler
   of the model, ``F.linear`` against the copy at the decode's row counts (the batch and half of it),
   interleaved, and switches the copies on only if the products of one decoding step, weighted by how many
   layers have each shape, take at most :data:`MARGIN` of their time through ``F.linear``. The answer is
-  remembered per shapes, rows, dtype and thread count, so a process measures once (a fraction of a second
-  at 135M: the output layer's products dominate).
+  remembered per shapes, rows, dtype and thread count, so a process measures once (0.6 s at 135M: the
+  output layer's products dominate), and the trainer keeps it in its cache folder
+  (``transposed_linears.json``, by CPU and torch version), so that later runs on the machine decide the
+  same without measuring, and in ``run.json`` (``sampler_transposed``), which ``--resume`` reads.
 * **Cost**: one pass over the linear weights per rollout, and one more copy of them in memory while
   sampling (540 MB at 135M: below the update's peak, so the step's peak does not move).
 """
@@ -34,12 +36,17 @@ copies freed. It is used only by :class:`ladtrain.compact_sampler.CompactSampler
 from __future__ import annotations
 
 import contextlib
+import json
+import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
+
+from ladtrain import atomic
 
 DTYPES = (torch.float32, torch.float64)
 MARGIN = 0.9  # pays(): the copies' products must take at most this share of F.linear's
@@ -89,13 +96,30 @@ def product_times(layer: torch.nn.Linear, rows: int, calls: int = 3) -> tuple[fl
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def pays(model: torch.nn.Module, rows: int) -> bool:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else what :mod:`platform` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def pays(model: torch.nn.Module, rows: int, store: Path | None = None) -> bool:
     """Whether the copies make ``model``'s decoding products faster on this machine at ``rows`` live
-    rows (see the module docstring: measured once per shapes, rows, dtype and threads, then remembered)."""
+    rows (see the module docstring: measured once per shapes, rows, dtype and threads, then remembered).
+    ``store``: a JSON file of earlier answers on this machine (by CPU, torch version, threads, rows and
+    shapes), read before measuring and written after, so that later runs here decide the same."""
     shapes = _shapes(model)
     if not shapes or rows < 1:
         return False
     key = (tuple(sorted(((k, n) for k, (n, _) in shapes.items()), key=str)), rows, torch.get_num_threads())
+    name = f"{cpu_name()} | torch {torch.__version__} | {key[2]} threads | {rows} rows | {key[0]}"
+    stored = _read(store)
+    if key not in decided and isinstance(stored.get(name), bool):
+        decided[key] = stored[name]
     if key not in decided:
         own = through = 0.0
         with torch.no_grad():
@@ -104,7 +128,20 @@ def pays(model: torch.nn.Module, rows: int) -> bool:
                     a, b = product_times(layer, r)
                     own, through = own + count * a, through + count * b
         decided[key] = through <= MARGIN * own
+    if store is not None and stored.get(name) is not decided[key]:
+        try:
+            atomic.write_atomically(store, json.dumps({**stored, name: decided[key]}, indent=1))
+        except atomic.WriteError:  # no or a read-only cache folder: measured again next time
+            pass
     return decided[key]
+
+
+def _read(store: Path | None) -> dict:
+    try:
+        found = json.loads(Path(store).read_text()) if store is not None else {}
+    except (OSError, ValueError):  # none yet, or unreadable: measure
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _copy(weight: Tensor) -> Tensor:

@@ -199,3 +199,38 @@ def test_resume_from_a_middle_checkpoint_is_exact_for_other_losses_and_schedules
 
     a, b = (load_file(tmp_path / n / "checkpoint" / "model.safetensors") for n in ("cut", "reference"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_run_samples_through_the_products_of_the_run_it_resumes(cache, tmp_path, tiny, monkeypatch):
+    """Whether the sampler runs transposed weight copies is measured once, on a fresh run, and written to
+    ``run.json``; ``--resume`` takes it from there, even where this machine would now measure otherwise
+    (else a resumed run could sample through other products than the run it continues). Control: a fresh
+    run under the new measurement does decide otherwise."""
+    from dataclasses import replace
+
+    from ladtrain import start, trainer, transposed_linears
+    from ladtrain.config import TrainConfig
+
+    made = []
+
+    class Recording(start.CompactSampler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.transposed)
+
+    monkeypatch.setattr(start, "CompactSampler", Recording)
+    monkeypatch.setattr(transposed_linears, "pays", lambda model, rows, store=None: True)
+    cfg = replace(TrainConfig(), **{**tiny, "checkpoint_every": 1, "keep_checkpoints": 10,
+                                    "keep_resumable": True, "device": "cpu", "threads": 1})
+    out = tmp_path / "run"
+    trainer.train(replace(cfg, out=str(out)).validate())
+    assert json.loads((out / "run.json").read_text())["sampler_transposed"] is True
+    shutil.rmtree(checkpoint.step_folder(out, 2))  # as if killed right after step 1's checkpoint
+    (out / "summary.json").unlink()
+    monkeypatch.setattr(transposed_linears, "pays", lambda model, rows, store=None: False)  # now: otherwise
+    trainer.train(replace(cfg, out=str(out), resume=str(out)).validate())
+    run = json.loads((out / "run.json").read_text())
+    assert made == [True, True] and run["sampler_transposed"] is True and len(run["resumed"]) == 1
+    trainer.train(replace(cfg, out=str(tmp_path / "fresh")).validate())
+    assert made[-1] is False
+    assert json.loads((tmp_path / "fresh" / "run.json").read_text())["sampler_transposed"] is False

@@ -159,3 +159,34 @@ def test_measuring_leaves_the_global_generator_alone():
     state = torch.get_rng_state()
     tl.product_times(layer, 4)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_stored_answer_is_used_and_a_new_one_stored(monkeypatch, tmp_path):
+    """With a store (the trainer's cache folder), the first answer is written and later processes use it
+    without measuring, even where a new measurement would say otherwise; without the store they measure
+    (the control: the other answer)."""
+    import json
+
+    layer = torch.nn.Linear(8, 4)
+    store = tmp_path / "cache" / "transposed_linears.json"
+    store.parent.mkdir()
+    calls = _fake_times(monkeypatch, {(4, 8): (1.0, 0.5)})
+    assert tl.pays(layer, 16, store) is True and len(calls) == 2
+    (name, value), = json.loads(store.read_text()).items()
+    assert value is True and tl.cpu_name() in name and "16 rows" in name and torch.__version__ in name
+    calls = _fake_times(monkeypatch, {(4, 8): (1.0, 1.5)})  # a new process, which would measure False
+    assert tl.pays(layer, 16, store) is True and calls == []  # the stored answer, nothing measured
+    assert tl.pays(layer, 8, store) is False and len(calls) == 2  # other rows: measured and added
+    assert len(json.loads(store.read_text())) == 2
+    _fake_times(monkeypatch, {(4, 8): (1.0, 1.5)})
+    assert tl.pays(layer, 16) is False  # no store: measured
+
+
+def test_an_unreadable_or_unwritable_store_means_measuring(monkeypatch, tmp_path):
+    layer = torch.nn.Linear(8, 4)
+    bad = tmp_path / "transposed_linears.json"
+    bad.write_text("{not json")
+    calls = _fake_times(monkeypatch, {(4, 8): (1.0, 0.5)})
+    assert tl.pays(layer, 16, bad) is True and len(calls) == 2
+    calls = _fake_times(monkeypatch, {(4, 8): (1.0, 0.5)})
+    assert tl.pays(layer, 16, tmp_path / "missing" / "folder" / "t.json") is True and len(calls) == 2
