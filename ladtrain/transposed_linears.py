@@ -68,7 +68,8 @@ def _shapes(model: torch.nn.Module) -> dict[tuple, tuple[int, torch.nn.Linear]]:
     for m in model.modules():
         if eligible(m):
             key = (*m.weight.shape, m.bias is not None, m.weight.dtype)
-            found[key] = (found.get(key, (0, m))[0] + 1, found.get(key, (0, m))[1])
+            count, first = found.get(key, (0, m))
+            found[key] = (count + 1, first)
     return found
 
 
@@ -116,19 +117,15 @@ def pays(model: torch.nn.Module, rows: int, store: Path | None = None) -> bool:
     if not shapes or rows < 1:
         return False
     key = (tuple(sorted(((k, n) for k, (n, _) in shapes.items()), key=str)), rows, torch.get_num_threads())
+    if store is None:
+        if key not in decided:
+            decided[key] = _measure(shapes, rows)
+        return decided[key]
     name = f"{cpu_name()} | torch {torch.__version__} | {key[2]} threads | {rows} rows | {key[0]}"
     stored = _read(store)
-    if key not in decided and isinstance(stored.get(name), bool):
-        decided[key] = stored[name]
     if key not in decided:
-        own = through = 0.0
-        with torch.no_grad():
-            for count, layer in shapes.values():
-                for r in sorted({rows, max(1, (rows + 1) // 2)}):
-                    a, b = product_times(layer, r)
-                    own, through = own + count * a, through + count * b
-        decided[key] = through <= MARGIN * own
-    if store is not None and stored.get(name) is not decided[key]:
+        decided[key] = stored[name] if isinstance(stored.get(name), bool) else _measure(shapes, rows)
+    if stored.get(name) is not decided[key]:
         try:
             atomic.write_atomically(store, json.dumps({**stored, name: decided[key]}, indent=1))
         except atomic.WriteError:  # no or a read-only cache folder: measured again next time
@@ -136,9 +133,21 @@ def pays(model: torch.nn.Module, rows: int, store: Path | None = None) -> bool:
     return decided[key]
 
 
-def _read(store: Path | None) -> dict:
+def _measure(shapes: dict[tuple, tuple[int, torch.nn.Linear]], rows: int) -> bool:
+    """:func:`pays`'s measurement: one decoding step's products (each shape times its layer count) at
+    ``rows`` and half of them, through the copies at most :data:`MARGIN` of their time through F.linear."""
+    own = through = 0.0
+    with torch.no_grad():
+        for count, layer in shapes.values():
+            for r in sorted({rows, max(1, (rows + 1) // 2)}):
+                a, b = product_times(layer, r)
+                own, through = own + count * a, through + count * b
+    return through <= MARGIN * own
+
+
+def _read(store: Path) -> dict:
     try:
-        found = json.loads(Path(store).read_text()) if store is not None else {}
+        found = json.loads(Path(store).read_text())
     except (OSError, ValueError):  # none yet, or unreadable: measure
         return {}
     return found if isinstance(found, dict) else {}
