@@ -123,6 +123,7 @@ class Setup:
     lean: bool = True  # ladtrain.lean_layers where they pay, without checkpointing (False: never)
     pack: bool = True  # ladtrain.packing: the update's MLPs skip the padding (False: buckets or one pass)
     transposed: bool = True  # ladtrain.transposed_linears while sampling where measured faster (False: never)
+    draws: str = "generate"  # ladtrain's sampler draws: generate's exponentials | inverse-cdf (other tokens)
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
     @property
@@ -308,17 +309,22 @@ def _timed_backward(clock: Clock):
 
 
 def sampling_kernel_seconds(batch: int, vocab: int, calls: int, temperature: float,
-                            repeats: int = 3) -> float:
+                            repeats: int = 3, draws: str = "generate") -> float:
     """Seconds of the sampling kernels of ``calls`` generation steps: temperature, softmax, multinomial
-    on a (B, V) logits tensor (what ``generate`` does per token besides the forward)."""
+    on a (B, V) logits tensor (what ``generate`` does per token besides the forward); with ``draws``
+    ``"inverse-cdf"`` the draw is ``ladtrain.compact_sampler.inverse_cdf`` instead of the multinomial."""
     import torch
 
+    from ladtrain.compact_sampler import inverse_cdf
+
     logits = torch.randn(batch, vocab)
+    rows = torch.arange(batch)
     best = math.inf
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(calls):
-            torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)
+            probs = torch.softmax(logits / temperature, dim=-1)
+            torch.multinomial(probs, 1) if draws == "generate" else inverse_cdf(probs, rows, batch)
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -374,7 +380,7 @@ def make_sampler(setup: Setup, model, tok):
     if setup.sampler == "compact":
         return CompactSampler(
             model, tok, setup.temperature, setup.max_new_tokens, share_prompts=setup.share_prompts,
-            transposed=None if setup.transposed else False,
+            transposed=None if setup.transposed else False, draws=setup.draws,
         )
     return HFSampler(model, tok, setup.temperature, setup.max_new_tokens)
 
@@ -462,7 +468,8 @@ def restore(st: LadState, snap: dict[str, Any]) -> None:
 def step_record(clock: Clock, row: dict[str, Any], setup: Setup) -> dict[str, Any]:
     """Phase times, kernel time and overhead of one timed step."""
     calls = clock.forward_calls.get("generation", 0)
-    sampling = sampling_kernel_seconds(setup.batch, row["vocab"], calls, setup.temperature)
+    sampling = sampling_kernel_seconds(setup.batch, row["vocab"], calls, setup.temperature,
+                                       draws=setup.draws if setup.sampler == "compact" else "generate")
     kernel = sum(clock.kernel.values()) + sampling
     wall = clock.total()
     return {
@@ -852,6 +859,7 @@ def report(result: dict[str, Any]) -> str:
         + ("off (--no-transposed)" if not s.get("transposed", False) else
            f"where measured faster: on in {sum(lt.get('transposed_copies', []))} of "
            f"{len(lt.get('transposed_copies', []))} workers")
+        + f", draws {s.get('draws', 'generate')}"
     ]
     step = lt["grpo_step_wall"]["median"]
     shown_step = lt["lad_step_wall"]["median"] if "lad_step_wall" in lt else step
@@ -912,6 +920,14 @@ def report(result: dict[str, Any]) -> str:
             f"{t['over_ladtrain_kernel_limit']:.2f}x ladtrain's limit"
         )
         lines.append("    " + _memory_line("TRL", t["memory"]))
+        own = lt["completion_tokens"] / result["batch"]
+        if abs(own - t["completion_len"]) > 0.005 * t["completion_len"]:  # other draws: other completions
+            per_token = r2["wall"] * own / t["completion_len"]
+            lines.append(
+                f"    NOT like for like in tokens: the two sides sampled different completions (ladtrain's "
+                f"draws {s.get('draws', 'generate')}); per completion token ladtrain is {per_token:.2f}x "
+                "faster (wall)"
+            )
         lines.append(
             f"    memory ladtrain / TRL: step peak {r2['memory_peak']:.2f}, update peak "
             f"{r2['memory_update']:.2f}, rise above the step's start {r2['memory_rise']:.2f}"
@@ -1014,6 +1030,14 @@ def main(argv: list[str] | None = None) -> int:
         help="ladtrain's sampler without transposed weight copies (ladtrain.transposed_linears)",
     )
     ap.add_argument(
+        "--draws",
+        choices=["generate", "inverse-cdf"],
+        default="generate",
+        help="ladtrain's sampler draws (--sampler-draws): generate's exponentials (the same completions as "
+        "TRL) or inverse-cdf (the same distribution, other completions: the step ratio is then not like "
+        "for like in tokens)",
+    )
+    ap.add_argument(
         "--lean-ablation",
         action="store_true",
         help="also run ladtrain without its lean layers, interleaved, without gradient checkpointing",
@@ -1103,6 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
             lean=not args.no_lean,
             pack=not args.no_pack,
             transposed=not args.no_transposed,
+            draws=args.draws,
             pairs=name not in shapes.SHAPES,
         )
         setups = [replace(base, gradient_checkpointing=gc) for gc in checkpointing]

@@ -322,6 +322,14 @@ class TrainConfig(RunOptions):
     temperature: float = _f(
         1.0, "sampling temperature for rollouts (log-probs use the same temperature)", TEMPERATURE
     )
+    sampler_draws: str = _f(
+        "generate",
+        "how the rollout sampler draws each token from the policy: generate (the exponentials "
+        "torch.multinomial draws, so the same tokens as transformers' generate for the same seed) or "
+        "inverse-cdf (one uniform per sequence and token: the same distribution, other tokens, cheaper at a "
+        "large vocabulary); not with --top-p or --top-k",
+        Choice("generate", "inverse-cdf"),
+    )
     # --- evaluation (held-out split)
     eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)", Int(ge=1))
     eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)", Int(ge=0))
@@ -448,6 +456,17 @@ class TrainConfig(RunOptions):
         "config.json fixes every option except --progress, --threads and --device",
         PathDomain(exists=True, folder=True, holding="config.json", what="a run folder"),
     )
+
+    def validate(self):
+        """:meth:`RunOptions.validate`, and ``--sampler-draws inverse-cdf`` only with the full policy (the
+        truncated samplers of ``--top-p`` and ``--top-k`` are generate's)."""
+        cfg = super().validate()
+        if cfg.sampler_draws != "generate" and (cfg.top_p < 1 or cfg.top_k):
+            flag = "--top-p" if cfg.top_p < 1 else "--top-k"
+            raise ConfigError(f"--sampler-draws: {cfg.sampler_draws} draws from the full policy; {flag} "
+                              "samples through generate, whose draws are 'generate' "
+                              f"(got {cfg.sampler_draws!r})")
+        return cfg
 
     def resolved(self) -> TrainConfig:
         """:meth:`RunOptions.resolved`, and ``lr_warmup_steps``: 5 for the built-in model, 1/40 of the run's

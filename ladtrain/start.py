@@ -302,6 +302,7 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
                             top_k=cfg.top_k)
     else:
         sampler = CompactSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens,
+                                 draws=cfg.sampler_draws,
                                  transposed=sampler_transposed(cfg, model, begin, world))  # ended rows free
     ref_model = (
         copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None

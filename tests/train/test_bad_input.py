@@ -51,6 +51,18 @@ def test_out_of_domain_values_named_in_the_issue(capsys, tmp_path, argv, start):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("flag", [["--top-p", "0.9"], ["--top-k", "5"]])
+def test_inverse_cdf_draws_with_a_truncated_sampler_are_refused(capsys, tmp_path, flag):
+    """--top-p and --top-k sample through generate, which draws generate's way: the flag cannot hold."""
+    argv = ["train", "--sampler-draws", "inverse-cdf", *flag, "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 2
+    line = one_line(capsys)
+    assert line.startswith("error: --sampler-draws: inverse-cdf draws from the full policy;")
+    assert flag[0] in line
+    assert not (tmp_path / "run").exists()
+    assert cli.parse_config(["--sampler-draws", "generate", *flag]).sampler_draws == "generate"  # control
+
+
 @pytest.mark.skipif(torch.cuda.device_count() > 7, reason="this machine has a cuda:7")
 def test_a_cuda_device_this_machine_lacks_is_refused(capsys, tmp_path):
     assert cli.main(["train", "--device", "cuda:7", "--out", str(tmp_path / "run")]) == 2

@@ -204,3 +204,25 @@ def test_rl_prompts_come_from_training_problems_the_warm_up_did_not_see(cache, t
     assert warm_ids == train[: round(0.5 * len(train))]
     training_rl = [p for p in rl_prompts if p not in test]  # the evaluation also samples (held-out prompts)
     assert training_rl and not set(training_rl) & set(warm_ids)
+
+
+def test_sampler_draws_reaches_the_rollout_sampler(cache, tmp_path, tiny, monkeypatch):
+    """``--sampler-draws inverse-cdf``: every rollout token comes from ``compact_sampler.inverse_cdf``;
+    control: the default run never calls it (its draws are generate's exponentials)."""
+    from ladtrain import compact_sampler
+
+    calls = []
+    real = compact_sampler.inverse_cdf
+
+    def counting(probs, live, batch):
+        calls.append(int(live.numel()))
+        return real(probs, live, batch)
+
+    monkeypatch.setattr(compact_sampler, "inverse_cdf", counting)
+    base = replace(TrainConfig(), **tiny)
+    trainer.train(replace(base, out=str(tmp_path / "generate")).validate())
+    assert calls == []
+    trainer.train(replace(base, out=str(tmp_path / "icdf"), sampler_draws="inverse-cdf").validate())
+    assert len(calls) >= tiny["steps"] and sum(calls) >= tiny["steps"] * tiny["prompts_per_step"] * 2
+    config = json.loads((tmp_path / "icdf" / "config.json").read_text())
+    assert config["sampler_draws"] == "inverse-cdf"
