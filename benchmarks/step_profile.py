@@ -845,6 +845,19 @@ def _memory_line(name: str, m: dict[str, float]) -> str:
     )
 
 
+def token_mismatch_line(result: dict[str, Any]) -> str | None:
+    """A line saying that ladtrain and TRL sampled different completions (their mean lengths differ by more
+    than 0.5%, as with ``--draws inverse-cdf``), with the step ratio per completion token; None if not."""
+    own = result["ladtrain"]["completion_tokens"] / result["batch"]
+    trl = result["trl"]["completion_len"]
+    if abs(own - trl) <= 0.005 * trl:
+        return None
+    per_token = result["ratio_trl_over_ladtrain_grpo"]["wall"] * own / trl
+    return (f"    NOT like for like in tokens: the two sides sampled different completions (ladtrain's "
+            f"draws {result['setup'].get('draws', 'generate')}); per completion token ladtrain is "
+            f"{per_token:.2f}x faster (wall)")
+
+
 def report(result: dict[str, Any]) -> str:
     s, lt = result["setup"], result["ladtrain"]
     lines = [
@@ -920,14 +933,9 @@ def report(result: dict[str, Any]) -> str:
             f"{t['over_ladtrain_kernel_limit']:.2f}x ladtrain's limit"
         )
         lines.append("    " + _memory_line("TRL", t["memory"]))
-        own = lt["completion_tokens"] / result["batch"]
-        if abs(own - t["completion_len"]) > 0.005 * t["completion_len"]:  # other draws: other completions
-            per_token = r2["wall"] * own / t["completion_len"]
-            lines.append(
-                f"    NOT like for like in tokens: the two sides sampled different completions (ladtrain's "
-                f"draws {s.get('draws', 'generate')}); per completion token ladtrain is {per_token:.2f}x "
-                "faster (wall)"
-            )
+        mismatch = token_mismatch_line(result)
+        if mismatch is not None:
+            lines.append(mismatch)
         lines.append(
             f"    memory ladtrain / TRL: step peak {r2['memory_peak']:.2f}, update peak "
             f"{r2['memory_update']:.2f}, rise above the step's start {r2['memory_rise']:.2f}"

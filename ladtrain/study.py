@@ -202,16 +202,24 @@ def arms_of(study: CompareConfig, base: TrainConfig) -> list[Arm]:
 # Running the study
 
 
+# fields added to TrainConfig after runs were committed, with the value that does what the code did before
+# the field existed: a config.json without the field was made with that value
+ADDED_LATER = {"sampler_draws": "generate"}
+
+
 def _same_config(folder: Path, cfg: TrainConfig) -> bool:
     """The run in ``folder`` was made with ``cfg`` (every setting but ``out``, the folder itself, which
-    differs when a study's folder is moved or committed and checked out elsewhere)."""
+    differs when a study's folder is moved or committed and checked out elsewhere; a field of
+    :data:`ADDED_LATER` missing from its ``config.json`` counts as that field's earlier behaviour)."""
     try:
         saved = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(saved, dict):
+        return False
+    saved = {**ADDED_LATER, **saved}
     wanted = json.loads(json.dumps(cfg.to_dict()))
-    return isinstance(saved, dict) and {k: v for k, v in saved.items() if k != "out"} == {
-        k: v for k, v in wanted.items() if k != "out"}
+    return {k: v for k, v in saved.items() if k != "out"} == {k: v for k, v in wanted.items() if k != "out"}
 
 
 def _slug(label: str) -> str:
@@ -226,7 +234,7 @@ TRAINING_ONLY = (
     "prompts_per_step", "group_size", "updates_per_rollout", "mini_batches", "lr", "lr_schedule",
     "lr_warmup_steps", "weight_decay", "max_grad_norm", "temperature", "reward", "reward_weights", "out",
     "checkpoint_every", "keep_checkpoints", "keep_resumable", "optimizer_state", "resume", "progress",
-    "threads", "report_to", "log_samples", "stop_on_no_signal", "eval_every",
+    "threads", "report_to", "log_samples", "stop_on_no_signal", "eval_every", "sampler_draws",
 )
 
 

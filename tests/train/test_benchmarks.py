@@ -132,3 +132,29 @@ def test_lad_and_grpo_steps_see_the_same_rollout(step_profile, cache):
     assert rows["lad"]["reward_mean"] == rows["grpo"]["reward_mean"] or math.isnan(rows["lad"]["reward_mean"])
     # and the two losses really differ in the update they made
     assert rows["lad"]["reward_std"] > 0 and rows["lad"]["loss"] != rows["grpo"]["loss"]
+
+
+def test_the_draws_benchmark_times_both_draws(capsys):
+    """benchmarks/draws.py: softmax and both draws of ladtrain.compact_sampler timed, and their ratio."""
+    spec = importlib.util.spec_from_file_location("draws_bench", ROOT / "benchmarks" / "draws.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--rows", "3", "--vocab", "50", "--calls", "2", "--repeats", "2"])
+    out = capsys.readouterr().out
+    assert "3 rows x 50 tokens" in out
+    for name in ("softmax", "generate", "inverse-cdf"):
+        assert f"{name}: median " in out
+    assert "inverse-cdf / generate: " in out
+
+
+def test_the_step_benchmark_says_when_the_two_sides_sampled_other_completions(step_profile):
+    """With ``--draws inverse-cdf`` ladtrain samples other completions than TRL; the report says the step
+    ratio is then not like for like and gives it per completion token. Control: equal lengths, no line."""
+    ladtrain = {"completion_tokens": 1200.0, "transposed_copies": []}
+    result = {"setup": {"draws": "inverse-cdf"}, "batch": 16, "ladtrain": ladtrain,
+              "trl": {"completion_len": 81.0}, "ratio_trl_over_ladtrain_grpo": {"wall": 1.5}}
+    assert step_profile.token_mismatch_line(result) == (
+        "    NOT like for like in tokens: the two sides sampled different completions (ladtrain's draws "
+        "inverse-cdf); per completion token ladtrain is 1.39x faster (wall)")
+    ladtrain["completion_tokens"] = 81.0 * 16
+    assert step_profile.token_mismatch_line(result) is None

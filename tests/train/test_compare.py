@@ -147,3 +147,24 @@ def test_compare_bad_input_is_one_line_with_exit_code_2(capsys, cache, tmp_path,
     code = cli.main(["compare", "--out", str(tmp_path / "s"), "--no-progress", *argv])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and flag in err and "Traceback" not in err, err
+
+
+def test_a_run_saved_before_sampler_draws_existed_counts_as_generate_draws(tmp_path):
+    """A config.json written before ``--sampler-draws`` existed (the committed decisive study's) is the
+    same run as today's configuration with the default draws, generate's, which is what that code did.
+    Controls: against inverse-cdf draws it is another run, and so is a saved inverse-cdf run."""
+    import json
+    from dataclasses import replace
+
+    from ladtrain import study
+    from ladtrain.config import TrainConfig
+
+    cfg = replace(TrainConfig(), out=str(tmp_path))
+    saved = json.loads(json.dumps(cfg.to_dict()))
+    del saved["sampler_draws"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert study._same_config(tmp_path, cfg)
+    assert not study._same_config(tmp_path, replace(cfg, sampler_draws="inverse-cdf"))
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "sampler_draws": "inverse-cdf"}))
+    assert not study._same_config(tmp_path, cfg)
+    assert study._same_config(tmp_path, replace(cfg, sampler_draws="inverse-cdf"))
