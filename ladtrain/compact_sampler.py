@@ -56,6 +56,12 @@ from ladtrain.rollout import HFSampler, Rollout, cache_keyword, completion_mask,
 DRAWS = ("generate", "live", "inverse-cdf")
 
 
+def check_draws(draws: str) -> None:
+    """ValueError unless ``draws`` names one of :data:`DRAWS`."""
+    if draws not in DRAWS:
+        raise ValueError(f"draws: {draws!r} is not one of {', '.join(DRAWS)}")
+
+
 def draw(probs: Tensor, live: Tensor, batch: int, draws: str = "generate") -> Tensor:
     """One token per live row from ``probs`` (b, V), the probabilities of the live rows ``live`` (b,)
     out of ``batch`` rows, each drawn from its row's categorical distribution.
@@ -64,15 +70,14 @@ def draw(probs: Tensor, live: Tensor, batch: int, draws: str = "generate") -> Te
       rows' used: the way ``torch.multinomial(probs, 1)`` samples inside ``generate``.
     * ``"live"``: the same with ``q`` drawn for the live rows only.
     * ``"inverse-cdf"``: :func:`inverse_cdf`, one uniform per row instead of ``V`` exponentials."""
+    check_draws(draws)
     if draws == "inverse-cdf":
         return inverse_cdf(probs, live, batch)
     if draws == "generate":
         q = torch.empty((batch, probs.shape[1]), dtype=probs.dtype, device=probs.device).exponential_(1)
         q = q[live]  # (b, V)
-    elif draws == "live":
+    else:  # "live"
         q = torch.empty_like(probs).exponential_(1)  # (b, V)
-    else:
-        raise ValueError(f"draws: {draws!r} is not one of {', '.join(DRAWS)}")
     return (probs / q).argmax(dim=-1)  # (b,)
 
 
@@ -109,8 +114,7 @@ class CompactSampler:
     transposed: bool | None = None  # None: where transposed_linears.pays (measured); False: never
 
     def __post_init__(self) -> None:
-        if self.draws not in DRAWS:
-            raise ValueError(f"draws: {self.draws!r} is not one of {', '.join(DRAWS)}")
+        check_draws(self.draws)
 
     def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
         rows = len(prompts) * group_size  # the decode's rows at its start
@@ -172,4 +176,4 @@ class CompactSampler:
         return Rollout(prompt_ids, prompt_mask, completion, mask, texts, G)
 
 
-__all__ = ["DRAWS", "CompactSampler", "draw", "inverse_cdf"]
+__all__ = ["DRAWS", "CompactSampler", "check_draws", "draw", "inverse_cdf"]
