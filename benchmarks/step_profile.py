@@ -124,6 +124,7 @@ class Setup:
     pack: bool = True  # ladtrain.packing: the update's MLPs skip the padding (False: buckets or one pass)
     transposed: bool = True  # ladtrain.transposed_linears while sampling where measured faster (False: never)
     draws: str = "generate"  # ladtrain's sampler draws: generate's exponentials | inverse-cdf (other tokens)
+    kernels: str = "auto"  # ladtrain's linear products (--linear-kernels): auto (measured) | torch | onednn
     pairs: bool = True  # LAD / GRPO interleaved pairs; False: GRPO steps only (the large shapes)
 
     @property
@@ -374,21 +375,33 @@ class ShapedTask:
 
 def make_sampler(setup: Setup, model, tok):
     """ladtrain's sampler for ``setup``: the compacting one (finished rows dropped) or generate's."""
+    from ladtrain import onednn_linears
     from ladtrain.compact_sampler import CompactSampler
     from ladtrain.rollout import HFSampler
 
     if setup.sampler == "compact":
         return CompactSampler(
             model, tok, setup.temperature, setup.max_new_tokens, share_prompts=setup.share_prompts,
-            transposed=None if setup.transposed else False, draws=setup.draws,
+            transposed=None if setup.transposed and not onednn_linears.switched(model) else False,
+            draws=setup.draws,
         )
     return HFSampler(model, tok, setup.temperature, setup.max_new_tokens)
+
+
+def use_onednn(setup: Setup, model) -> bool:
+    """Whether ladtrain's linear products go through oneDNN (``Setup.kernels``; auto: where
+    :func:`ladtrain.onednn_linears.pays` measures it faster, as the trainer decides)."""
+    from ladtrain import onednn_linears
+
+    if setup.kernels == "auto":
+        return onednn_linears.pays(model, setup.batch, min(256, setup.batch * setup.max_new_tokens))
+    return setup.kernels == "onednn"
 
 
 def lad_state(setup: Setup) -> LadState:
     import torch
 
-    from ladtrain import lean_layers, losses, models, start
+    from ladtrain import lean_layers, losses, models, onednn_linears, start
     from ladtrain.step import Step
 
     start.seed_everything(setup.seed)
@@ -399,6 +412,8 @@ def lad_state(setup: Setup) -> LadState:
         models.enable_gradient_checkpointing(model)
     elif setup.lean and lean_layers.pays(model):  # as ladtrain.start.prepare_model does
         lean_layers.apply(model)
+    if use_onednn(setup, model):  # as ladtrain.start.linear_kernels decides --linear-kernels
+        onednn_linears.apply(model)
     optimizer = start.adamw(list(model.parameters()), cfg.lr, cfg.weight_decay)  # the trainer's AdamW
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, start.lr_lambda(cfg))
     sampler = SeededSampler(make_sampler(setup, model, tok), setup)
@@ -549,7 +564,7 @@ def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
             row = lad_step(st, spec, clock)
             records[spec].append({**step_record(clock, row, setup), "memory": memory_record(peaks, start)})
     peaks.stop()
-    from ladtrain import transposed_linears
+    from ladtrain import onednn_linears, transposed_linears
     from ladtrain.models import count_parameters
 
     loss_only = {spec: loss_only_seconds(setup, spec) for spec in specs}
@@ -561,7 +576,8 @@ def ladtrain_worker(setup: Setup, reps: int) -> dict[str, Any]:
         "loss_only": loss_only,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "import_rss_mb": rss_before / 1024,
-        "transposed_copies": any(transposed_linears.decided.values()),  # what pays() measured here
+        "transposed_copies": any(v for k, v in transposed_linears.decided.items() if k[0] == "transposed"),
+        "linear_kernels": "onednn" if onednn_linears.switched(st.model) else "torch",
     }
 
 
@@ -716,6 +732,15 @@ def _memory(records: list[dict]) -> dict[str, float]:
     return out
 
 
+def kernels_line(s: dict, lt: dict) -> str:
+    """The report's words for ladtrain's linear products (``Setup.kernels`` and what the workers ran)."""
+    ran = lt.get("linear_kernels", ["torch"])
+    onednn = sum(k == "onednn" for k in ran)
+    if s.get("kernels", "torch") == "auto":
+        return f"auto (oneDNN where measured faster: oneDNN in {onednn} of {len(ran)} workers)"
+    return f"{s.get('kernels', 'torch')} ({onednn} of {len(ran)} workers through oneDNN)"
+
+
 def _ladtrain_summary(runs: list[dict]) -> dict[str, Any]:
     """The GRPO step of ladtrain workers (and its LAD pair where run): times, phases, kernels, memory."""
     grpo = [r for run in runs for r in run["records"]["grpo"]]
@@ -734,6 +759,7 @@ def _ladtrain_summary(runs: list[dict]) -> dict[str, Any]:
         "overhead_fraction": spread([r["overhead_fraction"] for r in lad + grpo]),
         "optimizer_fraction": spread([r["optimizer_fraction"] for r in lad + grpo]),
         "transposed_copies": [run.get("transposed_copies", False) for run in runs],  # per worker
+        "linear_kernels": [run.get("linear_kernels", "torch") for run in runs],  # per worker
     }
     if lad:
         out["lad_step_wall"] = spread([r["wall"] for r in lad])
@@ -872,7 +898,8 @@ def report(result: dict[str, Any]) -> str:
         + ("off (--no-transposed)" if not s.get("transposed", False) else
            f"where measured faster: on in {sum(lt.get('transposed_copies', []))} of "
            f"{len(lt.get('transposed_copies', []))} workers")
-        + f", draws {s.get('draws', 'generate')}"
+        + f", draws {s.get('draws', 'generate')}, linear products "
+        + kernels_line(s, lt)
     ]
     step = lt["grpo_step_wall"]["median"]
     shown_step = lt["lad_step_wall"]["median"] if "lad_step_wall" in lt else step
@@ -1038,6 +1065,13 @@ def main(argv: list[str] | None = None) -> int:
         help="ladtrain's sampler without transposed weight copies (ladtrain.transposed_linears)",
     )
     ap.add_argument(
+        "--linear-kernels",
+        choices=["auto", "torch", "onednn"],
+        default="auto",
+        help="ladtrain's linear products (--linear-kernels): auto (oneDNN where measured faster), torch's "
+        "default BLAS, or oneDNN (ladtrain.onednn_linears); TRL always runs torch's",
+    )
+    ap.add_argument(
         "--draws",
         choices=["generate", "inverse-cdf"],
         default="generate",
@@ -1136,12 +1170,14 @@ def main(argv: list[str] | None = None) -> int:
             pack=not args.no_pack,
             transposed=not args.no_transposed,
             draws=args.draws,
+            kernels=args.linear_kernels,
             pairs=name not in shapes.SHAPES,
         )
         setups = [replace(base, gradient_checkpointing=gc) for gc in checkpointing]
         runs: dict[Setup, tuple[list, list]] = {setup: ([], []) for setup in setups}
         before_setup = replace(
-            base, sampler="hf", chunked=False, buckets=False, lean=False, pack=False, transposed=False
+            base, sampler="hf", chunked=False, buckets=False, lean=False, pack=False, transposed=False,
+            kernels="torch",
         )
         before: list[dict] = []
         no_lean: list[dict] = []

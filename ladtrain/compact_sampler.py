@@ -22,7 +22,8 @@ protocol).
   agree to round-off, not always bit for bit: they come from a smaller batch (its rows in another order;
   a matrix product's last bits may depend on the batch size), and where it measures faster the linear
   layers run through transposed weight copies (:mod:`ladtrain.transposed_linears`; ``transposed=False``
-  is the ablation). So a token can differ where two candidates are within float32 rounding of each
+  is the ablation) or, in a model switched to oneDNN (:mod:`ladtrain.onednn_linears`), through weights
+  reordered for oneDNN. So a token can differ where two candidates are within float32 rounding of each
   other (a near tie); the tests (``tests/train/test_compact_sampler.py``) find identical samples on the
   built-in model, and every sampled token's probability is the policy's own either way.
 * Not applied here, unlike ``generate``: extra logits processors from a model folder's
@@ -50,7 +51,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ladtrain import kv_buffer, transposed_linears
+from ladtrain import kv_buffer, onednn_linears, transposed_linears
 from ladtrain.rollout import HFSampler, Rollout, cache_keyword, completion_mask, keep_last_logits, positions
 
 DRAWS = ("generate", "live", "inverse-cdf")
@@ -118,6 +119,9 @@ class CompactSampler:
 
     def sample(self, prompts: Sequence[str], group_size: int) -> Rollout:
         rows = len(prompts) * group_size  # the decode's rows at its start
+        if onednn_linears.switched(self.model):
+            with onednn_linears.packed(self.model, rows):  # oneDNN's reordered weights (switched layers)
+                return self._sample(prompts, group_size)
         with transposed_linears.transposed_linears(self.model, enabled=self.transposed, rows=rows):
             return self._sample(prompts, group_size)
 

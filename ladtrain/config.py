@@ -330,6 +330,14 @@ class TrainConfig(RunOptions):
         "large vocabulary); not with --top-p or --top-k",
         Choice("generate", "inverse-cdf"),
     )
+    linear_kernels: str = _f(
+        "auto",
+        "the library of the float32 CPU linear layers' products: torch (its default BLAS), onednn "
+        "(oneDNN, the same products in another summation order: ladtrain.onednn_linears) or auto (oneDNN "
+        "where this machine measures it faster at the model's shapes; decided once per run, kept in "
+        "run.json)",
+        Choice("auto", "torch", "onednn"),
+    )
     # --- evaluation (held-out split)
     eval_samples: int = _f(16, "samples per held-out prompt (k of pass@k)", Int(ge=1))
     eval_problems: int = _f(0, "held-out prompts to evaluate (0 = all)", Int(ge=0))
@@ -461,6 +469,9 @@ class TrainConfig(RunOptions):
         """:meth:`RunOptions.validate`, and ``--sampler-draws inverse-cdf`` only with the full policy (the
         truncated samplers of ``--top-p`` and ``--top-k`` are generate's)."""
         cfg = super().validate()
+        if cfg.linear_kernels == "onednn" and not _onednn_available():
+            raise ConfigError("--linear-kernels: onednn needs oneDNN's linear product, which this torch "
+                              "build lacks (torch.ops.mkldnn._linear_pointwise); use auto or torch")
         if cfg.sampler_draws != "generate" and (cfg.top_p < 1 or cfg.top_k):
             flag = "--top-p" if cfg.top_p < 1 else "--top-k"
             raise ConfigError(f"--sampler-draws: {cfg.sampler_draws} draws from the full policy; {flag} "
@@ -612,6 +623,12 @@ def load_yaml(path: str | Path, cls: type | None = None) -> dict[str, Any]:
         except ConfigError as err:
             raise ConfigError(f"{path}:{line}: {err}") from None
     return values
+
+
+def _onednn_available() -> bool:
+    from ladtrain import onednn_linears
+
+    return onednn_linears.available()
 
 
 RESUME_MAY_CHANGE = ("resume", "progress", "threads", "device")

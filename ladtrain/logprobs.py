@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ladtrain import onednn_linears
+
 CHUNK_LOGITS = 1 << 23  # logits per chunk (rows x vocabulary): 32 MiB in float32
 
 # config fields that make the logits something other than lm_head(hidden): soft-capping (Gemma 2),
@@ -89,11 +91,15 @@ def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-def _chunk_logits(h: Tensor, weight: Tensor, bias: Tensor | None, temperature: float) -> Tensor:
+def _chunk_logits(h: Tensor, weight: Tensor, bias: Tensor | None, temperature: float,
+                  fast: bool = False) -> Tensor:
     """(n, V) logits / temperature in at least float32 (``h``, ``weight`` already in the compute dtype). The
     bias is added inside the product (``addmm``, as ``nn.Linear`` does); at temperature 1 there is no
     division (dividing by 1 is exact, and a pass over (n, V) costs as much as the softmax)."""
-    z = h @ weight.t() if bias is None else torch.addmm(bias, h, weight.t())
+    if fast:  # ladtrain.onednn_linears: the same product through oneDNN
+        z = onednn_linears.linear(h, weight, bias)
+    else:
+        z = h @ weight.t() if bias is None else torch.addmm(bias, h, weight.t())
     z = z.to(torch.promote_types(z.dtype, torch.float32))
     return z if temperature == 1.0 else z / temperature
 
@@ -111,9 +117,12 @@ def _untempered(grad: Tensor, temperature: float) -> Tensor:
     return grad / temperature
 
 
-def _accumulate(out: Tensor, a: Tensor, b: Tensor, alpha: float) -> None:
-    """``out += alpha * a @ b``, in place in the product when the dtypes agree (no (V, H) temporary)."""
-    if a.dtype == out.dtype:
+def _accumulate(out: Tensor, a: Tensor, b: Tensor, alpha: float, fast: bool = False) -> None:
+    """``out += alpha * a @ b``, in place in the product when the dtypes agree (no (V, H) temporary);
+    ``fast``: the product through oneDNN, then added (one (V, H) temporary)."""
+    if fast and a.dtype == out.dtype:
+        out.add_(onednn_linears.mm(a, b), alpha=alpha)
+    elif a.dtype == out.dtype:
         out.addmm_(a, b, alpha=alpha)
     else:  # autocast: the product in its dtype, accumulated in ``out``'s
         out.add_((a @ b).to(out.dtype), alpha=alpha)
@@ -130,16 +139,17 @@ class ChunkedTokenLogprob(torch.autograd.Function):
         out_dtype = torch.promote_types(dtype, torch.float32)
         out = torch.empty(hidden.shape[0], dtype=out_dtype, device=hidden.device)  # (N,)
         lse = torch.empty_like(out)  # (N,) each row's logsumexp, kept for the backward pass
+        fast = dtype == torch.float32 and onednn_linears.active(weight)  # the products through oneDNN
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(dtype)
             b = bias.to(dtype) if bias is not None else None
             for s in range(0, hidden.shape[0], rows):
-                z = _chunk_logits(hidden[s : s + rows].to(dtype), w, b, temperature)  # (n, V)
+                z = _chunk_logits(hidden[s : s + rows].to(dtype), w, b, temperature, fast)  # (n, V)
                 picked = z.gather(1, ids[s : s + rows, None]).squeeze(1)  # (n,)
                 lse[s : s + rows] = _logsumexp_(z)  # z is spent
                 out[s : s + rows] = picked - lse[s : s + rows]
         ctx.save_for_backward(hidden, weight, bias, ids, lse)
-        ctx.temperature, ctx.rows, ctx.dtype = temperature, rows, dtype
+        ctx.temperature, ctx.rows, ctx.dtype, ctx.fast = temperature, rows, dtype, fast
         return out
 
     @staticmethod
@@ -149,7 +159,7 @@ class ChunkedTokenLogprob(torch.autograd.Function):
         # so the (n, V) probabilities p are used as they are and g is applied on the (n, H) side.
         hidden, weight, bias, ids, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        dtype, rows, temperature = ctx.dtype, ctx.rows, ctx.temperature
+        dtype, rows, temperature, fast = ctx.dtype, ctx.rows, ctx.temperature, ctx.fast
         grad_h = torch.empty_like(hidden) if need_h else None  # (N, H)
         acc = torch.promote_types(weight.dtype, torch.float32)
         grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None  # (V, H)
@@ -159,16 +169,16 @@ class ChunkedTokenLogprob(torch.autograd.Function):
             b = bias.to(dtype) if bias is not None else None
             for s in range(0, hidden.shape[0], rows):
                 h, picked = hidden[s : s + rows].to(dtype), ids[s : s + rows]  # (n, H), (n,)
-                z = _chunk_logits(h, w, b, temperature)  # (n, V), recomputed
+                z = _chunk_logits(h, w, b, temperature, fast)  # (n, V), recomputed
                 p = z.sub_(lse[s : s + rows, None]).exp_()  # (n, V) softmax(z), in place
                 g = _untempered(grad[s : s + rows].to(p.dtype), temperature)  # (n,)
                 if need_h:
-                    pw = (p.to(dtype) @ w).to(p.dtype)  # (n, H)
+                    pw = (onednn_linears.mm(p, w) if fast else p.to(dtype) @ w).to(p.dtype)  # (n, H)
                     grad_h[s : s + rows] = (g[:, None] * (w[picked].to(p.dtype) - pw)).to(hidden.dtype)
                 if need_w:
                     gh = g[:, None].to(dtype) * h  # (n, H)
                     grad_w.index_add_(0, picked, gh.to(acc))
-                    _accumulate(grad_w, p.to(dtype).t(), gh, alpha=-1.0)
+                    _accumulate(grad_w, p.to(dtype).t(), gh, alpha=-1.0, fast=fast)
                 if need_b:
                     grad_b.index_add_(0, picked, g.to(acc))
                     grad_b.sub_((p.t() @ g).to(acc))

@@ -28,7 +28,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ladtrain import atomic, checkpoint, distributed, lean_layers, models, partition, transposed_linears
+from ladtrain import (
+    atomic,
+    checkpoint,
+    distributed,
+    lean_layers,
+    models,
+    onednn_linears,
+    partition,
+    transposed_linears,
+)
 from ladtrain.compact_sampler import CompactSampler
 from ladtrain.config import ConfigError, TrainConfig
 from ladtrain.faults import Faults
@@ -218,19 +227,22 @@ def write_run_info(cfg: TrainConfig, out: Path, world: distributed.World, device
         atomic.write_atomically(out / "run.json", json.dumps(info, indent=2))
 
 
-def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: torch.device, adapters=None):
+def prepare_model(cfg: TrainConfig, model, world: distributed.World, device: torch.device, adapters=None,
+                  kernels: str = "torch"):
     """``(model, train_model)``: the policy on its device with the model options on (gradient
-    checkpointing, LoRA; ``adapters``: a resumed LoRA run's trained adapter weights, put on the new
-    adapters), and its DDP/FSDP2 wrapper for the update's forward passes. Gradients left by the warm-up
-    are cleared first: under LoRA the frozen base keeps them otherwise, and they entered the gradient norm
-    (found by the LoRA resume test: a fresh run's grad_norm depended on whether the base was just warmed
-    up in the same process)."""
+    checkpointing, ``kernels`` "onednn": its linear layers through oneDNN (:func:`linear_kernels`), LoRA;
+    ``adapters``: a resumed LoRA run's trained adapter weights, put on the new adapters), and its DDP/FSDP2
+    wrapper for the update's forward passes. Gradients left by the warm-up are cleared first: under LoRA
+    the frozen base keeps them otherwise, and they entered the gradient norm (found by the LoRA resume
+    test: a fresh run's grad_norm depended on whether the base was just warmed up in the same process)."""
     model.zero_grad(set_to_none=True)
     model.to(device)
     if cfg.gradient_checkpointing:
         models.enable_gradient_checkpointing(model)
     elif lean_layers.pays(model):  # fewer saved activations, the same bits (ladtrain.lean_layers)
         lean_layers.apply(model)
+    if kernels == "onednn":  # the same products through oneDNN (ladtrain.onednn_linears)
+        onednn_linears.apply(model)
     if cfg.lora_r:
         model = models.apply_lora(model, models.Lora(r=cfg.lora_r, alpha=cfg.lora_alpha))
         if adapters is not None:  # --resume of a LoRA run: its trained adapters
@@ -284,13 +296,36 @@ def sampler_transposed(cfg: TrainConfig, model, begin: Begin, world: distributed
     return bool(distributed.broadcast_object(measured, world))
 
 
+def linear_kernels(cfg: TrainConfig, model, begin: Begin, world: distributed.World,
+                   device: torch.device) -> str:
+    """"onednn" or "torch": the library of the linear layers' products (:mod:`ladtrain.onednn_linears`),
+    decided once per run so that the run computes through the same products throughout: on ``--resume``
+    read back from ``run.json`` (a run.json without it: "torch", what the trainer did before it existed);
+    else ``--linear-kernels``, where ``auto`` is rank 0's answer of :func:`onednn_linears.pays` (kept per
+    machine in the cache folder) on a CPU, "torch" on another device. :func:`record` writes it."""
+    if begin.previous_run is not None:
+        return str(begin.previous_run.get("linear_kernels", "torch"))
+    if cfg.linear_kernels != "auto" or device.type != "cpu":
+        return cfg.linear_kernels if cfg.linear_kernels != "auto" else "torch"
+    rows = cfg.prompts_per_step // world.size * cfg.group_size  # this rank's rows of a rollout
+    store = cfg.resolved_cache() / "linear_kernels.json"  # this machine's earlier answers
+    update_rows = min(256, rows * (cfg.max_new_tokens or 1))
+    measured = onednn_linears.pays(model, rows, update_rows, store) if world.is_main else None
+    return "onednn" if distributed.broadcast_object(measured, world) else "torch"
+
+
+def record(out: Path, world: distributed.World, **choices: Any) -> None:
+    """Add ``choices`` to ``run.json`` (rank 0): the run's decisions that ``--resume`` reads back."""
+    if world.is_main and choices:
+        info = json.loads((out / "run.json").read_text())
+        atomic.write_atomically(out / "run.json", json.dumps({**info, **choices}, indent=2))
+
+
 def record_sampler(out: Path, step: Step, world: distributed.World) -> None:
     """``run.json["sampler_transposed"]``: the sampler's decision (:func:`sampler_transposed`)."""
     transposed = getattr(step.sampler, "transposed", None)
-    if world.is_main and transposed is not None:
-        info = json.loads((out / "run.json").read_text())
-        atomic.write_atomically(out / "run.json", json.dumps({**info, "sampler_transposed": transposed},
-                                                             indent=2))
+    if transposed is not None:
+        record(out, world, sampler_transposed=transposed)
 
 
 def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin: Begin,
@@ -301,9 +336,9 @@ def rl_step(cfg: TrainConfig, loss: Loss, task: Task, model, train_model, begin:
         sampler = HFSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens, top_p=cfg.top_p,
                             top_k=cfg.top_k)
     else:
+        transposed = False if onednn_linears.switched(model) else sampler_transposed(cfg, model, begin, world)
         sampler = CompactSampler(model, begin.tokenizer, cfg.temperature, cfg.max_new_tokens,
-                                 draws=cfg.sampler_draws,
-                                 transposed=sampler_transposed(cfg, model, begin, world))  # ended rows free
+                                 draws=cfg.sampler_draws, transposed=transposed)  # ended rows free
     ref_model = (
         copy.deepcopy(begin.base().to(device)).eval().requires_grad_(False) if loss.needs_ref else None
     )
@@ -333,5 +368,6 @@ def trained_modules(step: Step) -> dict[str, torch.nn.Module]:
 
 
 __all__ = ["Begin", "PACKAGES", "base_policy", "checkpoint_every", "fit_context", "lr_lambda",
-           "package_versions", "prepare_model", "reward_components", "rl_step", "run_folder",
+           "linear_kernels", "package_versions", "prepare_model", "record", "reward_components", "rl_step",
+           "run_folder",
            "seed_everything", "splits", "start_up", "trained_modules", "warmup_spec", "write_run_info"]

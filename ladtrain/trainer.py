@@ -126,7 +126,9 @@ def train(cfg: TrainConfig, base_eval: dict[str, Any] | None = None) -> dict[str
         task, problems = chat_task, start.splits(cfg, chat_task)
     start.write_run_info(cfg, out, world, device, begin)
     adapters = begin.state.tensors.get("adapters") if begin.state is not None else None
-    model, train_model = start.prepare_model(cfg, begin.model, world, device, adapters)
+    kernels = start.linear_kernels(cfg, begin.model, begin, world, device)  # torch's products or oneDNN's
+    start.record(out, world, linear_kernels=kernels)
+    model, train_model = start.prepare_model(cfg, begin.model, world, device, adapters, kernels)
     faults = Faults()  # skipped and counted faults (ladtrain.faults documents each behaviour)
     train_problems, test_problems = start.fit_context(problems["train"], problems["test"], model,
                                                       begin.tokenizer, cfg, faults)

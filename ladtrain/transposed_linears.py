@@ -61,7 +61,7 @@ def eligible(module: torch.nn.Module) -> bool:
     return type(w) is torch.nn.Parameter and w.device.type == "cpu" and w.dtype in DTYPES
 
 
-def _shapes(model: torch.nn.Module) -> dict[tuple, tuple[int, torch.nn.Linear]]:
+def shapes(model: torch.nn.Module) -> dict[tuple, tuple[int, torch.nn.Linear]]:
     """The products of one decoding step: for each (out, in, has bias, dtype) of the eligible layers, how
     many layers have it and one of them."""
     found: dict[tuple, tuple[int, torch.nn.Linear]] = {}
@@ -87,10 +87,16 @@ def product_times(layer: torch.nn.Linear, rows: int, calls: int = 3) -> tuple[fl
     def through() -> Tensor:
         return torch.mm(x, copy) if b is None else torch.addmm(b, x, copy)
 
-    own(), through()
+    return interleaved(own, through, calls)
+
+
+def interleaved(own: Callable[[], Any], other: Callable[[], Any], calls: int = 3) -> tuple[float, float]:
+    """Median seconds of ``calls`` calls of ``own`` and of ``other``, interleaved, after one warm-up call of
+    each (the machine's load drifts, so the two are timed in turn)."""
+    own(), other()
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(calls):
-        for i, f in enumerate((own, through)):
+        for i, f in enumerate((own, other)):
             start = time.perf_counter()
             f()
             times[i].append(time.perf_counter() - start)
@@ -113,18 +119,30 @@ def pays(model: torch.nn.Module, rows: int, store: Path | None = None) -> bool:
     rows (see the module docstring: measured once per shapes, rows, dtype and threads, then remembered).
     ``store``: a JSON file of earlier answers on this machine (by CPU, torch version, threads, rows and
     shapes), read before measuring and written after, so that later runs here decide the same."""
-    shapes = _shapes(model)
-    if not shapes or rows < 1:
+    found = shapes(model)
+    if not found or rows < 1:
         return False
-    key = (tuple(sorted(((k, n) for k, (n, _) in shapes.items()), key=str)), rows, torch.get_num_threads())
+    return remembered("transposed", found, (rows,), store, lambda: _measure(found, rows))
+
+
+def remembered(kind: str, shapes: dict[tuple, tuple[int, torch.nn.Linear]], rows: tuple[int, ...],
+               store: Path | None, measure: Callable[[], bool]) -> bool:
+    """``measure()``'s answer for a ``kind`` of products of ``shapes`` at ``rows``: measured once per
+    process (by shapes, rows and thread count) and, with a ``store`` (a JSON file), kept there by CPU,
+    torch version, threads, rows and shapes, read before measuring and written after, so that later runs
+    on this machine decide the same without measuring."""
+    counts = tuple(sorted(((k, n) for k, (n, _) in shapes.items()), key=str))
+    key = (kind, counts, rows, torch.get_num_threads())
     if store is None:
         if key not in decided:
-            decided[key] = _measure(shapes, rows)
+            decided[key] = measure()
         return decided[key]
-    name = f"{cpu_name()} | torch {torch.__version__} | {key[2]} threads | {rows} rows | {key[0]}"
+    counted = " + ".join(map(str, rows))
+    name = ("" if kind == "transposed" else f"{kind} | ") + (
+        f"{cpu_name()} | torch {torch.__version__} | {key[3]} threads | {counted} rows | {key[1]}")
     stored = _read(store)
     if key not in decided:
-        decided[key] = stored[name] if isinstance(stored.get(name), bool) else _measure(shapes, rows)
+        decided[key] = stored[name] if isinstance(stored.get(name), bool) else measure()
     if stored.get(name) is not decided[key]:
         try:
             atomic.write_atomically(store, json.dumps({**stored, name: decided[key]}, indent=1))
@@ -202,4 +220,5 @@ def transposed_linears(model: torch.nn.Module, enabled: bool | None = None,
         copies.clear()
 
 
-__all__ = ["DTYPES", "MARGIN", "decided", "eligible", "pays", "product_times", "transposed_linears"]
+__all__ = ["DTYPES", "MARGIN", "decided", "eligible", "interleaved", "pays", "product_times", "remembered",
+           "shapes", "transposed_linears"]
