@@ -38,6 +38,7 @@ from torch import Tensor
 from ladtrain import onednn_linears
 
 CHUNK_LOGITS = 1 << 23  # logits per chunk (rows x vocabulary): 32 MiB in float32
+ACCUMULATE_ROWS = 4096  # rows of the weight gradient per oneDNN product in backward (9 MiB at H = 576)
 
 # config fields that make the logits something other than lm_head(hidden): soft-capping (Gemma 2),
 # scaling (Cohere's logit_scale, Granite's logits_scaling, Falcon-H1's lm_head_multiplier, ...)
@@ -119,9 +120,11 @@ def _untempered(grad: Tensor, temperature: float) -> Tensor:
 
 def _accumulate(out: Tensor, a: Tensor, b: Tensor, alpha: float, fast: bool = False) -> None:
     """``out += alpha * a @ b``, in place in the product when the dtypes agree (no (V, H) temporary);
-    ``fast``: the product through oneDNN, then added (one (V, H) temporary)."""
+    ``fast``: the product through oneDNN, added slice by slice of ``out``'s rows (a temporary of
+    :data:`ACCUMULATE_ROWS` rows, not (V, H))."""
     if fast and a.dtype == out.dtype:
-        out.add_(onednn_linears.mm(a, b), alpha=alpha)
+        for s in range(0, out.shape[0], ACCUMULATE_ROWS):
+            out[s : s + ACCUMULATE_ROWS].add_(onednn_linears.mm(a[s : s + ACCUMULATE_ROWS], b), alpha=alpha)
     elif a.dtype == out.dtype:
         out.addmm_(a, b, alpha=alpha)
     else:  # autocast: the product in its dtype, accumulated in ``out``'s

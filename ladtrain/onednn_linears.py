@@ -2,7 +2,7 @@
 
 PyTorch's CPU wheel multiplies float32 matrices through its default BLAS (MKL on x86). On an AMD EPYC
 machine that is the slower of the two libraries the wheel carries: one thread, SmolLM2-135M's shapes,
-``benchmarks/onednn_products.py`` measured oneDNN's product (``torch.ops.mkldnn._linear_pointwise``) at
+``benchmarks/linear_rows.py`` measured oneDNN's product (``torch.ops.mkldnn._linear_pointwise``) at
 0.45-0.50x of ``F.linear``'s time at the update's 1,600 rows (576 -> 1536: 14.5 against 31.6 ms), and,
 with the weight reordered once into oneDNN's blocked layout, at 0.25-0.4x at the decode's 16 rows (the
 output layer 576 -> 49,152: 8.1 against 31.5 ms). On another CPU it can be the other way round, so the
@@ -101,7 +101,8 @@ def _forward(self: torch.nn.Linear, x: Tensor, *args: Any, **kwargs: Any) -> Ten
     """A switched layer's forward (bound to the layer, so that a deep copy of the model stays right)."""
     w, b = self.weight, self.bias
     if args or kwargs or not _usable(x, w, b):
-        return getattr(self, _OWN)(x, *args, **kwargs)
+        own = getattr(self, _OWN)  # an instance forward set before apply(), else the class's
+        return own(x, *args, **kwargs) if own is not None else type(self).forward(self, x, *args, **kwargs)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, b)):
         return Linear.apply(x, w, b)
     found = _reordered.get(id(w))
@@ -115,7 +116,7 @@ def apply(model: torch.nn.Module) -> int:
     for module in model.modules():
         if eligible(module):
             if not hasattr(module, _OWN):
-                setattr(module, _OWN, module.forward)
+                setattr(module, _OWN, module.__dict__.get("forward"))
                 module.forward = types.MethodType(_forward, module)
             _switched[id(module.weight)] = weakref.ref(module.weight)
             n += 1
@@ -127,7 +128,11 @@ def remove(model: torch.nn.Module) -> int:
     n = 0
     for module in model.modules():
         if hasattr(module, _OWN):
-            module.forward = getattr(module, _OWN)
+            own = getattr(module, _OWN)
+            if own is None:
+                del module.forward  # the class's forward again
+            else:
+                module.forward = own
             delattr(module, _OWN)
             _switched.pop(id(module.weight), None)
             n += 1

@@ -205,12 +205,15 @@ def arms_of(study: CompareConfig, base: TrainConfig) -> list[Arm]:
 # fields added to TrainConfig after runs were committed, with the value that does what the code did before
 # the field existed: a config.json without the field was made with that value
 ADDED_LATER = {"sampler_draws": "generate"}
+# settings that do not make two runs different runs: the folder itself (it differs when a study's folder is
+# moved or committed and checked out elsewhere) and the library of the linear products (the same products
+# in another summation order, as on another CPU: ladtrain.onednn_linears)
+NOT_COMPARED = ("out", "linear_kernels")
 
 
 def _same_config(folder: Path, cfg: TrainConfig) -> bool:
-    """The run in ``folder`` was made with ``cfg`` (every setting but ``out``, the folder itself, which
-    differs when a study's folder is moved or committed and checked out elsewhere; a field of
-    :data:`ADDED_LATER` missing from its ``config.json`` counts as that field's earlier behaviour)."""
+    """The run in ``folder`` was made with ``cfg`` (every setting but those of :data:`NOT_COMPARED`; a field
+    of :data:`ADDED_LATER` missing from its ``config.json`` counts as that field's earlier behaviour)."""
     try:
         saved = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
@@ -219,7 +222,8 @@ def _same_config(folder: Path, cfg: TrainConfig) -> bool:
         return False
     saved = {**ADDED_LATER, **saved}
     wanted = json.loads(json.dumps(cfg.to_dict()))
-    return {k: v for k, v in saved.items() if k != "out"} == {k: v for k, v in wanted.items() if k != "out"}
+    return ({k: v for k, v in saved.items() if k not in NOT_COMPARED}
+            == {k: v for k, v in wanted.items() if k not in NOT_COMPARED})
 
 
 def _slug(label: str) -> str:
@@ -235,6 +239,7 @@ TRAINING_ONLY = (
     "lr_warmup_steps", "weight_decay", "max_grad_norm", "temperature", "reward", "reward_weights", "out",
     "checkpoint_every", "keep_checkpoints", "keep_resumable", "optimizer_state", "resume", "progress",
     "threads", "report_to", "log_samples", "stop_on_no_signal", "eval_every", "sampler_draws",
+    "linear_kernels",
 )
 
 

@@ -202,3 +202,21 @@ def test_bad_input_in_a_subprocess_is_exit_2_and_one_line(tmp_path):
         )
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert proc.stderr.startswith("error: --") and not (tmp_path / "b").exists()
+
+
+def test_onednn_products_without_onednn_are_refused(capsys, tmp_path, monkeypatch):
+    """--linear-kernels onednn on a torch build without oneDNN's linear product: one line, exit 2, nothing
+    written; an unknown library is refused by the flag's choices. Control: with oneDNN the flag holds."""
+    from ladtrain import onednn_linears
+
+    monkeypatch.setattr(onednn_linears, "available", lambda: False)
+    argv = ["train", "--linear-kernels", "onednn", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 2
+    line = one_line(capsys)
+    assert line.startswith("error: --linear-kernels: onednn needs oneDNN's linear product")
+    assert not (tmp_path / "run").exists()
+    assert cli.main(["train", "--linear-kernels", "fast", "--out", str(tmp_path / "run")]) == 2
+    assert "--linear-kernels" in one_line(capsys) and not (tmp_path / "run").exists()
+    monkeypatch.setattr(onednn_linears, "available", lambda: True)
+    assert cli.parse_config(["--linear-kernels", "onednn"]).linear_kernels == "onednn"  # control
+    assert cli.parse_config([]).linear_kernels == "auto"

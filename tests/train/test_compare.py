@@ -168,3 +168,25 @@ def test_a_run_saved_before_sampler_draws_existed_counts_as_generate_draws(tmp_p
     (tmp_path / "config.json").write_text(json.dumps({**saved, "sampler_draws": "inverse-cdf"}))
     assert not study._same_config(tmp_path, cfg)
     assert study._same_config(tmp_path, replace(cfg, sampler_draws="inverse-cdf"))
+
+
+def test_runs_that_differ_only_in_the_library_of_the_linear_products_are_one_run(tmp_path):
+    """``--linear-kernels`` picks the library of the same products (another summation order, as on
+    another CPU): a committed run without the field, or with another library, is the same run. Control:
+    a run that differs in a setting that changes the computation (the learning rate) is another run."""
+    import json
+    from dataclasses import replace
+
+    from ladtrain import study
+    from ladtrain.config import TrainConfig
+
+    cfg = replace(TrainConfig(), out=str(tmp_path))
+    saved = json.loads(json.dumps(cfg.to_dict()))
+    del saved["linear_kernels"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert study._same_config(tmp_path, cfg)
+    assert study._same_config(tmp_path, replace(cfg, linear_kernels="onednn"))
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "linear_kernels": "torch"}))
+    assert study._same_config(tmp_path, replace(cfg, linear_kernels="auto"))
+    assert not study._same_config(tmp_path, replace(cfg, lr=cfg.lr * 2))
+    assert "linear_kernels" in study.TRAINING_ONLY  # and one base evaluation serves both

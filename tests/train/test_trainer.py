@@ -226,3 +226,25 @@ def test_sampler_draws_reaches_the_rollout_sampler(cache, tmp_path, tiny, monkey
     assert len(calls) >= tiny["steps"] and sum(calls) >= tiny["steps"] * tiny["prompts_per_step"] * 2
     config = json.loads((tmp_path / "icdf" / "config.json").read_text())
     assert config["sampler_draws"] == "inverse-cdf"
+
+
+@pytest.mark.skipif(not __import__("ladtrain.onednn_linears").onednn_linears.available(),
+                    reason="this torch build has no oneDNN linear product")
+def test_linear_kernels_reach_the_sampler_and_the_update_and_run_json(cache, tmp_path, tiny, monkeypatch):
+    """``--linear-kernels onednn``: the rollouts, the update and the evaluation multiply through oneDNN
+    (``ladtrain.onednn_linears.linear``), and run.json records the library (``--resume`` reads it);
+    control: ``--linear-kernels torch`` never calls it."""
+    from ladtrain import onednn_linears
+
+    calls = []
+    real = onednn_linears.linear
+    monkeypatch.setattr(onednn_linears, "linear", lambda *a: calls.append(a[0].shape) or real(*a))
+    base = replace(TrainConfig(), **tiny)
+    trainer.train(replace(base, out=str(tmp_path / "torch"), linear_kernels="torch").validate())
+    assert calls == []
+    assert json.loads((tmp_path / "torch" / "run.json").read_text())["linear_kernels"] == "torch"
+    summary = trainer.train(replace(base, out=str(tmp_path / "onednn"), linear_kernels="onednn").validate())
+    assert json.loads((tmp_path / "onednn" / "run.json").read_text())["linear_kernels"] == "onednn"
+    assert any(len(s) == 2 and s[0] > 8 for s in calls)  # the update's rows (many positions at once)
+    assert sum(1 for s in calls if s[0] <= 8) > tiny["steps"] * tiny["max_new_tokens"]  # decode steps
+    assert summary is not None
