@@ -3,10 +3,11 @@
 PyTorch's CPU wheel multiplies float32 matrices through its default BLAS (MKL on x86). On an AMD EPYC
 machine that is the slower of the two libraries the wheel carries: one thread, SmolLM2-135M's shapes,
 ``benchmarks/linear_rows.py`` measured oneDNN's product (``torch.ops.mkldnn._linear_pointwise``) at
-0.45-0.50x of ``F.linear``'s time at the update's 1,600 rows (576 -> 1536: 14.5 against 31.6 ms), and,
-with the weight reordered once into oneDNN's blocked layout, at 0.25-0.4x at the decode's 16 rows (the
-output layer 576 -> 49,152: 8.1 against 31.5 ms). On another CPU it can be the other way round, so the
-trainer measures it (:func:`pays`) and decides once per run (``--linear-kernels auto``).
+0.46x of ``F.linear``'s time at 1,281 rows (576 -> 1536: 10.6 against 23.0 ms), and, with the weight
+reordered once into oneDNN's blocked layout, at 0.39-0.49x at the decode's 16 rows (the output layer
+576 -> 49,152: 7.9 against 20.2 ms); at one row it can be slower. On another CPU it can be the other way
+round, so the trainer measures it (:func:`pays`) and decides once per run (``--linear-kernels auto``:
+:func:`ladtrain.start.linear_kernels`, kept in ``run.json``, which ``--resume`` reads).
 
 * **What runs through oneDNN** once :func:`apply` has switched a model: every eligible ``nn.Linear``'s
   forward (with gradients through :class:`Linear`: ``dx = g W``, ``dW = g^T x``, ``db = sum g``, each a
@@ -20,7 +21,7 @@ trainer measures it (:func:`pays`) and decides once per run (``--linear-kernels 
   to float32 round-off, not bit for bit (``tests/train/test_onednn_linears.py``, with a control that a
   weight off by one part in a thousand is caught).
 * **Cost**: nothing in memory outside :func:`packed`; inside it one reordered copy of the linear weights
-  (540 MB at 135M, below the update's peak); reordering them takes ~0.2 s per rollout at 135M.
+  (540 MB at 135M, below the update's peak); reordering them takes about 0.2 s per rollout at 135M.
 """
 
 from __future__ import annotations

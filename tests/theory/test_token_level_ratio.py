@@ -64,7 +64,9 @@ def test_token_level_ratio_tree_minimiser_agrees_iff_a_fixed_by_first_token(seed
     first = np.repeat(rng.normal(0, 1, 2), 2)  # A depends on y_1 only
     star = np.exp(first / eta) / np.exp(first / eta).sum()
     np.testing.assert_allclose(mod._tree_minimiser("token", name, first, eta), star, atol=1e-6)
-    varying = first + np.array([0.8, -0.8, 0.0, 0.0])  # A varies after the first token 1
+    # A varies after the first token 1, both first tokens carrying mass (|A_1 - A_2| <= 1: each subtree
+    # holds at least 1 / (1 + e^2) of the target), so a disagreement inside subtree 1 is visible
+    varying = np.repeat(rng.uniform(-0.5, 0.5, 2), 2) + np.array([0.8, -0.8, 0.0, 0.0])
     star_v = np.exp(varying / eta) / np.exp(varying / eta).sum()
     assert np.abs(mod._tree_minimiser("token", name, varying, eta) - star_v).max() > 1e-3
     np.testing.assert_allclose(mod._tree_minimiser("sequence", name, varying, eta), star_v, atol=1e-6)
