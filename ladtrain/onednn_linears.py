@@ -39,6 +39,7 @@ from ladtrain import transposed_linears
 KERNELS = ("torch", "onednn")
 _OWN = "_onednn_own_forward"  # a switched layer keeps its own forward here (the fallback)
 MARGIN = 0.9  # pays(): oneDNN's products must take at most this share of F.linear's
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _switched: dict[int, weakref.ref] = {}  # id(weight) -> the weight, for the weights apply() switched
 _reordered: dict[int, tuple[int, Tensor]] = {}  # inside packed(): id(weight) -> (its version, the copy)
@@ -50,8 +51,11 @@ def available() -> bool:
 
 
 def _usable(*tensors: Tensor | None) -> bool:
+    """Plain float32 CPU tensors outside autocast (not a tensor subclass: FSDP2's sharded ``DTensor``
+    weights, which its forward replaces by gathered plain ones, are left to torch)."""
     return available() and not torch.is_autocast_enabled("cpu") and all(
-        t is None or (t.dtype == torch.float32 and t.device.type == "cpu" and t.layout == torch.strided)
+        t is None or (type(t) in _PLAIN and t.dtype == torch.float32 and t.device.type == "cpu"
+                      and t.layout == torch.strided)
         for t in tensors)
 
 

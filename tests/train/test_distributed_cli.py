@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from ports import torchrun  # sibling helper module (tests/train/ports.py)
 
+from ladtrain import onednn_linears
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -54,18 +56,27 @@ def _check_run(run: Path, steps: int) -> None:
 
 
 @pytest.mark.slow  # about 35 s on 2 shared cores
-def test_torchrun_two_processes_ddp_trains_and_rank_0_writes_the_run(tmp_path, cache, tiny):
-    proc = torchrun_train(tmp_path, cache, tiny, "--parallel", "ddp", "--grad-accumulation", "2")
+@pytest.mark.parametrize("kernels", ["torch", "onednn"])
+def test_torchrun_two_processes_ddp_trains_and_rank_0_writes_the_run(tmp_path, cache, tiny, kernels):
+    if kernels == "onednn" and not onednn_linears.available():
+        pytest.skip("this torch build has no oneDNN linear product")
+    proc = torchrun_train(tmp_path, cache, tiny, "--parallel", "ddp", "--grad-accumulation", "2",
+                          "--linear-kernels", kernels)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_run(tmp_path / "run", tiny["steps"])
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["linear_kernels"] == kernels
     assert proc.stdout.count("run folder:") == 1  # the summary table is printed by rank 0 only
 
 
 @pytest.mark.slow  # about 35 s on 2 shared cores
-def test_torchrun_two_processes_fsdp2_trains_and_saves_a_gathered_checkpoint(tmp_path, cache, tiny):
-    proc = torchrun_train(tmp_path, cache, tiny, "--parallel", "fsdp2")
+@pytest.mark.parametrize("kernels", ["torch", "onednn"])  # oneDNN: FSDP2 gathers plain weights to multiply
+def test_torchrun_two_processes_fsdp2_trains_and_saves_a_gathered_checkpoint(tmp_path, cache, tiny, kernels):
+    if kernels == "onednn" and not onednn_linears.available():
+        pytest.skip("this torch build has no oneDNN linear product")
+    proc = torchrun_train(tmp_path, cache, tiny, "--parallel", "fsdp2", "--linear-kernels", kernels)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_run(tmp_path / "run", tiny["steps"])
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["linear_kernels"] == kernels
 
 
 def test_torchrun_with_prompts_not_divisible_by_processes_is_one_line_exit_2(tmp_path, cache, tiny):
