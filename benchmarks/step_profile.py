@@ -375,15 +375,13 @@ class ShapedTask:
 
 def make_sampler(setup: Setup, model, tok):
     """ladtrain's sampler for ``setup``: the compacting one (finished rows dropped) or generate's."""
-    from ladtrain import onednn_linears
     from ladtrain.compact_sampler import CompactSampler
     from ladtrain.rollout import HFSampler
 
     if setup.sampler == "compact":
         return CompactSampler(
             model, tok, setup.temperature, setup.max_new_tokens, share_prompts=setup.share_prompts,
-            transposed=None if setup.transposed and not onednn_linears.switched(model) else False,
-            draws=setup.draws,
+            transposed=None if setup.transposed else False, draws=setup.draws,
         )
     return HFSampler(model, tok, setup.temperature, setup.max_new_tokens)
 
@@ -394,7 +392,7 @@ def use_onednn(setup: Setup, model) -> bool:
     from ladtrain import onednn_linears
 
     if setup.kernels == "auto":
-        return onednn_linears.pays(model, setup.batch, min(256, setup.batch * setup.max_new_tokens))
+        return onednn_linears.pays(model, setup.batch, setup.max_new_tokens)
     return setup.kernels == "onednn"
 
 

@@ -36,8 +36,8 @@ from torch import Tensor
 
 from ladtrain import transposed_linears
 
-KERNELS = ("torch", "onednn")
 _OWN = "_onednn_own_forward"  # a switched layer keeps its own forward here (the fallback)
+UPDATE_ROWS = 256  # pays(): the update's products are timed at this many rows (or the rollout's tokens)
 MARGIN = 0.9  # pays(): oneDNN's products must take at most this share of F.linear's
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
@@ -194,9 +194,10 @@ def _measure(shapes: dict[tuple, tuple[int, torch.nn.Linear]], rows: tuple[int, 
     return through <= MARGIN * own
 
 
-def pays(model: torch.nn.Module, rows: int, update_rows: int = 512, store=None) -> bool:
+def pays(model: torch.nn.Module, rows: int, new_tokens: int = 16, store=None) -> bool:
     """Whether oneDNN makes ``model``'s linear products faster on this machine: one decoding step's
-    products at ``rows`` live rows and the update's at ``update_rows``, each shape weighted by its layer
+    products at ``rows`` live rows and the update's at ``rows x new_tokens`` rows (at most
+    :data:`UPDATE_ROWS`), each shape weighted by its layer
     count and the rows by the tokens they carry, at most :data:`MARGIN` of ``F.linear``'s time. Measured
     once per shapes, rows and threads in a process and remembered in ``store`` (a JSON file of this
     machine's answers, see :func:`ladtrain.transposed_linears.remembered`)."""
@@ -205,10 +206,10 @@ def pays(model: torch.nn.Module, rows: int, update_rows: int = 512, store=None) 
     shapes = {k: v for k, v in transposed_linears.shapes(model).items() if k[-1] == torch.float32}
     if not shapes or rows < 1:
         return False
-    measure_rows = (rows, max(1, update_rows))
+    measure_rows = (rows, min(UPDATE_ROWS, rows * max(1, new_tokens)))
     return transposed_linears.remembered("onednn", shapes, measure_rows, store,
                                          lambda: _measure(shapes, measure_rows))
 
 
-__all__ = ["KERNELS", "Linear", "active", "apply", "available", "eligible", "linear", "mm", "packed", "pays",
-           "product_times", "remove", "switched"]
+__all__ = ["UPDATE_ROWS", "Linear", "active", "apply", "available", "eligible", "linear", "mm", "packed",
+           "pays", "product_times", "remove", "switched"]

@@ -305,12 +305,13 @@ def linear_kernels(cfg: TrainConfig, model, begin: Begin, world: distributed.Wor
     machine in the cache folder) on a CPU, "torch" on another device. :func:`record` writes it."""
     if begin.previous_run is not None:
         return str(begin.previous_run.get("linear_kernels", "torch"))
-    if cfg.linear_kernels != "auto" or device.type != "cpu":
-        return cfg.linear_kernels if cfg.linear_kernels != "auto" else "torch"
+    if cfg.linear_kernels != "auto":
+        return cfg.linear_kernels
+    if device.type != "cpu":
+        return "torch"
     rows = cfg.prompts_per_step // world.size * cfg.group_size  # this rank's rows of a rollout
     store = cfg.resolved_cache() / "linear_kernels.json"  # this machine's earlier answers
-    update_rows = min(256, rows * (cfg.max_new_tokens or 1))
-    measured = onednn_linears.pays(model, rows, update_rows, store) if world.is_main else None
+    measured = onednn_linears.pays(model, rows, cfg.max_new_tokens or 1, store) if world.is_main else None
     return "onednn" if distributed.broadcast_object(measured, world) else "torch"
 
 

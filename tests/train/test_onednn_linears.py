@@ -200,22 +200,22 @@ def _fake_times(monkeypatch, by_rows):
 def test_pays_follows_the_measurement_with_a_margin_and_is_remembered(monkeypatch, tmp_path):
     layer = torch.nn.Linear(8, 4)
     calls = _fake_times(monkeypatch, lambda rows: (1.0, 0.5))
-    assert ol.pays(layer, 16, 256) and calls == [16, 256]
-    assert ol.pays(layer, 16, 256) and len(calls) == 2  # remembered in the process
+    assert ol.pays(layer, 16, 16) and calls == [16, 256]
+    assert ol.pays(layer, 16, 16) and len(calls) == 2  # remembered in the process
     _fake_times(monkeypatch, lambda rows: (1.0, 0.95))  # faster, but by less than the margin
-    assert not ol.pays(layer, 16, 256)
+    assert not ol.pays(layer, 16, 16)
     # per token, not per call: 1/16 + 16/256 = 0.125 against 0.5/16 + 17/256 = 0.098 (summed per call the
     # update's 256 rows would decide alone: 17 against 17.5)
     _fake_times(monkeypatch, lambda rows: (1.0, 0.5) if rows == 16 else (16.0, 17.0))
-    assert ol.pays(layer, 16, 256)
+    assert ol.pays(layer, 16, 16)
     store = tmp_path / "linear_kernels.json"
     calls = _fake_times(monkeypatch, lambda rows: (1.0, 0.5))
-    assert ol.pays(layer, 16, 256, store) and len(calls) == 2
+    assert ol.pays(layer, 16, 16, store) and len(calls) == 2
     saved = json.loads(store.read_text())
     assert list(saved.values()) == [True] and next(iter(saved)).startswith("onednn | ")
     calls = _fake_times(monkeypatch, lambda rows: (1.0, 2.0))  # a new process: the store answers
-    assert ol.pays(layer, 16, 256, store) and calls == []
-    assert not ol.pays(torch.nn.Linear(8, 4).double(), 16, 256)  # nothing eligible: nothing measured
+    assert ol.pays(layer, 16, 16, store) and calls == []
+    assert not ol.pays(torch.nn.Linear(8, 4).double(), 16, 16)  # nothing eligible: nothing measured
 
 
 def test_the_run_decides_once_and_resume_reads_run_json(monkeypatch, tmp_path):
